@@ -1,0 +1,247 @@
+'use strict'
+// The file stores: one file per session (crash-safe, multi-process) and
+// Synchro's single sessions.json.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const rs = require('..')
+
+const ROOT = path.join(__dirname, '..')
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const tmp = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${name}-`))
+const session = (i = 0) => ({ user: `u${i}`, cart: [1, 2, 3], n: i })
+
+function node(script, args = []) {
+  const child = spawn(process.execPath, ['-e', script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  const done = new Promise((resolve) => child.once('exit', (code, signal) => resolve({ code, signal, out })))
+  return { child, done }
+}
+
+async function rejectsWith(promise, code) {
+  await assert.rejects(promise, (e) => (assert.equal(e.code, code, e.message), true))
+}
+
+test('file: store shape, readable format, restart persistence', async () => {
+  const dir = tmp('file')
+  let store = rs.file({ dir })
+  await store.set('a', session(1), 60_000)
+  await store.set('b', '{"text":true}', 60_000)
+  await store.set('p', session(2), Infinity)
+  assert.deepEqual(await store.get('a'), session(1))
+  assert.equal(await store.ttl('a'), 60)
+  assert.equal(await store.ttl('p'), -1)
+  assert.equal(await store.update('a', 120_000), true)
+  assert.equal(await store.update('zzz', 1000), false)
+  assert.equal(await store.length(), 3)
+  // a file per session: a header line, then the session JSON
+  const files = fs.readdirSync(dir)
+  assert.equal(files.length, 3)
+  for (const f of files) assert.match(f, /^[0-9a-f]{64}\.sess$/)
+  const texts = files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
+  const a = texts.find((t) => t.includes('"id":"a"'))
+  const [header, body] = a.split('\n')
+  assert.equal(JSON.parse(header).id, 'a')
+  assert.deepEqual(JSON.parse(body), session(1))
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o700)
+  await store.close()
+  await rejectsWith(store.get('a'), 'ERR_STORE_CLOSED')
+
+  store = rs.file({ dir })
+  assert.deepEqual(await store.get('a'), session(1), 'survives a restart')
+  assert.equal(await store.ttl('a'), 120)
+  assert.equal(await store.remove('a'), true)
+  assert.equal(await store.get('a'), null)
+  assert.equal(await store.clear(), 2)
+  assert.deepEqual(fs.readdirSync(dir), [])
+  await store.close()
+})
+
+test('file: hostile ids never escape the directory or collide', async () => {
+  const parent = tmp('hostile')
+  const dir = path.join(parent, 'store')
+  const store = rs.file({ dir })
+  const ids = ['..', '../escape', '../../etc/passwd', 'a/b', '/abs', 'nul\0byte', '.', 'x'.repeat(1024), 'X'.repeat(1024)]
+  for (const id of ids) await store.set(id, { id }, 60_000)
+  for (const id of ids) assert.deepEqual(await store.get(id), { id })
+  assert.deepEqual(fs.readdirSync(parent), ['store'], 'nothing written outside dir')
+  assert.equal(fs.readdirSync(dir).length, ids.length, 'no collisions')
+  await rejectsWith(store.set('y'.repeat(1025), {}, 1000), 'ERR_INVALID_ID')
+  assert.equal(await store.get('y'.repeat(5000)), null)
+  await store.close()
+})
+
+test('file: bad directories and bad input get coded errors', async () => {
+  const parent = tmp('baddir')
+  const notDir = path.join(parent, 'file')
+  fs.writeFileSync(notDir, 'x')
+  assert.throws(() => rs.file({ dir: notDir }), (e) => e.code === 'ERR_INVALID_OPTION' && /not a directory/.test(e.message))
+  assert.throws(() => rs.file({ dir: path.join(notDir, 'sub') }), (e) => e.code === 'ERR_STORE_IO')
+  assert.throws(() => rs.file({ dir: '/proc/rs-store-cannot' }), (e) => e.code === 'ERR_STORE_IO')
+  assert.throws(() => rs.file({ dir: 42 }), (e) => e.code === 'ERR_INVALID_OPTION' && e instanceof TypeError)
+  const store = rs.file({ dir: path.join(parent, 'ok'), maxSessionBytes: 100 })
+  await store.set('k', { a: 1 }, 60_000)
+  await rejectsWith(store.set('k', { big: 'x'.repeat(200) }, 1000), 'ERR_SESSION_TOO_LARGE')
+  await rejectsWith(store.set('k', { b: 1n }, 1000), 'ERR_NOT_SERIALIZABLE')
+  assert.deepEqual(await store.get('k'), { a: 1 }, 'stored data intact')
+  await store.close()
+})
+
+test('file: expired sessions are invisible at once and swept from disk', async () => {
+  const dir = tmp('sweep')
+  const store = rs.file({ dir, sweepIntervalMs: 50 })
+  for (let i = 0; i < 20; i++) await store.set(`s${i}`, session(i), 100)
+  await store.set('keep', session(), 60_000)
+  assert.equal(fs.readdirSync(dir).length, 21)
+  await sleep(150)
+  assert.equal(await store.get('s3'), null)
+  assert.equal(await store.length(), 1)
+  await sleep(200)
+  assert.equal(fs.readdirSync(dir).length, 1, 'expired files deleted without any read')
+  await store.close()
+})
+
+test('file: a corrupt or foreign file is skipped and reported, never a crash', async () => {
+  const dir = tmp('corrupt')
+  const reported = []
+  const store = rs.file({ dir, sweepIntervalMs: 30, onError: (e) => reported.push(e) })
+  await store.set('good', session(), 60_000)
+  fs.writeFileSync(path.join(dir, `${'0'.repeat(64)}.sess`), 'garbage without header')
+  fs.utimesSync(path.join(dir, `${'0'.repeat(64)}.sess`), new Date(0), new Date(0))
+  fs.writeFileSync(path.join(dir, 'README.txt'), 'a foreign file')
+  assert.equal(await store.length(), 1)
+  assert.equal((await store.all()).length, 1)
+  await sleep(150)
+  assert.ok(reported.length > 0, 'reported')
+  assert.ok(reported.every((e) => e.code === 'ERR_CORRUPT_DATA'))
+  assert.deepEqual(await store.get('good'), session())
+  await store.close()
+})
+
+test('file: two OS processes share one directory', async () => {
+  const dir = tmp('multi')
+  const worker = (name) => `
+    const rs = require(${JSON.stringify(ROOT)})
+    const s = rs.file({ dir: ${JSON.stringify(dir)} })
+    ;(async () => {
+      for (let i = 0; i < 200; i++) {
+        await s.set('${name}' + i, { by: '${name}', i }, 60000)
+        await s.set('shared', { by: '${name}', i }, 60000)
+        const other = await s.get('shared')
+        if (!other || typeof other.i !== 'number') throw new Error('torn read')
+      }
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`
+  const [a, b] = [node(worker('a')), node(worker('b'))]
+  const results = await Promise.all([a.done, b.done])
+  assert.deepEqual(results.map((r) => r.code), [0, 0])
+  const store = rs.file({ dir })
+  assert.equal(await store.length(), 401)
+  assert.deepEqual(await store.get('a199'), { by: 'a', i: 199 })
+  assert.deepEqual(await store.get('b0'), { by: 'b', i: 0 })
+  assert.equal((await store.get('shared')).i, 199)
+  await store.close()
+})
+
+test('file: kill -9 mid-write, again and again: no session is ever corrupt or partial', { timeout: 60_000 }, async () => {
+  const dir = tmp('crash')
+  const writer = `
+    const rs = require(${JSON.stringify(ROOT)})
+    const s = rs.file({ dir: ${JSON.stringify(dir)} })
+    let round = 0
+    process.stdout.write('ready\\n')
+    ;(async () => {
+      for (;;) {
+        round++
+        const ops = []
+        for (let i = 0; i < 50; i++) {
+          const pad = String(round).repeat(2000 + ((round * 7 + i) % 500))
+          ops.push(s.set('s' + i, { round, i, pad, len: pad.length }, 600000))
+        }
+        await Promise.all(ops)
+      }
+    })()`
+  for (let k = 0; k < 8; k++) {
+    const w = node(writer)
+    await new Promise((r) => w.child.stdout.once('data', r))
+    await sleep(80 + Math.floor(Math.random() * 150))
+    w.child.kill('SIGKILL')
+    const { signal } = await w.done
+    assert.equal(signal, 'SIGKILL')
+  }
+  const store = rs.file({ dir })
+  let seen = 0
+  for (let i = 0; i < 50; i++) {
+    const s = await store.get(`s${i}`)
+    if (s === null) continue
+    seen++
+    assert.equal(s.i, i)
+    assert.equal(s.pad.length, s.len, 'whole payload')
+    assert.equal(s.pad, String(s.round).repeat(s.pad.length / String(s.round).length))
+  }
+  assert.ok(seen >= 40, `sessions written before the kills are there (${seen})`)
+  // leftovers of killed writers are temp files only, never session files
+  for (const f of fs.readdirSync(dir)) assert.match(f, /^([0-9a-f]{64}\.sess|\.tmp-.*)$/)
+  await store.close()
+})
+
+test('file: a real simpleS 0.9 server keeps its sessions across a restart', async () => {
+  const { startCounterApp, client } = require('../demo/counter-app')
+  const dir = tmp('simples')
+  let store = rs.file({ dir })
+  let app = await startCounterApp({ store })
+  const c = client(app.port)
+  assert.equal((await c.get('/')).text, 'visits: 1')
+  assert.equal((await c.get('/')).text, 'visits: 2')
+  await app.close()
+  await store.close()
+  store = rs.file({ dir })
+  app = await startCounterApp({ store, port: app.port })
+  try {
+    assert.equal((await c.get('/')).text, 'visits: 3')
+    assert.equal((await c.get('/peek')).text, 'visits: 3')
+  } finally {
+    await app.close()
+    await store.close()
+  }
+})
+
+test('sessions.json: one JSON object, coalesced writes, survives a restart', async () => {
+  const dir = tmp('synchro')
+  const file = path.join(dir, 'sessions.json')
+  let store = rs.file({ sessionStateFile: file, coalesceMs: 300 })
+  const ops = []
+  for (let i = 0; i < 100; i++) ops.push(store.set(`id${i}`, session(i), 60_000))
+  await Promise.all(ops)
+  await sleep(100)
+  assert.equal(fs.existsSync(file), false, 'a burst is not written change by change')
+  await store.flush()
+  const onDisk = JSON.parse(fs.readFileSync(file, 'utf8'))
+  assert.equal(Object.keys(onDisk).length, 100)
+  assert.deepEqual(onDisk.id42, session(42), 'readable as { id: session }')
+  await store.remove('id0')
+  await store.set('late', { x: 1 }, 60_000)
+  await store.close() // writes what is pending
+  const after = JSON.parse(fs.readFileSync(file, 'utf8'))
+  assert.equal(after.id0, undefined)
+  assert.deepEqual(after.late, { x: 1 })
+
+  store = rs.file({ sessionStateFile: file })
+  assert.deepEqual(await store.get('id42'), session(42))
+  assert.equal(await store.ttl('id42') > 50, true, 'expiry kept across the restart')
+  assert.equal(await store.length(), 100)
+  await store.close()
+})
+
+test('sessions.json: a corrupt file is refused, not overwritten', () => {
+  const dir = tmp('synchro-bad')
+  const file = path.join(dir, 'sessions.json')
+  fs.writeFileSync(file, '{"half": ')
+  assert.throws(() => rs.file({ sessionStateFile: file }), (e) => e.code === 'ERR_CORRUPT_DATA')
+  assert.equal(fs.readFileSync(file, 'utf8'), '{"half": ')
+  assert.throws(() => rs.file({ sessionStateFile: path.join(dir, 'missing-dir', 's.json') }), (e) => e.code === 'ERR_INVALID_OPTION')
+})

@@ -1,0 +1,364 @@
+'use strict'
+// The Redis store against real redis-server processes started by the tests:
+// single node, 3-master cluster, master + replica + sentinel.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const rs = require('..')
+const { startRedis, startCluster, startSentinel, freePort, waitFor, sleep } = require('./support/redis-servers')
+
+const session = (i = 0) => ({ user: `u${i}`, roles: ['a', 'b'], n: i })
+
+async function rejectsWith(promise, code) {
+  await assert.rejects(promise, (e) => {
+    assert.equal(e.code, code, `${e.code}: ${e.message}`)
+    return true
+  })
+}
+
+let server
+test.before(async () => {
+  server = await startRedis()
+})
+test.after(async () => {
+  await server.stop()
+})
+
+test('redis: the store shape over a real server', async () => {
+  const store = rs.redis(server.url)
+  try {
+    await store.set('a', session(1), 60_000)
+    assert.deepEqual(await store.get('a'), session(1))
+    assert.equal(await server.cli('get', 'sess:a'), JSON.stringify(session(1)), 'stored as JSON text under the prefix')
+    const pttl = Number(await server.cli('pttl', 'sess:a'))
+    assert.ok(pttl > 59_000 && pttl <= 60_000, `SET … PX: ${pttl}`)
+    assert.equal(await store.ttl('a'), 60)
+    assert.equal(await store.exists('a'), true)
+    assert.equal(await store.update('a', 120_000), true)
+    assert.equal(await store.ttl('a'), 120)
+    assert.equal(await store.update('missing', 1000), false)
+    assert.equal(await server.cli('exists', 'sess:missing'), '0', 'update never creates')
+    await store.set('text', '{"json":"text"}', 60_000)
+    assert.deepEqual(await store.get('text'), { json: 'text' })
+    await store.set('forever', session(), Infinity)
+    assert.equal(await store.ttl('forever'), -1)
+    assert.equal(await store.length(), 3)
+    assert.deepEqual((await store.entries()).map((e) => e.id).sort(), ['a', 'forever', 'text'])
+    assert.equal((await store.all()).length, 3)
+    assert.equal(await store.remove('a'), true)
+    assert.equal(await store.remove('a'), false)
+    assert.equal(await store.get('a'), null)
+    assert.equal(await store.ttl('a'), -2)
+    assert.equal(await store.clear(), 2)
+    assert.equal(await store.length(), 0)
+  } finally {
+    await store.close()
+  }
+})
+
+test('redis: TTL expiry is Redis-native', async () => {
+  const store = rs.redis({ url: server.url, prefix: 'ttl:' })
+  try {
+    await store.set('short', session(), 150)
+    assert.ok(await store.get('short'))
+    await sleep(300)
+    assert.equal(await store.get('short'), null)
+    assert.equal(await server.cli('exists', 'ttl:short'), '0')
+    // timeoutUnit minutes, as approuter
+    const min = rs.redis({ url: server.url, prefix: 'ttl:', timeoutUnit: 'min' })
+    await min.set('m', session(), 15)
+    assert.equal(await min.ttl('m'), 900)
+    await min.resetTimer('m', 1)
+    assert.equal(await min.ttl('m'), 60)
+    await min.close()
+  } finally {
+    await store.close()
+  }
+})
+
+test('redis: prefixes isolate stores; foreign keys are untouched', async () => {
+  const a = rs.redis({ host: '127.0.0.1', port: server.port, prefix: 'app-a:' })
+  const b = rs.redis({ host: '127.0.0.1', port: server.port, prefix: 'app-b:' })
+  await server.cli('set', 'unrelated', 'keep')
+  try {
+    await a.set('x', session(1), 60_000)
+    await b.set('x', session(2), 60_000)
+    await a.set('y', session(3), 60_000)
+    assert.deepEqual(await a.get('x'), session(1))
+    assert.deepEqual(await b.get('x'), session(2))
+    assert.equal(await a.length(), 2)
+    assert.equal(await b.length(), 1)
+    assert.equal(await a.clear(), 2)
+    assert.deepEqual(await b.get('x'), session(2))
+    assert.equal(await server.cli('get', 'unrelated'), 'keep')
+    // glob characters in a prefix match literally
+    const g = rs.redis({ url: server.url, prefix: 'app-*:' })
+    assert.equal(await g.length(), 0)
+    await g.close()
+  } finally {
+    await a.close()
+    await b.close()
+  }
+})
+
+test('redis: calls on one id apply in call order when not awaited', async () => {
+  const store = rs.redis({ url: server.url, prefix: 'order:' })
+  try {
+    const seen = []
+    const ops = []
+    for (let i = 0; i < 200; i++) {
+      ops.push(store.set('k', { i }, 60_000))
+      ops.push(store.get('k').then((s) => seen.push(s.i)))
+    }
+    ops.push(store.remove('k'))
+    ops.push(store.update('k', 60_000).then((found) => assert.equal(found, false, 'update after remove finds nothing')))
+    ops.push(store.get('k').then((s) => assert.equal(s, null)))
+    await Promise.all(ops)
+    assert.deepEqual(seen, Array.from({ length: 200 }, (_, i) => i))
+    assert.equal(await server.cli('exists', 'order:k'), '0')
+  } finally {
+    await store.close()
+  }
+})
+
+test('redis: bad input is refused with codes and stored data stays intact', async () => {
+  const store = rs.redis({ url: server.url, prefix: 'bad:', maxSessionBytes: 4096 })
+  try {
+    await store.set('good', session(), 60_000)
+    const circular = {}
+    circular.c = circular
+    await rejectsWith(store.set('good', circular, 1000), 'ERR_NOT_SERIALIZABLE')
+    await rejectsWith(store.set('good', { big: 'x'.repeat(5000) }, 1000), 'ERR_SESSION_TOO_LARGE')
+    await rejectsWith(store.set('good', session(), -1), 'ERR_INVALID_TIMEOUT')
+    await rejectsWith(store.set('x'.repeat(2000), session(), 1000), 'ERR_INVALID_ID')
+    await rejectsWith(store.get(7), 'ERR_INVALID_ID')
+    assert.equal(await store.get('x'.repeat(2000)), null)
+    for (const id of ['..', '../x', 'a/b', 'nul\0id', 'sp ace', '*', '\r\nPING']) {
+      await store.set(id, { id }, 60_000)
+      assert.deepEqual(await store.get(id), { id })
+    }
+    assert.deepEqual(await store.get('good'), session())
+    // a foreign value under the prefix is a coded error, not a crash
+    await server.cli('hset', 'bad:hash', 'f', 'v')
+    await rejectsWith(store.get('hash'), 'ERR_CORRUPT_DATA')
+    assert.deepEqual(await store.get('good'), session(), 'other calls in the same batch are unaffected')
+    assert.throws(() => rs.redis({ nodes: [] }), (e) => e.code === 'ERR_INVALID_OPTION')
+    assert.throws(() => rs.redis({ sentinels: ['127.0.0.1:1'] }), (e) => e.code === 'ERR_INVALID_OPTION' && /name/.test(e.message))
+    assert.throws(() => rs.redis('http://x'), (e) => e.code === 'ERR_INVALID_OPTION')
+  } finally {
+    await store.close()
+  }
+})
+
+test('redis: down at start → ERR_STORE_UNAVAILABLE within commandTimeoutMs, then recovers by itself', async () => {
+  const port = await freePort()
+  const store = rs.redis({ host: '127.0.0.1', port, commandTimeoutMs: 800 })
+  try {
+    for (let i = 0; i < 3; i++) {
+      const t0 = Date.now()
+      await rejectsWith(store.get('a'), 'ERR_STORE_UNAVAILABLE')
+      await rejectsWith(store.set('a', session(), 1000), 'ERR_STORE_UNAVAILABLE')
+      assert.ok(Date.now() - t0 < 1600, `rejected in ${Date.now() - t0} ms`)
+    }
+    const late = await startRedis({ port })
+    try {
+      await waitFor('recovery', async () => {
+        await store.set('a', session(9), 60_000)
+        return true
+      })
+      assert.deepEqual(await store.get('a'), session(9))
+    } finally {
+      await late.stop()
+    }
+  } finally {
+    await store.close()
+  }
+})
+
+test('redis: a server that accepts but never answers: every call rejects within commandTimeoutMs', async () => {
+  const net = require('node:net')
+  const sockets = []
+  const mute = net.createServer((s) => sockets.push(s)) // accepts, never answers
+  await new Promise((r) => mute.listen(0, '127.0.0.1', r))
+  const store = rs.redis({ host: '127.0.0.1', port: mute.address().port, commandTimeoutMs: 500 })
+  try {
+    const calls = []
+    for (let i = 0; i < 6; i++) {
+      const t0 = Date.now()
+      calls.push(
+        store.get(`k${i}`).then(
+          () => assert.fail('resolved'),
+          (e) => ({ code: e.code, ms: Date.now() - t0 }),
+        ),
+      )
+      await sleep(60)
+    }
+    for (const { code, ms } of await Promise.all(calls)) {
+      assert.equal(code, 'ERR_STORE_UNAVAILABLE')
+      assert.ok(ms < 900, `rejected after ${ms} ms (commandTimeoutMs 500)`)
+    }
+  } finally {
+    await store.close()
+    sockets.forEach((s) => s.destroy())
+    mute.close()
+  }
+})
+
+test('redis: restarted mid-load → coded rejections, no crash, recovery', async () => {
+  const own = await startRedis()
+  const store = rs.redis({ url: own.url, commandTimeoutMs: 1000 })
+  const unhandled = []
+  const onUnhandled = (e) => unhandled.push(e)
+  process.on('unhandledRejection', onUnhandled)
+  try {
+    let stop = false
+    const codes = new Map()
+    let ok = 0
+    const load = (async () => {
+      let i = 0
+      while (!stop) {
+        const batch = []
+        for (let k = 0; k < 20; k++, i++) {
+          batch.push(
+            store.set(`s${i % 100}`, session(i), 60_000).then(
+              () => ok++,
+              (e) => codes.set(e.code, (codes.get(e.code) || 0) + 1),
+            ),
+          )
+        }
+        await Promise.all(batch)
+        await sleep(5)
+      }
+    })()
+    await sleep(300)
+    await own.stop()
+    await sleep(500)
+    const back = await own.restart()
+    await waitFor('writes succeed again', async () => {
+      const before = ok
+      await sleep(100)
+      return ok > before
+    })
+    stop = true
+    await load
+    assert.ok(codes.get('ERR_STORE_UNAVAILABLE') > 0, 'calls failed while Redis was down')
+    assert.deepEqual([...codes.keys()], ['ERR_STORE_UNAVAILABLE'])
+    assert.deepEqual(unhandled, [])
+    await back.stop()
+  } finally {
+    process.off('unhandledRejection', onUnhandled)
+    await store.close()
+    await own.stop()
+  }
+})
+
+test('redis: wrong password is ERR_STORE_AUTH; the right one works', async () => {
+  const locked = await startRedis({ password: 's3cret' })
+  const wrong = rs.redis({ host: '127.0.0.1', port: locked.port, password: 'nope' })
+  const none = rs.redis({ host: '127.0.0.1', port: locked.port })
+  const right = rs.redis({ host: '127.0.0.1', port: locked.port, password: 's3cret' })
+  try {
+    await rejectsWith(wrong.get('a'), 'ERR_STORE_AUTH')
+    await rejectsWith(none.set('a', session(), 1000), 'ERR_STORE_AUTH')
+    await right.set('a', session(), 60_000)
+    assert.deepEqual(await right.get('a'), session())
+  } finally {
+    await Promise.all([wrong.close(), none.close(), right.close()])
+    await locked.stop()
+  }
+})
+
+test('redis: close() lets Node exit, and an idle store never holds a process open', async () => {
+  const script = (close) => `
+    const rs = require(${JSON.stringify(path.join(__dirname, '..'))})
+    const s = rs.redis(${JSON.stringify(server.url)})
+    s.set('exit-test', { a: 1 }, 5000).then(() => s.get('exit-test')).then((v) => {
+      if (!v) process.exit(3)
+      ${close ? 'return s.close()' : ''}
+    })`
+  for (const close of [true, false]) {
+    const child = spawn(process.execPath, ['-e', script(close)], { stdio: 'inherit' })
+    const code = await Promise.race([new Promise((r) => child.once('exit', r)), sleep(10_000).then(() => 'hung')])
+    if (code === 'hung') child.kill('SIGKILL')
+    assert.equal(code, 0, `close=${close}: process exited by itself`)
+  }
+})
+
+test('redis cluster: sessions spread over every master; length and clear see all', async () => {
+  const cluster = await startCluster(3)
+  const store = rs.redis({ nodes: cluster.nodes.map((n) => `127.0.0.1:${n.port}`), prefix: 'c:' })
+  try {
+    const ops = []
+    for (let i = 0; i < 300; i++) ops.push(store.set(`id${i}`, session(i), 60_000))
+    await Promise.all(ops)
+    for (const n of cluster.nodes) assert.ok(Number(await n.cli('dbsize')) > 30, `master ${n.port} holds sessions`)
+    assert.equal(await store.length(), 300)
+    assert.deepEqual(await store.get('id123'), session(123))
+    assert.equal(await store.ttl('id5'), 60)
+    assert.equal(await store.update('id5', 10_000), true)
+    assert.equal((await store.all()).length, 300)
+    // ordering on one id holds on a cluster too
+    const seq = []
+    for (let i = 0; i < 50; i++) seq.push(store.set('hot', { i }, 60_000), store.get('hot'))
+    const res = await Promise.all(seq)
+    for (let i = 0; i < 50; i++) assert.equal(res[2 * i + 1].i, i)
+    assert.equal(await store.clear(), 301)
+    assert.equal(await store.length(), 0)
+    for (const n of cluster.nodes) assert.equal(await n.cli('dbsize'), '0')
+  } finally {
+    await store.close()
+    await cluster.stop()
+  }
+})
+
+test('redis sentinel: sessions written after a failover are readable', { timeout: 90_000 }, async () => {
+  const s = await startSentinel('mymaster')
+  const store = rs.redis({ sentinels: [`127.0.0.1:${s.sentinel.port}`], name: 'mymaster', commandTimeoutMs: 1000 })
+  try {
+    await store.set('before', session(1), 600_000)
+    assert.deepEqual(await store.get('before'), session(1))
+    await waitFor('replica has the data', async () => (await s.replica.cli('get', 'sess:before')) !== '')
+    await s.master.stop()
+    await waitFor('failover', async () => (await s.sentinel.masterPort()) === s.replica.port, 30_000)
+    await waitFor('writes after failover', async () => {
+      await store.set('after', session(2), 600_000)
+      return true
+    }, 15_000)
+    assert.deepEqual(await store.get('after'), session(2))
+    assert.deepEqual(await store.get('before'), session(1), 'replicated data survived')
+    assert.equal(await s.replica.cli('get', 'sess:after'), JSON.stringify(session(2)), 'written to the new master')
+  } finally {
+    await store.close()
+    await s.stop()
+  }
+})
+
+test('simpleS on redis: simples.store(rs.redis(cfg)) sessions survive a restart of the simpleS process', async () => {
+  const port = await freePort()
+  const start = () => {
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'demo', 'server.js')], {
+      env: { ...process.env, PORT: String(port), RS_STORE: 'redis', REDIS_URL: server.url },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    return new Promise((resolve, reject) => {
+      child.once('error', reject)
+      child.stdout.once('data', () => resolve(child))
+    })
+  }
+  const { client } = require('../demo/counter-app')
+  const c = client(port)
+  let app = await start()
+  try {
+    assert.equal((await c.get('/')).text, 'visits: 1')
+    assert.equal((await c.get('/')).text, 'visits: 2')
+    app.kill('SIGKILL')
+    await new Promise((r) => app.once('exit', r))
+    app = await start()
+    assert.equal((await c.get('/')).text, 'visits: 3', 'the session came back from Redis')
+    assert.equal((await c.get('/peek')).text, 'visits: 3')
+    assert.equal(Number(await server.cli('pttl', `sess:${c.sessionId()}`)) > 3_500_000, true, 'simpleS timeout (1 h, ms) reached Redis')
+  } finally {
+    app.kill('SIGKILL')
+  }
+})

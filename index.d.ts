@@ -1,0 +1,209 @@
+// Hand-written types of the public entry (index.js). The native layer's
+// types are generated from the Rust doc comments into native/index.d.ts.
+
+/** Error codes carried in `error.code` by every error rs-store produces. */
+export type StoreErrorCode =
+  | 'ERR_INVALID_ID'
+  | 'ERR_INVALID_TIMEOUT'
+  | 'ERR_INVALID_OPTION'
+  | 'ERR_NOT_SERIALIZABLE'
+  | 'ERR_SESSION_TOO_LARGE'
+  | 'ERR_STORE_CLOSED'
+  | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_STORE_AUTH'
+  | 'ERR_CORRUPT_DATA'
+  | 'ERR_STORE_IO'
+  | 'ERR_LOCK_TIMEOUT'
+  | 'ERR_INVALID_PATH'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_ALREADY_EXISTS'
+  | 'ERR_INTERNAL'
+
+export interface StoreOptions {
+  /** Unit of every timeout passed to set/update/resetTimer and of defaultTtl. Default 'ms' (simpleS). */
+  timeoutUnit?: 'ms' | 's' | 'min'
+  /** Lifetime used when a call gives no timeout, in timeoutUnit. Default: one day. */
+  defaultTtl?: number
+  /** Largest serialized session accepted, in bytes. Default 1 MiB. */
+  maxSessionBytes?: number
+  /** Encryption secret (at least 64 characters). */
+  secret?: string
+  /** Secrets for rotation: the first encrypts, all decrypt. */
+  secrets?: string[]
+  /** Compress sessions with zstd when it pays. */
+  compress?: boolean
+  /** Problems that answer no call (a session that fails to decrypt, a corrupt file). Default: console.warn. */
+  onError?: (err: Error & { code: StoreErrorCode }) => void
+}
+
+export interface MemoryOptions extends StoreOptions {
+  /** Most sessions kept; least recently used are evicted beyond it. */
+  maxEntries?: number
+  /** Most bytes kept: ids + serialized sessions + 96 bytes per entry. */
+  maxBytes?: number
+  /** How often expired sessions are reclaimed in the background. Default 1000 ms. */
+  sweepIntervalMs?: number
+}
+
+/** Session data: an object (serialized with JSON.stringify at call time) or JSON text. */
+export type SessionInput = object | string
+
+/**
+ * The store shape shared by every backend. All methods are own properties
+ * that work detached, and all return native Promises.
+ */
+export interface Store {
+  /** The session as a fresh plain object, or null when missing or expired. */
+  get(id: string): Promise<Record<string, any> | null>
+  /** Stores the session for `timeout` (in timeoutUnit; default defaultTtl). */
+  set(id: string, session: SessionInput, timeout?: number): Promise<void>
+  /** Removes the session; true when one was removed. */
+  remove(id: string): Promise<boolean>
+  /** Sliding expiry; never recreates a removed session. True when found. */
+  update(id: string, timeout?: number): Promise<boolean>
+  /** approuter's name for remove. */
+  destroy(id: string): Promise<boolean>
+  /** approuter's name for update. */
+  resetTimer(id: string, timeout?: number): Promise<boolean>
+  /** Seconds left, Redis TTL style: -2 missing, -1 no expiry. */
+  ttl(id: string): Promise<number>
+  exists(id: string): Promise<boolean>
+  /** Number of live sessions. */
+  length(): Promise<number>
+  /** Removes every session; resolves how many there were. */
+  clear(): Promise<number>
+  /** Every live session. */
+  all(): Promise<Array<Record<string, any>>>
+  /** Every live session with its id. */
+  entries(): Promise<Array<{ id: string; session: Record<string, any> }>>
+  /** Stops background work; later calls reject with ERR_STORE_CLOSED. */
+  close(): Promise<void>
+}
+
+export interface Lock {
+  id: string
+  released: boolean
+  release(): Promise<void>
+}
+
+export interface LockOptions {
+  /** How long the lock lives without renewal (it is renewed while held). Default 30000. */
+  ttlMs?: number
+  /** How long to wait for it before ERR_LOCK_TIMEOUT. Default 10000. */
+  waitMs?: number
+}
+
+/** Stores with a lock manager (memory, file, Redis, dummy). */
+export interface LockingStore extends Store {
+  lock(id: string, options?: LockOptions): Promise<Lock>
+  withLock<T>(id: string, fn: (lock: Lock) => Promise<T> | T, options?: LockOptions): Promise<T>
+  /** HTTP Sessions' StorageInterface: a bare id means lock, operate, release. */
+  read(idOrLock: string | Lock): Promise<Record<string, any> | null>
+  write(idOrLock: string | Lock, data: SessionInput, expiresAt?: number, release?: boolean): Promise<void>
+  purge(idOrLock: string | Lock): Promise<void>
+}
+
+export interface RedisNode {
+  host: string
+  port?: number
+}
+
+export interface RedisOptions extends StoreOptions {
+  url?: string
+  host?: string
+  port?: number
+  /** UNIX socket path. */
+  path?: string
+  username?: string
+  password?: string
+  db?: number
+  tls?: boolean
+  /** Key prefix. Default 'sess:'. */
+  prefix?: string
+  connectTimeoutMs?: number
+  /** Every call rejects with ERR_STORE_UNAVAILABLE within this. Default 5000. */
+  commandTimeoutMs?: number
+  /** Redis Cluster seed nodes. */
+  nodes?: Array<string | RedisNode>
+  /** Sentinels, with `name` the monitored master. */
+  sentinels?: Array<string | RedisNode>
+  name?: string
+  /** I/O thread spin while lightly loaded, µs. Default 100; 0 = never. */
+  spinMicros?: number
+}
+
+export interface FileOptions extends StoreOptions {
+  /** One file per session in this directory (default ./sessions). */
+  dir?: string
+  durable?: boolean
+  sweepIntervalMs?: number
+  /** Synchro's single JSON file of sessions instead of `dir`. */
+  sessionStateFile?: string
+  coalesceMs?: number
+}
+
+/** Object storage: a URL, a directory, or Synchro's PkgCloud settings. */
+export type ObjectStorageConfig =
+  | string
+  | {
+      url?: string
+      options?: Record<string, string>
+      directory?: string
+      provider?: 'amazon' | 'azure' | 'google'
+      keyId?: string
+      key?: string
+      region?: string
+      storageAccount?: string
+      storageAccessKey?: string
+      keyFilename?: string
+      credentials?: string | object
+      container?: string
+      endpoint?: string
+    }
+
+export interface AppModuleStore {
+  getAppDefinition(): Promise<Record<string, any> | null>
+  listModules(): Promise<string[]>
+  getModuleSource(path: string): Promise<string | null>
+  putModuleSource(path: string, content: string): Promise<void>
+  removeModuleSource(path: string): Promise<boolean>
+}
+
+export interface ModuleStore {
+  getStoreFile(name: string): Promise<string | null>
+  putStoreFile(name: string, content: string): Promise<void>
+  getAppContainers(): Promise<string[]>
+  createAppContainer(name: string): Promise<void>
+  deleteAppContainer(name: string): Promise<void>
+  getAppModuleStore(name: string): AppModuleStore
+  watch(cb: (eventType: string, path: string) => void): void
+  unwatch(): void
+}
+
+/** In-process store, LRU-bounded, expired sessions swept in the background. */
+export function memory(options?: MemoryOptions): LockingStore
+/** Stores nothing (tests); grants every lock. */
+export function dummy(options?: StoreOptions): LockingStore
+/** Redis: single server, Cluster (`nodes`) or Sentinel (`sentinels` + `name`). */
+export function redis(config: string | RedisOptions): LockingStore
+/** One file per session (`dir`), or Synchro's `sessionStateFile` (adds `flush()`). */
+export function file(options?: FileOptions): LockingStore & { flush?: () => Promise<void> }
+/** Sessions in object storage (S3, Azure Blob, GCS, a directory). */
+export function objectStore(config: ObjectStorageConfig & StoreOptions & { prefix?: string; sweepIntervalMs?: number }): Store
+/** Synchro's module store. */
+export function moduleStore(config: ObjectStorageConfig): ModuleStore
+/** HTTP Sessions' MemoizedStorage over a store with locks. */
+export function memoized(
+  inner: LockingStore,
+  options?: { maxEntries?: number; maxBytes?: number; lockTtlMs?: number; waitMs?: number },
+): Pick<Store, 'get' | 'set' | 'remove' | 'update' | 'ttl' | 'exists' | 'close'> & { cached(): number }
+/** Synchro-style layered configuration: config.json + SYNCHRO__/RS_STORE__ env. */
+export function fromConfig(options?: { configFile?: string; env?: Record<string, string | undefined> }): {
+  config: Record<string, any>
+  sessionStore: Store
+  moduleStore: ModuleStore
+}
+/** SAP approuter's entry (externalStoreFilePath = 'rs-store'). */
+export function getStore(extSessionMgt: Record<string, any>): Record<string, (...args: any[]) => any>
+/** Every error code rs-store uses. */
+export const codes: StoreErrorCode[]

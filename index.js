@@ -1,0 +1,197 @@
+'use strict'
+// rs-store public entry: one factory per backend, each returning the store
+// shape built in lib/store.js. The native addon (generated loader and types
+// in native/, built by `npm install`) is only reached through these.
+const native = require('./native')
+const options = require('./lib/options')
+const { makeStore, syncEngine, UNIT_MS, DEFAULT_TTL_MS } = require('./lib/store')
+const { batchEngine } = require('./lib/batch')
+const { redisConfig } = require('./lib/redis')
+const path = require('node:path')
+const { CODES, fromNative, invalidType } = require('./lib/errors')
+
+/**
+ * Encryption and compression options, the same for every store:
+ * `secret` (string) or `secrets` ([newest, ...older], each at least 64
+ * characters; the newest encrypts, all decrypt) and `compress` (boolean).
+ */
+function codecOptions(o) {
+  let secrets
+  if (o.secrets !== undefined) {
+    if (!Array.isArray(o.secrets) || o.secrets.length === 0 || !o.secrets.every((x) => typeof x === 'string')) {
+      throw invalidType('ERR_INVALID_OPTION', 'option secrets must be a non-empty array of strings (newest first)')
+    }
+    secrets = o.secrets
+  } else if (o.secret !== undefined) {
+    secrets = [options.string(o, 'secret')]
+  }
+  if (o.compress !== undefined && typeof o.compress !== 'boolean') throw invalidType('ERR_INVALID_OPTION', 'option compress must be a boolean')
+  return { secrets, compress: o.compress }
+}
+
+function nativeCall(fn) {
+  try {
+    return fn()
+  } catch (e) {
+    throw fromNative(e)
+  }
+}
+
+/**
+ * In-process store: sessions kept as serialized bytes in Rust, LRU-bounded by
+ * `maxEntries`/`maxBytes`, expired sessions invisible at once and reclaimed by
+ * a background sweep.
+ */
+function memory(opts) {
+  const o = options.object(opts, 'memory')
+  const engine = nativeCall(() =>
+    native.memoryStore(
+      {
+        maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
+        maxBytes: options.number(o, 'maxBytes', { min: 1 }),
+        maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+        sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+        ...codecOptions(o),
+      },
+      reporter(o),
+    ),
+  )
+  return makeStore(syncEngine(engine), o)
+}
+
+/** Stores nothing: every get misses, every write succeeds (HTTP Sessions' DummyStorage). */
+function dummy(opts) {
+  return makeStore(syncEngine(nativeCall(() => native.dummyStore())), options.object(opts, 'dummy'))
+}
+
+/**
+ * Redis store: a URL or { url | host, port, username, password, db, tls,
+ * prefix, connectTimeoutMs, commandTimeoutMs, nodes (Cluster), sentinels +
+ * name (Sentinel) }; see lib/redis.js. Expiry is Redis's own (SET PX).
+ */
+function redis(cfg) {
+  const o = typeof cfg === 'string' ? {} : options.object(cfg, 'redis')
+  const config = { ...redisConfig(cfg), ...codecOptions(o) }
+  const report = reporter(o)
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.redisStore(config, onDone, report)), { locks: true }), o)
+}
+
+/** Where backend problems that answer no call go (a corrupt file met by a sweep). */
+function reporter(o) {
+  const onError = o.onError
+  if (onError !== undefined && typeof onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
+  return (e) => {
+    const err = fromNative(e)
+    if (onError) onError(err)
+    else console.warn(`rs-store: ${err.code}: ${err.message}`)
+  }
+}
+
+/** A coded error from a native Outcome ({ code, message }), or null. */
+function outcomeError(out) {
+  return out && out.code ? fromNative(Object.assign(new Error(out.message), { code: out.code })) : null
+}
+
+/**
+ * Synchro's FileSessionStore: sessions in memory, persisted to one JSON
+ * object in `sessionStateFile` (see src/backend/snapshot.rs).
+ */
+function sessionStateFile(o) {
+  const report = reporter(o)
+  const unitMs = UNIT_MS[options.string(o, 'timeoutUnit', { choices: Object.keys(UNIT_MS), def: 'ms' })]
+  const defaultTtl = options.number(o, 'defaultTtl', { min: 0, max: Infinity })
+  const native_ = nativeCall(() =>
+    native.snapshotStore(
+      {
+        sessionStateFile: path.resolve(options.string(o, 'sessionStateFile')),
+        defaultTtlMs: defaultTtl === undefined ? DEFAULT_TTL_MS : defaultTtl * unitMs,
+        coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
+        maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
+        maxBytes: options.number(o, 'maxBytes', { min: 1 }),
+        maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+        sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+        ...codecOptions(o),
+      },
+      report,
+    ),
+  )
+  const flush = () =>
+    native_.flush().then((out) => {
+      const err = outcomeError(out)
+      if (err) throw err
+    })
+  const engine = {
+    ...syncEngine(native_),
+    // Write what is pending (off the JS thread), then stop.
+    close: () => flush().finally(() => native_.close()),
+  }
+  return makeStore(engine, o, { flush })
+}
+
+/**
+ * File store. With `dir`: one file per session (see src/backend/file.rs):
+ * { dir, durable, sweepIntervalMs, maxSessionBytes, onError }. With
+ * `sessionStateFile`: Synchro's single JSON file of sessions.
+ */
+function file(opts) {
+  const o = options.object(opts, 'file')
+  if (o.sessionStateFile !== undefined) return sessionStateFile(o)
+  const config = {
+    dir: path.resolve(options.string(o, 'dir', { def: 'sessions' })),
+    durable: o.durable === undefined ? undefined : Boolean(o.durable),
+    sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    ...codecOptions(o),
+  }
+  const report = reporter(o)
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true }), o)
+}
+
+/**
+ * SAP approuter entry: `EXT_SESSION_MGT.externalStoreFilePath` = 'rs-store'
+ * (or this package's absolute path); see lib/approuter.js.
+ */
+function getStore(extSessionMgt) {
+  return require('./lib/approuter').getStore(extSessionMgt)
+}
+
+/** Synchro module store (local directory, S3, Azure Blob, GCS); see lib/modules.js. */
+function moduleStore(cfg) {
+  return require('./lib/modules').moduleStore(cfg)
+}
+
+/**
+ * Sessions in object storage (S3 and compatible, Azure Blob, GCS, a local
+ * directory): the module store's settings (URL or PkgCloud-style), plus
+ * { prefix ('sessions'), sweepIntervalMs, maxSessionBytes, secret(s),
+ * compress, onError }. See src/backend/object.rs.
+ */
+function objectStore(cfg) {
+  const o = typeof cfg === 'string' ? {} : options.object(cfg, 'objectStore')
+  const { url, options: pairs } = require('./lib/modules').nativeConfig(cfg)
+  const config = {
+    url,
+    options: pairs,
+    prefix: options.string(o, 'prefix'),
+    sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    ...codecOptions(o),
+  }
+  const report = reporter(o)
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.objectSessionStore(config, onDone, report))), o)
+}
+
+/**
+ * HTTP Sessions' MemoizedStorage: a bounded cache in front of `inner` that
+ * holds inner's lock while a session is cached; see lib/memoized.js.
+ */
+function memoized(inner, opts) {
+  return require('./lib/memoized').memoized(inner, opts)
+}
+
+/** Synchro-style layered configuration (config.json + env); see lib/config.js. */
+function fromConfig(opts) {
+  return require('./lib/config').fromConfig(opts)
+}
+
+module.exports = { memory, dummy, redis, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES) }

@@ -1,0 +1,174 @@
+'use strict'
+// The engine adapter for native stores that do I/O (src/binding/async_store.rs).
+// Each call is queued natively at once (arguments checked at call time); one
+// flush per tick (a microtask) hands the tick's calls over as one batch, and
+// the replies come back in call order through `onDone`, so the pending
+// Promises are settled from a FIFO. Methods that take a `map` apply it to the
+// reply before resolving (one Promise per call, not two). While calls are
+// pending a ref'd timer handle keeps Node alive; when idle it is unref'd, so
+// an idle store never holds a process open.
+const { codedError, fromNative } = require('./errors')
+
+const noop = () => {}
+const EAGER = 32
+
+/** `locks`: the backend has a lock manager (lock/unlock/renew are offered). */
+function batchEngine(create, { locks = false } = {}) {
+  let resolvers = []
+  let rejecters = []
+  let mappers = [] // per call: maps the raw reply before resolving (or null)
+  let head = 0
+  let flushedTo = 0
+  let scheduled = false
+  let closed = false
+  const keepAlive = setInterval(noop, 2 ** 30)
+  keepAlive.unref()
+
+  function onDone(replies) {
+    for (let k = 0; k < replies.length; k++) {
+      const r = replies[k]
+      const i = head++
+      if (r instanceof Error) rejecters[i](fromNative(r))
+      else if (mappers[i] === null) resolvers[i](r)
+      else {
+        let v
+        try {
+          v = mappers[i](r)
+        } catch (e) {
+          rejecters[i](e)
+          continue
+        }
+        resolvers[i](v)
+      }
+    }
+    if (head === resolvers.length) {
+      resolvers = []
+      rejecters = []
+      mappers = []
+      head = 0
+      flushedTo = 0
+      keepAlive.unref()
+    }
+  }
+  const native = create(onDone)
+
+  function flush() {
+    scheduled = false
+    if (flushedTo === resolvers.length) return
+    try {
+      native.flush()
+      flushedTo = resolvers.length
+    } catch (e) {
+      // Nothing of this tick reached the dispatcher: fail exactly those calls.
+      const failed = rejecters.splice(flushedTo)
+      resolvers.splice(flushedTo)
+      mappers.splice(flushedTo)
+      if (head === resolvers.length) keepAlive.unref()
+      for (const reject of failed) reject(fromNative(e))
+    }
+  }
+
+  function pending(map = null) {
+    if (head === resolvers.length) keepAlive.ref()
+    const promise = new Promise((resolve, reject) => {
+      resolvers.push(resolve)
+      rejecters.push(reject)
+    })
+    mappers.push(map)
+    // Flush early once EAGER calls are queued, so Redis works on them while
+    // this tick goes on producing more; the rest goes at the end of the tick.
+    if (resolvers.length - flushedTo >= EAGER) flush()
+    else if (!scheduled) {
+      scheduled = true
+      queueMicrotask(flush)
+    }
+    return promise
+  }
+
+  function open() {
+    if (closed) throw codedError('ERR_STORE_CLOSED', 'the store is closed')
+  }
+
+  const pairs = (flat) => {
+    const out = []
+    for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i], value: flat[i + 1] })
+    return out
+  }
+
+  const engine = {
+    get(id, map) {
+      open()
+      return native.qGet(id) ? pending(map) : map(null)
+    },
+    set(id, text, ttlMs) {
+      open()
+      native.qSet(id, text, ttlMs)
+      return pending()
+    },
+    remove(id) {
+      open()
+      native.qRemove(id)
+      return pending()
+    },
+    touch(id, ttlMs) {
+      open()
+      native.qTouch(id, ttlMs)
+      return pending()
+    },
+    ttlMs(id, map) {
+      open()
+      return native.qTtl(id) ? pending(map) : map(-2)
+    },
+    exists(id) {
+      open()
+      return native.qExists(id) ? pending() : false
+    },
+    lock(id, token, ttlMs) {
+      open()
+      native.qLock(id, token, ttlMs)
+      return pending()
+    },
+    unlock(id, token) {
+      open()
+      native.qUnlock(id, token)
+      return pending()
+    },
+    renew(id, token, ttlMs) {
+      open()
+      native.qRenew(id, token, ttlMs)
+      return pending()
+    },
+    len() {
+      open()
+      native.qLen()
+      return pending()
+    },
+    clear() {
+      open()
+      native.qClear()
+      return pending()
+    },
+    entries(map) {
+      open()
+      native.qEntries()
+      return pending((flat) => map(pairs(flat)))
+    },
+    close() {
+      if (closed) return undefined
+      closed = true
+      native.close() // flushes what is queued, then closes; one more reply
+      flushedTo = resolvers.length + 1
+      const done = pending()
+      scheduled = true // nothing more to flush: the microtask must not run native.flush
+      return done.finally(() => clearInterval(keepAlive))
+    },
+  }
+  if (!locks) {
+    delete engine.lock
+    delete engine.unlock
+    delete engine.renew
+  }
+  return engine
+}
+
+module.exports = { batchEngine }

@@ -1,0 +1,125 @@
+'use strict'
+// Locks on a store, and HTTP Sessions' storage shape on top of them.
+//
+// * lock(id, { ttlMs, waitMs }) → Lock { id, released, release() }. Waiters
+//   of one process queue in FIFO order per id; the head of the queue then
+//   takes the backend's lock (memory: in-process; Redis: SET NX PX with a
+//   random token, released by compare-and-delete), retrying with a short
+//   backoff until `waitMs` has passed (then ERR_LOCK_TIMEOUT). While held,
+//   the lock is renewed every ttlMs/3, so a long critical section keeps it;
+//   a holder that dies stops renewing and its lock expires after ttlMs.
+// * withLock(id, fn, opts): lock, run, release (also when fn throws).
+// * HTTP Sessions' StorageInterface: read(idOrLock), write(idOrLock, data,
+//   expiresAt?, release?) with expiresAt in epoch ms, purge(idOrLock)
+//   (releases). A bare id means: lock, operate, release.
+const crypto = require('node:crypto')
+const { codedError, invalidType } = require('./errors')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const DEFAULTS = { ttlMs: 30_000, waitMs: 10_000 }
+
+function lockOptions(opts = {}) {
+  const num = (name) => {
+    const v = opts[name] ?? DEFAULTS[name]
+    if (typeof v !== 'number') throw invalidType('ERR_INVALID_TIMEOUT', `${name} must be a number`)
+    if (!(v >= 0)) throw codedError('ERR_INVALID_TIMEOUT', `${name} must be >= 0, got ${v}`)
+    return v
+  }
+  const ttlMs = num('ttlMs')
+  if (ttlMs < 1) throw codedError('ERR_INVALID_TIMEOUT', 'ttlMs must be at least 1')
+  return { ttlMs, waitMs: num('waitMs') }
+}
+
+/**
+ * @param engine { lock(id, token, ttlMs), unlock(id, token), renew(id, token, ttlMs) } (values or Promises)
+ * @param ops { checkId, get(id), setMs(id, data, ms), remove(id) }
+ */
+function locking(engine, { checkId, get, setMs, remove }) {
+  const queues = new Map() // id → tail of the local FIFO chain
+
+  async function lock(id, opts) {
+    checkId(id)
+    const { ttlMs, waitMs } = lockOptions(opts)
+    const deadline = Date.now() + waitMs
+    const prev = queues.get(id) || Promise.resolve()
+    let passTurn
+    const mine = new Promise((r) => (passTurn = r))
+    const tail = prev.then(() => mine)
+    queues.set(id, tail)
+    const leave = () => {
+      passTurn()
+      if (queues.get(id) === tail) queues.delete(id)
+    }
+    const timeout = () => codedError('ERR_LOCK_TIMEOUT', `lock on ${JSON.stringify(id)} not acquired within ${waitMs} ms`)
+    // our turn in this process
+    let timer
+    const turn = await Promise.race([prev.then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))))])
+    clearTimeout(timer)
+    if (!turn) {
+      leave()
+      throw timeout()
+    }
+    // the backend's lock
+    const token = crypto.randomBytes(16).toString('hex')
+    let delay = 1
+    try {
+      for (;;) {
+        if (await engine.lock(id, token, ttlMs)) break
+        const left = deadline - Date.now()
+        if (left <= 0) throw timeout()
+        await sleep(Math.min(delay + Math.random() * delay, left))
+        delay = Math.min(delay * 2, 25)
+      }
+    } catch (e) {
+      leave()
+      throw e
+    }
+    const renewal = setInterval(() => Promise.resolve(engine.renew(id, token, ttlMs)).catch(() => {}), Math.max(1, ttlMs / 3))
+    renewal.unref()
+    const held = {
+      id,
+      released: false,
+      async release() {
+        if (held.released) return
+        held.released = true
+        clearInterval(renewal)
+        try {
+          await engine.unlock(id, token)
+        } finally {
+          leave()
+        }
+      },
+    }
+    return held
+  }
+
+  async function withLock(id, fn, opts) {
+    const l = await lock(id, opts)
+    try {
+      return await fn(l)
+    } finally {
+      await l.release()
+    }
+  }
+
+  const isLock = (x) => x !== null && typeof x === 'object' && typeof x.release === 'function' && typeof x.id === 'string'
+  /** Runs fn(id) holding the lock: the given one, or a fresh one released after. */
+  const under = (idOrLock, fn) => (isLock(idOrLock) ? fn(idOrLock.id) : withLock(idOrLock, (l) => fn(l.id)))
+
+  return {
+    lock,
+    withLock,
+    read: (idOrLock) => under(idOrLock, (id) => get(id)),
+    write: async (idOrLock, data, expiresAt, release = false) => {
+      const ms = expiresAt === undefined || expiresAt === null ? undefined : Math.max(0, expiresAt - Date.now())
+      await under(idOrLock, (id) => setMs(id, data, ms))
+      if (release && isLock(idOrLock)) await idOrLock.release()
+    },
+    purge: async (idOrLock) => {
+      await under(idOrLock, (id) => remove(id))
+      if (isLock(idOrLock)) await idOrLock.release()
+    },
+  }
+}
+
+module.exports = { locking, lockOptions }

@@ -1,0 +1,36 @@
+'use strict'
+// Option checking shared by every factory: wrong type → TypeError, wrong
+// value → RangeError, both with code ERR_INVALID_OPTION and the option's name.
+const { codedError, invalidType } = require('./errors')
+
+function object(opts, what) {
+  if (opts === undefined || opts === null) return {}
+  if (typeof opts !== 'object' || Array.isArray(opts)) {
+    throw invalidType('ERR_INVALID_OPTION', `${what} options must be an object`)
+  }
+  return opts
+}
+
+/** A number option in [min, max]; `integer` demands a whole number. */
+function number(opts, name, { min = 0, max = Number.MAX_SAFE_INTEGER, integer = false, def } = {}) {
+  const v = opts[name]
+  if (v === undefined || v === null) return def
+  if (typeof v !== 'number') throw invalidType('ERR_INVALID_OPTION', `option ${name} must be a number, got ${typeof v}`)
+  if (!(v >= min && v <= max) || (integer && !Number.isInteger(v))) {
+    throw codedError('ERR_INVALID_OPTION', `option ${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${v}`)
+  }
+  return v
+}
+
+/** A string option among `choices` (or any string when choices is omitted). */
+function string(opts, name, { choices, def } = {}) {
+  const v = opts[name]
+  if (v === undefined || v === null) return def
+  if (typeof v !== 'string') throw invalidType('ERR_INVALID_OPTION', `option ${name} must be a string, got ${typeof v}`)
+  if (choices && !choices.includes(v)) {
+    throw codedError('ERR_INVALID_OPTION', `option ${name} must be one of ${choices.map((c) => `'${c}'`).join(', ')}, got '${v}'`)
+  }
+  return v
+}
+
+module.exports = { object, number, string }

@@ -1,0 +1,77 @@
+'use strict'
+// Normalizes the Redis store's configuration into what the native layer takes:
+// a mode (single | cluster | sentinel), node URLs, credentials and timeouts.
+//
+// Accepted: a URL string (`redis://`, `rediss://`, `redis+unix://`), or an
+// object { url | host, port | path, username, password, db, tls, prefix,
+// connectTimeoutMs, commandTimeoutMs, nodes: [...] (Redis Cluster),
+// sentinels: [...] + name (Sentinel) }. Synchro's RedisSessionStore settings
+// { host, port, password } work as they are. Nodes and sentinels may be URLs,
+// 'host:port' strings or { host, port } objects.
+const options = require('./options')
+const { codedError, invalidType } = require('./errors')
+
+const DEFAULTS = { prefix: 'sess:', connectTimeoutMs: 5000, commandTimeoutMs: 5000 }
+
+function hostPort(host, port) {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`
+}
+
+function nodeUrl(node, tls, what) {
+  const scheme = tls ? 'rediss' : 'redis'
+  if (typeof node === 'string') {
+    if (/^(redis|rediss|redis\+unix|unix):\/\//.test(node)) return node
+    if (/^[^/]+:\d+$/.test(node)) return `${scheme}://${node}`
+    throw codedError('ERR_INVALID_OPTION', `${what} ${JSON.stringify(node)} is not a Redis URL or host:port`)
+  }
+  if (node && typeof node === 'object' && typeof node.host === 'string') {
+    return `${scheme}://${hostPort(node.host, options.number(node, 'port', { min: 1, max: 65535, integer: true, def: 6379 }))}`
+  }
+  throw invalidType('ERR_INVALID_OPTION', `${what} must be a URL, 'host:port' or { host, port }`)
+}
+
+function list(o, name, tls) {
+  const v = o[name]
+  if (!Array.isArray(v) || v.length === 0) throw invalidType('ERR_INVALID_OPTION', `option ${name} must be a non-empty array`)
+  return v.map((n) => nodeUrl(n, tls, `an entry of ${name}`))
+}
+
+/** The native config for `cfg` (see the module comment). */
+function redisConfig(cfg) {
+  const o = typeof cfg === 'string' ? { url: cfg } : options.object(cfg, 'redis')
+  const tls = o.tls === true || (o.tls && typeof o.tls === 'object')
+  let mode = 'single'
+  let urls
+  let masterName
+  if (o.nodes !== undefined) {
+    mode = 'cluster'
+    urls = list(o, 'nodes', tls)
+  } else if (o.sentinels !== undefined) {
+    mode = 'sentinel'
+    urls = list(o, 'sentinels', false) // sentinels themselves speak plain TCP here
+    masterName = options.string(o, 'name') ?? options.string(o, 'masterName')
+    if (!masterName) throw codedError('ERR_INVALID_OPTION', 'option name (the master name monitored by the sentinels) is required with sentinels')
+  } else if (o.url !== undefined) {
+    urls = [nodeUrl(options.string(o, 'url'), tls, 'url')]
+  } else if (o.path !== undefined) {
+    urls = [`redis+unix://${options.string(o, 'path')}`]
+  } else {
+    urls = [nodeUrl({ host: options.string(o, 'host', { def: '127.0.0.1' }), port: o.port }, tls, 'host')]
+  }
+  const password = o.password === '' ? undefined : options.string(o, 'password')
+  return {
+    mode,
+    urls,
+    masterName,
+    username: options.string(o, 'username'),
+    password,
+    db: options.number(o, 'db', { min: 0, max: 15_000, integer: true }),
+    prefix: options.string(o, 'prefix', { def: DEFAULTS.prefix }),
+    connectTimeoutMs: options.number(o, 'connectTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.connectTimeoutMs }),
+    commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.commandTimeoutMs }),
+    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    spinMicros: options.number(o, 'spinMicros', { min: 0, max: 1_000_000, integer: true }),
+  }
+}
+
+module.exports = { redisConfig, DEFAULTS }

@@ -1,0 +1,200 @@
+'use strict'
+// The one store shape every backend is exposed through (simpleS 0.9 +
+// approuter UserCustomStore method names), built over a native engine.
+//
+// * Methods are own properties (closures), so they work detached:
+//   `const { get } = store; get(id)` and `simples.store(store)` (which calls
+//   them unbound) both work.
+// * Every method returns a native Promise. Sync engines (memory, dummy) run on
+//   the JS thread and return an already-resolved Promise; async engines return
+//   Promises from native code. Both go through `settle`.
+// * Sessions cross into Rust as JSON text (V8's JSON.stringify, at call time)
+//   and come back as text parsed with JSON.parse: `get` returns a fresh plain
+//   object every call, so callers can never mutate stored data.
+// * Units are converted here, once: `timeoutUnit` ('ms' | 's' | 'min') for
+//   set/update/resetTimer timeouts and `defaultTtl`; `ttl(id)` always answers
+//   in seconds, like Redis TTL (-2 missing, -1 no expiry).
+const { codedError, invalidType, fromNative } = require('./errors')
+const options = require('./options')
+const { locking } = require('./lock')
+
+const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
+/** Default lifetime when a call gives no timeout: one day (as connect-redis). */
+const DEFAULT_TTL_MS = 86_400_000
+
+function checkId(id) {
+  if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
+}
+
+function serialize(session) {
+  if (typeof session === 'string') return session // JSON text (approuter passes text)
+  if (session === null || typeof session !== 'object') {
+    throw invalidType('ERR_NOT_SERIALIZABLE', `session must be an object or JSON text, got ${session === null ? 'null' : typeof session}`)
+  }
+  let text
+  try {
+    text = JSON.stringify(session)
+  } catch (e) {
+    throw codedError('ERR_NOT_SERIALIZABLE', `session cannot be serialized: ${e.message}`, e)
+  }
+  if (typeof text !== 'string') throw codedError('ERR_NOT_SERIALIZABLE', 'session serializes to nothing')
+  return text
+}
+
+function parse(text) {
+  if (text === null) return null
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    throw codedError('ERR_CORRUPT_DATA', `stored session is not valid JSON: ${e.message}`, e)
+  }
+}
+
+const rejectNative = (e) => Promise.reject(fromNative(e))
+const toSeconds = (ms) => (ms < 0 ? ms : Math.round(ms / 1000))
+
+/**
+ * A Promise for an engine result: sync engines return the value (resolved
+ * here), async engines return a Promise that already applied `map` and
+ * coded its errors.
+ */
+function settle(value) {
+  return value instanceof Promise ? value : Promise.resolve(value)
+}
+
+/**
+ * The engine over a sync native store (memory, dummy): same calls as the
+ * batch engine (lib/batch.js); results come back at once.
+ */
+function syncEngine(native) {
+  return {
+    get: (id, map) => map(native.get(id)),
+    set: (id, text, ttlMs) => native.set(id, text, ttlMs),
+    remove: (id) => native.remove(id),
+    touch: (id, ttlMs) => native.touch(id, ttlMs),
+    ttlMs: (id, map) => map(native.ttlMs(id)),
+    exists: (id) => native.exists(id),
+    lock: (id, token, ttlMs) => native.lock(id, token, ttlMs),
+    unlock: (id, token) => native.unlock(id, token),
+    renew: (id, token, ttlMs) => native.renew(id, token, ttlMs),
+    len: () => native.len(),
+    clear: () => native.clear(),
+    entries: (map) => map(native.entries()),
+    close: () => native.close(),
+  }
+}
+
+/**
+ * Builds the public store over `engine` (a native store).
+ * @param {object} engine syncEngine() or batchEngine(): get/set/remove/touch/ttlMs/exists/len/clear/entries/close
+ * @param {object} opts validated by the caller's factory; reads timeoutUnit, defaultTtl
+ */
+function makeStore(engine, opts, extra = {}) {
+  const unitMs = UNIT_MS[options.string(opts, 'timeoutUnit', { choices: Object.keys(UNIT_MS), def: 'ms' })]
+  const defaultTtlMs = options.number(opts, 'defaultTtl', { min: 0, max: Infinity, def: DEFAULT_TTL_MS / unitMs }) * unitMs
+
+  function ttlMsOf(timeout) {
+    if (timeout === undefined || timeout === null) return defaultTtlMs
+    if (typeof timeout !== 'number') throw invalidType('ERR_INVALID_TIMEOUT', `timeout must be a number, got ${typeof timeout}`)
+    if (!(timeout >= 0)) throw codedError('ERR_INVALID_TIMEOUT', `timeout must be >= 0, got ${timeout}`)
+    return timeout * unitMs
+  }
+
+  const get = (id) => {
+    try {
+      checkId(id)
+      return settle(engine.get(id, parse))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const set = (id, session, timeout) => {
+    try {
+      checkId(id)
+      return settle(engine.set(id, serialize(session), ttlMsOf(timeout)))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const remove = (id) => {
+    try {
+      checkId(id)
+      return settle(engine.remove(id))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const touch = (id, timeout) => {
+    try {
+      checkId(id)
+      return settle(engine.touch(id, ttlMsOf(timeout)))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const ttl = (id) => {
+    try {
+      checkId(id)
+      return settle(engine.ttlMs(id, toSeconds))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const exists = (id) => {
+    try {
+      checkId(id)
+      return settle(engine.exists(id))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const call = (fn) => {
+    try {
+      return settle(fn())
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const parseEntries = (entries) => entries.map((e) => ({ id: e.id, session: parse(e.value) }))
+  // Locks and HTTP Sessions' read/write/purge, where the engine has locks.
+  const locks = !engine.lock
+    ? {}
+    : locking(engine, {
+        checkId,
+        get,
+        setMs: (id, data, ms) => settle(engine.set(id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
+        remove,
+      })
+
+  return {
+    /** Resolves the session as a fresh plain object, or null. */
+    get,
+    /** Stores `session` (object or JSON text) for `timeout` (timeoutUnit). */
+    set,
+    /** Removes the session; resolves true when one was removed. */
+    remove,
+    /** Sliding expiry (simpleS): never creates a removed session again. */
+    update: touch,
+    /** approuter name of `remove`. */
+    destroy: remove,
+    /** approuter name of `update`. */
+    resetTimer: touch,
+    /** Seconds left (Redis TTL semantics): -2 missing, -1 no expiry. */
+    ttl,
+    exists,
+    /** Number of live sessions. */
+    length: () => call(() => engine.len()),
+    /** Removes all sessions; resolves how many were removed. */
+    clear: () => call(() => engine.clear()),
+    /** All live sessions, as an array of session objects. */
+    all: () => call(() => engine.entries((es) => es.map((e) => parse(e.value)))),
+    /** All live sessions with their ids: [{ id, session }]. */
+    entries: () => call(() => engine.entries(parseEntries)),
+    /** Stops background work and connections; later calls reject ERR_STORE_CLOSED. */
+    close: () => call(() => engine.close()),
+    ...locks,
+    ...extra,
+  }
+}
+
+module.exports = { makeStore, syncEngine, serialize, parse, checkId, UNIT_MS, DEFAULT_TTL_MS }

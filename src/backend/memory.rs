@@ -1,0 +1,506 @@
+//! In-process store: serialized bytes in a hash map kept in least-recently-used
+//! order, bounded by entry count and bytes, with an expiry index that a
+//! background thread sweeps.
+//!
+//! * Expired entries are invisible at once (every read checks the expiry) and
+//!   reclaimed by the sweeper within `sweep_interval` even if nobody reads them
+//!   again (simpleS's built-in store never reclaims them).
+//! * The sweeper works in chunks of `SWEEP_CHUNK` entries per lock, so a big
+//!   expiry wave never stalls the JS thread for long.
+//! * `max_bytes` counts id + value bytes plus `ENTRY_OVERHEAD` per entry (an
+//!   estimate of the map, index and allocation overhead), so the bound is close
+//!   to real memory use.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hashlink::LinkedHashMap;
+use parking_lot::{Condvar, Mutex};
+
+use super::{SyncBackend, Ttl};
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{is_expired, now_ms, Expiry};
+
+/// Bytes charged per entry on top of id and value (map node, index node, Arc).
+pub const ENTRY_OVERHEAD: usize = 96;
+/// Entries reclaimed per lock acquisition by the sweeper.
+const SWEEP_CHUNK: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub struct MemoryOptions {
+  /// Most entries kept; the least recently used are evicted beyond it.
+  pub max_entries: Option<usize>,
+  /// Most bytes kept (see module docs for what counts).
+  pub max_bytes: Option<usize>,
+  /// How often the sweeper reclaims expired entries. `None`: no sweeper thread
+  /// (expired entries are still invisible, and reclaimed when touched).
+  pub sweep_interval: Option<Duration>,
+}
+
+impl Default for MemoryOptions {
+  fn default() -> Self {
+    MemoryOptions { max_entries: None, max_bytes: None, sweep_interval: Some(Duration::from_secs(1)) }
+  }
+}
+
+struct Entry {
+  value: Box<[u8]>,
+  expires: Option<Expiry>,
+}
+
+#[derive(Default)]
+struct State {
+  /// Front = least recently used.
+  map: LinkedHashMap<Arc<str>, Entry>,
+  /// (expires, id) of every entry that has an expiry.
+  index: BTreeSet<(Expiry, Arc<str>)>,
+  bytes: usize,
+  closed: bool,
+  /// In-process locks: id → (token, expires).
+  locks: std::collections::HashMap<String, (String, Expiry)>,
+}
+
+fn charge(id: &str, value_len: usize) -> usize {
+  id.len() + value_len + ENTRY_OVERHEAD
+}
+
+impl State {
+  fn unlink(&mut self, id: &Arc<str>, e: &Entry) {
+    if let Some(t) = e.expires {
+      self.index.remove(&(t, id.clone()));
+    }
+    self.bytes -= charge(id, e.value.len());
+  }
+
+  fn remove(&mut self, id: &str) -> Option<(Arc<str>, Entry)> {
+    let (k, e) = self.map.remove_entry(id)?;
+    self.unlink(&k, &e);
+    Some((k, e))
+  }
+
+  /// The live entry for `id`, removing it first if it has expired.
+  fn live(&mut self, id: &str, now: u64) -> Option<&mut Entry> {
+    if is_expired(self.map.get(id)?.expires, now) {
+      self.remove(id);
+      return None;
+    }
+    self.map.to_back(id)
+  }
+
+  fn reindex(&mut self, id: &str, expires: Option<Expiry>) -> bool {
+    let Some((k, e)) = self.map.get_key_value(id) else { return false };
+    let (k, old) = (k.clone(), e.expires);
+    if old == expires {
+      return true;
+    }
+    if let Some(t) = old {
+      self.index.remove(&(t, k.clone()));
+    }
+    if let Some(t) = expires {
+      self.index.insert((t, k.clone()));
+    }
+    self.map.get_mut(id).map(|e| e.expires = expires);
+    true
+  }
+
+  /// Removes up to `limit` expired entries; returns how many.
+  fn sweep(&mut self, now: u64, limit: usize) -> usize {
+    let mut n = 0;
+    while n < limit {
+      let Some((t, _)) = self.index.first() else { break };
+      if *t > now {
+        break;
+      }
+      let (_, id) = self.index.pop_first().expect("first exists");
+      if let Some(e) = self.map.remove(&*id) {
+        self.bytes -= charge(&id, e.value.len());
+      }
+      n += 1;
+    }
+    n
+  }
+
+  fn expired_count(&self, now: u64) -> usize {
+    self.index.iter().take_while(|(t, _)| *t <= now).count()
+  }
+}
+
+struct Shared {
+  state: Mutex<State>,
+  wake: Condvar,
+}
+
+/// The memory backend. Cheap to share behind an `Arc`.
+pub struct MemoryBackend {
+  shared: Arc<Shared>,
+  opts: MemoryOptions,
+  sweeper: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl MemoryBackend {
+  pub fn new(opts: MemoryOptions) -> Result<Self> {
+    if opts.max_entries == Some(0) {
+      return Err(StoreError::new(Code::InvalidOption, "maxEntries must be at least 1"));
+    }
+    if let Some(b) = opts.max_bytes {
+      if b < ENTRY_OVERHEAD {
+        return Err(StoreError::new(Code::InvalidOption, format!("maxBytes must be at least {ENTRY_OVERHEAD}")));
+      }
+    }
+    let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
+    let sweeper = match opts.sweep_interval {
+      Some(every) => {
+        let s = shared.clone();
+        let handle = std::thread::Builder::new()
+          .name("rs-store-sweep".into())
+          .spawn(move || sweep_loop(s, every))
+          .map_err(|e| StoreError::new(Code::Internal, format!("cannot start sweeper: {e}")))?;
+        Some(handle)
+      }
+      None => None,
+    };
+    Ok(MemoryBackend { shared, opts, sweeper: Mutex::new(sweeper) })
+  }
+
+  /// Bytes currently charged (see module docs).
+  pub fn bytes(&self) -> usize {
+    self.shared.state.lock().bytes
+  }
+
+  /// Every live entry with its expiry (for persistence).
+  pub fn snapshot(&self) -> Result<Vec<(String, Vec<u8>, Option<Expiry>)>> {
+    let st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    Ok(
+      st.map
+        .iter()
+        .filter(|(_, e)| !is_expired(e.expires, now))
+        .map(|(k, e)| (k.to_string(), e.value.to_vec(), e.expires))
+        .collect(),
+    )
+  }
+
+  /// Reclaims every expired entry now; returns how many.
+  pub fn sweep_now(&self) -> usize {
+    let mut total = 0;
+    loop {
+      let n = self.shared.state.lock().sweep(now_ms(), SWEEP_CHUNK);
+      total += n;
+      if n < SWEEP_CHUNK {
+        return total;
+      }
+    }
+  }
+
+  fn check_open(st: &State) -> Result<()> {
+    if st.closed {
+      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+    }
+    Ok(())
+  }
+}
+
+fn sweep_loop(shared: Arc<Shared>, every: Duration) {
+  loop {
+    {
+      let mut st = shared.state.lock();
+      if st.closed {
+        return;
+      }
+      shared.wake.wait_for(&mut st, every);
+      if st.closed {
+        return;
+      }
+    }
+    // Chunked: release the lock between chunks so callers interleave.
+    while shared.state.lock().sweep(now_ms(), SWEEP_CHUNK) == SWEEP_CHUNK {}
+  }
+}
+
+impl SyncBackend for MemoryBackend {
+  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    Ok(st.live(id, now_ms()).map(|e| e.value.to_vec()))
+  }
+
+  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    let size = charge(id, value.len());
+    if let Some(max) = self.opts.max_bytes {
+      if size > max {
+        return Err(StoreError::new(
+          Code::SessionTooLarge,
+          format!("entry of {size} bytes exceeds the store's maxBytes ({max})"),
+        ));
+      }
+    }
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    // An overwrite reuses the key allocation; the entry moves to the back (MRU).
+    let key: Arc<str> = st.remove(id).map_or_else(|| Arc::from(id), |(k, _)| k);
+    if let Some(t) = expires {
+      st.index.insert((t, key.clone()));
+    }
+    st.bytes += size;
+    st.map.insert(key, Entry { value: value.into_boxed_slice(), expires });
+    // Evict least recently used beyond the bounds.
+    let max_entries = self.opts.max_entries.unwrap_or(usize::MAX);
+    let max_bytes = self.opts.max_bytes.unwrap_or(usize::MAX);
+    while st.map.len() > max_entries || st.bytes > max_bytes {
+      let Some((k, e)) = st.map.pop_front() else { break };
+      st.unlink(&k, &e);
+    }
+    Ok(())
+  }
+
+  fn remove(&self, id: &str) -> Result<bool> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    Ok(st.remove(id).is_some_and(|(_, e)| !is_expired(e.expires, now)))
+  }
+
+  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    if st.live(id, now_ms()).is_none() {
+      return Ok(false);
+    }
+    Ok(st.reindex(id, expires))
+  }
+
+  fn ttl(&self, id: &str) -> Result<Ttl> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    Ok(match st.live(id, now_ms()) {
+      None => Ttl::Missing,
+      Some(Entry { expires: None, .. }) => Ttl::Persistent,
+      Some(Entry { expires: Some(t), .. }) => Ttl::At(*t),
+    })
+  }
+
+  fn exists(&self, id: &str) -> Result<bool> {
+    let st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    Ok(st.map.get(id).is_some_and(|e| !is_expired(e.expires, now_ms())))
+  }
+
+  fn len(&self) -> Result<u64> {
+    let st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    Ok((st.map.len() - st.expired_count(now_ms())) as u64)
+  }
+
+  fn clear(&self) -> Result<u64> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let live = (st.map.len() - st.expired_count(now_ms())) as u64;
+    st.map.clear();
+    st.index.clear();
+    st.bytes = 0;
+    Ok(live)
+  }
+
+  fn keys(&self) -> Result<Vec<String>> {
+    let st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    Ok(st.map.iter().filter(|(_, e)| !is_expired(e.expires, now)).map(|(k, _)| k.to_string()).collect())
+  }
+
+  fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    match st.locks.get(id) {
+      Some((_, exp)) if *exp > now => Ok(false),
+      _ => {
+        st.locks.insert(id.to_string(), (token.to_string(), now.saturating_add(ttl_ms)));
+        Ok(true)
+      }
+    }
+  }
+
+  fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    if st.locks.get(id).is_some_and(|(t, _)| t == token) {
+      st.locks.remove(id);
+      return Ok(true);
+    }
+    Ok(false)
+  }
+
+  fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    match st.locks.get_mut(id) {
+      Some((t, exp)) if t == token && *exp > now => {
+        *exp = now.saturating_add(ttl_ms);
+        Ok(true)
+      }
+      _ => Ok(false),
+    }
+  }
+
+  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    Ok(self.snapshot()?.into_iter().map(|(k, v, _)| (k, v)).collect())
+  }
+
+  fn close(&self) -> Result<()> {
+    {
+      let mut st = self.shared.state.lock();
+      st.closed = true;
+      st.map.clear();
+      st.index.clear();
+      st.bytes = 0;
+    }
+    self.shared.wake.notify_all();
+    if let Some(h) = self.sweeper.lock().take() {
+      let _ = h.join();
+    }
+    Ok(())
+  }
+}
+
+impl Drop for MemoryBackend {
+  fn drop(&mut self) {
+    let _ = SyncBackend::close(self);
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::expiry::after_ms;
+
+  fn store(max_entries: Option<usize>, max_bytes: Option<usize>) -> MemoryBackend {
+    MemoryBackend::new(MemoryOptions { max_entries, max_bytes, sweep_interval: None }).unwrap()
+  }
+
+  #[test]
+  fn set_get_remove() {
+    let m = store(None, None);
+    m.set("a", b"{\"n\":1}".to_vec(), None).unwrap();
+    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"{\"n\":1}"[..]));
+    assert!(m.exists("a").unwrap());
+    assert_eq!(m.ttl("a").unwrap(), Ttl::Persistent);
+    assert_eq!(m.len().unwrap(), 1);
+    assert!(SyncBackend::remove(&m, "a").unwrap());
+    assert!(!SyncBackend::remove(&m, "a").unwrap());
+    assert_eq!(SyncBackend::get(&m, "a").unwrap(), None);
+    assert_eq!(m.bytes(), 0);
+  }
+
+  #[test]
+  fn touch_never_resurrects() {
+    let m = store(None, None);
+    assert!(!m.touch("gone", Some(after_ms(1000))).unwrap());
+    assert!(!m.exists("gone").unwrap());
+    m.set("a", b"1".to_vec(), Some(after_ms(1000))).unwrap();
+    let t = after_ms(50_000);
+    assert!(m.touch("a", Some(t)).unwrap());
+    assert_eq!(m.ttl("a").unwrap(), Ttl::At(t));
+    SyncBackend::remove(&m, "a").unwrap();
+    assert!(!m.touch("a", Some(t)).unwrap());
+    assert_eq!(m.len().unwrap(), 0);
+  }
+
+  #[test]
+  fn expired_entries_are_invisible_and_swept() {
+    let m = store(None, None);
+    let past = now_ms() - 1;
+    m.set("old", b"x".to_vec(), Some(past)).unwrap();
+    m.set("new", b"y".to_vec(), Some(after_ms(60_000))).unwrap();
+    assert_eq!(SyncBackend::get(&m, "old").unwrap(), None);
+    m.set("old2", b"x".to_vec(), Some(past)).unwrap();
+    assert!(!m.exists("old2").unwrap());
+    assert_eq!(m.len().unwrap(), 1);
+    assert_eq!(m.keys().unwrap(), vec!["new".to_string()]);
+    assert_eq!(m.sweep_now(), 1);
+    assert_eq!(m.shared.state.lock().map.len(), 1);
+    assert_eq!(m.bytes(), charge("new", 1));
+  }
+
+  #[test]
+  fn background_sweeper_reclaims_without_reads() {
+    let m = MemoryBackend::new(MemoryOptions { sweep_interval: Some(Duration::from_millis(20)), ..Default::default() })
+      .unwrap();
+    for i in 0..3000 {
+      m.set(&format!("s{i}"), vec![b'x'; 10], Some(after_ms(30))).unwrap();
+    }
+    m.set("keep", b"k".to_vec(), None).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let st = m.shared.state.lock();
+    assert_eq!(st.map.len(), 1, "sweeper reclaimed expired entries");
+    assert!(st.index.is_empty());
+  }
+
+  #[test]
+  fn lru_eviction_by_entries_and_bytes() {
+    let m = store(Some(3), None);
+    for id in ["a", "b", "c"] {
+      m.set(id, b"v".to_vec(), None).unwrap();
+    }
+    SyncBackend::get(&m, "a").unwrap(); // a becomes most recently used
+    m.set("d", b"v".to_vec(), None).unwrap();
+    assert!(!m.exists("b").unwrap(), "b was least recently used");
+    assert!(m.exists("a").unwrap() && m.exists("c").unwrap() && m.exists("d").unwrap());
+
+    let per = charge("a", 100);
+    let m = store(None, Some(per * 2));
+    m.set("a", vec![0; 100], Some(after_ms(10_000))).unwrap();
+    m.set("b", vec![0; 100], None).unwrap();
+    m.set("c", vec![0; 100], None).unwrap();
+    assert!(!m.exists("a").unwrap());
+    assert!(m.bytes() <= per * 2);
+    assert!(m.shared.state.lock().index.is_empty(), "evicted entry left the expiry index");
+    let err = m.set("big", vec![0; per * 3], None).unwrap_err();
+    assert_eq!(err.code, Code::SessionTooLarge);
+    assert!(m.exists("b").unwrap() && m.exists("c").unwrap(), "a refused write leaves data intact");
+  }
+
+  #[test]
+  fn overwrite_keeps_accounting() {
+    let m = store(None, None);
+    m.set("a", vec![0; 10], Some(after_ms(1000))).unwrap();
+    m.set("a", vec![0; 20], Some(after_ms(2000))).unwrap();
+    assert_eq!(m.bytes(), charge("a", 20));
+    assert_eq!(m.shared.state.lock().index.len(), 1);
+    assert_eq!(m.clear().unwrap(), 1);
+    assert_eq!(m.bytes(), 0);
+  }
+
+  #[test]
+  fn closed_store_refuses_calls() {
+    let m = MemoryBackend::new(MemoryOptions::default()).unwrap();
+    m.set("a", b"1".to_vec(), None).unwrap();
+    SyncBackend::close(&m).unwrap();
+    assert_eq!(SyncBackend::get(&m, "a").unwrap_err().code, Code::StoreClosed);
+    SyncBackend::close(&m).unwrap(); // idempotent
+  }
+
+  #[test]
+  fn locks_are_exclusive_and_expire() {
+    let m = store(None, None);
+    assert!(m.lock("s", "t1", 60_000).unwrap());
+    assert!(!m.lock("s", "t2", 60_000).unwrap(), "held");
+    assert!(!m.unlock("s", "t2").unwrap(), "not the holder");
+    assert!(m.renew("s", "t1", 60_000).unwrap());
+    assert!(m.unlock("s", "t1").unwrap());
+    assert!(m.lock("s", "t2", 1).unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    assert!(m.lock("s", "t3", 60_000).unwrap(), "a dead holder's lock expires");
+    assert!(!m.renew("s", "t2", 60_000).unwrap());
+  }
+
+  #[test]
+  fn bad_options() {
+    assert!(MemoryBackend::new(MemoryOptions { max_entries: Some(0), ..Default::default() }).is_err());
+    assert!(MemoryBackend::new(MemoryOptions { max_bytes: Some(1), ..Default::default() }).is_err());
+  }
+}

@@ -1,0 +1,293 @@
+//! Storage backends. Every backend satisfies one async trait, [`Backend`],
+//! and knows nothing about hosts: it stores opaque bytes under a string id
+//! with an absolute expiry (epoch ms, see [`crate::expiry`]).
+//!
+//! Backends that never block (memory, dummy) implement [`SyncBackend`]
+//! instead; a blanket impl makes every `SyncBackend` a `Backend`, and the
+//! `#[napi]` layer calls the sync methods directly on the JS thread (no
+//! thread hop on the hot path).
+
+use async_trait::async_trait;
+
+use crate::error::{Result, StoreError};
+use crate::expiry::Expiry;
+
+pub mod dummy;
+pub mod file;
+pub mod memory;
+pub mod object;
+pub mod record;
+pub mod redis;
+pub mod snapshot;
+
+/// Called with a problem a backend found on its own (a corrupt file met by a
+/// sweep, …), as opposed to the answer to a call.
+pub type Report = std::sync::Arc<dyn Fn(StoreError) + Send + Sync>;
+
+/// What `ttl` reports for one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+  /// No such (live) entry.
+  Missing,
+  /// The entry never expires.
+  Persistent,
+  /// The entry expires at this absolute time (epoch ms).
+  At(Expiry),
+}
+
+/// One operation of a batch (see [`Backend::exec_batch`]).
+#[derive(Debug, Clone)]
+pub enum Op {
+  Get(String),
+  Set(String, Vec<u8>, Option<Expiry>),
+  Remove(String),
+  Touch(String, Option<Expiry>),
+  Ttl(String),
+  Exists(String),
+  Len,
+  Clear,
+  Keys,
+  Entries,
+  /// Take the lock of an id if it is free: (id, token, ttl ms).
+  Lock(String, String, u64),
+  /// Release the lock if `token` still holds it.
+  Unlock(String, String),
+  /// Extend the lock to `ttl ms` from now if `token` still holds it.
+  Renew(String, String, u64),
+}
+
+impl Op {
+  /// The session id the op is about, or `None` for whole-store ops.
+  pub fn id(&self) -> Option<&str> {
+    match self {
+      Op::Get(id)
+      | Op::Set(id, ..)
+      | Op::Remove(id)
+      | Op::Touch(id, _)
+      | Op::Ttl(id)
+      | Op::Exists(id)
+      | Op::Lock(id, ..)
+      | Op::Unlock(id, _)
+      | Op::Renew(id, ..) => Some(id),
+      Op::Len | Op::Clear | Op::Keys | Op::Entries => None,
+    }
+  }
+}
+
+/// The answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+  Value(Option<Vec<u8>>),
+  Bool(bool),
+  Ttl(Ttl),
+  Count(u64),
+  Keys(Vec<String>),
+  Entries(Vec<(String, Vec<u8>)>),
+  /// A decoded session (binding layer, after the codec).
+  Text(Option<String>),
+  /// Decoded entries (binding layer, after the codec).
+  TextEntries(Vec<(String, String)>),
+  Done,
+}
+
+impl Reply {
+  fn unexpected(self) -> StoreError {
+    StoreError::new(crate::error::Code::Internal, format!("unexpected reply {self:?}"))
+  }
+  pub fn into_value(self) -> Result<Option<Vec<u8>>> {
+    if let Reply::Value(v) = self { Ok(v) } else { Err(self.unexpected()) }
+  }
+  pub fn into_bool(self) -> Result<bool> {
+    if let Reply::Bool(b) = self { Ok(b) } else { Err(self.unexpected()) }
+  }
+  pub fn into_ttl(self) -> Result<Ttl> {
+    if let Reply::Ttl(t) = self { Ok(t) } else { Err(self.unexpected()) }
+  }
+  pub fn into_count(self) -> Result<u64> {
+    if let Reply::Count(n) = self { Ok(n) } else { Err(self.unexpected()) }
+  }
+  pub fn into_keys(self) -> Result<Vec<String>> {
+    if let Reply::Keys(k) = self { Ok(k) } else { Err(self.unexpected()) }
+  }
+  pub fn into_entries(self) -> Result<Vec<(String, Vec<u8>)>> {
+    if let Reply::Entries(e) = self { Ok(e) } else { Err(self.unexpected()) }
+  }
+}
+
+/// One op through a backend's own `exec_batch`. For backends that override
+/// `exec_batch` (the default one calls the per-op methods back).
+pub(crate) async fn single<B: Backend + ?Sized>(b: &B, op: Op) -> Result<Reply> {
+  b.exec_batch(vec![op])
+    .await
+    .pop()
+    .unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))
+}
+
+/// A cheap, stable hash of an id (FNV-1a), to split a batch into groups that
+/// may run concurrently while one id always lands in one group.
+pub(crate) fn shard_of(id: &str) -> u64 {
+  id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Runs one op through the per-op methods of `b`.
+pub async fn run_one<B: Backend + ?Sized>(b: &B, op: &Op) -> Result<Reply> {
+  Ok(match op {
+    Op::Get(id) => Reply::Value(b.get(id).await?),
+    Op::Set(id, v, exp) => {
+      b.set(id, v.clone(), *exp).await?;
+      Reply::Done
+    }
+    Op::Remove(id) => Reply::Bool(b.remove(id).await?),
+    Op::Touch(id, exp) => Reply::Bool(b.touch(id, *exp).await?),
+    Op::Ttl(id) => Reply::Ttl(b.ttl(id).await?),
+    Op::Exists(id) => Reply::Bool(b.exists(id).await?),
+    Op::Len => Reply::Count(b.len().await?),
+    Op::Clear => Reply::Count(b.clear().await?),
+    Op::Keys => Reply::Keys(b.keys().await?),
+    Op::Entries => Reply::Entries(b.entries().await?),
+    Op::Lock(id, token, ttl) => Reply::Bool(b.lock(id, token, *ttl).await?),
+    Op::Unlock(id, token) => Reply::Bool(b.unlock(id, token).await?),
+    Op::Renew(id, token, ttl) => Reply::Bool(b.renew(id, token, *ttl).await?),
+  })
+}
+
+pub(crate) fn no_locks() -> StoreError {
+  StoreError::new(crate::error::Code::InvalidOption, "this store has no lock manager")
+}
+
+/// The one storage contract. `expires: None` means "never expires".
+/// Expired entries must be invisible to every method at once, whether or not
+/// a sweep has reclaimed them yet.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
+  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
+  /// Returns whether a live entry was removed.
+  async fn remove(&self, id: &str) -> Result<bool>;
+  /// Moves the expiry of a live entry; returns false (and creates nothing)
+  /// when it is missing, so a touch can never resurrect a removed session.
+  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool>;
+  async fn ttl(&self, id: &str) -> Result<Ttl>;
+  async fn exists(&self, id: &str) -> Result<bool>;
+  /// Number of live entries.
+  async fn len(&self) -> Result<u64>;
+  /// Removes every entry; returns how many were removed.
+  async fn clear(&self) -> Result<u64>;
+  /// Ids of all live entries (no order promised).
+  async fn keys(&self) -> Result<Vec<String>>;
+  /// All live entries. Backends with a batch read override this.
+  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for id in self.keys().await? {
+      if let Some(v) = self.get(&id).await? {
+        out.push((id, v));
+      }
+    }
+    Ok(out)
+  }
+  /// Runs a batch of ops, answering each in order. The default runs them one
+  /// after another; backends with pipelining (Redis) override it.
+  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    let mut out = Vec::with_capacity(ops.len());
+    for op in &ops {
+      out.push(run_one(self, op).await);
+    }
+    out
+  }
+  /// Takes the lock of `id` for `token` if it is free (or its holder's ttl has
+  /// run out): a lock dies with its holder. Never waits.
+  async fn lock(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
+    Err(no_locks())
+  }
+  /// Releases the lock if `token` still holds it.
+  async fn unlock(&self, _id: &str, _token: &str) -> Result<bool> {
+    Err(no_locks())
+  }
+  /// Extends the lock if `token` still holds it.
+  async fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
+    Err(no_locks())
+  }
+  /// Whether batches may overlap: true when a batch started after another is
+  /// guaranteed to be applied after it (e.g. each batch is one pipeline on
+  /// one connection). The dispatcher otherwise runs batches one at a time.
+  fn overlapping_batches_keep_order(&self) -> bool {
+    false
+  }
+  /// Stops background work and releases connections. Idempotent.
+  async fn close(&self) -> Result<()>;
+}
+
+/// The same contract for backends that never block; see the module docs.
+pub trait SyncBackend: Send + Sync + 'static {
+  fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
+  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
+  fn remove(&self, id: &str) -> Result<bool>;
+  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool>;
+  fn ttl(&self, id: &str) -> Result<Ttl>;
+  fn exists(&self, id: &str) -> Result<bool>;
+  fn len(&self) -> Result<u64>;
+  fn clear(&self) -> Result<u64>;
+  fn keys(&self) -> Result<Vec<String>>;
+  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>>;
+  fn lock(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
+    Err(no_locks())
+  }
+  fn unlock(&self, _id: &str, _token: &str) -> Result<bool> {
+    Err(no_locks())
+  }
+  fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
+    Err(no_locks())
+  }
+  /// Waits until writes made so far are durable (may block: call it off the
+  /// JS thread). Nothing to do for purely in-memory backends.
+  fn flush(&self) -> Result<()> {
+    Ok(())
+  }
+  fn close(&self) -> Result<()>;
+}
+
+#[async_trait]
+impl<T: SyncBackend> Backend for T {
+  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    SyncBackend::get(self, id)
+  }
+  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    SyncBackend::set(self, id, value, expires)
+  }
+  async fn remove(&self, id: &str) -> Result<bool> {
+    SyncBackend::remove(self, id)
+  }
+  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    SyncBackend::touch(self, id, expires)
+  }
+  async fn ttl(&self, id: &str) -> Result<Ttl> {
+    SyncBackend::ttl(self, id)
+  }
+  async fn exists(&self, id: &str) -> Result<bool> {
+    SyncBackend::exists(self, id)
+  }
+  async fn len(&self) -> Result<u64> {
+    SyncBackend::len(self)
+  }
+  async fn clear(&self) -> Result<u64> {
+    SyncBackend::clear(self)
+  }
+  async fn keys(&self) -> Result<Vec<String>> {
+    SyncBackend::keys(self)
+  }
+  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    SyncBackend::entries(self)
+  }
+  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    SyncBackend::lock(self, id, token, ttl_ms)
+  }
+  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+    SyncBackend::unlock(self, id, token)
+  }
+  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    SyncBackend::renew(self, id, token, ttl_ms)
+  }
+  async fn close(&self) -> Result<()> {
+    SyncBackend::close(self)
+  }
+}

@@ -1,0 +1,323 @@
+//! Sessions in object storage (S3 and S3-compatible, Azure Blob, GCS, a local
+//! directory) through `object_store`: one object per session,
+//! `<root>/<sha256(id)>.sess`, in the file store's record format (a header
+//! line with the id and the absolute expiry, then the payload).
+//!
+//! * Expiry is enforced on every read (object storage has no TTL of its own
+//!   that all services share) and expired objects are deleted by a background
+//!   sweep every `sweep_interval`, one object at a time.
+//! * `touch` rewrites the record with a conditional write (`PutMode::Update`
+//!   on the ETag read) where the service supports it, so it never overwrites
+//!   a session another process wrote in between; elsewhere it overwrites.
+//! * A batch is split by id into groups that run concurrently (one id stays in
+//!   one group, in call order), as the file store does.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use tokio::sync::Notify;
+
+use super::record::{self, Record, EXT};
+use super::{run_one, shard_of, Backend, Op, Reply, Report, Ttl};
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{is_expired, now_ms, Expiry};
+
+/// Most concurrent groups a batch is split into.
+const SHARDS: usize = 8;
+
+pub struct ObjectBackend {
+  inner: Arc<Inner>,
+}
+
+struct Inner {
+  store: Arc<dyn ObjectStore>,
+  root: Path,
+  closed: AtomicBool,
+  stop: Notify,
+  report: Option<Report>,
+}
+
+fn map_err(e: object_store::Error) -> StoreError {
+  match e {
+    object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+      StoreError::new(Code::StoreAuth, e.to_string())
+    }
+    other => StoreError::new(Code::StoreUnavailable, other.to_string()),
+  }
+}
+
+impl Inner {
+  fn key(&self, id: &str) -> Path {
+    self.root.clone().join(record::name_for(id).as_str())
+  }
+
+  fn check_open(&self) -> Result<()> {
+    if self.closed.load(Ordering::Acquire) {
+      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+    }
+    Ok(())
+  }
+
+  /// The record at `key` with its version, `None` when absent.
+  async fn read(&self, key: &Path) -> Result<Option<(Record, UpdateVersion)>> {
+    let got = match self.store.get(key).await {
+      Ok(g) => g,
+      Err(object_store::Error::NotFound { .. }) => return Ok(None),
+      Err(e) => return Err(map_err(e)),
+    };
+    let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+    let bytes = got.bytes().await.map_err(map_err)?;
+    Ok(Some((record::decode(key.as_ref(), bytes.to_vec())?, version)))
+  }
+
+  /// The live record of `id`; an expired one is deleted on the way.
+  async fn read_live(&self, id: &str) -> Result<Option<(Record, UpdateVersion)>> {
+    self.check_open()?;
+    let key = self.key(id);
+    match self.read(&key).await? {
+      Some((r, _)) if r.header.id != id => Err(StoreError::new(Code::Corrupt, format!("{key} holds another id"))),
+      Some((r, _)) if is_expired(r.header.expires, now_ms()) => {
+        let _ = self.store.delete(&key).await;
+        Ok(None)
+      }
+      other => Ok(other),
+    }
+  }
+
+  /// Writes the record; the object_store error is returned as is so callers
+  /// can tell a failed precondition or an unsupported mode from a failure.
+  async fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, mode: PutMode) -> Result<std::result::Result<(), object_store::Error>> {
+    self.check_open()?;
+    let body = PutPayload::from(record::encode(id, expires, payload)?);
+    Ok(self.store.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
+  }
+
+  async fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
+    self.put(id, payload, expires, PutMode::Overwrite).await?.map_err(map_err)
+  }
+
+  /// Every live record under the root; corrupt objects are reported.
+  async fn live(&self) -> Result<Vec<(Path, Record)>> {
+    self.check_open()?;
+    let metas: Vec<_> = self.store.list(Some(&self.root)).try_collect().await.map_err(map_err)?;
+    let now = now_ms();
+    let mut out = Vec::new();
+    for m in metas {
+      if m.location.extension() != Some(EXT) {
+        continue;
+      }
+      match self.read(&m.location).await {
+        Ok(Some((r, _))) if !is_expired(r.header.expires, now) => out.push((m.location, r)),
+        Ok(_) => {}
+        Err(e) => self.report(e),
+      }
+    }
+    Ok(out)
+  }
+
+  fn report(&self, e: StoreError) {
+    if let Some(r) = &self.report {
+      r(e);
+    }
+  }
+
+  async fn sweep(&self) -> usize {
+    let Ok(metas) = self.store.list(Some(&self.root)).try_collect::<Vec<_>>().await else { return 0 };
+    let now = now_ms();
+    let mut removed = 0;
+    for m in metas {
+      if self.closed.load(Ordering::Acquire) {
+        break;
+      }
+      if m.location.extension() != Some(EXT) {
+        continue;
+      }
+      match self.read(&m.location).await {
+        Ok(Some((r, _))) if is_expired(r.header.expires, now) => {
+          if self.store.delete(&m.location).await.is_ok() {
+            removed += 1;
+          }
+        }
+        Ok(_) => {}
+        Err(e) => self.report(e),
+      }
+    }
+    removed
+  }
+
+  async fn run(&self, op: &Op) -> Result<Reply> {
+    Ok(match op {
+      Op::Get(id) => Reply::Value(self.read_live(id).await?.map(|(r, _)| r.payload)),
+      Op::Set(id, v, exp) => {
+        self.write(id, v, *exp).await?;
+        Reply::Done
+      }
+      Op::Remove(id) => {
+        let live = self.read_live(id).await?.is_some();
+        match self.store.delete(&self.key(id)).await {
+          Ok(()) | Err(object_store::Error::NotFound { .. }) => Reply::Bool(live),
+          Err(e) => return Err(map_err(e)),
+        }
+      }
+      Op::Touch(id, exp) => match self.read_live(id).await? {
+        None => Reply::Bool(false),
+        Some((r, version)) => {
+          match self.put(id, &r.payload, *exp, PutMode::Update(version)).await? {
+            // Written, or someone else wrote it in between (theirs stands).
+            Ok(()) | Err(object_store::Error::Precondition { .. }) => {}
+            // No conditional writes here (e.g. a local directory).
+            Err(object_store::Error::NotImplemented { .. }) => self.write(id, &r.payload, *exp).await?,
+            Err(e) => return Err(map_err(e)),
+          }
+          Reply::Bool(true)
+        }
+      },
+      Op::Ttl(id) => Reply::Ttl(match self.read_live(id).await? {
+        None => Ttl::Missing,
+        Some((r, _)) => r.header.expires.map_or(Ttl::Persistent, Ttl::At),
+      }),
+      Op::Exists(id) => Reply::Bool(self.read_live(id).await?.is_some()),
+      Op::Len => Reply::Count(self.live().await?.len() as u64),
+      Op::Keys => Reply::Keys(self.live().await?.into_iter().map(|(_, r)| r.header.id).collect()),
+      Op::Entries => Reply::Entries(self.live().await?.into_iter().map(|(_, r)| (r.header.id, r.payload)).collect()),
+      Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => return Err(super::no_locks()),
+      Op::Clear => {
+        let mut n = 0;
+        for (p, _) in self.live().await? {
+          if self.store.delete(&p).await.is_ok() {
+            n += 1;
+          }
+        }
+        Reply::Count(n)
+      }
+    })
+  }
+}
+
+impl ObjectBackend {
+  /// Sessions under `root` in `store`; the sweep starts at once on the tokio
+  /// runtime this is called from (`sweep_interval: None` = no sweep).
+  pub fn new(store: Arc<dyn ObjectStore>, root: Path, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
+    let inner = Arc::new(Inner { store, root, closed: AtomicBool::new(false), stop: Notify::new(), report });
+    if let Some(every) = sweep_interval {
+      let i = inner.clone();
+      tokio::spawn(async move {
+        loop {
+          tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = i.stop.notified() => return,
+          }
+          if i.closed.load(Ordering::Acquire) {
+            return;
+          }
+          i.sweep().await;
+        }
+      });
+    }
+    ObjectBackend { inner }
+  }
+
+  pub async fn sweep_now(&self) -> usize {
+    self.inner.sweep().await
+  }
+}
+
+#[async_trait]
+impl Backend for ObjectBackend {
+  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    Ok(self.inner.read_live(id).await?.map(|(r, _)| r.payload))
+  }
+  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    self.inner.write(id, &value, expires).await
+  }
+  async fn remove(&self, id: &str) -> Result<bool> {
+    self.inner.run(&Op::Remove(id.into())).await?.into_bool()
+  }
+  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    self.inner.run(&Op::Touch(id.into(), expires)).await?.into_bool()
+  }
+  async fn ttl(&self, id: &str) -> Result<Ttl> {
+    self.inner.run(&Op::Ttl(id.into())).await?.into_ttl()
+  }
+  async fn exists(&self, id: &str) -> Result<bool> {
+    Ok(self.inner.read_live(id).await?.is_some())
+  }
+  async fn len(&self) -> Result<u64> {
+    Ok(self.inner.live().await?.len() as u64)
+  }
+  async fn clear(&self) -> Result<u64> {
+    self.inner.run(&Op::Clear).await?.into_count()
+  }
+  async fn keys(&self) -> Result<Vec<String>> {
+    Ok(self.inner.live().await?.into_iter().map(|(_, r)| r.header.id).collect())
+  }
+
+  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    if ops.iter().any(|op| op.id().is_none()) {
+      let mut out = Vec::with_capacity(ops.len());
+      for op in &ops {
+        out.push(run_one(self, op).await);
+      }
+      return out;
+    }
+    let n = ops.len();
+    let shards = SHARDS.min(n).max(1);
+    let mut groups: Vec<Vec<(usize, Op)>> = (0..shards).map(|_| Vec::new()).collect();
+    for (i, op) in ops.into_iter().enumerate() {
+      let g = op.id().map_or(0, |id| (shard_of(id) % shards as u64) as usize);
+      groups[g].push((i, op));
+    }
+    let inner = &self.inner;
+    let runs = groups.into_iter().map(|group| async move {
+      let mut out = Vec::with_capacity(group.len());
+      for (i, op) in group {
+        out.push((i, inner.run(&op).await));
+      }
+      out
+    });
+    let mut out: Vec<Option<Result<Reply>>> = (0..n).map(|_| None).collect();
+    for pairs in futures::future::join_all(runs).await {
+      for (i, r) in pairs {
+        out[i] = Some(r);
+      }
+    }
+    out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::new(Code::Internal, "no reply")))).collect()
+  }
+
+  async fn close(&self) -> Result<()> {
+    self.inner.closed.store(true, Ordering::Release);
+    self.inner.stop.notify_waiters();
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::expiry::after_ms;
+  use object_store::memory::InMemory;
+
+  #[tokio::test]
+  async fn sessions_in_memory_object_store() {
+    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), None, None);
+    b.set("a", b"{\"n\":1}".to_vec(), Some(after_ms(60_000))).await.unwrap();
+    b.set("old", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
+    b.set("old2", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
+    assert_eq!(b.get("a").await.unwrap().unwrap(), b"{\"n\":1}");
+    assert_eq!(b.get("old").await.unwrap(), None, "expiry enforced on read");
+    assert!(b.touch("a", None).await.unwrap());
+    assert_eq!(b.ttl("a").await.unwrap(), Ttl::Persistent);
+    assert!(!b.touch("nope", None).await.unwrap());
+    assert_eq!(b.sweep_now().await, 1, "old2 swept");
+    assert_eq!(b.len().await.unwrap(), 1);
+    let r = b.exec_batch(vec![Op::Set("x".into(), b"1".to_vec(), None), Op::Get("x".into()), Op::Remove("x".into()), Op::Get("x".into())]).await;
+    assert_eq!(r[1].as_ref().unwrap(), &Reply::Value(Some(b"1".to_vec())));
+    assert_eq!(r[3].as_ref().unwrap(), &Reply::Value(None));
+    assert_eq!(b.clear().await.unwrap(), 1);
+  }
+}

@@ -1,0 +1,654 @@
+//! Redis backend on the `redis` crate (1.x, tokio): a multiplexed connection
+//! for a single server or a Sentinel-managed master, the crate's async cluster
+//! client for Redis Cluster. Expiry is native to Redis (`SET … PX`, `PEXPIRE`,
+//! `PTTL`); `len`/`clear`/`keys`/`entries` walk `SCAN MATCH prefix*` in
+//! batches on every master, never `KEYS`.
+//!
+//! Connections are made lazily and remade after a connection-level failure,
+//! so a store created while Redis is down works as soon as Redis is back.
+//! A batch of operations ([`Backend::exec_batch`]) becomes one pipeline on a
+//! single server (one write, one round trip); on a cluster every command is
+//! routed to its node, and commands on one id stay in call order.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use redis::aio::MultiplexedConnection;
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, Value};
+use tokio::sync::Mutex;
+
+use super::{single, Backend, Op, Reply, Ttl};
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{now_ms, Expiry};
+
+/// Release a lock only if the caller's token still holds it.
+const UNLOCK_LUA: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+/// Extend a lock only if the caller's token still holds it.
+const RENEW_LUA: &str =
+  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+/// Keys per SCAN step and per UNLINK/GET batch.
+const SCAN_COUNT: usize = 1000;
+
+/// Where the data lives.
+#[derive(Debug, Clone)]
+pub enum Topology {
+  /// One server (`redis://`, `rediss://`, `redis+unix://`).
+  Single(String),
+  /// Redis Cluster seed nodes.
+  Cluster(Vec<String>),
+  /// Sentinels and the monitored master's name.
+  Sentinel { sentinels: Vec<String>, master: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+  pub topology: Topology,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: Option<i64>,
+  /// Key prefix, e.g. `sess:`.
+  pub prefix: String,
+  pub connect_timeout: Duration,
+  pub command_timeout: Duration,
+}
+
+enum Conn {
+  Single(MultiplexedConnection),
+  Cluster(ClusterConnection),
+}
+
+impl Clone for Conn {
+  fn clone(&self) -> Self {
+    match self {
+      Conn::Single(c) => Conn::Single(c.clone()),
+      Conn::Cluster(c) => Conn::Cluster(c.clone()),
+    }
+  }
+}
+
+enum Connector {
+  Single(Client),
+  Cluster(ClusterClient),
+  Sentinel(Box<SentinelClient>),
+}
+
+struct State {
+  connector: Connector,
+  conn: Option<Conn>,
+  closed: bool,
+  /// The last failed connect attempt: calls within `RETRY_AFTER` of it fail
+  /// at once with its error instead of queueing another full connect timeout
+  /// behind it (so no call waits past `commandTimeoutMs`).
+  last_failure: Option<(std::time::Instant, StoreError)>,
+}
+
+/// How long after a failed connect attempt calls fail at once.
+const RETRY_AFTER: Duration = Duration::from_millis(250);
+
+pub struct RedisBackend {
+  state: Mutex<State>,
+  cluster: bool,
+  prefix: String,
+  connect_timeout: Duration,
+  command_timeout: Duration,
+}
+
+/// Maps a redis-crate error to a coded store error.
+fn map_err(e: redis::RedisError) -> StoreError {
+  use redis::ErrorKind;
+  let msg = e.to_string();
+  match e.kind() {
+    ErrorKind::AuthenticationFailed => StoreError::new(Code::StoreAuth, format!("Redis refused the credentials: {msg}")),
+    ErrorKind::InvalidClientConfig => StoreError::new(Code::InvalidOption, format!("Redis configuration: {msg}")),
+    _ if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("invalid password") => {
+      StoreError::new(Code::StoreAuth, format!("Redis refused the credentials: {msg}"))
+    }
+    _ if msg.contains("WRONGTYPE") => StoreError::new(Code::Corrupt, format!("a key under the prefix is not a string: {msg}")),
+    _ => StoreError::new(Code::StoreUnavailable, format!("Redis: {msg}")),
+  }
+}
+
+/// A reply of an unexpected shape (e.g. a foreign value under the prefix).
+fn parse_err(e: redis::ParsingError) -> StoreError {
+  StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"))
+}
+
+/// Is this error a sign that the connection must be remade?
+fn is_connection_error(e: &redis::RedisError) -> bool {
+  e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() || e.is_timeout() || e.is_unrecoverable_error()
+}
+
+fn unavailable(what: &str, after: Duration) -> StoreError {
+  StoreError::new(Code::StoreUnavailable, format!("Redis did not answer {what} within {} ms", after.as_millis()))
+}
+
+fn node_info(url: &str, cfg: &RedisConfig) -> Result<ConnectionInfo> {
+  let info = url.into_connection_info().map_err(|e| StoreError::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
+  let mut settings = info.redis_settings().clone();
+  if let Some(u) = &cfg.username {
+    settings = settings.set_username(u);
+  }
+  if let Some(p) = &cfg.password {
+    settings = settings.set_password(p);
+  }
+  if let Some(db) = cfg.db {
+    settings = settings.set_db(db);
+  }
+  Ok(info.set_redis_settings(settings))
+}
+
+impl RedisBackend {
+  /// Validates the configuration; connects lazily on first use.
+  pub fn new(cfg: RedisConfig) -> Result<Self> {
+    let bad = |e: redis::RedisError| StoreError::new(Code::InvalidOption, format!("Redis configuration: {e}"));
+    let connector = match &cfg.topology {
+      Topology::Single(url) => Connector::Single(Client::open(node_info(url, &cfg)?).map_err(bad)?),
+      Topology::Cluster(nodes) => {
+        let infos = nodes.iter().map(|n| node_info(n, &cfg)).collect::<Result<Vec<_>>>()?;
+        let client = ClusterClient::builder(infos)
+          .connection_timeout(cfg.connect_timeout)
+          .response_timeout(cfg.command_timeout)
+          .build()
+          .map_err(bad)?;
+        Connector::Cluster(client)
+      }
+      Topology::Sentinel { sentinels, master } => {
+        let infos = sentinels.iter().map(|s| s.as_str().into_connection_info()).collect::<std::result::Result<Vec<_>, _>>().map_err(bad)?;
+        let master_info = node_info("redis://127.0.0.1", &cfg)?.redis_settings().clone();
+        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master_info);
+        let client = SentinelClient::build(infos, master.clone(), Some(node), SentinelServerType::Master).map_err(bad)?;
+        Connector::Sentinel(Box::new(client))
+      }
+    };
+    Ok(RedisBackend {
+      cluster: matches!(cfg.topology, Topology::Cluster(_)),
+      state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None }),
+      prefix: cfg.prefix,
+      connect_timeout: cfg.connect_timeout,
+      command_timeout: cfg.command_timeout,
+    })
+  }
+
+  fn key(&self, id: &str) -> String {
+    let mut k = String::with_capacity(self.prefix.len() + id.len());
+    k.push_str(&self.prefix);
+    k.push_str(id);
+    k
+  }
+
+  /// The live connection, connecting first when there is none.
+  async fn conn(&self) -> Result<Conn> {
+    let mut st = self.state.lock().await;
+    if st.closed {
+      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+    }
+    if let Some(c) = &st.conn {
+      return Ok(c.clone());
+    }
+    if let Some((at, e)) = &st.last_failure {
+      if at.elapsed() < RETRY_AFTER {
+        return Err(e.clone());
+      }
+    }
+    let timeout = self.connect_timeout.min(self.command_timeout);
+    let config = AsyncConnectionConfig::new()
+      .set_connection_timeout(Some(timeout))
+      .set_response_timeout(Some(self.command_timeout));
+    let fut = async {
+      match &mut st.connector {
+        Connector::Single(client) => client.get_multiplexed_async_connection_with_config(&config).await.map(Conn::Single),
+        Connector::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
+        Connector::Sentinel(client) => client.get_async_connection_with_config(&config).await.map(Conn::Single),
+      }
+    };
+    let conn = match tokio::time::timeout(timeout, fut).await {
+      Ok(Ok(c)) => c,
+      Ok(Err(e)) => {
+        let e = map_err(e);
+        st.last_failure = Some((std::time::Instant::now(), e.clone()));
+        return Err(e);
+      }
+      Err(_) => {
+        let e = unavailable("the connection attempt", timeout);
+        st.last_failure = Some((std::time::Instant::now(), e.clone()));
+        return Err(e);
+      }
+    };
+    st.last_failure = None;
+    st.conn = Some(conn.clone());
+    Ok(conn)
+  }
+
+  /// Forgets the connection after a connection-level failure.
+  async fn drop_conn(&self, e: &redis::RedisError) {
+    if is_connection_error(e) {
+      self.state.lock().await.conn = None;
+    }
+  }
+
+  /// Runs a future against Redis under the command timeout.
+  async fn timed<T>(&self, what: &str, fut: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    match tokio::time::timeout(self.command_timeout, fut).await {
+      Err(_) => {
+        self.state.lock().await.conn = None;
+        Err(unavailable(what, self.command_timeout))
+      }
+      Ok(Err(e)) => {
+        self.drop_conn(&e).await;
+        Err(map_err(e))
+      }
+      Ok(Ok(v)) => Ok(v),
+    }
+  }
+
+  /// The addresses of every master (one entry for a single server).
+  async fn masters(&self, conn: &Conn) -> Result<Vec<Option<(String, u16)>>> {
+    let Conn::Cluster(c) = conn else { return Ok(vec![None]) };
+    let mut c = c.clone();
+    let nodes = self
+      .timed("CLUSTER NODES", async move {
+        c.route_command(redis::cmd("CLUSTER").arg("NODES").clone(), RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random)).await
+      })
+      .await?;
+    let text: String = redis::from_redis_value(nodes).map_err(parse_err)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+      // <id> <ip:port@cport[,hostname]> <flags> ...
+      let mut parts = line.split_whitespace();
+      let (_, Some(addr), Some(flags)) = (parts.next(), parts.next(), parts.next()) else { continue };
+      if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+        continue;
+      }
+      let hostport = addr.split(['@', ',']).next().unwrap_or_default();
+      if let Some((host, port)) = hostport.rsplit_once(':') {
+        if let Ok(port) = port.parse() {
+          out.push(Some((host.to_string(), port)));
+        }
+      }
+    }
+    Ok(out)
+  }
+
+  /// Runs `cmd` on one master (`None` = the single server).
+  async fn on_node(&self, conn: &Conn, node: &Option<(String, u16)>, cmd: Cmd) -> Result<Value> {
+    let conn = conn.clone();
+    let node = node.clone();
+    self
+      .timed("a command", async move {
+        match (conn, node) {
+          (Conn::Single(mut c), _) => cmd.query_async::<Value>(&mut c).await,
+          (Conn::Cluster(mut c), Some((host, port))) => {
+            c.route_command(cmd, RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port })).await
+          }
+          (Conn::Cluster(mut c), None) => cmd.query_async::<Value>(&mut c).await,
+        }
+      })
+      .await
+  }
+
+  /// Runs single-key commands as one pipeline on one master. On a cluster the
+  /// keys may sit in different slots of that node, which Redis accepts for
+  /// single-key commands.
+  async fn node_pipeline(&self, conn: &Conn, node: &Option<(String, u16)>, cmds: Vec<Cmd>) -> Result<Vec<Value>> {
+    let n = cmds.len();
+    let mut pipe = Pipeline::with_capacity(n);
+    for c in cmds {
+      pipe.add_command(c);
+    }
+    let conn = conn.clone();
+    let node = node.clone();
+    self
+      .timed("a pipeline", async move {
+        match (conn, node) {
+          (Conn::Cluster(mut c), Some((host, port))) => {
+            c.route_pipeline(pipe, 0, n, SingleNodeRoutingInfo::ByAddress { host, port }).await
+          }
+          (Conn::Cluster(mut c), None) => pipe.query_async::<Vec<Value>>(&mut c).await,
+          (Conn::Single(mut c), _) => pipe.query_async::<Vec<Value>>(&mut c).await,
+        }
+      })
+      .await
+  }
+
+  /// Calls `each` with every batch of keys under the prefix, on every master.
+  async fn scan_keys<F, Fut>(&self, mut each: F) -> Result<()>
+  where
+    F: FnMut(Conn, Option<(String, u16)>, Vec<String>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+  {
+    let conn = self.conn().await?;
+    let pattern = format!("{}*", escape_glob(&self.prefix));
+    for node in self.masters(&conn).await? {
+      let mut cursor = 0u64;
+      loop {
+        let cmd = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT).clone();
+        let v = self.on_node(&conn, &node, cmd).await?;
+        let (next, keys): (u64, Vec<String>) = redis::from_redis_value(v).map_err(parse_err)?;
+        if !keys.is_empty() {
+          each(conn.clone(), node.clone(), keys).await?;
+        }
+        if next == 0 {
+          break;
+        }
+        cursor = next;
+      }
+    }
+    Ok(())
+  }
+
+  /// Every SCAN batch of keys under the prefix with the master it came from.
+  async fn scan_batches(&self) -> Result<Vec<(Conn, Option<(String, u16)>, Vec<String>)>> {
+    let mut batches = Vec::new();
+    self
+      .scan_keys(|conn, node, keys| {
+        batches.push((conn, node, keys));
+        async { Ok(()) }
+      })
+      .await?;
+    Ok(batches)
+  }
+
+  fn cmd_for(&self, op: &Op) -> Vec<Cmd> {
+    match op {
+      Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
+      Op::Set(id, value, exp) => {
+        let mut c = redis::cmd("SET");
+        c.arg(self.key(id)).arg(&value[..]);
+        if let Some(at) = exp {
+          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
+        }
+        vec![c]
+      }
+      Op::Remove(id) => vec![redis::cmd("UNLINK").arg(self.key(id)).clone()],
+      Op::Touch(id, Some(at)) => vec![redis::cmd("PEXPIRE").arg(self.key(id)).arg(at.saturating_sub(now_ms()).max(1)).clone()],
+      // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
+      Op::Touch(id, None) => vec![redis::cmd("PERSIST").arg(self.key(id)).clone(), redis::cmd("EXISTS").arg(self.key(id)).clone()],
+      Op::Ttl(id) => vec![redis::cmd("PTTL").arg(self.key(id)).clone()],
+      Op::Exists(id) => vec![redis::cmd("EXISTS").arg(self.key(id)).clone()],
+      Op::Lock(id, token, ttl) => {
+        vec![redis::cmd("SET").arg(self.lock_key(id)).arg(token).arg("NX").arg("PX").arg((*ttl).max(1)).clone()]
+      }
+      Op::Unlock(id, token) => vec![redis::cmd("EVAL").arg(UNLOCK_LUA).arg(1).arg(self.lock_key(id)).arg(token).clone()],
+      Op::Renew(id, token, ttl) => {
+        vec![redis::cmd("EVAL").arg(RENEW_LUA).arg(1).arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()]
+      }
+      Op::Len | Op::Clear | Op::Entries | Op::Keys => vec![],
+    }
+  }
+
+  /// Lock keys live outside the session prefix (so SCAN MATCH prefix* never
+  /// counts them): `lock:<prefix><id>`.
+  fn lock_key(&self, id: &str) -> String {
+    format!("lock:{}{id}", self.prefix)
+  }
+
+  /// Turns the replies of `cmd_for(op)` into the op's reply.
+  fn reply_for(op: &Op, values: &[Value]) -> Result<Reply> {
+    for v in values {
+      if let Value::ServerError(e) = v {
+        return Err(map_err(e.clone().into()));
+      }
+    }
+    let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
+    let last = values.last().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
+    Ok(match op {
+      Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
+      Op::Set(..) => Reply::Done,
+      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
+      // SET … NX answers OK when taken, nil when held by someone else.
+      Op::Lock(..) => Reply::Bool(!matches!(last, Value::Nil)),
+      Op::Ttl(_) => Reply::Ttl(match int(last)? {
+        -2 => Ttl::Missing,
+        -1 => Ttl::Persistent,
+        ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
+      }),
+      Op::Len | Op::Clear | Op::Entries | Op::Keys => unreachable!("scans are not pipelined"),
+    })
+  }
+
+  /// One pipeline for a batch of per-id ops (single server / sentinel).
+  async fn pipeline(&self, conn: MultiplexedConnection, ops: &[Op]) -> Vec<Result<Reply>> {
+    let mut pipe = Pipeline::with_capacity(ops.len());
+    pipe.ignore_errors();
+    let mut spans = Vec::with_capacity(ops.len());
+    for op in ops {
+      let cmds = self.cmd_for(op);
+      spans.push(cmds.len());
+      for c in cmds {
+        pipe.add_command(c);
+      }
+    }
+    let mut c = conn;
+    let res = self.timed("a pipeline", async move { pipe.query_async::<Vec<Value>>(&mut c).await }).await;
+    match res {
+      Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
+      Ok(values) => {
+        let mut at = 0;
+        ops
+          .iter()
+          .zip(spans)
+          .map(|(op, n)| {
+            let r = Self::reply_for(op, &values[at..at + n]);
+            at += n;
+            r
+          })
+          .collect()
+      }
+    }
+  }
+
+  /// Per-command routing on a cluster: commands in a "wave" run concurrently;
+  /// an id seen again goes to the next wave, so one id's calls stay ordered.
+  async fn cluster_batch(&self, conn: ClusterConnection, ops: &[Op]) -> Vec<Result<Reply>> {
+    let mut out: Vec<Option<Result<Reply>>> = ops.iter().map(|_| None).collect();
+    let mut start = 0;
+    while start < ops.len() {
+      let mut seen = HashSet::new();
+      let mut end = start;
+      while end < ops.len() && ops[end].id().is_none_or(|id| seen.insert(id)) {
+        end += 1;
+      }
+      let futs = ops[start..end].iter().map(|op| {
+        let mut c = conn.clone();
+        let cmds = self.cmd_for(op);
+        async move {
+          let mut values = Vec::with_capacity(cmds.len());
+          for cmd in cmds {
+            let v = self.timed("a command", async { cmd.query_async::<Value>(&mut c).await }).await?;
+            values.push(v);
+          }
+          Self::reply_for(op, &values)
+        }
+      });
+      for (i, r) in join_all(futs).await.into_iter().enumerate() {
+        out[start + i] = Some(r);
+      }
+      start = end;
+    }
+    out.into_iter().map(|r| r.expect("every op answered")).collect()
+  }
+}
+
+/// Escapes glob characters so a prefix matches literally in SCAN MATCH.
+fn escape_glob(s: &str) -> String {
+  let mut out = String::with_capacity(s.len());
+  for ch in s.chars() {
+    if matches!(ch, '*' | '?' | '[' | ']' | '\\') {
+      out.push('\\');
+    }
+    out.push(ch);
+  }
+  out
+}
+
+#[async_trait]
+impl Backend for RedisBackend {
+  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    single(self, Op::Get(id.into())).await?.into_value()
+  }
+
+  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    single(self, Op::Set(id.into(), value, expires)).await.map(|_| ())
+  }
+
+  async fn remove(&self, id: &str) -> Result<bool> {
+    single(self, Op::Remove(id.into())).await?.into_bool()
+  }
+
+  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    single(self, Op::Touch(id.into(), expires)).await?.into_bool()
+  }
+
+  async fn ttl(&self, id: &str) -> Result<Ttl> {
+    single(self, Op::Ttl(id.into())).await?.into_ttl()
+  }
+
+  async fn exists(&self, id: &str) -> Result<bool> {
+    single(self, Op::Exists(id.into())).await?.into_bool()
+  }
+
+  async fn len(&self) -> Result<u64> {
+    let mut n = 0u64;
+    self
+      .scan_keys(|_, _, keys| {
+        n += keys.len() as u64;
+        async { Ok(()) }
+      })
+      .await?;
+    Ok(n)
+  }
+
+  async fn clear(&self) -> Result<u64> {
+    let mut n = 0u64;
+    for (conn, node, keys) in self.scan_batches().await? {
+      let cmds = keys.iter().map(|k| redis::cmd("UNLINK").arg(k).clone()).collect();
+      for v in self.node_pipeline(&conn, &node, cmds).await? {
+        n += redis::from_redis_value::<u64>(v).map_err(parse_err)?;
+      }
+    }
+    Ok(n)
+  }
+
+  async fn keys(&self) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let plen = self.prefix.len();
+    self
+      .scan_keys(|_, _, keys| {
+        out.extend(keys.into_iter().map(|k| k[plen..].to_string()));
+        async { Ok(()) }
+      })
+      .await?;
+    Ok(out)
+  }
+
+  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    let plen = self.prefix.len();
+    let mut out = Vec::new();
+    for (conn, node, keys) in self.scan_batches().await? {
+      let cmds = keys.iter().map(|k| redis::cmd("GET").arg(k).clone()).collect();
+      for (k, v) in keys.iter().zip(self.node_pipeline(&conn, &node, cmds).await?) {
+        // A key that expired between SCAN and GET is simply skipped.
+        if let Some(v) = redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(parse_err)? {
+          out.push((k[plen..].to_string(), v));
+        }
+      }
+    }
+    Ok(out)
+  }
+
+  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    // Scans cannot join a pipeline: run the batch in segments around them.
+    let mut out = Vec::with_capacity(ops.len());
+    let mut i = 0;
+    while i < ops.len() {
+      if ops[i].id().is_none() {
+        out.push(super::run_one(self, &ops[i]).await);
+        i += 1;
+        continue;
+      }
+      let end = ops[i..].iter().position(|o| o.id().is_none()).map_or(ops.len(), |p| i + p);
+      let seg = &ops[i..end];
+      match self.conn().await {
+        Err(e) => out.extend(seg.iter().map(|_| Err(e.clone()))),
+        Ok(Conn::Single(c)) => out.extend(self.pipeline(c, seg).await),
+        Ok(Conn::Cluster(c)) => out.extend(self.cluster_batch(c, seg).await),
+      }
+      i = end;
+    }
+    out
+  }
+
+  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    single(self, Op::Lock(id.into(), token.into(), ttl_ms)).await?.into_bool()
+  }
+  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+    single(self, Op::Unlock(id.into(), token.into())).await?.into_bool()
+  }
+  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    single(self, Op::Renew(id.into(), token.into(), ttl_ms)).await?.into_bool()
+  }
+
+  /// One server: each batch is one pipeline, submitted on the multiplexed
+  /// connection in the order the batches start. A cluster routes command by
+  /// command, so its batches run one at a time.
+  fn overlapping_batches_keep_order(&self) -> bool {
+    !self.cluster
+  }
+
+  async fn close(&self) -> Result<()> {
+    let mut st = self.state.lock().await;
+    st.closed = true;
+    st.conn = None; // dropping the last handle ends the connection
+    Ok(())
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn glob_escape() {
+    assert_eq!(escape_glob("sess:"), "sess:");
+    assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+  }
+
+  #[test]
+  fn bad_url_is_an_option_error() {
+    let cfg = RedisConfig {
+      topology: Topology::Single("http://nope".into()),
+      username: None,
+      password: None,
+      db: None,
+      prefix: "s:".into(),
+      connect_timeout: Duration::from_secs(1),
+      command_timeout: Duration::from_secs(1),
+    };
+    assert_eq!(RedisBackend::new(cfg).err().unwrap().code, Code::InvalidOption);
+  }
+
+  #[tokio::test]
+  async fn server_down_fails_fast_with_unavailable() {
+    // Port 1 on loopback: nothing listens there.
+    let cfg = RedisConfig {
+      topology: Topology::Single("redis://127.0.0.1:1".into()),
+      username: None,
+      password: None,
+      db: None,
+      prefix: "s:".into(),
+      connect_timeout: Duration::from_millis(300),
+      command_timeout: Duration::from_millis(300),
+    };
+    let b = RedisBackend::new(cfg).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(b.get("x").await.unwrap_err().code, Code::StoreUnavailable);
+    assert!(t.elapsed() < Duration::from_secs(2));
+  }
+}

@@ -1,0 +1,352 @@
+//! Synchro's `FileSessionStore`: sessions live in memory (the memory backend,
+//! so reads and writes stay on the JS thread) and are persisted to one JSON
+//! object `{ "<id>": <session>, … }` (`sessionStateFile`, e.g.
+//! `sessions.json`, readable with `jq`), loaded at start.
+//!
+//! * A writer thread persists changes: a burst of changes within
+//!   `coalesce` becomes one write. Writes are atomic (temp file + rename).
+//! * Expiries are kept beside it in `<file>.expires` (`{ "<id>": epoch ms }`)
+//!   so the main file keeps Synchro's exact shape. A session found without an
+//!   expiry there (e.g. a file written by Synchro) gets `default_ttl`.
+//! * `flush()` waits until everything changed so far is on disk; `close()`
+//!   flushes, then stops the writer.
+//! * A main file that is not a JSON object is refused at start
+//!   (`ERR_CORRUPT_DATA`) rather than overwritten.
+
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine;
+use parking_lot::{Condvar, Mutex};
+
+use super::memory::{MemoryBackend, MemoryOptions};
+use super::{Report, SyncBackend, Ttl};
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{after_ms, now_ms, Expiry};
+
+pub struct SnapshotOptions {
+  pub file: PathBuf,
+  /// Values are codec output (binary): kept as base64 strings in the file.
+  pub binary: bool,
+  pub memory: MemoryOptions,
+  /// Lifetime of loaded sessions that have no recorded expiry; `None` = none.
+  pub default_ttl: Option<Duration>,
+  /// How long a burst of changes is gathered before one write.
+  pub coalesce: Duration,
+  pub report: Option<Report>,
+}
+
+#[derive(Default)]
+struct WriterState {
+  /// Bumped by every change.
+  changed: u64,
+  /// The `changed` value the file reflects.
+  written: u64,
+  stop: bool,
+  /// A flush() is waiting: write now, do not wait out the coalescing window.
+  flush_wanted: bool,
+  last_error: Option<StoreError>,
+}
+
+struct Shared {
+  state: Mutex<WriterState>,
+  cv: Condvar,
+}
+
+pub struct SnapshotBackend {
+  mem: Arc<MemoryBackend>,
+  shared: Arc<Shared>,
+  writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+  StoreError::new(Code::Io, format!("{what} {}: {e}", path.display()))
+}
+
+fn expires_path(file: &Path) -> PathBuf {
+  let mut name = file.as_os_str().to_owned();
+  name.push(".expires");
+  PathBuf::from(name)
+}
+
+fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+  let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+  let tmp = dir.join(format!(
+    ".{}.tmp-{}",
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    std::process::id()
+  ));
+  let r = (|| -> std::io::Result<()> {
+    let mut f = fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    fs::rename(&tmp, path)
+  })();
+  r.map_err(|e| {
+    let _ = fs::remove_file(&tmp);
+    io_err("cannot write", path, e)
+  })
+}
+
+/// `{ "<id>": <json>, … }` from stored JSON texts, without re-parsing them
+/// (binary values, i.e. encrypted or compressed ones, as base64 strings).
+fn render(entries: &[(String, Vec<u8>, Option<Expiry>)], binary: bool) -> (Vec<u8>, Vec<u8>) {
+  let mut main = Vec::with_capacity(entries.iter().map(|(k, v, _)| k.len() + v.len() + 8).sum::<usize>() + 2);
+  let mut exp = serde_json::Map::new();
+  main.push(b'{');
+  for (i, (id, value, at)) in entries.iter().enumerate() {
+    if i > 0 {
+      main.push(b',');
+    }
+    main.extend_from_slice(serde_json::to_string(id).expect("a string serializes").as_bytes());
+    main.push(b':');
+    if binary {
+      main.push(b'"');
+      main.extend_from_slice(base64::engine::general_purpose::STANDARD.encode(value).as_bytes());
+      main.push(b'"');
+    } else {
+      main.extend_from_slice(value);
+    }
+    if let Some(t) = at {
+      exp.insert(id.clone(), (*t).into());
+    }
+  }
+  main.push(b'}');
+  (main, serde_json::to_vec(&exp).expect("a map serializes"))
+}
+
+fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary: bool) -> Result<()> {
+  let text = match fs::read(file) {
+    Ok(t) => t,
+    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+    Err(e) => return Err(io_err("cannot read", file, e)),
+  };
+  let sessions: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&text).map_err(|e| {
+    StoreError::new(Code::Corrupt, format!("{} is not a JSON object of sessions ({e}); fix or move it", file.display()))
+  })?;
+  let expires: serde_json::Map<String, serde_json::Value> = fs::read(expires_path(file))
+    .ok()
+    .and_then(|t| serde_json::from_slice(&t).ok())
+    .unwrap_or_default();
+  let now = now_ms();
+  for (id, value) in sessions {
+    let at = match expires.get(&id).and_then(|v| v.as_u64()) {
+      Some(t) if t <= now => continue,
+      Some(t) => Some(t),
+      None => default_ttl.map(|d| after_ms(d.as_millis() as u64)),
+    };
+    let stored = match (&value, binary) {
+      // Encrypted/compressed values are base64 strings; a JSON session left
+      // from before the codec was turned on is kept as is (the codec then
+      // refuses or accepts it on read, and reports).
+      (serde_json::Value::String(b64), true) => base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| StoreError::new(Code::Corrupt, format!("{}: session {id:?} is not base64: {e}", file.display())))?,
+      _ => serde_json::to_vec(&value).map_err(|e| StoreError::new(Code::Internal, e.to_string()))?,
+    };
+    SyncBackend::set(mem, &id, stored, at)?;
+  }
+  Ok(())
+}
+
+fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coalesce: Duration, report: Option<Report>, binary: bool) {
+  loop {
+    {
+      let mut st = shared.state.lock();
+      while st.changed == st.written && !st.stop {
+        shared.cv.wait(&mut st);
+      }
+      if st.changed == st.written && st.stop {
+        return;
+      }
+      // Gather the rest of the burst: later changes notify too, so wait for
+      // the deadline; only a stop or a flush cuts the wait short.
+      let deadline = std::time::Instant::now() + coalesce;
+      while !st.stop && !st.flush_wanted {
+        if shared.cv.wait_until(&mut st, deadline).timed_out() {
+          break;
+        }
+      }
+      st.flush_wanted = false;
+    }
+    let target = shared.state.lock().changed;
+    let result = mem.snapshot().and_then(|entries| {
+      let (main, exp) = render(&entries, binary);
+      atomic_write(&expires_path(&file), &exp)?;
+      atomic_write(&file, &main)
+    });
+    let mut st = shared.state.lock();
+    match result {
+      Ok(()) => {
+        st.written = target;
+        st.last_error = None;
+      }
+      Err(e) => {
+        if let Some(r) = &report {
+          r(e.clone());
+        }
+        st.last_error = Some(e);
+        // Treat as written so flush() returns (with the error) instead of
+        // hanging; the next change tries again.
+        st.written = target;
+      }
+    }
+    shared.cv.notify_all();
+  }
+}
+
+impl SnapshotBackend {
+  pub fn new(opts: SnapshotOptions) -> Result<Self> {
+    let mem = Arc::new(MemoryBackend::new(opts.memory)?);
+    load(&mem, &opts.file, opts.default_ttl, opts.binary)?;
+    // Check the file can be written now, not at the first change.
+    let dir = opts.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+      return Err(StoreError::new(Code::InvalidOption, format!("{} is not a directory", dir.display())));
+    }
+    let shared = Arc::new(Shared { state: Mutex::new(WriterState::default()), cv: Condvar::new() });
+    let (m, s, f, c, r, b) = (mem.clone(), shared.clone(), opts.file.clone(), opts.coalesce, opts.report.clone(), opts.binary);
+    let writer = std::thread::Builder::new()
+      .name("rs-store-snapshot".into())
+      .spawn(move || writer_loop(m, s, f, c, r, b))
+      .map_err(|e| StoreError::new(Code::Internal, format!("cannot start writer: {e}")))?;
+    Ok(SnapshotBackend { mem, shared, writer: Mutex::new(Some(writer)) })
+  }
+
+  fn changed(&self) {
+    self.shared.state.lock().changed += 1;
+    self.shared.cv.notify_all();
+  }
+}
+
+impl SyncBackend for SnapshotBackend {
+  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    SyncBackend::get(&*self.mem, id)
+  }
+  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    SyncBackend::set(&*self.mem, id, value, expires)?;
+    self.changed();
+    Ok(())
+  }
+  fn remove(&self, id: &str) -> Result<bool> {
+    let r = SyncBackend::remove(&*self.mem, id)?;
+    self.changed();
+    Ok(r)
+  }
+  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    let r = SyncBackend::touch(&*self.mem, id, expires)?;
+    if r {
+      self.changed();
+    }
+    Ok(r)
+  }
+  fn ttl(&self, id: &str) -> Result<Ttl> {
+    SyncBackend::ttl(&*self.mem, id)
+  }
+  fn exists(&self, id: &str) -> Result<bool> {
+    SyncBackend::exists(&*self.mem, id)
+  }
+  fn len(&self) -> Result<u64> {
+    SyncBackend::len(&*self.mem)
+  }
+  fn clear(&self) -> Result<u64> {
+    let n = SyncBackend::clear(&*self.mem)?;
+    self.changed();
+    Ok(n)
+  }
+  fn keys(&self) -> Result<Vec<String>> {
+    SyncBackend::keys(&*self.mem)
+  }
+  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    SyncBackend::entries(&*self.mem)
+  }
+  fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    SyncBackend::lock(&*self.mem, id, token, ttl_ms)
+  }
+  fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+    SyncBackend::unlock(&*self.mem, id, token)
+  }
+  fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    SyncBackend::renew(&*self.mem, id, token, ttl_ms)
+  }
+  /// Blocks until every change made before the call is on disk.
+  fn flush(&self) -> Result<()> {
+    let mut st = self.shared.state.lock();
+    let target = st.changed;
+    if st.written < target {
+      st.flush_wanted = true;
+      self.shared.cv.notify_all();
+    }
+    while st.written < target {
+      self.shared.cv.wait(&mut st);
+    }
+    match &st.last_error {
+      Some(e) => Err(e.clone()),
+      None => Ok(()),
+    }
+  }
+  fn close(&self) -> Result<()> {
+    let flushed = self.flush();
+    self.shared.state.lock().stop = true;
+    self.shared.cv.notify_all();
+    if let Some(h) = self.writer.lock().take() {
+      let _ = h.join();
+    }
+    SyncBackend::close(&*self.mem)?;
+    flushed
+  }
+}
+
+impl Drop for SnapshotBackend {
+  fn drop(&mut self) {
+    let _ = SyncBackend::close(self);
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn opts(file: &Path) -> SnapshotOptions {
+    SnapshotOptions {
+      file: file.to_path_buf(),
+      binary: false,
+      memory: MemoryOptions { sweep_interval: None, ..Default::default() },
+      default_ttl: None,
+      coalesce: Duration::from_millis(20),
+      report: None,
+    }
+  }
+
+  #[test]
+  fn persists_and_reloads_with_coalescing() {
+    let dir = std::env::temp_dir().join(format!("rs-store-snap-{}-{}", std::process::id(), now_ms()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    {
+      let s = SnapshotBackend::new(opts(&file)).unwrap();
+      for i in 0..100 {
+        s.set(&format!("id{i}"), format!("{{\"n\":{i}}}").into_bytes(), Some(after_ms(60_000))).unwrap();
+      }
+      s.set("forever", b"{\"p\":true}".to_vec(), None).unwrap();
+      s.flush().unwrap();
+      let text: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+      assert_eq!(text["id7"]["n"], 7);
+      assert_eq!(text.as_object().unwrap().len(), 101);
+      s.close().unwrap();
+    }
+    let s = SnapshotBackend::new(opts(&file)).unwrap();
+    assert_eq!(SyncBackend::get(&s, "id42").unwrap().unwrap(), b"{\"n\":42}");
+    assert!(matches!(s.ttl("id42").unwrap(), Ttl::At(_)));
+    assert_eq!(s.ttl("forever").unwrap(), Ttl::Persistent);
+    s.close().unwrap();
+    fs::write(&file, b"[1,2]").unwrap();
+    assert_eq!(SnapshotBackend::new(opts(&file)).err().unwrap().code, Code::Corrupt);
+    fs::remove_dir_all(&dir).unwrap();
+  }
+}

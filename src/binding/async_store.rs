@@ -1,0 +1,406 @@
+//! Stores over backends that do I/O (Redis, files, …): calls are gathered and
+//! completed in batches so the per-call cost of crossing into native code and
+//! back is paid once per batch, not once per call.
+//!
+//! * The JS facade queues each call with a sync `q*` method (arguments are
+//!   checked and converted here, on the JS thread, at call time) and calls
+//!   `flush()` once per tick; `flush` hands the tick's ops to the dispatcher.
+//! * One dispatcher task per store answers batches in call order: it merges
+//!   every batch that queued up meanwhile into one [`Backend::exec_batch`]
+//!   call (one Redis pipeline) and, where the backend allows, keeps several
+//!   in flight, started in call order; calls on one id apply in call order.
+//! * Replies go back through one long-lived threadsafe function as one array
+//!   in op order; the facade keeps its pending Promises in the same order.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use futures::stream::{FuturesOrdered, StreamExt};
+
+use napi::bindgen_prelude::{Function, ToNapiValue, TypeName, ValueType};
+use napi::sys;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use super::{check_id, expiry_for, lock_ttl, Core};
+use crate::backend::{Backend, Op, Reply, Ttl};
+use crate::error::{Code, StoreError};
+use crate::expiry::now_ms;
+
+/// One answer as JS sees it: null, a string, a boolean, a number, an array
+/// of strings, or an Error carrying a `code`.
+pub struct JsReply(crate::error::Result<Reply>);
+
+impl TypeName for JsReply {
+  fn type_name() -> &'static str {
+    "null | string | boolean | number | string[] | Error"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Unknown
+  }
+}
+
+impl ToNapiValue for JsReply {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    let error = |e: StoreError| <napi::Error<Code> as ToNapiValue>::to_napi_value(env, e.into());
+    let reply = match val.0 {
+      Err(e) => return error(e),
+      Ok(r) => r,
+    };
+    match reply {
+      Reply::Text(None) | Reply::Value(None) | Reply::Done => napi::bindgen_prelude::Null::to_napi_value(env, napi::bindgen_prelude::Null),
+      Reply::Text(Some(s)) => String::to_napi_value(env, s),
+      Reply::TextEntries(es) => {
+        // Flat [id, text, id, text, …]
+        let mut flat = Vec::with_capacity(es.len() * 2);
+        for (id, t) in es {
+          flat.push(id);
+          flat.push(t);
+        }
+        Vec::<String>::to_napi_value(env, flat)
+      }
+      Reply::Bool(b) => bool::to_napi_value(env, b),
+      Reply::Ttl(t) => f64::to_napi_value(
+        env,
+        match t {
+          Ttl::Missing => -2.0,
+          Ttl::Persistent => -1.0,
+          Ttl::At(at) => at.saturating_sub(now_ms()) as f64,
+        },
+      ),
+      Reply::Count(n) => f64::to_napi_value(env, n as f64),
+      Reply::Keys(k) => Vec::<String>::to_napi_value(env, k),
+      // run_batch decodes sessions (Value → Text, Entries → TextEntries).
+      r @ (Reply::Value(Some(_)) | Reply::Entries(_)) => {
+        error(StoreError::new(Code::Internal, format!("undecoded reply {r:?}")))
+      }
+    }
+  }
+}
+
+/// A thread-safe reporter that hands each error to `on_report` on the JS
+/// thread (weak: it never keeps Node alive).
+pub(crate) fn reporter(on_report: Function<'_, JsReply, ()>) -> napi::Result<crate::backend::Report, Code> {
+  let tsfn: ThreadsafeFunction<JsReply, (), JsReply, napi::Status, false, true> = on_report
+    .build_threadsafe_function::<JsReply>()
+    .callee_handled::<false>()
+    .weak::<true>()
+    .build_callback(|ctx| Ok(ctx.value))
+    .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the report callback: {e}")))?;
+  Ok(Arc::new(move |e: StoreError| {
+    tsfn.call(JsReply(Err(e)), ThreadsafeFunctionCallMode::NonBlocking);
+  }))
+}
+
+type Done = ThreadsafeFunction<Vec<JsReply>, (), Vec<JsReply>, napi::Status, false, true>;
+
+enum Msg {
+  Batch(Vec<Op>),
+  Close,
+}
+
+/// A store over an I/O backend; see the module docs for the call protocol.
+#[napi]
+pub struct AsyncStore {
+  queue: Mutex<Vec<Op>>,
+  tx: mpsc::UnboundedSender<Msg>,
+  core: Arc<Core>,
+}
+
+pub(crate) fn start(
+  backend: Arc<dyn Backend>,
+  on_done: Function<'_, Vec<JsReply>, ()>,
+  core: Core,
+  spin: Duration,
+) -> napi::Result<AsyncStore, Code> {
+  let done: Done = on_done
+    .build_threadsafe_function::<Vec<JsReply>>()
+    .callee_handled::<false>()
+    .weak::<true>()
+    .build_callback(|ctx| Ok(ctx.value))
+    .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the completion callback: {e}")))?;
+  let (tx, rx) = mpsc::unbounded_channel();
+  let core = Arc::new(core);
+  napi::bindgen_prelude::spawn(dispatch(backend, core.clone(), rx, done, spin));
+  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), tx, core })
+}
+
+/// How long the dispatcher keeps its worker awake (yielding) while it waits
+/// for a reply or for the next request, before it parks. Parking and waking a
+/// thread costs tens of µs on small VMs, more than a Redis round trip, so at
+/// low concurrency the spin roughly halves latency. It only runs while the
+/// store is lightly loaded (recent batches of at most `SPIN_MAX_BATCH` calls):
+/// under load the worker is busy anyway and a spinner would take CPU from
+/// Node and Redis.
+pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(100);
+const SPIN_MAX_BATCH: usize = 2;
+
+/// Polls `fut`, yielding to the scheduler between polls, for up to `spin`;
+/// then waits for it normally.
+async fn spin_race<F: Future>(fut: F, spin: Duration) -> F::Output {
+  let mut fut = std::pin::pin!(fut);
+  if spin.is_zero() {
+    return fut.await;
+  }
+  let start = Instant::now();
+  loop {
+    if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
+      return v;
+    }
+    if start.elapsed() > spin {
+      return fut.await;
+    }
+    tokio::task::yield_now().await;
+  }
+}
+
+type Replies = Vec<crate::error::Result<Reply>>;
+
+enum Event {
+  Done(Replies),
+  Msg(Option<Msg>),
+}
+
+/// One batch through the codec and the backend: session values are encoded
+/// before and decoded after, here on the I/O thread, not on the JS thread.
+async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> Replies {
+  let n = ops.len();
+  let mut failed: Vec<(usize, StoreError)> = Vec::new();
+  let mut ids: Vec<Option<String>> = Vec::with_capacity(n);
+  let mut run = Vec::with_capacity(n);
+  for (i, op) in ops.into_iter().enumerate() {
+    let op = match op {
+      Op::Set(id, v, exp) => match core.encode(&id, v) {
+        Ok(enc) => Op::Set(id, enc, exp),
+        Err(e) => {
+          failed.push((i, e));
+          ids.push(None);
+          continue;
+        }
+      },
+      other => other,
+    };
+    ids.push(match &op {
+      Op::Get(id) => Some(id.clone()),
+      _ => None,
+    });
+    run.push(op);
+  }
+  let mut replies = backend.exec_batch(run).await.into_iter();
+  let mut failed = failed.into_iter().peekable();
+  let mut out = Vec::with_capacity(n);
+  for (i, get_id) in ids.into_iter().enumerate() {
+    if failed.peek().is_some_and(|(j, _)| *j == i) {
+      out.push(Err(failed.next().expect("peeked").1));
+      continue;
+    }
+    let r = replies.next().unwrap_or_else(|| Err(StoreError::new(Code::Internal, "missing reply")));
+    out.push(match r {
+      Ok(Reply::Value(Some(b))) => Ok(Reply::Text(get_id.and_then(|id| core.decode(&id, b)))),
+      Ok(Reply::Entries(es)) => {
+        Ok(Reply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect()))
+      }
+      other => other,
+    });
+  }
+  out
+}
+
+/// Runs batches and answers them in order. Per-id batches are pipelined when
+/// the backend allows it ([`Backend::overlapping_batches_keep_order`]): a new
+/// batch starts while earlier ones are still in flight (started in call
+/// order, so Redis applies them in call order). A batch with a whole-store op
+/// (length, clear, all) waits for everything before it and runs alone. No
+/// timeout here: every backend bounds its own waits (Redis: connect and
+/// command timeouts), so a batch always ends.
+async fn dispatch(backend: Arc<dyn Backend>, core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Msg>, done: Done, spin: Duration) {
+  let mut inflight: FuturesOrdered<Pin<Box<dyn Future<Output = Replies> + Send>>> = FuturesOrdered::new();
+  let mut closing = false;
+  let mut last_batch = 0usize;
+  let overlap = backend.overlapping_batches_keep_order();
+  let deliver = |r: Replies| {
+    done.call(r.into_iter().map(JsReply).collect(), ThreadsafeFunctionCallMode::NonBlocking);
+  };
+  loop {
+    if closing && inflight.is_empty() {
+      deliver(vec![backend.close().await.map(|_| Reply::Done)]);
+      return;
+    }
+    let has_inflight = !inflight.is_empty();
+    let spin_now = if last_batch <= SPIN_MAX_BATCH { spin } else { Duration::ZERO };
+    let event = spin_race(
+      async {
+        tokio::select! {
+          biased;
+          Some(r) = inflight.next(), if has_inflight => Event::Done(r),
+          m = rx.recv(), if !closing => Event::Msg(m),
+        }
+      },
+      spin_now,
+    )
+    .await;
+    let mut ops = match event {
+      Event::Done(r) => {
+        deliver(r);
+        continue;
+      }
+      Event::Msg(None) | Event::Msg(Some(Msg::Close)) => {
+        closing = true;
+        continue;
+      }
+      Event::Msg(Some(Msg::Batch(ops))) => ops,
+    };
+    // Merge whatever queued up meanwhile, up to a Close.
+    loop {
+      match rx.try_recv() {
+        Ok(Msg::Batch(more)) => ops.extend(more),
+        Ok(Msg::Close) => {
+          closing = true;
+          break;
+        }
+        Err(_) => break,
+      }
+    }
+    last_batch = ops.len();
+    if !overlap || ops.iter().any(|op| op.id().is_none()) {
+      while let Some(r) = inflight.next().await {
+        deliver(r);
+      }
+      deliver(run_batch(backend.clone(), core.clone(), ops).await);
+    } else {
+      inflight.push_back(Box::pin(run_batch(backend.clone(), core.clone(), ops)));
+    }
+  }
+}
+
+impl AsyncStore {
+  fn push(&self, op: Op) {
+    self.queue.lock().push(op);
+  }
+}
+
+#[napi]
+impl AsyncStore {
+  /// Queues a get. Returns false (nothing queued) for an id that cannot name
+  /// a session: the facade answers "missing" itself.
+  #[napi(catch_unwind)]
+  pub fn q_get(&self, id: String) -> bool {
+    if check_id(&id).is_err() {
+      return false;
+    }
+    self.push(Op::Get(id));
+    true
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_exists(&self, id: String) -> bool {
+    if check_id(&id).is_err() {
+      return false;
+    }
+    self.push(Op::Exists(id));
+    true
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_ttl(&self, id: String) -> bool {
+    if check_id(&id).is_err() {
+      return false;
+    }
+    self.push(Op::Ttl(id));
+    true
+  }
+
+  /// Queues a set; `ttlMs` undefined = never expires, 0 = remove.
+  #[napi(catch_unwind)]
+  pub fn q_set(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.core.limits.check(&value)?;
+    match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => self.push(Op::Remove(id)),
+      at => self.push(Op::Set(id, value.into_bytes(), at)),
+    }
+    Ok(())
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_remove(&self, id: String) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.push(Op::Remove(id));
+    Ok(())
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_touch(&self, id: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => self.push(Op::Remove(id)),
+      at => self.push(Op::Touch(id, at)),
+    }
+    Ok(())
+  }
+
+  /// Queues a try-lock of `id` for `token` (never waits; true when taken).
+  #[napi(catch_unwind)]
+  pub fn q_lock(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.push(Op::Lock(id, token, lock_ttl(ttl_ms)?));
+    Ok(())
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_unlock(&self, id: String, token: String) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.push(Op::Unlock(id, token));
+    Ok(())
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_renew(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.push(Op::Renew(id, token, lock_ttl(ttl_ms)?));
+    Ok(())
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_len(&self) {
+    self.push(Op::Len)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_clear(&self) {
+    self.push(Op::Clear)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_keys(&self) {
+    self.push(Op::Keys)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn q_entries(&self) {
+    self.push(Op::Entries)
+  }
+
+  /// Hands the queued ops to the dispatcher; their replies arrive in order.
+  #[napi(catch_unwind)]
+  pub fn flush(&self) -> napi::Result<(), Code> {
+    let ops = std::mem::take(&mut *self.queue.lock());
+    if !ops.is_empty() {
+      self.tx.send(Msg::Batch(ops)).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))?;
+    }
+    Ok(())
+  }
+
+  /// Flushes, then closes the backend; one more reply (for the close) follows.
+  #[napi(catch_unwind)]
+  pub fn close(&self) -> napi::Result<(), Code> {
+    self.flush()?;
+    self.tx.send(Msg::Close).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))?;
+    Ok(())
+  }
+}

@@ -1,0 +1,376 @@
+//! The one thin `#[napi]` layer: argument checks that need bytes (id and
+//! session sizes), ttl → absolute expiry, error codes. Host quirks (units,
+//! callbacks, never-reject) live in the JS facades under `lib/`.
+//!
+//! Every sync export is `catch_unwind`: a panic becomes a JS error with code
+//! `ERR_INTERNAL` instead of aborting Node.
+//!
+//! Id rule: an id that cannot name a stored session (empty, or over
+//! [`MAX_ID_BYTES`]) makes writes (`set`, `touch`, `remove`) fail with
+//! `ERR_INVALID_ID`, while reads (`get`, `exists`, `ttl`) answer "missing".
+//! Ids arrive from cookies: simpleS answers a rejected `get` with a 500 and
+//! then hangs the response on the follow-up `update`, whereas "missing" makes
+//! it issue a fresh session. Nothing is ever stored under such an id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::Function;
+use napi_derive::napi;
+
+use crate::backend::dummy::DummyBackend;
+use crate::backend::file::{FileBackend, FileOptions};
+use crate::backend::memory::{MemoryBackend, MemoryOptions};
+use crate::backend::redis::{RedisBackend, RedisConfig, Topology};
+use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
+use crate::backend::Report;
+use crate::codec::Codec;
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{after_ms, Expiry};
+
+mod async_store;
+mod modules;
+mod sync_store;
+
+pub use async_store::{AsyncStore, JsReply};
+pub use modules::{object_session_store, NativeModuleStore, ObjectStoreConfig};
+pub use sync_store::{MemoryStoreOptions, NativeStore, StoredEntry};
+
+/// All native async work (the dispatchers, the Redis connection drivers) runs
+/// on one tokio worker thread: a batch then crosses threads only twice (JS →
+/// worker, worker → JS) instead of bouncing between workers, which on small
+/// machines costs more than it gains. File I/O still goes to tokio's blocking
+/// pool.
+#[napi_derive::module_init]
+fn init_runtime() {
+  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+    .worker_threads(1)
+    .thread_name("rs-store-io")
+    .enable_all()
+    .build()
+  {
+    napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+  }
+}
+
+/// Longest accepted session id, in UTF-8 bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+/// Default for `maxSessionBytes`: 1 MiB of serialized session.
+pub const DEFAULT_MAX_SESSION_BYTES: u32 = 1024 * 1024;
+
+fn check_id(id: &str) -> Result<()> {
+  if id.is_empty() {
+    return Err(StoreError::new(Code::InvalidId, "session id must not be empty"));
+  }
+  if id.len() > MAX_ID_BYTES {
+    return Err(StoreError::new(
+      Code::InvalidId,
+      format!("session id is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len()),
+    ));
+  }
+  Ok(())
+}
+
+/// `None` = never expires. A ttl of 0 is an expiry in the past.
+fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
+  match ttl_ms {
+    None => Ok(None),
+    Some(t) if t.is_nan() || t < 0.0 => {
+      Err(StoreError::new(Code::InvalidTimeout, format!("ttl must be a number >= 0, got {t}")))
+    }
+    Some(t) if t.is_infinite() => Ok(None),
+    // `as u64` saturates, and after_ms saturates: no overflow for huge ttls.
+    Some(t) => Ok(Some(after_ms(t.ceil() as u64))),
+  }
+}
+
+/// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).
+fn lock_ttl(ttl_ms: f64) -> Result<u64> {
+  if !(ttl_ms >= 1.0) {
+    return Err(StoreError::new(Code::InvalidTimeout, format!("lock ttl must be a number >= 1 ms, got {ttl_ms}")));
+  }
+  Ok(ttl_ms.min(1e15) as u64)
+}
+
+/// Per-session limits checked on the JS thread before anything is queued.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SessionLimits {
+  max_session_bytes: usize,
+}
+
+impl SessionLimits {
+  fn new(max: Option<u32>) -> Result<Self> {
+    match max {
+      Some(0) => Err(StoreError::new(Code::InvalidOption, "maxSessionBytes must be at least 1")),
+      v => Ok(SessionLimits { max_session_bytes: v.unwrap_or(DEFAULT_MAX_SESSION_BYTES) as usize }),
+    }
+  }
+
+  fn check(&self, value: &str) -> Result<()> {
+    if value.len() > self.max_session_bytes {
+      return Err(StoreError::new(
+        Code::SessionTooLarge,
+        format!("session is {} bytes; maxSessionBytes is {}", value.len(), self.max_session_bytes),
+      ));
+    }
+    Ok(())
+  }
+}
+
+/// What every store applies between JS text and backend bytes: the session
+/// size limit (checked on the JS thread), the codec, and where problems that
+/// answer no call go (e.g. a session that fails to decrypt: the call answers
+/// "missing", the reporter gets the coded error).
+pub(crate) struct Core {
+  pub limits: SessionLimits,
+  pub codec: Codec,
+  pub report: Option<Report>,
+}
+
+impl Core {
+  pub(crate) fn new(max_session_bytes: Option<u32>, secrets: Option<Vec<String>>, compress: Option<bool>, report: Option<Report>) -> Result<Self> {
+    Ok(Core {
+      limits: SessionLimits::new(max_session_bytes)?,
+      codec: Codec::new(&secrets.unwrap_or_default(), compress.unwrap_or(false))?,
+      report,
+    })
+  }
+
+  pub fn encode(&self, id: &str, text: Vec<u8>) -> Result<Vec<u8>> {
+    self.codec.encode(id, text)
+  }
+
+  /// The stored session as text, or `None` (reported) when it cannot be
+  /// decoded: tampered, wrong key, not UTF-8.
+  pub fn decode(&self, id: &str, stored: Vec<u8>) -> Option<String> {
+    let r = self.codec.decode(id, stored).and_then(|b| {
+      String::from_utf8(b).map_err(|_| StoreError::new(Code::Corrupt, "stored session is not UTF-8 text"))
+    });
+    match r {
+      Ok(t) => Some(t),
+      Err(e) => {
+        if let Some(rep) = &self.report {
+          rep(StoreError::new(e.code, format!("session {id:?}: {}", e.message)));
+        }
+        None
+      }
+    }
+  }
+}
+
+fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Report>> {
+  on_report.map(async_store::reporter).transpose().map_err(|e| StoreError::new(Code::Internal, e.reason.clone()))
+}
+
+/// The codec on its own (benchmarks, and tools that inspect stored values):
+/// the same pipeline every store applies.
+#[napi]
+pub struct SessionCodec {
+  codec: Codec,
+}
+
+#[napi]
+impl SessionCodec {
+  /// `secrets`: newest first (each at least 64 characters); `compress`: zstd.
+  #[napi(constructor, catch_unwind)]
+  pub fn new(secrets: Option<Vec<String>>, compress: Option<bool>) -> napi::Result<Self, Code> {
+    Ok(SessionCodec { codec: Codec::new(&secrets.unwrap_or_default(), compress.unwrap_or(false))? })
+  }
+
+  /// The bytes a store keeps for this session text under this id.
+  #[napi(catch_unwind)]
+  pub fn encode(&self, id: String, text: String) -> napi::Result<napi::bindgen_prelude::Buffer, Code> {
+    Ok(self.codec.encode(&id, text.into_bytes())?.into())
+  }
+
+  /// The session text back from stored bytes (`ERR_CORRUPT_DATA` when they
+  /// cannot be decoded with these secrets).
+  #[napi(catch_unwind)]
+  pub fn decode(&self, id: String, stored: napi::bindgen_prelude::Buffer) -> napi::Result<String, Code> {
+    let bytes = self.codec.decode(&id, stored.to_vec())?;
+    Ok(String::from_utf8(bytes).map_err(|_| StoreError::new(Code::Corrupt, "not UTF-8 text"))?)
+  }
+}
+
+/// An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
+/// with expired sessions reclaimed in the background.
+#[napi(catch_unwind, ts_args_type = "options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void")]
+pub fn memory_store(options: Option<MemoryStoreOptions>, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<NativeStore, Code> {
+  let o = options.unwrap_or(MemoryStoreOptions {
+    max_entries: None,
+    max_bytes: None,
+    max_session_bytes: None,
+    sweep_interval_ms: None,
+    secrets: None,
+    compress: None,
+  });
+  let backend = MemoryBackend::new(MemoryOptions {
+    max_entries: o.max_entries.map(|n| n as usize),
+    max_bytes: o.max_bytes.map(|n| n as usize),
+    sweep_interval: Some(Duration::from_millis(o.sweep_interval_ms.unwrap_or(1000).max(1) as u64)),
+  })?;
+  Ok(NativeStore::new(Arc::new(backend), Core::new(o.max_session_bytes, o.secrets, o.compress, reporter_of(on_report)?)?))
+}
+
+/// A store that keeps nothing (HTTP Sessions' DummyStorage).
+#[napi(catch_unwind)]
+pub fn dummy_store() -> napi::Result<NativeStore, Code> {
+  Ok(NativeStore::new(Arc::new(DummyBackend), Core::new(None, None, None, None)?))
+}
+
+/// Connection settings of the Redis store, normalized by the JS facade.
+#[napi(object)]
+pub struct RedisStoreConfig {
+  /// `single`, `cluster` or `sentinel`.
+  pub mode: String,
+  /// Server URL (single), seed node URLs (cluster) or sentinel URLs.
+  pub urls: Vec<String>,
+  /// The monitored master's name (sentinel).
+  pub master_name: Option<String>,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: Option<u32>,
+  /// Key prefix (default `sess:`).
+  pub prefix: String,
+  pub connect_timeout_ms: u32,
+  pub command_timeout_ms: u32,
+  pub max_session_bytes: Option<u32>,
+  /// How long (µs) the I/O thread stays awake waiting for replies and
+  /// requests before it sleeps (default 100; 0 = never spin).
+  pub spin_micros: Option<u32>,
+  /// Encryption secrets, newest first (each at least 64 characters).
+  pub secrets: Option<Vec<String>>,
+  /// Compress sessions (zstd) when it pays.
+  pub compress: Option<bool>,
+}
+
+/// A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
+/// through `onDone(replies)`, in the order the calls were queued.
+#[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void")]
+pub fn redis_store(
+  config: RedisStoreConfig,
+  on_done: Function<'_, Vec<JsReply>, ()>,
+  on_report: Option<Function<'_, JsReply, ()>>,
+) -> napi::Result<AsyncStore, Code> {
+  let opt = |m: &str| napi::Error::new(Code::InvalidOption, m.to_string());
+  let topology = match config.mode.as_str() {
+    "single" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
+    "cluster" => Topology::Cluster(config.urls),
+    "sentinel" => Topology::Sentinel {
+      sentinels: config.urls,
+      master: config.master_name.ok_or_else(|| opt("sentinel mode needs the master's name"))?,
+    },
+    m => return Err(opt(&format!("unknown Redis mode {m:?}"))),
+  };
+  let cfg = RedisConfig {
+    topology,
+    username: config.username,
+    password: config.password,
+    db: config.db.map(i64::from),
+    prefix: config.prefix,
+    connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1) as u64),
+    command_timeout: Duration::from_millis(config.command_timeout_ms.max(1) as u64),
+  };
+  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
+  let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
+  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin)
+}
+
+/// Options of the file store (one file per session).
+#[napi(object)]
+pub struct FileStoreConfig {
+  /// The directory (created with mode 0700 when missing).
+  pub dir: String,
+  /// fsync the file and the directory on every write (default false).
+  pub durable: Option<bool>,
+  /// How often expired files are deleted (default 60000 ms).
+  pub sweep_interval_ms: Option<u32>,
+  pub max_session_bytes: Option<u32>,
+  pub secrets: Option<Vec<String>>,
+  pub compress: Option<bool>,
+}
+
+/// A file store. Replies arrive through `onDone(replies)` in call order;
+/// problems found in the directory (corrupt or foreign files) through
+/// `onReport(error)`.
+#[napi(catch_unwind, ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+pub fn file_store(
+  config: FileStoreConfig,
+  on_done: Function<'_, Vec<JsReply>, ()>,
+  on_report: Function<'_, JsReply, ()>,
+) -> napi::Result<AsyncStore, Code> {
+  let report = async_store::reporter(on_report)?;
+  let backend = FileBackend::new(FileOptions {
+    dir: config.dir.into(),
+    durable: config.durable.unwrap_or(false),
+    sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64)),
+    report: Some(report.clone()),
+  })?;
+  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report))?;
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)
+}
+
+/// Options of Synchro's single-file session store.
+#[napi(object)]
+pub struct SnapshotStoreConfig {
+  /// The JSON file, e.g. `sessions.json` (its directory must exist).
+  pub session_state_file: String,
+  /// Lifetime given to loaded sessions with no recorded expiry (ms).
+  pub default_ttl_ms: Option<f64>,
+  /// How long a burst of changes is gathered into one write (default 50 ms).
+  pub coalesce_ms: Option<u32>,
+  pub max_entries: Option<u32>,
+  pub max_bytes: Option<f64>,
+  pub max_session_bytes: Option<u32>,
+  pub sweep_interval_ms: Option<u32>,
+  pub secrets: Option<Vec<String>>,
+  pub compress: Option<bool>,
+}
+
+/// Synchro's FileSessionStore: sessions in memory, persisted to one JSON file.
+#[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
+pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<NativeStore, Code> {
+  let report = async_store::reporter(on_report)?;
+  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
+  let backend = SnapshotBackend::new(SnapshotOptions {
+    binary: core.codec.is_active(),
+    file: config.session_state_file.into(),
+    memory: MemoryOptions {
+      max_entries: config.max_entries.map(|n| n as usize),
+      max_bytes: config.max_bytes.map(|n| n as usize),
+      sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(1000).max(1) as u64)),
+    },
+    default_ttl: config.default_ttl_ms.filter(|t| t.is_finite() && *t >= 0.0).map(|t| Duration::from_millis(t as u64)),
+    coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),
+    report: Some(report),
+  })?;
+  Ok(NativeStore::new(Arc::new(backend), core))
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use crate::expiry::now_ms;
+
+  #[test]
+  fn id_rules() {
+    assert!(check_id("abc").is_ok());
+    assert_eq!(check_id("").unwrap_err().code, Code::InvalidId);
+    assert!(check_id(&"x".repeat(MAX_ID_BYTES)).is_ok());
+    assert_eq!(check_id(&"x".repeat(MAX_ID_BYTES + 1)).unwrap_err().code, Code::InvalidId);
+    // bytes, not chars: 400 three-byte chars are over the limit
+    assert!(check_id(&"€".repeat(400)).is_err());
+  }
+
+  #[test]
+  fn ttl_rules() {
+    assert_eq!(expiry_for(None).unwrap(), None);
+    assert_eq!(expiry_for(Some(f64::INFINITY)).unwrap(), None);
+    assert_eq!(expiry_for(Some(f64::NAN)).unwrap_err().code, Code::InvalidTimeout);
+    assert_eq!(expiry_for(Some(-1.0)).unwrap_err().code, Code::InvalidTimeout);
+    let at = expiry_for(Some(1000.0)).unwrap().unwrap();
+    assert!(at >= now_ms() + 999 && at <= now_ms() + 1000);
+    assert_eq!(expiry_for(Some(1e300)).unwrap(), Some(u64::MAX));
+  }
+}
+

@@ -1,0 +1,129 @@
+//! Object storage in the `#[napi]` layer: the module store class (async
+//! methods over [`crate::module_store::ModuleStore`]; errors carry their code
+//! as a message prefix, see `impl From<StoreError> for napi::Error`) and the
+//! object-storage session store factory.
+
+use std::sync::Arc;
+
+use napi_derive::napi;
+use object_store::parse_url_opts;
+use url::Url;
+
+use std::time::Duration;
+
+use napi::bindgen_prelude::Function;
+use object_store::path::Path;
+use object_store::ObjectStore;
+
+use super::async_store::{self, AsyncStore, JsReply};
+use super::Core;
+use crate::backend::object::ObjectBackend;
+use crate::error::{Code, StoreError};
+use crate::module_store::ModuleStore;
+
+/// An object store and its root from a URL and object_store settings.
+fn open(url: &str, options: Vec<Vec<String>>) -> crate::error::Result<(Arc<dyn ObjectStore>, Path)> {
+  let bad = |m: String| StoreError::new(Code::InvalidOption, m);
+  let parsed = Url::parse(url).map_err(|e| bad(format!("object storage URL {url:?}: {e}")))?;
+  let pairs = options.into_iter().filter_map(|kv| match kv.as_slice() {
+    [k, v] => Some((k.clone(), v.clone())),
+    _ => None,
+  });
+  let (store, root) = parse_url_opts(&parsed, pairs).map_err(|e| bad(format!("object storage {url:?}: {e}")))?;
+  Ok((Arc::from(store), root))
+}
+
+/// Options of the object-storage session store.
+#[napi(object)]
+pub struct ObjectStoreConfig {
+  /// `s3://bucket/prefix`, `az://container/prefix`, `gs://…`, `file:///dir`.
+  pub url: String,
+  /// object_store settings as [key, value] pairs.
+  pub options: Vec<Vec<String>>,
+  /// Folder under the URL's path for the sessions (default `sessions`).
+  pub prefix: Option<String>,
+  /// How often expired sessions are deleted (default 60000 ms).
+  pub sweep_interval_ms: Option<u32>,
+  pub max_session_bytes: Option<u32>,
+  pub secrets: Option<Vec<String>>,
+  pub compress: Option<bool>,
+}
+
+/// Sessions in object storage; replies through `onDone` in call order,
+/// problems (corrupt objects, decode failures) through `onReport`.
+#[napi(catch_unwind, ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+pub fn object_session_store(
+  config: ObjectStoreConfig,
+  on_done: Function<'_, Vec<JsReply>, ()>,
+  on_report: Function<'_, JsReply, ()>,
+) -> napi::Result<AsyncStore, Code> {
+  let (store, root) = open(&config.url, config.options)?;
+  let prefix = config.prefix.unwrap_or_else(|| "sessions".into());
+  crate::module_store::check_path(&prefix, "prefix")?;
+  let root = prefix.split('/').fold(root, |p, seg| p.join(seg));
+  let report = async_store::reporter(on_report)?;
+  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
+  let every = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
+  let backend =
+    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, Some(every), Some(report)));
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)
+}
+
+/// A Synchro module store on a local directory or cloud object storage.
+#[napi]
+pub struct NativeModuleStore {
+  inner: Arc<ModuleStore>,
+}
+
+#[napi]
+impl NativeModuleStore {
+  /// `url`: `file:///abs/dir`, `s3://bucket/prefix`, `az://container/prefix`,
+  /// `gs://bucket/prefix`; `options`: object_store settings as [key, value]
+  /// pairs (e.g. `aws_endpoint`, `azure_storage_account_key`).
+  #[napi(constructor, catch_unwind)]
+  pub fn new(url: String, options: Vec<Vec<String>>) -> napi::Result<Self, Code> {
+    let (store, root) = open(&url, options)?;
+    Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root)) })
+  }
+
+  #[napi]
+  pub async fn get_store_file(&self, name: String) -> napi::Result<Option<String>> {
+    Ok(self.inner.get_store_file(&name).await?)
+  }
+  #[napi]
+  pub async fn put_store_file(&self, name: String, content: String) -> napi::Result<()> {
+    Ok(self.inner.put_store_file(&name, content).await?)
+  }
+  #[napi]
+  pub async fn get_app_containers(&self) -> napi::Result<Vec<String>> {
+    Ok(self.inner.app_containers().await?)
+  }
+  #[napi]
+  pub async fn create_app_container(&self, name: String) -> napi::Result<()> {
+    Ok(self.inner.create_app_container(&name).await?)
+  }
+  #[napi]
+  pub async fn delete_app_container(&self, name: String) -> napi::Result<()> {
+    Ok(self.inner.delete_app_container(&name).await?)
+  }
+  #[napi]
+  pub async fn get_app_definition(&self, app: String) -> napi::Result<Option<String>> {
+    Ok(self.inner.app_definition(&app).await?)
+  }
+  #[napi]
+  pub async fn list_modules(&self, app: String) -> napi::Result<Vec<String>> {
+    Ok(self.inner.list_modules(&app).await?)
+  }
+  #[napi]
+  pub async fn get_module_source(&self, app: String, path: String) -> napi::Result<Option<String>> {
+    Ok(self.inner.module_source(&app, &path).await?)
+  }
+  #[napi]
+  pub async fn put_module_source(&self, app: String, path: String, content: String) -> napi::Result<()> {
+    Ok(self.inner.put_module_source(&app, &path, content).await?)
+  }
+  #[napi]
+  pub async fn remove_module_source(&self, app: String, path: String) -> napi::Result<bool> {
+    Ok(self.inner.remove_module_source(&app, &path).await?)
+  }
+}

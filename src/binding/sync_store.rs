@@ -1,0 +1,200 @@
+//! The store over a backend that never blocks (memory, dummy): every method
+//! runs on the JS thread and returns at once; the facade wraps the result in
+//! a resolved Promise. No thread hop on the hot path.
+
+use std::sync::Arc;
+
+use napi_derive::napi;
+
+use super::{check_id, expiry_for, lock_ttl, Core};
+use crate::backend::{SyncBackend, Ttl};
+use crate::error::{Code, StoreError};
+use crate::expiry::now_ms;
+
+/// The outcome of an async call: `code` and `message` are set on failure.
+#[napi(object)]
+pub struct Outcome {
+  pub code: Option<String>,
+  pub message: Option<String>,
+}
+
+/// A live entry as handed to JS by `entries()`.
+#[napi(object)]
+pub struct StoredEntry {
+  pub id: String,
+  /// The stored JSON text.
+  pub value: String,
+}
+
+/// Options of the memory store (validated again by the JS facade).
+#[napi(object)]
+pub struct MemoryStoreOptions {
+  /// Most sessions kept; least recently used are evicted beyond it.
+  pub max_entries: Option<u32>,
+  /// Most bytes kept (ids + values + 96 bytes per entry).
+  pub max_bytes: Option<f64>,
+  /// Largest serialized session accepted, in bytes (default 1 MiB).
+  pub max_session_bytes: Option<u32>,
+  /// How often expired sessions are reclaimed in the background (default 1000 ms).
+  pub sweep_interval_ms: Option<u32>,
+  /// Encryption secrets, newest first (each at least 64 characters).
+  pub secrets: Option<Vec<String>>,
+  /// Compress sessions (zstd) when it pays.
+  pub compress: Option<bool>,
+}
+
+/// A store over one backend. Methods take and return JSON text; the JS
+/// facade does `JSON.stringify`/`JSON.parse`.
+#[napi]
+pub struct NativeStore {
+  backend: Arc<dyn SyncBackend>,
+  core: Core,
+}
+
+impl NativeStore {
+  pub(crate) fn new(backend: Arc<dyn SyncBackend>, core: Core) -> Self {
+    NativeStore { backend, core }
+  }
+}
+
+#[napi]
+impl NativeStore {
+  /// The stored JSON text, or `null` when missing or expired.
+  #[napi(catch_unwind)]
+  pub fn get(&self, id: String) -> napi::Result<Option<String>, Code> {
+    if check_id(&id).is_err() {
+      return Ok(None);
+    }
+    Ok(self.backend.get(&id)?.and_then(|b| self.core.decode(&id, b)))
+  }
+
+  /// Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now.
+  #[napi(catch_unwind)]
+  pub fn set(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.core.limits.check(&value)?;
+    match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => {
+        self.backend.remove(&id)?;
+      }
+      at => self.backend.set(&id, self.core.encode(&id, value.into_bytes())?, at)?,
+    }
+    Ok(())
+  }
+
+  /// Removes a session; true when a live one was removed.
+  #[napi(catch_unwind)]
+  pub fn remove(&self, id: String) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    Ok(self.backend.remove(&id)?)
+  }
+
+  /// Moves the expiry of a live session (never creates one); true when found.
+  #[napi(catch_unwind)]
+  pub fn touch(&self, id: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => Ok(self.backend.remove(&id)?),
+      at => Ok(self.backend.touch(&id, at)?),
+    }
+  }
+
+  /// Remaining lifetime in ms: -2 when missing, -1 when it never expires.
+  #[napi(catch_unwind)]
+  pub fn ttl_ms(&self, id: String) -> napi::Result<f64, Code> {
+    if check_id(&id).is_err() {
+      return Ok(-2.0);
+    }
+    Ok(match self.backend.ttl(&id)? {
+      Ttl::Missing => -2.0,
+      Ttl::Persistent => -1.0,
+      Ttl::At(t) => t.saturating_sub(now_ms()) as f64,
+    })
+  }
+
+  /// Takes the lock of `id` for `token` if free (never waits).
+  #[napi(catch_unwind)]
+  pub fn lock(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    Ok(self.backend.lock(&id, &token, lock_ttl(ttl_ms)?)?)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn unlock(&self, id: String, token: String) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    Ok(self.backend.unlock(&id, &token)?)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn renew(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    Ok(self.backend.renew(&id, &token, lock_ttl(ttl_ms)?)?)
+  }
+
+  #[napi(catch_unwind)]
+  pub fn exists(&self, id: String) -> napi::Result<bool, Code> {
+    if check_id(&id).is_err() {
+      return Ok(false);
+    }
+    Ok(self.backend.exists(&id)?)
+  }
+
+  /// Number of live sessions.
+  #[napi(catch_unwind)]
+  pub fn len(&self) -> napi::Result<f64, Code> {
+    Ok(self.backend.len()? as f64)
+  }
+
+  /// Removes every session; returns how many were live.
+  #[napi(catch_unwind)]
+  pub fn clear(&self) -> napi::Result<f64, Code> {
+    Ok(self.backend.clear()? as f64)
+  }
+
+  /// Ids of all live sessions.
+  #[napi(catch_unwind)]
+  pub fn keys(&self) -> napi::Result<Vec<String>, Code> {
+    Ok(self.backend.keys()?)
+  }
+
+  /// All live sessions with their ids.
+  #[napi(catch_unwind)]
+  pub fn entries(&self) -> napi::Result<Vec<StoredEntry>, Code> {
+    let mut out = Vec::new();
+    for (id, v) in self.backend.entries()? {
+      if let Some(value) = self.core.decode(&id, v) {
+        out.push(StoredEntry { id, value });
+      }
+    }
+    Ok(out)
+  }
+
+  /// Resolves when every change made so far is persisted (sessionStateFile
+  /// stores; at once for in-memory stores), with the failure if the last
+  /// write failed (napi's async path carries no error codes, so the facade
+  /// turns the outcome into a coded error).
+  #[napi]
+  pub async fn flush(&self) -> napi::Result<Outcome> {
+    let b = self.backend.clone();
+    let r = tokio::task::spawn_blocking(move || b.flush())
+      .await
+      .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}"))));
+    Ok(match r {
+      Ok(()) => Outcome { code: None, message: None },
+      Err(e) => Outcome { code: Some(e.code.as_str().to_string()), message: Some(e.message) },
+    })
+  }
+
+  /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
+  #[napi(catch_unwind)]
+  pub fn close(&self) -> napi::Result<(), Code> {
+    Ok(self.backend.close()?)
+  }
+
+  /// Test hook: proves that a Rust panic surfaces as a JS error.
+  #[napi(catch_unwind)]
+  pub fn panic_for_test(&self) -> napi::Result<(), Code> {
+    panic!("deliberate panic (test hook)");
+  }
+}
+

@@ -1,0 +1,126 @@
+//! One error type for the whole crate, with stable `ERR_*` codes.
+//!
+//! Every error that reaches JavaScript carries its code in `error.code`; the
+//! JS facade (`lib/errors.js`) picks the JS class (TypeError, RangeError,
+//! Error) from the code, so the mapping lives in exactly one table there.
+
+use std::fmt;
+
+/// Stable error codes. The string form is part of the public API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+  /// Session id is not a non-empty string of at most `MAX_ID_BYTES` bytes.
+  InvalidId,
+  /// A timeout/ttl is negative, NaN or not a number.
+  InvalidTimeout,
+  /// Serialized session is larger than `maxSessionBytes`.
+  SessionTooLarge,
+  /// A configuration option is wrong.
+  InvalidOption,
+  /// The store was closed.
+  StoreClosed,
+  /// The backing server or service cannot be reached (in time).
+  StoreUnavailable,
+  /// The backing server refused our credentials.
+  StoreAuth,
+  /// Stored data could not be decoded (corrupt, tampered, wrong key).
+  Corrupt,
+  /// A filesystem or other I/O operation failed.
+  Io,
+  /// A lock could not be acquired in time.
+  LockTimeout,
+  /// A module path or name is not a safe relative path.
+  InvalidPath,
+  /// The named thing does not exist (module store).
+  NotFound,
+  /// The named thing exists already (module store).
+  AlreadyExists,
+  /// A bug: a panic or an invariant broken inside rs-store.
+  Internal,
+}
+
+impl Code {
+  pub const fn as_str(self) -> &'static str {
+    match self {
+      Code::InvalidId => "ERR_INVALID_ID",
+      Code::InvalidTimeout => "ERR_INVALID_TIMEOUT",
+      Code::SessionTooLarge => "ERR_SESSION_TOO_LARGE",
+      Code::InvalidOption => "ERR_INVALID_OPTION",
+      Code::StoreClosed => "ERR_STORE_CLOSED",
+      Code::StoreUnavailable => "ERR_STORE_UNAVAILABLE",
+      Code::StoreAuth => "ERR_STORE_AUTH",
+      Code::Corrupt => "ERR_CORRUPT_DATA",
+      Code::Io => "ERR_STORE_IO",
+      Code::LockTimeout => "ERR_LOCK_TIMEOUT",
+      Code::InvalidPath => "ERR_INVALID_PATH",
+      Code::NotFound => "ERR_NOT_FOUND",
+      Code::AlreadyExists => "ERR_ALREADY_EXISTS",
+      Code::Internal => "ERR_INTERNAL",
+    }
+  }
+}
+
+impl AsRef<str> for Code {
+  fn as_ref(&self) -> &str {
+    self.as_str()
+  }
+}
+
+/// The crate's error: a stable code plus a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+  pub code: Code,
+  pub message: String,
+}
+
+impl StoreError {
+  pub fn new(code: Code, message: impl Into<String>) -> Self {
+    StoreError { code, message: message.into() }
+  }
+}
+
+impl fmt::Display for StoreError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    write!(f, "{}: {}", self.code.as_str(), self.message)
+  }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<std::io::Error> for StoreError {
+  fn from(e: std::io::Error) -> Self {
+    StoreError::new(Code::Io, e.to_string())
+  }
+}
+
+impl From<StoreError> for napi::Error<Code> {
+  fn from(e: StoreError) -> Self {
+    napi::Error::new(e.code, e.message)
+  }
+}
+
+/// For napi's async methods, whose errors carry only a napi `Status`: the
+/// code travels as a `ERR_…: ` prefix of the message, and `lib/errors.js`
+/// (`fromNative`) moves it back into `error.code`.
+impl From<StoreError> for napi::Error {
+  fn from(e: StoreError) -> Self {
+    napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
+  }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn codes_are_stable_strings() {
+    assert_eq!(Code::InvalidId.as_str(), "ERR_INVALID_ID");
+    assert_eq!(Code::StoreUnavailable.as_str(), "ERR_STORE_UNAVAILABLE");
+    let e = StoreError::new(Code::SessionTooLarge, "too big");
+    assert_eq!(e.to_string(), "ERR_SESSION_TOO_LARGE: too big");
+    let io: StoreError = std::io::Error::other("disk").into();
+    assert_eq!(io.code, Code::Io);
+  }
+}
