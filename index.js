@@ -6,7 +6,7 @@ const native = require('./native')
 const options = require('./lib/options')
 const { makeStore, syncEngine, UNIT_MS, DEFAULT_TTL_MS } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
-const { redisConfig } = require('./lib/redis')
+const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
 const { CODES, fromNative, invalidType } = require('./lib/errors')
 
@@ -74,6 +74,21 @@ function redis(cfg) {
   const config = { ...redisConfig(cfg), ...codecOptions(o) }
   const report = reporter(o)
   return makeStore(batchEngine((onDone) => nativeCall(() => native.redisStore(config, onDone, report)), { locks: true }), o)
+}
+
+/**
+ * Client of rs-store's session daemon (`npx rs-store-daemon <port | socket>
+ * [storage-dir]`, see docs/daemon.md): a port, a socket path, or { port |
+ * socket, prefix, connectTimeoutMs, commandTimeoutMs, secret(s), compress,
+ * onError }. Its locks are shared by every client of the daemon and die with
+ * the connection that holds them. For a `--lock` daemon, pass this store as
+ * another store's `lockManager`.
+ */
+function daemon(cfg) {
+  const o = typeof cfg === 'object' && cfg !== null ? cfg : {}
+  const config = { ...daemonConfig(cfg), ...codecOptions(o) }
+  const report = reporter(o)
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.redisStore(config, onDone, report)), { locks: true }), options.object(o, 'daemon'))
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
@@ -194,4 +209,4 @@ function fromConfig(opts) {
   return require('./lib/config').fromConfig(opts)
 }
 
-module.exports = { memory, dummy, redis, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES) }
+module.exports = { memory, dummy, redis, daemon, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES) }

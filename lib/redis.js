@@ -74,4 +74,28 @@ function redisConfig(cfg) {
   }
 }
 
-module.exports = { redisConfig, DEFAULTS }
+/**
+ * The native config for rs-store's session daemon (bin/rs-store-daemon.js):
+ * a port (number or digits), a socket path, or { port | socket, prefix
+ * (default ''), connectTimeoutMs, commandTimeoutMs, maxSessionBytes }.
+ * The client is the Redis store's: one multiplexed connection, remade after
+ * a failure (so a restarted daemon is reached again by itself).
+ */
+function daemonConfig(cfg) {
+  const o = typeof cfg === 'number' || typeof cfg === 'string' ? { [/^\d+$/.test(String(cfg)) ? 'port' : 'socket']: cfg } : options.object(cfg, 'daemon')
+  let url
+  if (o.socket !== undefined) {
+    if (o.port !== undefined) throw codedError('ERR_INVALID_OPTION', 'give the daemon either a port or a socket, not both')
+    url = `redis+unix://${require('node:path').resolve(options.string(o, 'socket'))}`
+  } else {
+    const port = Number(o.port)
+    if (!Number.isInteger(port) || port < 1 || port > 65535) throw codedError('ERR_INVALID_OPTION', 'the daemon needs a port (1-65535) or a socket path')
+    url = `redis://127.0.0.1:${port}`
+  }
+  return {
+    ...redisConfig({ url, prefix: options.string(o, 'prefix', { def: '' }), connectTimeoutMs: o.connectTimeoutMs, commandTimeoutMs: o.commandTimeoutMs, maxSessionBytes: o.maxSessionBytes, spinMicros: o.spinMicros }),
+    mode: 'daemon',
+  }
+}
+
+module.exports = { redisConfig, daemonConfig, DEFAULTS }

@@ -21,6 +21,8 @@ const { locking } = require('./lock')
 const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
 /** Default lifetime when a call gives no timeout: one day (as connect-redis). */
 const DEFAULT_TTL_MS = 86_400_000
+/** Where a store keeps the lock engine another store may borrow (`lockManager`). */
+const LOCK_ENGINE = Symbol('rs-store.lockEngine')
 
 function checkId(id) {
   if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
@@ -156,10 +158,16 @@ function makeStore(engine, opts, extra = {}) {
     }
   }
   const parseEntries = (entries) => entries.map((e) => ({ id: e.id, session: parse(e.value) }))
-  // Locks and HTTP Sessions' read/write/purge, where the engine has locks.
-  const locks = !engine.lock
+  // Locks and HTTP Sessions' read/write/purge, where the engine has locks,
+  // or from another store given as `lockManager` (e.g. a --lock daemon).
+  let lockEngine = engine.lock ? engine : null
+  if (opts.lockManager !== undefined) {
+    lockEngine = opts.lockManager && opts.lockManager[LOCK_ENGINE]
+    if (!lockEngine) throw invalidType('ERR_INVALID_OPTION', 'option lockManager must be an rs-store store with locks (e.g. rs.daemon(port), rs.redis(cfg))')
+  }
+  const locks = !lockEngine
     ? {}
-    : locking(engine, {
+    : locking(lockEngine, {
         checkId,
         get,
         setMs: (id, data, ms) => settle(engine.set(id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
@@ -194,6 +202,7 @@ function makeStore(engine, opts, extra = {}) {
     close: () => call(() => engine.close()),
     ...locks,
     ...extra,
+    ...(lockEngine && { [LOCK_ENGINE]: lockEngine }),
   }
 }
 

@@ -36,6 +36,17 @@ export declare class AsyncStore {
   close(): void
 }
 
+/** A running daemon. */
+export declare class DaemonServer {
+  /** `127.0.0.1:<port>` or the socket path. */
+  get address(): string
+  /**
+   * Stops serving: closes every connection (their locks go with them) and
+   * the storage.
+   */
+  close(): Promise<void>
+}
+
 /** A Synchro module store on a local directory or cloud object storage. */
 export declare class NativeModuleStore {
   /**
@@ -111,6 +122,23 @@ export declare class SessionCodec {
    * cannot be decoded with these secrets).
    */
   decode(id: string, stored: Buffer): string
+}
+
+/** Where and how the daemon serves. */
+export interface DaemonConfig {
+  /** TCP port on 127.0.0.1 (0: any free port). */
+  port?: number
+  /** UNIX socket path (instead of a port). */
+  socket?: string
+  /**
+   * Storage directory: sessions persist there (file backend) across
+   * restarts. Without it they live in the daemon's memory.
+   */
+  dir?: string
+  /** Serve locks only (`--lock`). */
+  lockOnly?: boolean
+  /** How often expired sessions are deleted (default 60000 ms). */
+  sweepIntervalMs?: number
 }
 
 /** A store that keeps nothing (HTTP Sessions' DummyStorage). */
@@ -193,7 +221,7 @@ export declare function redisStore(config: RedisStoreConfig, onDone: (replies: A
 
 /** Connection settings of the Redis store, normalized by the JS facade. */
 export interface RedisStoreConfig {
-  /** `single`, `cluster` or `sentinel`. */
+  /** `single`, `cluster`, `sentinel`, or `daemon` (rs-store's session daemon). */
   mode: string
   /** Server URL (single), seed node URLs (cluster) or sentinel URLs. */
   urls: Array<string>
@@ -236,6 +264,9 @@ export interface SnapshotStoreConfig {
   secrets?: Array<string>
   compress?: boolean
 }
+
+/** Starts the session daemon in this process. */
+export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer>
 
 /** A live entry as handed to JS by `entries()`. */
 export interface StoredEntry {

@@ -836,6 +836,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.AsyncStore = nativeBinding.AsyncStore
+module.exports.DaemonServer = nativeBinding.DaemonServer
 module.exports.NativeModuleStore = nativeBinding.NativeModuleStore
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.SessionCodec = nativeBinding.SessionCodec
@@ -845,3 +846,4 @@ module.exports.memoryStore = nativeBinding.memoryStore
 module.exports.objectSessionStore = nativeBinding.objectSessionStore
 module.exports.redisStore = nativeBinding.redisStore
 module.exports.snapshotStore = nativeBinding.snapshotStore
+module.exports.startDaemon = nativeBinding.startDaemon

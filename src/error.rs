@@ -60,6 +60,30 @@ impl Code {
   }
 }
 
+impl Code {
+  const ALL: [Code; 14] = [
+    Code::InvalidId,
+    Code::InvalidTimeout,
+    Code::SessionTooLarge,
+    Code::InvalidOption,
+    Code::StoreClosed,
+    Code::StoreUnavailable,
+    Code::StoreAuth,
+    Code::Corrupt,
+    Code::Io,
+    Code::LockTimeout,
+    Code::InvalidPath,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::Internal,
+  ];
+
+  /// The code named `s` (`ERR_…`), e.g. from the session daemon's error replies.
+  pub fn parse(s: &str) -> Option<Code> {
+    Code::ALL.into_iter().find(|c| c.as_str() == s)
+  }
+}
+
 impl AsRef<str> for Code {
   fn as_ref(&self) -> &str {
     self.as_str()

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod binding;
 pub mod codec;
+pub mod daemon;
 pub mod error;
 pub mod expiry;
 pub mod module_store;

@@ -57,6 +57,10 @@ pub struct RedisConfig {
   pub prefix: String,
   pub connect_timeout: Duration,
   pub command_timeout: Duration,
+  /// Talk to rs-store's session daemon (`crate::daemon`) instead of Redis:
+  /// locks use its `LOCK`/`UNLOCK`/`RENEW` commands (no Lua there), and a
+  /// lock dies with this connection.
+  pub daemon: bool,
 }
 
 enum Conn {
@@ -95,6 +99,7 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub struct RedisBackend {
   state: Mutex<State>,
   cluster: bool,
+  daemon: bool,
   prefix: String,
   connect_timeout: Duration,
   command_timeout: Duration,
@@ -104,6 +109,10 @@ pub struct RedisBackend {
 fn map_err(e: redis::RedisError) -> StoreError {
   use redis::ErrorKind;
   let msg = e.to_string();
+  // The session daemon answers errors with rs-store's own codes.
+  if let Some(code) = e.code().and_then(Code::parse) {
+    return StoreError::new(code, e.detail().unwrap_or(&msg).to_string());
+  }
   match e.kind() {
     ErrorKind::AuthenticationFailed => StoreError::new(Code::StoreAuth, format!("Redis refused the credentials: {msg}")),
     ErrorKind::InvalidClientConfig => StoreError::new(Code::InvalidOption, format!("Redis configuration: {msg}")),
@@ -169,6 +178,7 @@ impl RedisBackend {
     };
     Ok(RedisBackend {
       cluster: matches!(cfg.topology, Topology::Cluster(_)),
+      daemon: cfg.daemon,
       state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None }),
       prefix: cfg.prefix,
       connect_timeout: cfg.connect_timeout,
@@ -372,6 +382,9 @@ impl RedisBackend {
       Op::Touch(id, None) => vec![redis::cmd("PERSIST").arg(self.key(id)).clone(), redis::cmd("EXISTS").arg(self.key(id)).clone()],
       Op::Ttl(id) => vec![redis::cmd("PTTL").arg(self.key(id)).clone()],
       Op::Exists(id) => vec![redis::cmd("EXISTS").arg(self.key(id)).clone()],
+      Op::Lock(id, token, ttl) if self.daemon => vec![redis::cmd("LOCK").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
+      Op::Unlock(id, token) if self.daemon => vec![redis::cmd("UNLOCK").arg(self.lock_key(id)).arg(token).clone()],
+      Op::Renew(id, token, ttl) if self.daemon => vec![redis::cmd("RENEW").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
       Op::Lock(id, token, ttl) => {
         vec![redis::cmd("SET").arg(self.lock_key(id)).arg(token).arg("NX").arg("PX").arg((*ttl).max(1)).clone()]
       }
@@ -384,9 +397,14 @@ impl RedisBackend {
   }
 
   /// Lock keys live outside the session prefix (so SCAN MATCH prefix* never
-  /// counts them): `lock:<prefix><id>`.
+  /// counts them): `lock:<prefix><id>`. The daemon keeps locks in a table of
+  /// their own, keyed `<prefix><id>`.
   fn lock_key(&self, id: &str) -> String {
-    format!("lock:{}{id}", self.prefix)
+    if self.daemon {
+      self.key(id)
+    } else {
+      format!("lock:{}{id}", self.prefix)
+    }
   }
 
   /// Turns the replies of `cmd_for(op)` into the op's reply.
@@ -402,8 +420,13 @@ impl RedisBackend {
       Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
       Op::Set(..) => Reply::Done,
       Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
-      // SET … NX answers OK when taken, nil when held by someone else.
-      Op::Lock(..) => Reply::Bool(!matches!(last, Value::Nil)),
+      // SET … NX answers OK when taken, nil when held by someone else; the
+      // daemon's LOCK answers 1 or 0.
+      Op::Lock(..) => Reply::Bool(match last {
+        Value::Nil => false,
+        Value::Int(n) => *n > 0,
+        _ => true,
+      }),
       Op::Ttl(_) => Reply::Ttl(match int(last)? {
         -2 => Ttl::Missing,
         -1 => Ttl::Persistent,
@@ -630,6 +653,7 @@ mod tests {
       prefix: "s:".into(),
       connect_timeout: Duration::from_secs(1),
       command_timeout: Duration::from_secs(1),
+      daemon: false,
     };
     assert_eq!(RedisBackend::new(cfg).err().unwrap().code, Code::InvalidOption);
   }
@@ -645,6 +669,7 @@ mod tests {
       prefix: "s:".into(),
       connect_timeout: Duration::from_millis(300),
       command_timeout: Duration::from_millis(300),
+      daemon: false,
     };
     let b = RedisBackend::new(cfg).unwrap();
     let t = std::time::Instant::now();

@@ -29,10 +29,12 @@ use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, Expiry};
 
 mod async_store;
+mod daemon;
 mod modules;
 mod sync_store;
 
 pub use async_store::{AsyncStore, JsReply};
+pub use daemon::{start_daemon, DaemonConfig, DaemonServer};
 pub use modules::{object_session_store, NativeModuleStore, ObjectStoreConfig};
 pub use sync_store::{MemoryStoreOptions, NativeStore, StoredEntry};
 
@@ -221,7 +223,7 @@ pub fn dummy_store() -> napi::Result<NativeStore, Code> {
 /// Connection settings of the Redis store, normalized by the JS facade.
 #[napi(object)]
 pub struct RedisStoreConfig {
-  /// `single`, `cluster` or `sentinel`.
+  /// `single`, `cluster`, `sentinel`, or `daemon` (rs-store's session daemon).
   pub mode: String,
   /// Server URL (single), seed node URLs (cluster) or sentinel URLs.
   pub urls: Vec<String>,
@@ -254,7 +256,7 @@ pub fn redis_store(
 ) -> napi::Result<AsyncStore, Code> {
   let opt = |m: &str| napi::Error::new(Code::InvalidOption, m.to_string());
   let topology = match config.mode.as_str() {
-    "single" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
+    "single" | "daemon" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
     "cluster" => Topology::Cluster(config.urls),
     "sentinel" => Topology::Sentinel {
       sentinels: config.urls,
@@ -270,6 +272,7 @@ pub fn redis_store(
     prefix: config.prefix,
     connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1) as u64),
     command_timeout: Duration::from_millis(config.command_timeout_ms.max(1) as u64),
+    daemon: config.mode == "daemon",
   };
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));

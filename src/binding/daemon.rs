@@ -1,0 +1,79 @@
+//! `startDaemon()`: the session daemon (see [`crate::daemon`]) inside a Node
+//! process; `bin/rs-store-daemon.js` is its command line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi_derive::napi;
+use tokio::sync::Mutex;
+
+use crate::backend::file::{FileBackend, FileOptions};
+use crate::backend::memory::{MemoryBackend, MemoryOptions};
+use crate::backend::{Backend, Report};
+use crate::daemon::{Daemon, Listen};
+use crate::error::{Code, StoreError};
+
+/// Where and how the daemon serves.
+#[napi(object)]
+pub struct DaemonConfig {
+  /// TCP port on 127.0.0.1 (0: any free port).
+  pub port: Option<u32>,
+  /// UNIX socket path (instead of a port).
+  pub socket: Option<String>,
+  /// Storage directory: sessions persist there (file backend) across
+  /// restarts. Without it they live in the daemon's memory.
+  pub dir: Option<String>,
+  /// Serve locks only (`--lock`).
+  pub lock_only: Option<bool>,
+  /// How often expired sessions are deleted (default 60000 ms).
+  pub sweep_interval_ms: Option<u32>,
+}
+
+/// A running daemon.
+#[napi]
+pub struct DaemonServer {
+  inner: Arc<Mutex<Daemon>>,
+  address: String,
+}
+
+#[napi]
+impl DaemonServer {
+  /// `127.0.0.1:<port>` or the socket path.
+  #[napi(getter)]
+  pub fn address(&self) -> String {
+    self.address.clone()
+  }
+
+  /// Stops serving: closes every connection (their locks go with them) and
+  /// the storage.
+  #[napi]
+  pub async fn close(&self) -> napi::Result<()> {
+    self.inner.lock().await.stop().await.map_err(napi::Error::from)
+  }
+}
+
+/// Starts the session daemon in this process.
+#[napi]
+pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
+  let opt = |m: &str| napi::Error::from(StoreError::new(Code::InvalidOption, m));
+  let listen = match (config.port, config.socket) {
+    (Some(p), None) if p <= 65535 => Listen::Port(p as u16),
+    (None, Some(s)) if !s.is_empty() => Listen::Socket(s.into()),
+    _ => return Err(opt("give either a port (0-65535) or a socket path")),
+  };
+  let report: Report = Arc::new(|e: StoreError| eprintln!("rs-store-daemon: {}: {}", e.code.as_str(), e.message));
+  let sweep = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
+  let storage: Option<Arc<dyn Backend>> = match (config.lock_only.unwrap_or(false), config.dir) {
+    (true, Some(_)) => return Err(opt("a lock-only daemon keeps no sessions: drop the storage directory")),
+    (true, None) => None,
+    (false, Some(dir)) => Some(Arc::new(FileBackend::new(FileOptions {
+      dir: dir.into(),
+      durable: false,
+      sweep_interval: Some(sweep),
+      report: Some(report),
+    })?)),
+    (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
+  };
+  let daemon = Daemon::start(listen, storage).await?;
+  Ok(DaemonServer { address: daemon.address().to_string(), inner: Arc::new(Mutex::new(daemon)) })
+}
