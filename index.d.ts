@@ -34,6 +34,22 @@ export interface StoreOptions {
   compress?: boolean
   /** Problems that answer no call (a session that fails to decrypt, a corrupt file). Default: console.warn. */
   onError?: (err: Error & { code: StoreErrorCode }) => void
+  /** Take locks from another store (e.g. `daemon(lockPort)` for a `--lock` daemon) instead of this one's. */
+  lockManager?: LockingStore
+}
+
+/** Client of `rs-store-daemon` (see docs/daemon.md). */
+export interface DaemonOptions extends StoreOptions {
+  /** TCP port on 127.0.0.1. */
+  port?: number
+  /** UNIX socket path (instead of a port). */
+  socket?: string
+  /** Key prefix inside the daemon. Default ''. */
+  prefix?: string
+  /** Default 5000. */
+  connectTimeoutMs?: number
+  /** Every call settles within this (ERR_STORE_UNAVAILABLE). Default 5000. */
+  commandTimeoutMs?: number
 }
 
 export interface MemoryOptions extends StoreOptions {
@@ -186,6 +202,8 @@ export function memory(options?: MemoryOptions): LockingStore
 export function dummy(options?: StoreOptions): LockingStore
 /** Redis: single server, Cluster (`nodes`) or Sentinel (`sentinels` + `name`). */
 export function redis(config: string | RedisOptions): LockingStore
+/** Client of the session daemon (`npx rs-store-daemon <port | socket> [dir]`): a port, a socket path or options. */
+export function daemon(config: number | string | DaemonOptions): LockingStore
 /** One file per session (`dir`), or Synchro's `sessionStateFile` (adds `flush()`). */
 export function file(options?: FileOptions): LockingStore & { flush?: () => Promise<void> }
 /** Sessions in object storage (S3, Azure Blob, GCS, a directory). */
