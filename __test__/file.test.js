@@ -147,6 +147,59 @@ test('file: two OS processes share one directory', async () => {
   await store.close()
 })
 
+test('file: the read cache sees every change by another store or process at once, and keeps call order', { timeout: 60_000 }, async () => {
+  const dir = tmp('cache')
+  const a = rs.file({ dir })
+  const b = rs.file({ dir }) // its own cache, as another process would have
+  try {
+    await a.set('x', { v: 1 }, 60_000)
+    assert.deepEqual(await a.get('x'), { v: 1 })
+    assert.deepEqual(await a.get('x'), { v: 1 }, 'served from the cache')
+    await b.set('x', { v: 2 }, 60_000)
+    assert.deepEqual(await a.get('x'), { v: 2 }, 'a rename by another writer shows at once')
+    await b.remove('x')
+    assert.equal(await a.get('x'), null, 'a removal shows at once')
+    await b.set('x', { v: 3 }, 60_000)
+    assert.deepEqual(await a.get('x'), { v: 3 })
+    // same size, same second: still a different file
+    await b.set('x', { v: 4 }, 60_000)
+    assert.deepEqual(await a.get('x'), { v: 4 })
+    // calls on one id in call order, not awaited, with the cache warm
+    const r = await Promise.all([a.get('x'), a.set('x', { v: 5 }, 60_000), a.get('x'), a.remove('x'), a.get('x'), a.set('x', { v: 6 }, 60_000), a.get('x')])
+    assert.deepEqual([r[0], r[2], r[4], r[6]], [{ v: 4 }, { v: 5 }, null, { v: 6 }])
+    const c = await Promise.all([a.clear(), a.get('x')])
+    assert.deepEqual(c, [1, null])
+    // expiry is checked on cached entries too
+    await a.set('short', { s: 1 }, 150)
+    assert.deepEqual(await a.get('short'), { s: 1 })
+    await sleep(200)
+    assert.equal(await a.get('short'), null)
+    // a child process rewrites a session while this one keeps reading it
+    await a.set('shared', { n: 0 }, 60_000)
+    const writer = node(`
+      const rs = require(${JSON.stringify(ROOT)})
+      const s = rs.file({ dir: ${JSON.stringify(dir)} })
+      ;(async () => { for (let n = 1; n <= 300; n++) await s.set('shared', { n }, 60000); await s.close() })()`)
+    let last = 0
+    while (writer.child.exitCode === null) {
+      const { n } = await a.get('shared')
+      assert.ok(n >= last, `never goes back: ${n} after ${last}`)
+      last = n
+      await sleep(0)
+    }
+    await writer.done
+    assert.equal((await a.get('shared')).n, 300, 'the last write is seen')
+    // cacheBytes: 0 turns the cache off; the store works the same
+    const off = rs.file({ dir, cacheBytes: 0 })
+    assert.equal((await off.get('shared')).n, 300)
+    await off.close()
+    assert.throws(() => rs.file({ dir, cacheBytes: -1 }), (e) => e.code === 'ERR_INVALID_OPTION')
+  } finally {
+    await a.close()
+    await b.close()
+  }
+})
+
 test('file: kill -9 mid-write, again and again: no session is ever corrupt or partial', { timeout: 60_000 }, async () => {
   const dir = tmp('crash')
   const writer = `

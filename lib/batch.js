@@ -7,16 +7,25 @@
 // reply before resolving (one Promise per call, not two). While calls are
 // pending a ref'd timer handle keeps Node alive; when idle it is unref'd, so
 // an idle store never holds a process open.
+//
+// `cachedGet` (the file store's read cache): a get asks native.cachedGet(id)
+// first, which answers at once when it can, but only while no change to
+// that id (set/remove/update, or a clear) is pending, so calls on one id
+// still apply in call order.
 const { codedError, fromNative } = require('./errors')
 
 const noop = () => {}
 const EAGER = 32
+const ALL = Symbol('every id')
 
 /** `locks`: the backend has a lock manager (lock/unlock/renew are offered). */
-function batchEngine(create, { locks = false } = {}) {
+function batchEngine(create, { locks = false, cachedGet = false } = {}) {
   let resolvers = []
   let rejecters = []
   let mappers = [] // per call: maps the raw reply before resolving (or null)
+  let changes = [] // per call (cachedGet only): the id it changes, ALL, or undefined
+  const changing = new Map() // id → pending changes (cachedGet only)
+  let changingAll = 0
   let head = 0
   let flushedTo = 0
   let scheduled = false
@@ -24,10 +33,21 @@ function batchEngine(create, { locks = false } = {}) {
   const keepAlive = setInterval(noop, 2 ** 30)
   keepAlive.unref()
 
+  function mark(change, by) {
+    if (change === undefined) return
+    if (change === ALL) changingAll += by
+    else {
+      const n = (changing.get(change) || 0) + by
+      if (n === 0) changing.delete(change)
+      else changing.set(change, n)
+    }
+  }
+
   function onDone(replies) {
     for (let k = 0; k < replies.length; k++) {
       const r = replies[k]
       const i = head++
+      if (cachedGet) mark(changes[i], -1)
       if (r instanceof Error) rejecters[i](fromNative(r))
       else if (mappers[i] === null) resolvers[i](r)
       else {
@@ -45,6 +65,7 @@ function batchEngine(create, { locks = false } = {}) {
       resolvers = []
       rejecters = []
       mappers = []
+      changes = []
       head = 0
       flushedTo = 0
       keepAlive.unref()
@@ -63,18 +84,23 @@ function batchEngine(create, { locks = false } = {}) {
       const failed = rejecters.splice(flushedTo)
       resolvers.splice(flushedTo)
       mappers.splice(flushedTo)
+      if (cachedGet) for (const c of changes.splice(flushedTo)) mark(c, -1)
       if (head === resolvers.length) keepAlive.unref()
       for (const reject of failed) reject(fromNative(e))
     }
   }
 
-  function pending(map = null) {
+  function pending(map = null, change = undefined) {
     if (head === resolvers.length) keepAlive.ref()
     const promise = new Promise((resolve, reject) => {
       resolvers.push(resolve)
       rejecters.push(reject)
     })
     mappers.push(map)
+    if (cachedGet) {
+      changes.push(change)
+      mark(change, 1)
+    }
     // Flush early once EAGER calls are queued, so Redis works on them while
     // this tick goes on producing more; the rest goes at the end of the tick.
     if (resolvers.length - flushedTo >= EAGER) flush()
@@ -98,22 +124,26 @@ function batchEngine(create, { locks = false } = {}) {
   const engine = {
     get(id, map) {
       open()
+      if (cachedGet && changingAll === 0 && !changing.has(id)) {
+        const text = native.cachedGet(id)
+        if (text !== undefined) return map(text)
+      }
       return native.qGet(id) ? pending(map) : map(null)
     },
     set(id, text, ttlMs) {
       open()
       native.qSet(id, text, ttlMs)
-      return pending()
+      return pending(null, id)
     },
     remove(id) {
       open()
       native.qRemove(id)
-      return pending()
+      return pending(null, id)
     },
     touch(id, ttlMs) {
       open()
       native.qTouch(id, ttlMs)
-      return pending()
+      return pending(null, id)
     },
     ttlMs(id, map) {
       open()
@@ -146,7 +176,7 @@ function batchEngine(create, { locks = false } = {}) {
     clear() {
       open()
       native.qClear()
-      return pending()
+      return pending(null, ALL)
     },
     entries(map) {
       open()

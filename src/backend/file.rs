@@ -27,6 +27,14 @@
 //!   `<dir>/.locks` and re-read the lock file first, so a fresh lock is never
 //!   removed by mistake; the flock itself is only held for those few steps.
 //!
+//! * Read cache: sessions this process read or wrote are kept in memory
+//!   (LRU, bounded by `cache_bytes`) with the identity of their file (device,
+//!   inode, size, mtime and ctime in ns). [`Backend::cached_get`] answers a
+//!   get from it after one `stat` of the file, on the calling (JS) thread: any
+//!   write by any process replaces the file (a new inode) and shows in the
+//!   stat, a removal shows as a missing file. A stat that does not match sends
+//!   the get down the normal path, which reads the file and caches it again.
+//!
 //! All methods block: the async [`Backend`] impl runs them on tokio's blocking
 //! pool. A batch is split by id into up to `SHARDS` groups that run in
 //! parallel (file systems overlap metadata writes well); one id always lands
@@ -56,6 +64,8 @@ const SHARDS: usize = 8;
 #[derive(Clone)]
 pub struct FileOptions {
   pub dir: PathBuf,
+  /// Most bytes of session payloads kept by the read cache (0: no cache).
+  pub cache_bytes: usize,
   /// fsync the file and the directory on every write.
   pub durable: bool,
   /// How often expired files are deleted; `None`: no sweeper thread.
@@ -63,7 +73,100 @@ pub struct FileOptions {
   pub report: Option<Report>,
 }
 
+/// What identifies one version of a session file: a rename over it (every
+/// write, by any process) makes a new inode with a new ctime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+  dev: u64,
+  ino: u64,
+  size: u64,
+  mtime_ns: i128,
+  ctime_ns: i128,
+}
+
+impl Stamp {
+  #[cfg(unix)]
+  fn of(m: &fs::Metadata) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
+    Some(Stamp { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) })
+  }
+  #[cfg(not(unix))]
+  fn of(_: &fs::Metadata) -> Option<Stamp> {
+    None // no inode identity: no cache
+  }
+}
+
+struct Cached {
+  stamp: Stamp,
+  expires: Option<Expiry>,
+  payload: Vec<u8>,
+}
+
+/// The read cache (see the module docs): LRU by bytes of payload.
+struct ReadCache {
+  max_bytes: usize,
+  state: Mutex<(hashlink::LruCache<String, Cached>, usize)>,
+}
+
+impl ReadCache {
+  fn new(max_bytes: usize) -> Self {
+    ReadCache { max_bytes, state: Mutex::new((hashlink::LruCache::new_unbounded(), 0)) }
+  }
+
+  fn put(&self, id: &str, meta: &fs::Metadata, expires: Option<Expiry>, payload: &[u8]) {
+    let Some(stamp) = Stamp::of(meta) else { return };
+    if self.max_bytes == 0 || payload.len() > self.max_bytes / 4 {
+      return self.forget(id);
+    }
+    let mut st = self.state.lock();
+    let (map, bytes) = &mut *st;
+    if let Some(old) = map.insert(id.to_string(), Cached { stamp, expires, payload: payload.to_vec() }) {
+      *bytes -= old.payload.len();
+    }
+    *bytes += payload.len();
+    while *bytes > self.max_bytes {
+      match map.remove_lru() {
+        Some((_, old)) => *bytes -= old.payload.len(),
+        None => break,
+      }
+    }
+  }
+
+  fn forget(&self, id: &str) {
+    let mut st = self.state.lock();
+    let (map, bytes) = &mut *st;
+    if let Some(old) = map.remove(id) {
+      *bytes -= old.payload.len();
+    }
+  }
+
+  fn clear(&self) {
+    let mut st = self.state.lock();
+    st.0.clear();
+    st.1 = 0;
+  }
+
+  /// `Some(payload or None)` when the cached entry still matches `stamp`.
+  fn lookup(&self, id: &str, stamp: Option<Stamp>) -> Option<Option<Vec<u8>>> {
+    let mut st = self.state.lock();
+    let (map, bytes) = &mut *st;
+    let hit = match (map.get(id), stamp) {
+      (None, _) => return None,
+      (Some(c), Some(s)) if c.stamp == s => Some(if is_expired(c.expires, now_ms()) { None } else { Some(c.payload.clone()) }),
+      _ => None,
+    };
+    if hit.is_none() {
+      if let Some(old) = map.remove(id) {
+        *bytes -= old.payload.len();
+      }
+    }
+    hit
+  }
+}
+
 struct Inner {
+  cache: ReadCache,
   dir: PathBuf,
   durable: bool,
   counter: AtomicU64,
@@ -114,16 +217,42 @@ impl Inner {
   fn read(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
     self.check_open()?;
     let path = self.path_for(id);
-    let bytes = match fs::read(&path) {
-      Ok(b) => b,
-      Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+    let read = File::open(&path).and_then(|mut f| {
+      let meta = f.metadata()?;
+      let mut bytes = Vec::with_capacity(meta.len() as usize);
+      f.read_to_end(&mut bytes)?;
+      Ok((meta, bytes))
+    });
+    let (meta, bytes) = match read {
+      Ok(r) => r,
+      Err(e) if e.kind() == ErrorKind::NotFound => {
+        self.cache.forget(id);
+        return Ok(None);
+      }
       Err(e) => return Err(io_err("cannot read", &path, e)),
     };
     let stored = parse(&path, bytes)?;
     if stored.header.id != id {
       return Err(corrupt(&path, "it holds another id"));
     }
+    self.cache.put(id, &meta, stored.header.expires, &stored.payload);
     Ok(Some((path, stored)))
+  }
+
+  /// The read cache's answer for `id` after one `stat` (see the module docs):
+  /// `None` when the file must be read.
+  fn cached_get(&self, id: &str) -> Option<Option<Vec<u8>>> {
+    if self.cache.max_bytes == 0 || self.closed.load(Ordering::Acquire) {
+      return None;
+    }
+    match fs::metadata(self.path_for(id)) {
+      Ok(meta) => self.cache.lookup(id, Stamp::of(&meta)),
+      Err(e) if e.kind() == ErrorKind::NotFound => {
+        self.cache.forget(id);
+        Some(None)
+      }
+      Err(_) => None,
+    }
   }
 
   /// The live file of `id`; an expired one is deleted on the way.
@@ -153,8 +282,14 @@ impl Inner {
       if self.durable {
         f.sync_all()?;
       }
-      drop(f);
       fs::rename(&tmp, &path)?;
+      // The stamp of our file as it now sits at `path` (the rename changed
+      // its ctime); the fd is ours, so another writer cannot interfere.
+      match f.metadata() {
+        Ok(meta) => self.cache.put(id, &meta, expires, payload),
+        Err(_) => self.cache.forget(id),
+      }
+      drop(f);
       if self.durable {
         File::open(&self.dir)?.sync_all()?;
       }
@@ -162,6 +297,7 @@ impl Inner {
     })();
     if let Err(e) = result {
       let _ = fs::remove_file(&tmp);
+      self.cache.forget(id);
       return Err(io_err("cannot write", &path, e));
     }
     Ok(())
@@ -256,6 +392,7 @@ impl Inner {
   fn remove(&self, id: &str) -> Result<bool> {
     let live = self.read_live(id).unwrap_or(None).is_some();
     let path = self.path_for(id);
+    self.cache.forget(id);
     match fs::remove_file(&path) {
       Ok(()) => Ok(live),
       Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -383,6 +520,7 @@ impl FileBackend {
     let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}", now_ms(), std::process::id()));
     File::create(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| io_err("cannot write in", dir, e))?;
     let inner = Arc::new(Inner {
+      cache: ReadCache::new(opts.cache_bytes),
       dir: dir.clone(),
       durable: opts.durable,
       counter: AtomicU64::new(0),
@@ -433,6 +571,7 @@ impl FileBackend {
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
       Op::Clear => {
+        inner.cache.clear();
         let mut n = 0;
         for (p, _) in inner.live_files()? {
           if fs::remove_file(&p).is_ok() {
@@ -458,6 +597,10 @@ impl FileBackend {
 
 #[async_trait]
 impl Backend for FileBackend {
+  fn cached_get(&self, id: &str) -> Option<Option<Vec<u8>>> {
+    self.inner.cached_get(id)
+  }
+
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
     self.one(Op::Get(id.into())).await?.into_value()
   }
@@ -546,7 +689,7 @@ mod tests {
   use crate::expiry::after_ms;
 
   fn store(dir: &Path) -> FileBackend {
-    FileBackend::new(FileOptions { dir: dir.to_path_buf(), durable: false, sweep_interval: None, report: None }).unwrap()
+    FileBackend::new(FileOptions { dir: dir.to_path_buf(), cache_bytes: 1 << 20, durable: false, sweep_interval: None, report: None }).unwrap()
   }
 
   fn tmpdir(name: &str) -> PathBuf {
@@ -599,6 +742,7 @@ mod tests {
     let seen2 = seen.clone();
     let s = FileBackend::new(FileOptions {
       dir: d.clone(),
+      cache_bytes: 1 << 20,
       durable: true,
       sweep_interval: None,
       report: Some(Arc::new(move |e: StoreError| seen2.lock().push(e.code))),
@@ -639,7 +783,7 @@ mod tests {
   fn not_a_directory() {
     let d = tmpdir("notdir");
     fs::write(&d, b"file").unwrap();
-    let e = FileBackend::new(FileOptions { dir: d.clone(), durable: false, sweep_interval: None, report: None }).err().unwrap();
+    let e = FileBackend::new(FileOptions { dir: d.clone(), cache_bytes: 0, durable: false, sweep_interval: None, report: None }).err().unwrap();
     assert_eq!(e.code, Code::InvalidOption);
     fs::remove_file(&d).unwrap();
   }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 
-use napi::bindgen_prelude::{Function, ToNapiValue, TypeName, ValueType};
+use napi::bindgen_prelude::{Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -107,6 +107,7 @@ enum Msg {
 /// A store over an I/O backend; see the module docs for the call protocol.
 #[napi]
 pub struct AsyncStore {
+  backend: Arc<dyn Backend>,
   queue: Mutex<Vec<Op>>,
   tx: mpsc::UnboundedSender<Msg>,
   core: Arc<Core>,
@@ -126,8 +127,8 @@ pub(crate) fn start(
     .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the completion callback: {e}")))?;
   let (tx, rx) = mpsc::unbounded_channel();
   let core = Arc::new(core);
-  napi::bindgen_prelude::spawn(dispatch(backend, core.clone(), rx, done, spin));
-  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), tx, core })
+  napi::bindgen_prelude::spawn(dispatch(backend.clone(), core.clone(), rx, done, spin));
+  Ok(AsyncStore { backend, queue: Mutex::new(Vec::with_capacity(64)), tx, core })
 }
 
 /// How long the dispatcher keeps its worker awake (yielding) while it waits
@@ -295,6 +296,25 @@ impl AsyncStore {
     }
     self.push(Op::Get(id));
     true
+  }
+
+  /// A get answered at once when the backend can (the file store's read
+  /// cache): the session text, `null` when missing, or `undefined` when the
+  /// get must be queued. The facade calls it only when no change to `id` is
+  /// pending, so calls on one id still apply in call order.
+  #[napi(catch_unwind, ts_return_type = "string | null | undefined")]
+  pub fn cached_get(&self, id: String) -> Either3<String, Null, Undefined> {
+    if check_id(&id).is_err() {
+      return Either3::B(Null);
+    }
+    match self.backend.cached_get(&id) {
+      None => Either3::C(()),
+      Some(None) => Either3::B(Null),
+      Some(Some(stored)) => match self.core.decode(&id, stored) {
+        Some(text) => Either3::A(text),
+        None => Either3::B(Null),
+      },
+    }
   }
 
   #[napi(catch_unwind)]
