@@ -145,7 +145,7 @@ function sessionStateFile(o) {
 
 /**
  * File store. With `dir`: one file per session (see src/backend/file.rs):
- * { dir, durable, cacheBytes, sweepIntervalMs, maxSessionBytes, onError }. With
+ * { dir, durable, fastReads, sweepIntervalMs, maxSessionBytes, onError }. With
  * `sessionStateFile`: Synchro's single JSON file of sessions.
  */
 function file(opts) {
@@ -154,13 +154,13 @@ function file(opts) {
   const config = {
     dir: path.resolve(options.string(o, 'dir', { def: 'sessions' })),
     durable: o.durable === undefined ? undefined : Boolean(o.durable),
-    cacheBytes: options.number(o, 'cacheBytes', { min: 0 }),
+    fastReads: options.boolean(o, 'fastReads'),
     sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
     maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
     ...codecOptions(o),
   }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true, cachedGet: config.cacheBytes !== 0 }), o)
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true, getNow: config.fastReads !== false }), o)
 }
 
 /**

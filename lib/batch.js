@@ -8,10 +8,10 @@
 // pending a ref'd timer handle keeps Node alive; when idle it is unref'd, so
 // an idle store never holds a process open.
 //
-// `cachedGet` (the file store's read cache): a get asks native.cachedGet(id)
-// first, which answers at once when it can, but only while no change to
-// that id (set/remove/update, or a clear) is pending, so calls on one id
-// still apply in call order.
+// `getNow` (the file store's fast reads): a get asks native.getNow(id) first,
+// which answers at once when it can do so without waiting on I/O, but only
+// while no change to that id (set/remove/update, or a clear) is pending, so
+// calls on one id still apply in call order.
 const { codedError, fromNative } = require('./errors')
 
 const noop = () => {}
@@ -19,12 +19,12 @@ const EAGER = 32
 const ALL = Symbol('every id')
 
 /** `locks`: the backend has a lock manager (lock/unlock/renew are offered). */
-function batchEngine(create, { locks = false, cachedGet = false } = {}) {
+function batchEngine(create, { locks = false, getNow = false } = {}) {
   let resolvers = []
   let rejecters = []
   let mappers = [] // per call: maps the raw reply before resolving (or null)
-  let changes = [] // per call (cachedGet only): the id it changes, ALL, or undefined
-  const changing = new Map() // id → pending changes (cachedGet only)
+  let changes = [] // per call (getNow only): the id it changes, ALL, or undefined
+  const changing = new Map() // id → pending changes (getNow only)
   let changingAll = 0
   let head = 0
   let flushedTo = 0
@@ -47,7 +47,7 @@ function batchEngine(create, { locks = false, cachedGet = false } = {}) {
     for (let k = 0; k < replies.length; k++) {
       const r = replies[k]
       const i = head++
-      if (cachedGet) mark(changes[i], -1)
+      if (getNow) mark(changes[i], -1)
       if (r instanceof Error) rejecters[i](fromNative(r))
       else if (mappers[i] === null) resolvers[i](r)
       else {
@@ -84,7 +84,7 @@ function batchEngine(create, { locks = false, cachedGet = false } = {}) {
       const failed = rejecters.splice(flushedTo)
       resolvers.splice(flushedTo)
       mappers.splice(flushedTo)
-      if (cachedGet) for (const c of changes.splice(flushedTo)) mark(c, -1)
+      if (getNow) for (const c of changes.splice(flushedTo)) mark(c, -1)
       if (head === resolvers.length) keepAlive.unref()
       for (const reject of failed) reject(fromNative(e))
     }
@@ -97,7 +97,7 @@ function batchEngine(create, { locks = false, cachedGet = false } = {}) {
       rejecters.push(reject)
     })
     mappers.push(map)
-    if (cachedGet) {
+    if (getNow) {
       changes.push(change)
       mark(change, 1)
     }
@@ -124,8 +124,8 @@ function batchEngine(create, { locks = false, cachedGet = false } = {}) {
   const engine = {
     get(id, map) {
       open()
-      if (cachedGet && changingAll === 0 && !changing.has(id)) {
-        const text = native.cachedGet(id)
+      if (getNow && changingAll === 0 && !changing.has(id)) {
+        const text = native.getNow(id)
         if (text !== undefined) return map(text)
       }
       return native.qGet(id) ? pending(map) : map(null)

@@ -33,4 +33,12 @@ function string(opts, name, { choices, def } = {}) {
   return v
 }
 
-module.exports = { object, number, string }
+/** A boolean option. */
+function boolean(opts, name, { def } = {}) {
+  const v = opts[name]
+  if (v === undefined || v === null) return def
+  if (typeof v !== 'boolean') throw invalidType('ERR_INVALID_OPTION', `option ${name} must be a boolean, got ${typeof v}`)
+  return v
+}
+
+module.exports = { object, number, string, boolean }

@@ -17,12 +17,12 @@ export declare class AsyncStore {
    */
   qGet(id: string): boolean
   /**
-   * A get answered at once when the backend can (the file store's read
-   * cache): the session text, `null` when missing, or `undefined` when the
-   * get must be queued. The facade calls it only when no change to `id` is
+   * A get answered at once when the backend can do it without waiting on
+   * I/O (the file store's fast reads): the session text, `null` when
+   * missing, or `undefined` when the get must be queued. The facade calls it only when no change to `id` is
    * pending, so calls on one id still apply in call order.
    */
-  cachedGet(id: string): string | null | undefined
+  getNow(id: string): string | null | undefined
   qExists(id: string): boolean
   qTtl(id: string): boolean
   /** Queues a set; `ttlMs` undefined = never expires, 0 = remove. */
@@ -164,8 +164,11 @@ export interface FileStoreConfig {
   dir: string
   /** fsync the file and the directory on every write (default false). */
   durable?: boolean
-  /** Bytes of sessions the read cache keeps (default 32 MiB; 0: no cache). */
-  cacheBytes?: number
+  /**
+   * Answer reads on the JS thread when the file is in the kernel's caches,
+   * never waiting on the disk (default true; Linux 5.12+).
+   */
+  fastReads?: boolean
   /** How often expired files are deleted (default 60000 ms). */
   sweepIntervalMs?: number
   maxSessionBytes?: number

@@ -27,13 +27,14 @@
 //!   `<dir>/.locks` and re-read the lock file first, so a fresh lock is never
 //!   removed by mistake; the flock itself is only held for those few steps.
 //!
-//! * Read cache: sessions this process read or wrote are kept in memory
-//!   (LRU, bounded by `cache_bytes`) with the identity of their file (device,
-//!   inode, size, mtime and ctime in ns). [`Backend::cached_get`] answers a
-//!   get from it after one `stat` of the file, on the calling (JS) thread: any
-//!   write by any process replaces the file (a new inode) and shows in the
-//!   stat, a removal shows as a missing file. A stat that does not match sends
-//!   the get down the normal path, which reads the file and caches it again.
+//! * Reads that need no disk (Linux 5.12+): [`Backend::get_now`] reads the
+//!   file on the calling (JS) thread only when its path lookup and its data
+//!   can be served from the kernel's caches: `openat2(RESOLVE_CACHED)` and
+//!   `preadv2(RWF_NOWAIT)` fail with `EAGAIN` instead of waiting on the disk,
+//!   and the read then takes the normal path through the blocking pool. The
+//!   file read is the current one (no cache of ours that could go stale), so
+//!   writes by other processes show at once. This saves the two thread hops
+//!   of a normal read (~100 µs on small VMs) for a few µs of syscalls.
 //!
 //! All methods block: the async [`Backend`] impl runs them on tokio's blocking
 //! pool. A batch is split by id into up to `SHARDS` groups that run in
@@ -64,8 +65,9 @@ const SHARDS: usize = 8;
 #[derive(Clone)]
 pub struct FileOptions {
   pub dir: PathBuf,
-  /// Most bytes of session payloads kept by the read cache (0: no cache).
-  pub cache_bytes: usize,
+  /// Answer reads on the calling thread when no disk access is needed (see
+  /// the module docs).
+  pub fast_reads: bool,
   /// fsync the file and the directory on every write.
   pub durable: bool,
   /// How often expired files are deleted; `None`: no sweeper thread.
@@ -73,100 +75,9 @@ pub struct FileOptions {
   pub report: Option<Report>,
 }
 
-/// What identifies one version of a session file: a rename over it (every
-/// write, by any process) makes a new inode with a new ctime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-  dev: u64,
-  ino: u64,
-  size: u64,
-  mtime_ns: i128,
-  ctime_ns: i128,
-}
-
-impl Stamp {
-  #[cfg(unix)]
-  fn of(m: &fs::Metadata) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
-    let ns = |s: i64, n: i64| s as i128 * 1_000_000_000 + n as i128;
-    Some(Stamp { dev: m.dev(), ino: m.ino(), size: m.size(), mtime_ns: ns(m.mtime(), m.mtime_nsec()), ctime_ns: ns(m.ctime(), m.ctime_nsec()) })
-  }
-  #[cfg(not(unix))]
-  fn of(_: &fs::Metadata) -> Option<Stamp> {
-    None // no inode identity: no cache
-  }
-}
-
-struct Cached {
-  stamp: Stamp,
-  expires: Option<Expiry>,
-  payload: Vec<u8>,
-}
-
-/// The read cache (see the module docs): LRU by bytes of payload.
-struct ReadCache {
-  max_bytes: usize,
-  state: Mutex<(hashlink::LruCache<String, Cached>, usize)>,
-}
-
-impl ReadCache {
-  fn new(max_bytes: usize) -> Self {
-    ReadCache { max_bytes, state: Mutex::new((hashlink::LruCache::new_unbounded(), 0)) }
-  }
-
-  fn put(&self, id: &str, meta: &fs::Metadata, expires: Option<Expiry>, payload: &[u8]) {
-    let Some(stamp) = Stamp::of(meta) else { return };
-    if self.max_bytes == 0 || payload.len() > self.max_bytes / 4 {
-      return self.forget(id);
-    }
-    let mut st = self.state.lock();
-    let (map, bytes) = &mut *st;
-    if let Some(old) = map.insert(id.to_string(), Cached { stamp, expires, payload: payload.to_vec() }) {
-      *bytes -= old.payload.len();
-    }
-    *bytes += payload.len();
-    while *bytes > self.max_bytes {
-      match map.remove_lru() {
-        Some((_, old)) => *bytes -= old.payload.len(),
-        None => break,
-      }
-    }
-  }
-
-  fn forget(&self, id: &str) {
-    let mut st = self.state.lock();
-    let (map, bytes) = &mut *st;
-    if let Some(old) = map.remove(id) {
-      *bytes -= old.payload.len();
-    }
-  }
-
-  fn clear(&self) {
-    let mut st = self.state.lock();
-    st.0.clear();
-    st.1 = 0;
-  }
-
-  /// `Some(payload or None)` when the cached entry still matches `stamp`.
-  fn lookup(&self, id: &str, stamp: Option<Stamp>) -> Option<Option<Vec<u8>>> {
-    let mut st = self.state.lock();
-    let (map, bytes) = &mut *st;
-    let hit = match (map.get(id), stamp) {
-      (None, _) => return None,
-      (Some(c), Some(s)) if c.stamp == s => Some(if is_expired(c.expires, now_ms()) { None } else { Some(c.payload.clone()) }),
-      _ => None,
-    };
-    if hit.is_none() {
-      if let Some(old) = map.remove(id) {
-        *bytes -= old.payload.len();
-      }
-    }
-    hit
-  }
-}
-
 struct Inner {
-  cache: ReadCache,
+  /// Fast reads wanted and (as far as we know) supported by this kernel.
+  fast_reads: AtomicBool,
   dir: PathBuf,
   durable: bool,
   counter: AtomicU64,
@@ -217,41 +128,39 @@ impl Inner {
   fn read(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
     self.check_open()?;
     let path = self.path_for(id);
-    let read = File::open(&path).and_then(|mut f| {
-      let meta = f.metadata()?;
-      let mut bytes = Vec::with_capacity(meta.len() as usize);
-      f.read_to_end(&mut bytes)?;
-      Ok((meta, bytes))
-    });
-    let (meta, bytes) = match read {
-      Ok(r) => r,
-      Err(e) if e.kind() == ErrorKind::NotFound => {
-        self.cache.forget(id);
-        return Ok(None);
-      }
+    let bytes = match fs::read(&path) {
+      Ok(b) => b,
+      Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
       Err(e) => return Err(io_err("cannot read", &path, e)),
     };
     let stored = parse(&path, bytes)?;
     if stored.header.id != id {
       return Err(corrupt(&path, "it holds another id"));
     }
-    self.cache.put(id, &meta, stored.header.expires, &stored.payload);
     Ok(Some((path, stored)))
   }
 
-  /// The read cache's answer for `id` after one `stat` (see the module docs):
-  /// `None` when the file must be read.
-  fn cached_get(&self, id: &str) -> Option<Option<Vec<u8>>> {
-    if self.cache.max_bytes == 0 || self.closed.load(Ordering::Acquire) {
+  /// [`Backend::get_now`]: the live session of `id` read without waiting on
+  /// the disk, or `None` when that cannot be done.
+  fn get_now(&self, id: &str) -> Option<Option<Vec<u8>>> {
+    if !self.fast_reads.load(Ordering::Relaxed) || self.closed.load(Ordering::Acquire) {
       return None;
     }
-    match fs::metadata(self.path_for(id)) {
-      Ok(meta) => self.cache.lookup(id, Stamp::of(&meta)),
-      Err(e) if e.kind() == ErrorKind::NotFound => {
-        self.cache.forget(id);
-        Some(None)
+    let path = self.path_for(id);
+    let bytes = match nowait::read(&path) {
+      nowait::Read::Done(b) => b,
+      nowait::Read::Missing => return Some(None),
+      nowait::Read::WouldBlock => return None,
+      nowait::Read::Unsupported => {
+        self.fast_reads.store(false, Ordering::Relaxed);
+        return None;
       }
-      Err(_) => None,
+    };
+    // Anything unusual (corrupt, foreign, expired: deleted by the normal
+    // path or the sweep) goes the normal way, which reports and cleans up.
+    match parse(&path, bytes) {
+      Ok(s) if s.header.id == id && !is_expired(s.header.expires, now_ms()) => Some(Some(s.payload)),
+      _ => None,
     }
   }
 
@@ -282,14 +191,8 @@ impl Inner {
       if self.durable {
         f.sync_all()?;
       }
-      fs::rename(&tmp, &path)?;
-      // The stamp of our file as it now sits at `path` (the rename changed
-      // its ctime); the fd is ours, so another writer cannot interfere.
-      match f.metadata() {
-        Ok(meta) => self.cache.put(id, &meta, expires, payload),
-        Err(_) => self.cache.forget(id),
-      }
       drop(f);
+      fs::rename(&tmp, &path)?;
       if self.durable {
         File::open(&self.dir)?.sync_all()?;
       }
@@ -297,7 +200,6 @@ impl Inner {
     })();
     if let Err(e) = result {
       let _ = fs::remove_file(&tmp);
-      self.cache.forget(id);
       return Err(io_err("cannot write", &path, e));
     }
     Ok(())
@@ -392,7 +294,6 @@ impl Inner {
   fn remove(&self, id: &str) -> Result<bool> {
     let live = self.read_live(id).unwrap_or(None).is_some();
     let path = self.path_for(id);
-    self.cache.forget(id);
     match fs::remove_file(&path) {
       Ok(()) => Ok(live),
       Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
@@ -520,7 +421,7 @@ impl FileBackend {
     let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}", now_ms(), std::process::id()));
     File::create(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| io_err("cannot write in", dir, e))?;
     let inner = Arc::new(Inner {
-      cache: ReadCache::new(opts.cache_bytes),
+      fast_reads: AtomicBool::new(opts.fast_reads),
       dir: dir.clone(),
       durable: opts.durable,
       counter: AtomicU64::new(0),
@@ -571,7 +472,6 @@ impl FileBackend {
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
       Op::Clear => {
-        inner.cache.clear();
         let mut n = 0;
         for (p, _) in inner.live_files()? {
           if fs::remove_file(&p).is_ok() {
@@ -595,10 +495,81 @@ impl FileBackend {
   }
 }
 
+/// Reads that never wait on the disk (Linux: `openat2(RESOLVE_CACHED)` +
+/// `preadv2(RWF_NOWAIT)`).
+mod nowait {
+  use std::path::Path;
+
+  pub enum Read {
+    Done(Vec<u8>),
+    Missing,
+    /// Path or data not in the kernel's caches: read the normal way.
+    WouldBlock,
+    /// This kernel or file system cannot do it: stop trying.
+    Unsupported,
+  }
+
+  #[cfg(target_os = "linux")]
+  pub fn read(path: &Path) -> Read {
+    use std::ffi::CString;
+    use std::fs::File;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+
+    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { return Read::Unsupported };
+    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: open_how is plain data; zeroed is a valid value for every field.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_CACHED;
+    // SAFETY: valid NUL-terminated path and open_how of the size we pass.
+    let fd = unsafe {
+      libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, cpath.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
+    };
+    if fd < 0 {
+      return match errno() {
+        libc::ENOENT => Read::Missing,
+        libc::EAGAIN => Read::WouldBlock,
+        libc::ENOSYS | libc::EINVAL | libc::E2BIG | libc::EPERM => Read::Unsupported,
+        _ => Read::WouldBlock, // the normal path reports real errors
+      };
+    }
+    // SAFETY: fd is a fresh descriptor we own; File closes it.
+    let file = unsafe { File::from_raw_fd(fd as i32) };
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    loop {
+      if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(buf.capacity());
+      }
+      let spare = buf.capacity() - buf.len();
+      let iov = libc::iovec { iov_base: unsafe { buf.as_mut_ptr().add(buf.len()) } as *mut libc::c_void, iov_len: spare };
+      // SAFETY: iov points into buf's spare capacity; the fd is open.
+      let n = unsafe { libc::preadv2(std::os::fd::AsRawFd::as_raw_fd(&file), &iov, 1, buf.len() as libc::off_t, libc::RWF_NOWAIT) };
+      if n < 0 {
+        return match errno() {
+          libc::EAGAIN => Read::WouldBlock,
+          libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => Read::Unsupported,
+          _ => Read::WouldBlock,
+        };
+      }
+      if n == 0 {
+        return Read::Done(buf);
+      }
+      // SAFETY: the kernel initialized n more bytes.
+      unsafe { buf.set_len(buf.len() + n as usize) };
+    }
+  }
+
+  #[cfg(not(target_os = "linux"))]
+  pub fn read(_: &Path) -> Read {
+    Read::Unsupported
+  }
+}
+
 #[async_trait]
 impl Backend for FileBackend {
-  fn cached_get(&self, id: &str) -> Option<Option<Vec<u8>>> {
-    self.inner.cached_get(id)
+  fn get_now(&self, id: &str) -> Option<Option<Vec<u8>>> {
+    self.inner.get_now(id)
   }
 
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
@@ -689,13 +660,35 @@ mod tests {
   use crate::expiry::after_ms;
 
   fn store(dir: &Path) -> FileBackend {
-    FileBackend::new(FileOptions { dir: dir.to_path_buf(), cache_bytes: 1 << 20, durable: false, sweep_interval: None, report: None }).unwrap()
+    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None }).unwrap()
   }
 
   fn tmpdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("rs-store-file-{name}-{}-{}", std::process::id(), now_ms()));
     let _ = fs::remove_dir_all(&d);
     d
+  }
+
+  #[test]
+  #[cfg(target_os = "linux")]
+  fn fast_reads_answer_from_the_kernel_caches_and_defer_the_unusual() {
+    let d = tmpdir("now");
+    let s = store(&d);
+    let i = &s.inner;
+    assert!(i.read_live("nobody").unwrap().is_none());
+    assert_eq!(i.get_now("nobody"), Some(None), "a missing file (its lookup cached) is answered at once");
+    i.write("a", b"{\"n\":1}", Some(after_ms(60_000))).unwrap();
+    // just written: path and data are in the kernel's caches
+    assert_eq!(i.get_now("a"), Some(Some(b"{\"n\":1}".to_vec())));
+    i.write("a", &vec![b'x'; 100_000], None).unwrap();
+    assert_eq!(i.get_now("a").unwrap().unwrap().len(), 100_000, "reads past the first buffer");
+    i.write("old", b"{}", Some(now_ms() - 1)).unwrap();
+    assert_eq!(i.get_now("old"), None, "expired: left to the normal path, which deletes it");
+    fs::write(i.path_for("bad"), b"not a session file").unwrap();
+    assert_eq!(i.get_now("bad"), None, "corrupt: left to the normal path, which reports it");
+    i.fast_reads.store(false, Ordering::Relaxed);
+    assert_eq!(i.get_now("a"), None, "off");
+    fs::remove_dir_all(&d).unwrap();
   }
 
   #[test]
@@ -742,7 +735,7 @@ mod tests {
     let seen2 = seen.clone();
     let s = FileBackend::new(FileOptions {
       dir: d.clone(),
-      cache_bytes: 1 << 20,
+      fast_reads: true,
       durable: true,
       sweep_interval: None,
       report: Some(Arc::new(move |e: StoreError| seen2.lock().push(e.code))),
@@ -783,7 +776,7 @@ mod tests {
   fn not_a_directory() {
     let d = tmpdir("notdir");
     fs::write(&d, b"file").unwrap();
-    let e = FileBackend::new(FileOptions { dir: d.clone(), cache_bytes: 0, durable: false, sweep_interval: None, report: None }).err().unwrap();
+    let e = FileBackend::new(FileOptions { dir: d.clone(), fast_reads: false, durable: false, sweep_interval: None, report: None }).err().unwrap();
     assert_eq!(e.code, Code::InvalidOption);
     fs::remove_file(&d).unwrap();
   }

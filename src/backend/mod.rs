@@ -207,11 +207,11 @@ pub trait Backend: Send + Sync + 'static {
   async fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
     Err(no_locks())
   }
-  /// A get answered at once on the calling thread, without I/O beyond a
-  /// metadata check, or `None` when the backend must be asked the normal
-  /// way. `Some(None)`: missing. Only called when no change to `id` by this
+  /// A get answered at once on the calling thread, without waiting on any
+  /// I/O, or `None` when the backend must be asked the normal way.
+  /// `Some(None)`: missing. Only called when no change to `id` by this
   /// process is still pending. Default: `None` (no such fast path).
-  fn cached_get(&self, _id: &str) -> Option<Option<Vec<u8>>> {
+  fn get_now(&self, _id: &str) -> Option<Option<Vec<u8>>> {
     None
   }
   /// Whether batches may overlap: true when a batch started after another is

@@ -298,16 +298,16 @@ impl AsyncStore {
     true
   }
 
-  /// A get answered at once when the backend can (the file store's read
-  /// cache): the session text, `null` when missing, or `undefined` when the
-  /// get must be queued. The facade calls it only when no change to `id` is
+  /// A get answered at once when the backend can do it without waiting on
+  /// I/O (the file store's fast reads): the session text, `null` when
+  /// missing, or `undefined` when the get must be queued. The facade calls it only when no change to `id` is
   /// pending, so calls on one id still apply in call order.
   #[napi(catch_unwind, ts_return_type = "string | null | undefined")]
-  pub fn cached_get(&self, id: String) -> Either3<String, Null, Undefined> {
+  pub fn get_now(&self, id: String) -> Either3<String, Null, Undefined> {
     if check_id(&id).is_err() {
       return Either3::B(Null);
     }
-    match self.backend.cached_get(&id) {
+    match self.backend.get_now(&id) {
       None => Either3::C(()),
       Some(None) => Either3::B(Null),
       Some(Some(stored)) => match self.core.decode(&id, stored) {

@@ -68,7 +68,7 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
     (true, None) => None,
     (false, Some(dir)) => Some(Arc::new(FileBackend::new(FileOptions {
       dir: dir.into(),
-      cache_bytes: 0, // the daemon's clients cache nothing of it; no JS thread here either
+      fast_reads: false, // no JS thread to spare a hop for here
       durable: false,
       sweep_interval: Some(sweep),
       report: Some(report),

@@ -57,8 +57,6 @@ fn init_runtime() {
 
 /// Longest accepted session id, in UTF-8 bytes.
 pub const MAX_ID_BYTES: usize = 1024;
-/// Default for the file store's `cacheBytes`: 32 MiB of sessions.
-pub const DEFAULT_FILE_CACHE_BYTES: usize = 32 * 1024 * 1024;
 /// Default for `maxSessionBytes`: 1 MiB of serialized session.
 pub const DEFAULT_MAX_SESSION_BYTES: u32 = 1024 * 1024;
 
@@ -288,8 +286,9 @@ pub struct FileStoreConfig {
   pub dir: String,
   /// fsync the file and the directory on every write (default false).
   pub durable: Option<bool>,
-  /// Bytes of sessions the read cache keeps (default 32 MiB; 0: no cache).
-  pub cache_bytes: Option<f64>,
+  /// Answer reads on the JS thread when the file is in the kernel's caches,
+  /// never waiting on the disk (default true; Linux 5.12+).
+  pub fast_reads: Option<bool>,
   /// How often expired files are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,
   pub max_session_bytes: Option<u32>,
@@ -309,7 +308,7 @@ pub fn file_store(
   let report = async_store::reporter(on_report)?;
   let backend = FileBackend::new(FileOptions {
     dir: config.dir.into(),
-    cache_bytes: config.cache_bytes.map_or(DEFAULT_FILE_CACHE_BYTES, |b| b as usize),
+    fast_reads: config.fast_reads.unwrap_or(true),
     durable: config.durable.unwrap_or(false),
     sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64)),
     report: Some(report.clone()),
