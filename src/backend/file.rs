@@ -26,6 +26,8 @@
 //!   Taking over, releasing and renewing run under a short `flock` on
 //!   `<dir>/.locks` and re-read the lock file first, so a fresh lock is never
 //!   removed by mistake; the flock itself is only held for those few steps.
+//!   The sweep removes stale lock files the same way, so locks of dead
+//!   holders on ids nobody locks again do not pile up.
 //!
 //! * Reads that need no disk (Linux 5.12+): [`Backend::get_now`] reads the
 //!   file on the calling (JS) thread only when its path lookup and its data
@@ -359,6 +361,18 @@ impl Inner {
         let born: u64 = rest.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
         if born + TMP_MAX_AGE_MS < now && fs::remove_file(&p).is_ok() {
           removed += 1;
+        }
+        continue;
+      }
+      if p.extension().is_some_and(|x| x == "lock") {
+        // A lock whose holder died and nobody asked for again: removed as a
+        // takeover would, re-checked under the maintenance flock.
+        if let Some((token, exp)) = Self::read_lock(&p).filter(|(_, exp)| *exp <= now) {
+          let gone = self.guarded(|| {
+            let same = Self::read_lock(&p).is_some_and(|(t, e)| t == token && e == exp);
+            Ok(same && fs::remove_file(&p).is_ok())
+          });
+          removed += usize::from(gone.unwrap_or(false));
         }
         continue;
       }
@@ -750,7 +764,12 @@ mod tests {
     fs::write(d.join("garbage.sess"), b"not a session").unwrap();
     assert!(s.inner.read_live("old").unwrap().is_none(), "expired is invisible before the sweep");
     s.inner.write("old2", b"{}", Some(now_ms() - 10)).unwrap();
-    assert_eq!(s.sweep_now(), 2, "old2 and the leftover temp file");
+    assert!(s.inner.lock("dead-holder", "t", 1).unwrap());
+    assert!(s.inner.lock("live-holder", "t", 60_000).unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(s.sweep_now(), 3, "old2, the leftover temp file and the stale lock");
+    assert!(!s.inner.lock_path("dead-holder").exists());
+    assert!(s.inner.lock_path("live-holder").exists(), "a live lock stays");
     assert!(seen.lock().contains(&Code::Corrupt));
     assert_eq!(s.inner.live_files().unwrap().len(), 1);
     fs::remove_dir_all(&d).unwrap();
