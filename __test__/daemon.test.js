@@ -11,6 +11,7 @@ const { spawn, execFile } = require('node:child_process')
 const { promisify } = require('node:util')
 const rs = require('..')
 const { waitFor, sleep } = require('./support/redis-servers')
+const { counterRace, lockHolder } = require('./support/counter-race')
 
 const ROOT = path.join(__dirname, '..')
 const BIN = path.join(ROOT, 'bin/rs-store-daemon.js')
@@ -131,10 +132,7 @@ test('daemon locks: one holder across clients, freed when the holder disconnects
     const mine = await b.lock('s1', { waitMs: 100 })
     await mine.release()
     // a holder process killed while holding: its connection closes, the lock goes with it
-    const holder = spawn(process.execPath, ['-e', `
-      const rs = require(${JSON.stringify(ROOT)})
-      rs.daemon({ socket: ${JSON.stringify(sock)} }).lock('s2', { ttlMs: 600000 }).then(() => { process.stdout.write('held\\n'); setInterval(() => {}, 1000) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
-    await new Promise((r) => holder.stdout.once('data', r))
+    const holder = await lockHolder(`rs.daemon({ socket: ${JSON.stringify(sock)} })`, 's2', { ttlMs: 600_000 })
     await assert.rejects(a.lock('s2', { waitMs: 100 }), (e) => e.code === 'ERR_LOCK_TIMEOUT')
     holder.kill('SIGKILL')
     const t0 = Date.now()
@@ -163,28 +161,8 @@ test('daemon locks: one holder across clients, freed when the holder disconnects
 
 test('daemon locks: two OS processes × 5,000 locked cycles through the daemon lose nothing; without locks they do', { timeout: 300_000 }, async () => {
   const d = await startDaemon(0, tmp('daemon-count'))
-  const worker = (locked, cycles) => `
-    const rs = require(${JSON.stringify(ROOT)})
-    const s = rs.daemon(${d.port})
-    ;(async () => {
-      for (let i = 0; i < ${cycles}; i++) {
-        const step = async () => {
-          const c = await s.get('counter')
-          await s.set('counter', { n: c.n + 1 }, 600000)
-        }
-        if (${locked}) await s.withLock('counter', step, { ttlMs: 5000, waitMs: 120000 })
-        else await step()
-      }
-      await s.close()
-    })().catch((e) => { console.error(e); process.exit(1) })`
   const setup = rs.daemon(d.port)
-  const run = async (locked, cycles) => {
-    await setup.set('counter', { n: 0 }, 600_000)
-    const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker(locked, cycles)], { stdio: 'inherit' }))
-    const codes = await Promise.all(kids.map((k) => new Promise((r) => k.once('exit', r))))
-    assert.deepEqual(codes, [0, 0])
-    return (await setup.get('counter')).n
-  }
+  const run = (locked, cycles) => counterRace(`rs.daemon(${d.port})`, setup, { locked, cycles })
   try {
     assert.equal(await run(true, 5000), 10_000, 'exact with the daemon lock manager')
     assert.ok((await run(false, 2000)) < 4000, 'without locks, updates are lost')

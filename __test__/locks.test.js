@@ -1,13 +1,13 @@
 'use strict'
-// Locks (memory and Redis lock managers) and HTTP Sessions' storage shape.
+// Locks (memory, Redis and file lock managers), HTTP Sessions' storage shape
+// and the memoized store. The daemon's locks are in daemon.test.js.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
 const rs = require('..')
 const { startRedis, sleep } = require('./support/redis-servers')
+const { counterRace, lockHolder } = require('./support/counter-race')
 
-const ROOT = path.join(__dirname, '..')
 
 test('memory locks: exclusive, FIFO within a process, ERR_LOCK_TIMEOUT, lost updates prevented', async () => {
   const store = rs.memory()
@@ -81,32 +81,12 @@ test('HTTP Sessions shape: read / write(expiresAt, release) / purge, with a bare
 test('redis locks: two OS processes × 5,000 locked cycles lose nothing; without locks they do', { timeout: 180_000 }, async () => {
   const redis = await startRedis()
   try {
-    const worker = (locked, cycles) => `
-      const rs = require(${JSON.stringify(ROOT)})
-      const s = rs.redis({ url: ${JSON.stringify(redis.url)}, prefix: 'cnt:' })
-      ;(async () => {
-        for (let i = 0; i < ${cycles}; i++) {
-          const step = async () => {
-            const c = await s.get('counter')
-            await s.set('counter', { n: c.n + 1 }, 600000)
-          }
-          if (${locked}) await s.withLock('counter', step, { ttlMs: 5000, waitMs: 60000 })
-          else await step()
-        }
-        await s.close()
-      })().catch((e) => { console.error(e); process.exit(1) })`
-    const run = async (locked, cycles) => {
-      const setup = rs.redis({ url: redis.url, prefix: 'cnt:' })
-      await setup.set('counter', { n: 0 }, 600_000)
-      const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker(locked, cycles)], { stdio: 'inherit' }))
-      const codes = await Promise.all(kids.map((k) => new Promise((r) => k.once('exit', r))))
-      assert.deepEqual(codes, [0, 0])
-      const n = (await setup.get('counter')).n
-      await setup.close()
-      return n
-    }
+    const expr = `rs.redis({ url: ${JSON.stringify(redis.url)}, prefix: 'cnt:' })`
+    const setup = rs.redis({ url: redis.url, prefix: 'cnt:' })
+    const run = (locked, cycles) => counterRace(expr, setup, { locked, cycles })
     assert.equal(await run(true, 5000), 10_000, 'exact with the Redis lock')
     assert.ok((await run(false, 2000)) < 4000, 'without locks, updates are lost')
+    await setup.close()
     // lock keys never show up as sessions
     const s = rs.redis({ url: redis.url, prefix: 'cnt:' })
     const l = await s.lock('counter')
@@ -123,11 +103,7 @@ test('redis locks: two OS processes × 5,000 locked cycles lose nothing; without
 test('redis locks: a lock dies with its holder (killed process) after ttlMs; renewal keeps a live one', { timeout: 60_000 }, async () => {
   const redis = await startRedis()
   try {
-    const holder = spawn(process.execPath, ['-e', `
-      const rs = require(${JSON.stringify(ROOT)})
-      const s = rs.redis(${JSON.stringify(redis.url)})
-      s.lock('shared', { ttlMs: 500 }).then(() => { process.stdout.write('held\\n'); setInterval(() => {}, 1000) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
-    await new Promise((r) => holder.stdout.once('data', r))
+    const holder = await lockHolder(`rs.redis(${JSON.stringify(redis.url)})`, 'shared', { ttlMs: 500 })
     const s = rs.redis(redis.url)
     // renewed while the holder lives: still held after 2 × ttl
     await sleep(1000)
@@ -143,34 +119,18 @@ test('redis locks: a lock dies with its holder (killed process) after ttlMs; ren
   }
 })
 
-test('file locks: two OS processes × 5,000 locked cycles on one directory lose nothing; stale locks are taken over', { timeout: 300_000 }, async () => {
+test('file locks: two OS processes × 5,000 locked cycles on one directory lose nothing; without locks they do; stale locks are taken over', { timeout: 300_000 }, async () => {
   const fs = require('node:fs')
   const os = require('node:os')
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-filelocks-'))
-  const worker = (cycles) => `
-    const rs = require(${JSON.stringify(ROOT)})
-    const s = rs.file({ dir: ${JSON.stringify(dir)} })
-    ;(async () => {
-      for (let i = 0; i < ${cycles}; i++) {
-        await s.withLock('counter', async () => {
-          const c = await s.get('counter')
-          await s.set('counter', { n: c.n + 1 }, 600000)
-        }, { ttlMs: 10000, waitMs: 120000 })
-      }
-      await s.close()
-    })().catch((e) => { console.error(e); process.exit(1) })`
   const setup = rs.file({ dir })
-  await setup.set('counter', { n: 0 }, 600_000)
-  const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker(5000)], { stdio: 'inherit' }))
-  const codes = await Promise.all(kids.map((k) => new Promise((r) => k.once('exit', r))))
-  assert.deepEqual(codes, [0, 0])
-  assert.equal((await setup.get('counter')).n, 10_000, 'exact with the file lock manager')
+  const expr = `rs.file({ dir: ${JSON.stringify(dir)} })`
+  const lockOpts = { ttlMs: 10000, waitMs: 120000 }
+  assert.equal(await counterRace(expr, setup, { locked: true, cycles: 5000, lockOpts }), 10_000, 'exact with the file lock manager')
+  assert.ok((await counterRace(expr, setup, { locked: false, cycles: 1000 })) < 2000, 'without locks, updates are lost')
 
   // a holder killed while holding: its lock file stays, and is taken over after ttlMs
-  const holder = spawn(process.execPath, ['-e', `
-    const rs = require(${JSON.stringify(ROOT)})
-    rs.file({ dir: ${JSON.stringify(dir)} }).lock('k', { ttlMs: 300 }).then(() => { process.stdout.write('held\\n'); setInterval(() => {}, 1000) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
-  await new Promise((r) => holder.stdout.once('data', r))
+  const holder = await lockHolder(`rs.file({ dir: ${JSON.stringify(dir)} })`, 'k', { ttlMs: 300 })
   holder.kill('SIGKILL')
   await new Promise((r) => holder.once('exit', r))
   await assert.rejects(setup.lock('k', { waitMs: 20 }), (e) => e.code === 'ERR_LOCK_TIMEOUT')

@@ -1,0 +1,47 @@
+'use strict'
+// The lost-update race the lock managers exist for: two OS processes each run
+// `cycles` read-increment-write cycles on one session, with or without the
+// store's lock. Resolves the final count (2 × cycles when nothing was lost).
+// Also a process that holds a lock until it is killed.
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+
+const ROOT = path.join(__dirname, '..', '..')
+
+/**
+ * @param storeExpr JS source that makes the store in a child, with `rs` in scope
+ * @param setup the same store in this process (sets the counter, reads the result)
+ */
+async function counterRace(storeExpr, setup, { locked, cycles, lockOpts = { ttlMs: 5000, waitMs: 120000 } }) {
+  const worker = `
+    const rs = require(${JSON.stringify(ROOT)})
+    const s = ${storeExpr}
+    ;(async () => {
+      for (let i = 0; i < ${cycles}; i++) {
+        const step = async () => {
+          const c = await s.get('counter')
+          await s.set('counter', { n: c.n + 1 }, 600000)
+        }
+        if (${locked}) await s.withLock('counter', step, ${JSON.stringify(lockOpts)})
+        else await step()
+      }
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`
+  await setup.set('counter', { n: 0 }, 600_000)
+  const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker], { stdio: 'inherit' }))
+  const codes = await Promise.all(kids.map((k) => new Promise((r) => k.once('exit', r))))
+  assert.deepEqual(codes, [0, 0])
+  return (await setup.get('counter')).n
+}
+
+/** A child process that takes the lock of `id` and holds it until killed. */
+async function lockHolder(storeExpr, id, lockOpts) {
+  const holder = spawn(process.execPath, ['-e', `
+    const rs = require(${JSON.stringify(ROOT)})
+    ;(${storeExpr}).lock(${JSON.stringify(id)}, ${JSON.stringify(lockOpts)}).then(() => { process.stdout.write('held\\n'); setInterval(() => {}, 1000) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  await new Promise((r) => holder.stdout.once('data', r))
+  return holder
+}
+
+module.exports = { counterRace, lockHolder }
