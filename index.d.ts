@@ -151,7 +151,10 @@ export interface RedisOptions extends StoreOptions {
 export interface FileOptions extends StoreOptions {
   /** One file per session in this directory (default ./sessions). */
   dir?: string
+  /** fsync the file and the directory on every write. Default false. */
   durable?: boolean
+  /** Read on the JS thread when the kernel serves the file from its caches (never waits on the disk). Default true. */
+  fastReads?: boolean
   sweepIntervalMs?: number
   /** Synchro's single JSON file of sessions instead of `dir`. */
   sessionStateFile?: string
