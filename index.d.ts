@@ -133,7 +133,12 @@ export interface RedisOptions extends StoreOptions {
   username?: string
   password?: string
   db?: number
-  tls?: boolean
+  /**
+   * TLS (`rediss://`; for Sentinel, to the master): `true` trusts the public
+   * roots; `{ ca }` a private CA instead; `cert` + `key` add mutual TLS. PEM
+   * strings or Buffers. Certificates are always verified.
+   */
+  tls?: boolean | { ca?: string | Buffer | Array<string | Buffer>; cert?: string | Buffer; key?: string | Buffer }
   /** Key prefix. Default 'sess:'. */
   prefix?: string
   connectTimeoutMs?: number

@@ -285,6 +285,63 @@ test('redis: close() lets Node exit, and an idle store never holds a process ope
   }
 })
 
+/** A private CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
+function makePki() {
+  const { execFileSync } = require('node:child_process')
+  const fs = require('node:fs')
+  const os = require('node:os')
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-pki-'))
+  const f = (n) => path.join(dir, n)
+  const ssl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+  ssl('req', '-x509', ...ec, '-keyout', f('ca.key'), '-out', f('ca.crt'), '-days', '2', '-subj', '/CN=rs-store test CA')
+  for (const [name, ext] of [
+    ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ]) {
+    fs.writeFileSync(f(`${name}.ext`), ext)
+    ssl('req', ...ec, '-keyout', f(`${name}.key`), '-out', f(`${name}.csr`), '-subj', `/CN=rs-store test ${name}`)
+    ssl('x509', '-req', '-in', f(`${name}.csr`), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial', '-out', f(`${name}.crt`), '-days', '2', '-extfile', f(`${name}.ext`))
+  }
+  const read = (n) => fs.readFileSync(f(n))
+  return { files: f, ca: read('ca.crt'), cert: read('client.crt').toString(), key: read('client.key').toString() }
+}
+
+test('redis TLS: rediss:// with a private CA (tls.ca) and mutual TLS (cert + key); an untrusted server or a missing client certificate fails with a code, never hangs', async () => {
+  const pki = makePki()
+  const tlsPort = await freePort()
+  const redis = await startRedis({
+    extra: ['--tls-port', String(tlsPort), '--tls-cert-file', pki.files('server.crt'), '--tls-key-file', pki.files('server.key'), '--tls-ca-cert-file', pki.files('ca.crt'), '--tls-auth-clients', 'yes'],
+  })
+  const url = `rediss://127.0.0.1:${tlsPort}`
+  const fast = { commandTimeoutMs: 2000, connectTimeoutMs: 2000 }
+  try {
+    const s = rs.redis({ url, tls: { ca: pki.ca, cert: pki.cert, key: pki.key }, prefix: 'tls:' })
+    await s.set('a', session(1), 60_000)
+    assert.deepEqual(await s.get('a'), session(1))
+    assert.equal(await redis.cli('exists', 'tls:a'), '1', 'written over TLS, read back over plain TCP')
+    await s.close()
+    // host/port form: tls turns the scheme into rediss
+    const hp = rs.redis({ host: '127.0.0.1', port: tlsPort, tls: { ca: [pki.ca.toString()], cert: pki.cert, key: pki.key }, prefix: 'tls:' })
+    assert.deepEqual(await hp.get('a'), session(1))
+    await hp.close()
+    // the public roots do not know this CA: the server is not trusted
+    const untrusted = rs.redis({ url, tls: { cert: pki.cert, key: pki.key }, ...fast })
+    const t0 = Date.now()
+    await assert.rejects(untrusted.get('a'), (e) => e.code === 'ERR_STORE_UNAVAILABLE')
+    assert.ok(Date.now() - t0 < 3000)
+    await untrusted.close()
+    // the server demands a client certificate
+    const anonymous = rs.redis({ url, tls: { ca: pki.ca }, ...fast })
+    await assert.rejects(anonymous.set('b', {}, 1000), (e) => e.code === 'ERR_STORE_UNAVAILABLE')
+    await anonymous.close()
+    assert.throws(() => rs.redis({ url, tls: { cert: pki.cert } }), (e) => e.code === 'ERR_INVALID_OPTION')
+    assert.throws(() => rs.redis({ url, tls: { ca: 'not pem' } }), (e) => e.code === 'ERR_INVALID_OPTION')
+  } finally {
+    await redis.stop()
+  }
+})
+
 test('redis cluster: sessions spread over every master; length and clear see all', async () => {
   const cluster = await startCluster(3)
   const store = rs.redis({ nodes: cluster.nodes.map((n) => `127.0.0.1:${n.port}`), prefix: 'c:' })

@@ -3,7 +3,8 @@
 // a mode (single | cluster | sentinel), node URLs, credentials and timeouts.
 //
 // Accepted: a URL string (`redis://`, `rediss://`, `redis+unix://`), or an
-// object { url | host, port | path, username, password, db, tls, prefix,
+// object { url | host, port | path, username, password, db, tls (true or
+// { ca, cert, key }), prefix,
 // connectTimeoutMs, commandTimeoutMs, nodes: [...] (Redis Cluster),
 // sentinels: [...] + name (Sentinel) }. Synchro's RedisSessionStore settings
 // { host, port, password } work as they are. Nodes and sentinels may be URLs,
@@ -34,6 +35,34 @@ function list(o, name, tls) {
   const v = o[name]
   if (!Array.isArray(v) || v.length === 0) throw invalidType('ERR_INVALID_OPTION', `option ${name} must be a non-empty array`)
   return v.map((n) => nodeUrl(n, tls, `an entry of ${name}`))
+}
+
+/** A PEM option of `tls`: a string, a Buffer, or an array of them (CAs). */
+function pem(tls, name) {
+  const v = tls[name]
+  if (v === undefined || v === null) return undefined
+  const one = (x) => {
+    if (typeof x === 'string') return x
+    if (Buffer.isBuffer(x)) return x.toString('utf8')
+    throw invalidType('ERR_INVALID_OPTION', `option tls.${name} must be PEM text (a string or Buffer)`)
+  }
+  const text = Array.isArray(v) && name === 'ca' ? v.map(one).join('\n') : one(v)
+  if (!text.includes('-----BEGIN ')) throw codedError('ERR_INVALID_OPTION', `option tls.${name} is not PEM text`)
+  return text
+}
+
+/**
+ * `tls`: `true`, or node-style `{ ca, cert, key }` (PEM strings or Buffers):
+ * `ca` replaces the public roots (a private CA), `cert` + `key` enable
+ * mutual TLS. Certificates are always verified.
+ */
+function tlsOptions(o) {
+  if (o.tls === undefined || o.tls === null || o.tls === false || o.tls === true) return {}
+  if (typeof o.tls !== 'object') throw invalidType('ERR_INVALID_OPTION', 'option tls must be a boolean or { ca, cert, key }')
+  if (o.tls.rejectUnauthorized === false) {
+    throw codedError('ERR_INVALID_OPTION', 'tls.rejectUnauthorized: false is not supported: give the server\'s CA as tls.ca instead')
+  }
+  return { tlsCa: pem(o.tls, 'ca'), tlsCert: pem(o.tls, 'cert'), tlsKey: pem(o.tls, 'key') }
 }
 
 /** The native config for `cfg` (see the module comment). */
@@ -67,6 +96,8 @@ function redisConfig(cfg) {
     password,
     db: options.number(o, 'db', { min: 0, max: 15_000, integer: true }),
     prefix: options.string(o, 'prefix', { def: DEFAULTS.prefix }),
+    tls,
+    ...tlsOptions(o),
     connectTimeoutMs: options.number(o, 'connectTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.connectTimeoutMs }),
     commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.commandTimeoutMs }),
     maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),

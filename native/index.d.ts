@@ -244,6 +244,13 @@ export interface RedisStoreConfig {
   db?: number
   /** Key prefix (default `sess:`). */
   prefix: string
+  /** TLS to a Sentinel-managed master (others take it from `rediss://`). */
+  tls?: boolean
+  /** A CA certificate (PEM) to trust instead of the public roots. */
+  tlsCa?: string
+  /** Client certificate and key (PEM), for mutual TLS. */
+  tlsCert?: string
+  tlsKey?: string
   connectTimeoutMs: number
   commandTimeoutMs: number
   maxSessionBytes?: number

@@ -19,8 +19,8 @@ use redis::aio::MultiplexedConnection;
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, Value};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
 use tokio::sync::Mutex;
 
 use super::{single, Backend, Op, Reply, Ttl};
@@ -57,6 +57,12 @@ pub struct RedisConfig {
   pub prefix: String,
   pub connect_timeout: Duration,
   pub command_timeout: Duration,
+  /// TLS to a Sentinel-managed master (single servers and cluster nodes
+  /// take it from their `rediss://` URLs).
+  pub tls: bool,
+  /// A CA (PEM) to trust instead of the webpki roots, and/or a client
+  /// certificate and key (PEM) for mutual TLS.
+  pub tls_certs: Option<TlsCertificates>,
   /// Talk to rs-store's session daemon (`crate::daemon`) instead of Redis:
   /// locks use its `LOCK`/`UNLOCK`/`RENEW` commands (no Lua there), and a
   /// lock dies with this connection.
@@ -157,23 +163,47 @@ impl RedisBackend {
   /// Validates the configuration; connects lazily on first use.
   pub fn new(cfg: RedisConfig) -> Result<Self> {
     let bad = |e: redis::RedisError| StoreError::new(Code::InvalidOption, format!("Redis configuration: {e}"));
+    let certs = cfg.tls_certs.clone();
     let connector = match &cfg.topology {
-      Topology::Single(url) => Connector::Single(Client::open(node_info(url, &cfg)?).map_err(bad)?),
+      Topology::Single(url) => {
+        let info = node_info(url, &cfg)?;
+        Connector::Single(match certs {
+          Some(c) => Client::build_with_tls(info, c),
+          None => Client::open(info),
+        }
+        .map_err(bad)?)
+      }
       Topology::Cluster(nodes) => {
         let infos = nodes.iter().map(|n| node_info(n, &cfg)).collect::<Result<Vec<_>>>()?;
-        let client = ClusterClient::builder(infos)
-          .connection_timeout(cfg.connect_timeout)
-          .response_timeout(cfg.command_timeout)
-          .build()
-          .map_err(bad)?;
-        Connector::Cluster(client)
+        let mut builder = ClusterClient::builder(infos).connection_timeout(cfg.connect_timeout).response_timeout(cfg.command_timeout);
+        if let Some(c) = certs {
+          builder = builder.certs(c);
+        }
+        Connector::Cluster(builder.build().map_err(bad)?)
       }
       Topology::Sentinel { sentinels, master } => {
-        let infos = sentinels.iter().map(|s| s.as_str().into_connection_info()).collect::<std::result::Result<Vec<_>, _>>().map_err(bad)?;
-        let master_info = node_info("redis://127.0.0.1", &cfg)?.redis_settings().clone();
-        let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(master_info);
-        let client = SentinelClient::build(infos, master.clone(), Some(node), SentinelServerType::Master).map_err(bad)?;
-        Connector::Sentinel(Box::new(client))
+        let addrs = sentinels
+          .iter()
+          .map(|s| s.as_str().into_connection_info().map(|i| i.addr().clone()))
+          .collect::<std::result::Result<Vec<_>, _>>()
+          .map_err(bad)?;
+        let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master).map_err(bad)?;
+        if let Some(u) = &cfg.username {
+          b = b.set_client_to_redis_username(u);
+        }
+        if let Some(p) = &cfg.password {
+          b = b.set_client_to_redis_password(p);
+        }
+        if let Some(db) = cfg.db {
+          b = b.set_client_to_redis_db(db);
+        }
+        if cfg.tls {
+          b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
+        }
+        if let Some(c) = certs {
+          b = b.set_client_to_redis_certificates(c);
+        }
+        Connector::Sentinel(Box::new(b.build().map_err(bad)?))
       }
     };
     Ok(RedisBackend {
@@ -653,6 +683,8 @@ mod tests {
       prefix: "s:".into(),
       connect_timeout: Duration::from_secs(1),
       command_timeout: Duration::from_secs(1),
+      tls: false,
+      tls_certs: None,
       daemon: false,
     };
     assert_eq!(RedisBackend::new(cfg).err().unwrap().code, Code::InvalidOption);
@@ -669,6 +701,8 @@ mod tests {
       prefix: "s:".into(),
       connect_timeout: Duration::from_millis(300),
       command_timeout: Duration::from_millis(300),
+      tls: false,
+      tls_certs: None,
       daemon: false,
     };
     let b = RedisBackend::new(cfg).unwrap();

@@ -234,6 +234,13 @@ pub struct RedisStoreConfig {
   pub db: Option<u32>,
   /// Key prefix (default `sess:`).
   pub prefix: String,
+  /// TLS to a Sentinel-managed master (others take it from `rediss://`).
+  pub tls: Option<bool>,
+  /// A CA certificate (PEM) to trust instead of the public roots.
+  pub tls_ca: Option<String>,
+  /// Client certificate and key (PEM), for mutual TLS.
+  pub tls_cert: Option<String>,
+  pub tls_key: Option<String>,
   pub connect_timeout_ms: u32,
   pub command_timeout_ms: u32,
   pub max_session_bytes: Option<u32>,
@@ -264,8 +271,17 @@ pub fn redis_store(
     },
     m => return Err(opt(&format!("unknown Redis mode {m:?}"))),
   };
+  let client_tls = match (config.tls_cert, config.tls_key) {
+    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig { client_cert: cert.into_bytes(), client_key: key.into_bytes() }),
+    (None, None) => None,
+    _ => return Err(opt("a TLS client certificate needs its key, and the key its certificate")),
+  };
+  let tls_certs = (config.tls_ca.is_some() || client_tls.is_some())
+    .then(|| redis::TlsCertificates { client_tls, root_cert: config.tls_ca.map(String::into_bytes) });
   let cfg = RedisConfig {
     topology,
+    tls: config.tls.unwrap_or(false),
+    tls_certs,
     username: config.username,
     password: config.password,
     db: config.db.map(i64::from),
