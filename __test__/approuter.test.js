@@ -207,7 +207,11 @@ test('approuter facade: external sessions, state prefixes, units, and the secret
 test('approuter facade: bound-service credentials in the shapes approuter accepts', () => {
   assert.deepEqual(redisFromCredentials({ hostname: 'h', port: '6380', password: 'p' }), { host: 'h', port: 6380, tls: false, username: undefined, password: 'p' })
   assert.deepEqual(redisFromCredentials({ uri: 'redis://u:p@h:1/0' }), { url: 'redis://u:p@h:1/0' })
-  assert.deepEqual(redisFromCredentials({ hostname: 'h', port: 1, tls: '{"server_ca":"x"}' }).tls, true)
+  assert.deepEqual(redisFromCredentials({ hostname: 'h', port: 1, tls: '{"server_ca":"x"}' }).tls, true, 'not PEM: the public roots')
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+  assert.deepEqual(redisFromCredentials({ hostname: 'h', port: 1, tls: JSON.stringify({ server_ca: pem }) }).tls, { ca: pem })
+  assert.deepEqual(redisFromCredentials({ hostname: 'h', port: 1, tls: { server_ca: 'x', sslrootcert: pem } }).tls, { ca: pem })
+  assert.deepEqual(redisFromCredentials({ hostname: 'h', port: 1, ca_base64: Buffer.from(pem).toString('base64') }).tls, { ca: pem })
   const sentinel = redisFromCredentials({ uri: 'redis-sentinel://h:26379#main', sentinel_nodes: '[{"hostname":"s1","port":26379}]', password: 'p' })
   assert.deepEqual(sentinel, { sentinels: [{ host: 's1', port: 26379 }], name: 'main', password: 'p' })
   const cluster = redisFromCredentials({ hostname: 'c', port: 7000, cluster_mode: 'true', tls: true })

@@ -61,6 +61,19 @@ function serviceCredentials(instanceName, env = process.env, cwd = process.cwd()
  * rs.redis() settings from a bound service's credentials, in the shapes
  * approuter's built-in Redis client accepts.
  */
+/**
+ * TLS as approuter's own Redis driver reads it: a CA from `ca_base64`, or
+ * from `tls.sslrootcert` / `tls.ca` / `tls.server_ca` (that precedence);
+ * otherwise `tls` alone means TLS with the public roots. A CA that is not
+ * PEM text is ignored (the public roots are used).
+ */
+function tlsFromCredentials(c, tls) {
+  const fromTls = tls && typeof tls === 'object' ? tls.sslrootcert || tls.ca || tls.server_ca : undefined
+  const ca = c.ca_base64 ? Buffer.from(c.ca_base64, 'base64').toString('utf8') : fromTls
+  if (typeof ca === 'string' && ca.includes('-----BEGIN ')) return { ca }
+  return Boolean(tls || c.ca_base64)
+}
+
 function redisFromCredentials(c) {
   const tls = parseMaybeJson(c.tls)
   const sentinels = parseMaybeJson(c.sentinel_nodes)
@@ -68,7 +81,7 @@ function redisFromCredentials(c) {
   const host = c.hostname || (tls && (tls.host || tls.hostname))
   const port = Number(c.port || (tls && tls.port) || 6379)
   const auth = { username: c.username || undefined, password: c.password || undefined }
-  if (cluster) return { nodes: [{ host, port }], tls: Boolean(tls), ...auth }
+  if (cluster) return { nodes: [{ host, port }], tls: tlsFromCredentials(c, tls), ...auth }
   if (Array.isArray(sentinels) && sentinels.length) {
     return {
       sentinels: sentinels.map((n) => ({ host: n.hostname || n.host, port: Number(n.port) })),
@@ -76,7 +89,7 @@ function redisFromCredentials(c) {
       password: c.password || undefined,
     }
   }
-  if (host) return { host, port, tls: Boolean(tls || c.ca_base64), ...auth }
+  if (host) return { host, port, tls: tlsFromCredentials(c, tls), ...auth }
   if (c.uri) return { url: c.uri.split('#')[0] }
   throw Object.assign(new Error('rs-store approuter: the bound Redis service has no hostname or uri in its credentials'), {
     code: 'ERR_INVALID_OPTION',
