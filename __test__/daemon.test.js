@@ -172,7 +172,7 @@ test('daemon locks: two OS processes × 5,000 locked cycles through the daemon l
   }
 })
 
-test('daemon CLI: usage errors, a port in use, and a live socket are refused with a clear message', async () => {
+test('daemon CLI: usage errors, a port in use and a live socket are refused with a clear message; oversized values are refused and the daemon stays up', async () => {
   const usage = spawn(process.execPath, [BIN], { stdio: ['ignore', 'pipe', 'pipe'] })
   let err = ''
   usage.stderr.on('data', (x) => (err += x))
@@ -203,6 +203,23 @@ test('daemon CLI: usage errors, a port in use, and a live socket are refused wit
     await next.stop()
   } finally {
     await live.stop()
+  }
+  // oversized values: refused with a code; a request too large to read is cut off
+  const small = await startDaemon('--max-value-bytes', 1000, 0)
+  const c = rs.daemon({ port: small.port, commandTimeoutMs: 2000 })
+  try {
+    await c.set('ok', { pad: 'x'.repeat(500) }, 60_000)
+    await assert.rejects(c.set('big', { pad: 'x'.repeat(2000) }, 60_000), (e) => e.code === 'ERR_SESSION_TOO_LARGE')
+    await assert.rejects(c.set('huge', { pad: 'x'.repeat(20_000) }, 60_000), (e) => e.code === 'ERR_SESSION_TOO_LARGE' || e.code === 'ERR_STORE_UNAVAILABLE')
+    assert.equal(small.child.exitCode, null, 'the daemon is still up')
+    let back
+    await waitFor('client reconnected', async () => (back = await c.get('ok').catch(() => null)) !== null)
+    assert.equal(back.pad.length, 500, 'stored data intact')
+    assert.equal(await c.get('big'), null)
+    assert.equal(await c.get('huge'), null)
+  } finally {
+    await c.close()
+    await small.stop()
   }
   assert.throws(() => rs.daemon({}), (e) => e.code === 'ERR_INVALID_OPTION')
   assert.throws(() => rs.daemon({ port: 1, socket: '/x' }), (e) => e.code === 'ERR_INVALID_OPTION')

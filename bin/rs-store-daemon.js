@@ -4,6 +4,7 @@
 //
 //   npx rs-store-daemon <port | socket-path> [storage-dir]   sessions + locks
 //   npx rs-store-daemon --lock <port | socket-path>          locks only
+//   --max-value-bytes N: largest session accepted (default 64 MiB)
 //
 // A port binds 127.0.0.1 only (0 picks a free one); anything that is not
 // digits is a UNIX socket path, resolved from the current directory like the
@@ -13,19 +14,30 @@ const path = require('node:path')
 const native = require('../native')
 const { fromNative } = require('../lib/errors')
 
-const USAGE = `usage: rs-store-daemon <port | socket-path> [storage-dir]
+const USAGE = `usage: rs-store-daemon [--max-value-bytes N] <port | socket-path> [storage-dir]
        rs-store-daemon --lock <port | socket-path>`
 
 function parseArgs(argv) {
-  const args = argv.filter((a) => a !== '--lock')
-  const lockOnly = args.length !== argv.length
-  if (args.includes('-h') || args.includes('--help')) return { help: true }
-  if (args.length < 1 || args.length > (lockOnly ? 1 : 2) || args.some((a) => a.startsWith('-'))) return null
-  const [listen, dir] = args
-  const config = /^\d+$/.test(listen) ? { port: Number(listen) } : { socket: path.resolve(listen) }
-  if (config.port !== undefined && config.port > 65535) return null
+  const positional = []
+  const config = {}
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    if (a === '-h' || a === '--help') return { help: true }
+    if (a === '--lock') config.lockOnly = true
+    else if (a === '--max-value-bytes') {
+      const n = Number(argv[++i])
+      if (!Number.isInteger(n) || n < 1) return null
+      config.maxValueBytes = n
+    } else if (a.startsWith('-')) return null
+    else positional.push(a)
+  }
+  if (positional.length < 1 || positional.length > (config.lockOnly ? 1 : 2)) return null
+  const [listen, dir] = positional
+  if (/^\d+$/.test(listen)) {
+    config.port = Number(listen)
+    if (config.port > 65535) return null
+  } else config.socket = path.resolve(listen)
   if (dir !== undefined) config.dir = path.resolve(dir)
-  if (lockOnly) config.lockOnly = true
   return { config }
 }
 

@@ -144,6 +144,8 @@ export interface DaemonConfig {
   dir?: string
   /** Serve locks only (`--lock`). */
   lockOnly?: boolean
+  /** Largest session value accepted, in bytes (default 64 MiB). */
+  maxValueBytes?: number
   /** How often expired sessions are deleted (default 60000 ms). */
   sweepIntervalMs?: number
 }

@@ -25,6 +25,8 @@ pub struct DaemonConfig {
   pub dir: Option<String>,
   /// Serve locks only (`--lock`).
   pub lock_only: Option<bool>,
+  /// Largest session value accepted, in bytes (default 64 MiB).
+  pub max_value_bytes: Option<f64>,
   /// How often expired sessions are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,
 }
@@ -75,6 +77,11 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
     })?)),
     (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
   };
-  let daemon = Daemon::start(listen, storage).await?;
+  let max_value = match config.max_value_bytes {
+    None => crate::daemon::MAX_VALUE_BYTES,
+    Some(n) if n >= 1.0 && n <= 1e12 => n as usize,
+    Some(n) => return Err(opt(&format!("maxValueBytes must be at least 1, got {n}"))),
+  };
+  let daemon = Daemon::start(listen, storage, max_value).await?;
   Ok(DaemonServer { address: daemon.address().to_string(), inner: Arc::new(Mutex::new(daemon)) })
 }

@@ -24,7 +24,9 @@
 //! A lock lives until `UNLOCK` or until the connection that took it closes
 //! (the holder process died or disconnected); the ttl of `LOCK`/`RENEW` is
 //! accepted for compatibility with Redis-style lock clients and not used.
-//! Errors are `-ERR_… message` with rs-store's codes.
+//! Errors are `-ERR_… message` with rs-store's codes. A request too large
+//! for the value limit is cut off while it is read: the daemon answers
+//! `ERR_SESSION_TOO_LARGE` and closes that connection.
 //!
 //! Storage is rs-store's file backend on a storage directory (sessions survive
 //! daemon restarts; expiry is an absolute time, so 30 days is just a number)
@@ -50,8 +52,10 @@ use resp::{glob, request_args, Reply};
 
 /// Longest key the daemon accepts (a prefix plus a session id).
 pub const MAX_KEY_BYTES: usize = 4096;
-/// Largest value the daemon accepts.
+/// Largest value the daemon accepts by default.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Room in one request besides its value (the command, the key, numbers).
+const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + 256;
 
 /// Where the daemon listens.
 #[derive(Debug, Clone)]
@@ -63,6 +67,10 @@ pub enum Listen {
 }
 
 struct Shared {
+  /// Largest value accepted; a request that cannot fit is cut off while it
+  /// is read (see [`Capped`]), so a client cannot make the daemon buffer
+  /// more than this.
+  max_value: usize,
   /// `None` in `--lock` mode.
   storage: Option<Arc<dyn Backend>>,
   locks: LockTable,
@@ -89,7 +97,7 @@ fn io(what: &str, e: std::io::Error) -> StoreError {
 
 impl Daemon {
   /// Binds and starts serving; `storage: None` is `--lock` mode.
-  pub async fn start(listen: Listen, storage: Option<Arc<dyn Backend>>) -> Result<Daemon> {
+  pub async fn start(listen: Listen, storage: Option<Arc<dyn Backend>>, max_value: usize) -> Result<Daemon> {
     let (listener, address, socket) = match listen {
       Listen::Port(port) => {
         let l = TcpListener::bind(("127.0.0.1", port)).await.map_err(|e| io(&format!("cannot listen on 127.0.0.1:{port}"), e))?;
@@ -113,7 +121,7 @@ impl Daemon {
         (Listener::Unix(l), path.display().to_string(), Some(path))
       }
     };
-    let shared = Arc::new(Shared { storage, locks: LockTable::default(), next_conn: AtomicU64::new(1) });
+    let shared = Arc::new(Shared { max_value, storage, locks: LockTable::default(), next_conn: AtomicU64::new(1) });
     let (tx, rx) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, shared.clone(), rx));
     Ok(Daemon { address, shutdown: tx, task: Some(task), socket, shared })
@@ -187,8 +195,29 @@ async fn accept(l: &Listener) -> std::io::Result<Stream> {
 }
 
 /// One connection: requests are answered in order, one at a time.
+/// A reader that fails once more than `max` bytes arrive for one request
+/// (`since` is reset after each request is parsed).
+struct Capped<R> {
+  inner: R,
+  since: usize,
+  max: usize,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Capped<R> {
+  fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+    if self.since > self.max {
+      return std::task::Poll::Ready(Err(std::io::Error::other("request too large")));
+    }
+    let before = buf.filled().len();
+    let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+    self.since += buf.filled().len() - before;
+    r
+  }
+}
+
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: &Shared, conn: u64, mut shutdown: watch::Receiver<bool>) {
-  let (mut rd, mut wr) = tokio::io::split(stream);
+  let (rd, mut wr) = tokio::io::split(stream);
+  let mut rd = Capped { inner: rd, since: 0, max: shared.max_value.saturating_add(REQUEST_OVERHEAD) };
   let mut decoder = combine::stream::Decoder::new();
   let mut out = Vec::with_capacity(512);
   loop {
@@ -196,7 +225,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: &Shared, co
       _ = shutdown.changed() => return,
       v = redis::parse_redis_value_async(&mut decoder, &mut rd) => v,
     };
+    let too_large = rd.since > rd.max;
+    rd.since = 0;
     let (reply, quit) = match value {
+      Err(_) if too_large => {
+        let msg = format!("request larger than {} bytes: values are at most {} bytes", rd.max, shared.max_value);
+        (Reply::error(Code::SessionTooLarge.as_str(), msg), true)
+      }
       // end of stream, a reset, or bytes that are not RESP: the connection is over
       Err(e) if e.is_io_error() => return,
       Err(e) => (Reply::error("ERR", format!("Protocol error: {e}")), true),
@@ -281,20 +316,20 @@ async fn execute(shared: &Shared, conn: u64, args: Vec<Vec<u8>>) -> Reply {
     ("LOCK" | "RENEW" | "UNLOCK" | "PING" | "ECHO" | "SELECT", _) => Ok(wrong_args(&name)),
     _ => match &shared.storage {
       None => Ok(Reply::error(Code::InvalidOption.as_str(), format!("'{name}': this daemon serves locks only (--lock)"))),
-      Some(s) => storage_command(s.as_ref(), &name, a).await,
+      Some(s) => storage_command(s.as_ref(), shared.max_value, &name, a).await,
     },
   };
   r.unwrap_or_else(|reply| reply)
 }
 
-async fn storage_command(s: &dyn Backend, name: &str, a: &[Vec<u8>]) -> std::result::Result<Reply, Reply> {
+async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec<u8>]) -> std::result::Result<Reply, Reply> {
   let done = |r: Result<Reply>| r.map_err(store_error);
   match (name, a.len()) {
     ("GET", 1) => done(s.get(key(&a[0])?).await.map(Reply::Bulk)),
     ("SET", 2 | 4) => {
       let k = key(&a[0])?;
-      if a[1].len() > MAX_VALUE_BYTES {
-        return Err(Reply::error(Code::SessionTooLarge.as_str(), format!("values are at most {MAX_VALUE_BYTES} bytes")));
+      if a[1].len() > max_value {
+        return Err(Reply::error(Code::SessionTooLarge.as_str(), format!("values are at most {max_value} bytes")));
       }
       let expires = match a.get(2) {
         None => None,
