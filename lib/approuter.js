@@ -58,10 +58,6 @@ function serviceCredentials(instanceName, env = process.env, cwd = process.cwd()
 }
 
 /**
- * rs.redis() settings from a bound service's credentials, in the shapes
- * approuter's built-in Redis client accepts.
- */
-/**
  * TLS as approuter's own Redis driver reads it: a CA from `ca_base64`, or
  * from `tls.sslrootcert` / `tls.ca` / `tls.server_ca` (that precedence);
  * otherwise `tls` alone means TLS with the public roots. A CA that is not
@@ -74,6 +70,10 @@ function tlsFromCredentials(c, tls) {
   return Boolean(tls || c.ca_base64)
 }
 
+/**
+ * rs.redis() settings from a bound service's credentials, in the shapes
+ * approuter's built-in Redis client accepts.
+ */
 function redisFromCredentials(c) {
   const tls = parseMaybeJson(c.tls)
   const sentinels = parseMaybeJson(c.sentinel_nodes)

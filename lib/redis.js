@@ -1,6 +1,7 @@
 'use strict'
 // Normalizes the Redis store's configuration into what the native layer takes:
-// a mode (single | cluster | sentinel), node URLs, credentials and timeouts.
+// a mode (single | cluster | sentinel | daemon), node URLs, credentials and
+// timeouts.
 //
 // Accepted: a URL string (`redis://`, `rediss://`, `redis+unix://`), or an
 // object { url | host, port | path, username, password, db, tls (true or
@@ -9,6 +10,7 @@
 // sentinels: [...] + name (Sentinel) }. Synchro's RedisSessionStore settings
 // { host, port, password } work as they are. Nodes and sentinels may be URLs,
 // 'host:port' strings or { host, port } objects.
+const path = require('node:path')
 const options = require('./options')
 const { codedError, invalidType } = require('./errors')
 
@@ -117,7 +119,7 @@ function daemonConfig(cfg) {
   let url
   if (o.socket !== undefined) {
     if (o.port !== undefined) throw codedError('ERR_INVALID_OPTION', 'give the daemon either a port or a socket, not both')
-    url = `redis+unix://${require('node:path').resolve(options.string(o, 'socket'))}`
+    url = `redis+unix://${path.resolve(options.string(o, 'socket'))}`
   } else {
     const port = Number(o.port)
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw codedError('ERR_INVALID_OPTION', 'the daemon needs a port (1-65535) or a socket path')

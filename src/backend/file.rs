@@ -514,6 +514,10 @@ impl FileBackend {
 mod nowait {
   use std::path::Path;
 
+  /// Larger files are left to the normal path.
+  #[cfg(target_os = "linux")]
+  const MAX_NOW_BYTES: usize = 4 * 1024 * 1024;
+
   pub enum Read {
     Done(Vec<u8>),
     Missing,
@@ -555,6 +559,9 @@ mod nowait {
     let file = unsafe { File::from_raw_fd(fd as i32) };
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     loop {
+      if buf.len() > MAX_NOW_BYTES {
+        return Read::WouldBlock; // not a session this thread should copy
+      }
       if buf.capacity() - buf.len() < 1024 {
         buf.reserve(buf.capacity());
       }

@@ -300,8 +300,9 @@ impl AsyncStore {
 
   /// A get answered at once when the backend can do it without waiting on
   /// I/O (the file store's fast reads): the session text, `null` when
-  /// missing, or `undefined` when the get must be queued. The facade calls it only when no change to `id` is
-  /// pending, so calls on one id still apply in call order.
+  /// missing, or `undefined` when the get must be queued. The facade calls
+  /// it only when no change to `id` is pending, so calls on one id still
+  /// apply in call order.
   #[napi(catch_unwind, ts_return_type = "string | null | undefined")]
   pub fn get_now(&self, id: String) -> Either3<String, Null, Undefined> {
     if check_id(&id).is_err() {

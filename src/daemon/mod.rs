@@ -40,7 +40,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::TcpListener;
+#[cfg(unix)]
+use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -88,6 +90,7 @@ pub struct Daemon {
 
 enum Listener {
   Tcp(TcpListener),
+  #[cfg(unix)]
   Unix(UnixListener),
 }
 
@@ -104,6 +107,11 @@ impl Daemon {
         let addr = l.local_addr().map_err(|e| io("local address", e))?;
         (Listener::Tcp(l), addr.to_string(), None)
       }
+      #[cfg(not(unix))]
+      Listen::Socket(path) => {
+        return Err(StoreError::new(Code::InvalidOption, format!("{}: UNIX sockets need a Unix system; use a port", path.display())));
+      }
+      #[cfg(unix)]
       Listen::Socket(path) => {
         // A socket file left by a daemon that died is replaced; a live one is not.
         if path.exists() {
@@ -113,11 +121,8 @@ impl Daemon {
           let _ = std::fs::remove_file(&path);
         }
         let l = UnixListener::bind(&path).map_err(|e| io(&format!("cannot listen on {}", path.display()), e))?;
-        #[cfg(unix)]
-        {
-          use std::os::unix::fs::PermissionsExt;
-          let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
-        }
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
         (Listener::Unix(l), path.display().to_string(), Some(path))
       }
     };
@@ -130,11 +135,6 @@ impl Daemon {
   /// `127.0.0.1:port` or the socket path.
   pub fn address(&self) -> &str {
     &self.address
-  }
-
-  /// Locks held right now.
-  pub fn locks_held(&self) -> usize {
-    self.shared.locks.len()
   }
 
   /// Stops accepting, closes every connection, closes the storage.
@@ -170,6 +170,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, mut shutdown: watc
     conns.spawn(async move {
       match stream {
         Stream::Tcp(s) => serve(s, &shared, conn, rx).await,
+        #[cfg(unix)]
         Stream::Unix(s) => serve(s, &shared, conn, rx).await,
       }
       shared.locks.release_conn(conn);
@@ -181,6 +182,7 @@ async fn accept_loop(listener: Listener, shared: Arc<Shared>, mut shutdown: watc
 
 enum Stream {
   Tcp(tokio::net::TcpStream),
+  #[cfg(unix)]
   Unix(tokio::net::UnixStream),
 }
 
@@ -190,6 +192,7 @@ async fn accept(l: &Listener) -> std::io::Result<Stream> {
       let _ = s.set_nodelay(true);
       Stream::Tcp(s)
     }),
+    #[cfg(unix)]
     Listener::Unix(l) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
   }
 }
