@@ -215,7 +215,7 @@ export function daemon(config: number | string | DaemonOptions): LockingStore
 /** One file per session (`dir`), or Synchro's `sessionStateFile` (adds `flush()`). */
 export function file(options?: FileOptions): LockingStore & { flush?: () => Promise<void> }
 /** Sessions in object storage (S3, Azure Blob, GCS, a directory). */
-export function objectStore(config: ObjectStorageConfig & StoreOptions & { prefix?: string; sweepIntervalMs?: number }): Store
+export function objectStore(config: ObjectStorageConfig & StoreOptions & { prefix?: string; sweepIntervalMs?: number; commandTimeoutMs?: number }): Store
 /** Synchro's module store. */
 export function moduleStore(config: ObjectStorageConfig): ModuleStore
 /** HTTP Sessions' MemoizedStorage over a store with locks. */

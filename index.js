@@ -179,8 +179,8 @@ function moduleStore(cfg) {
 /**
  * Sessions in object storage (S3 and compatible, Azure Blob, GCS, a local
  * directory): the module store's settings (URL or PkgCloud-style), plus
- * { prefix ('sessions'), sweepIntervalMs, maxSessionBytes, secret(s),
- * compress, onError }. See src/backend/object.rs.
+ * { prefix ('sessions'), sweepIntervalMs, commandTimeoutMs (10000: every
+ * call settles within it), maxSessionBytes, secret(s), compress, onError }. See src/backend/object.rs.
  */
 function objectStore(cfg) {
   const o = typeof cfg === 'string' ? {} : options.object(cfg, 'objectStore')
@@ -190,6 +190,7 @@ function objectStore(cfg) {
     options: pairs,
     prefix: options.string(o, 'prefix'),
     sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
     maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
     ...codecOptions(o),
   }

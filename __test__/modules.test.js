@@ -177,6 +177,25 @@ test('object-storage session store: Azure Blob (Azurite)', { timeout: 60_000 }, 
   }
 })
 
+test('object-storage session store: a service that accepts but never answers → ERR_STORE_UNAVAILABLE within commandTimeoutMs', async () => {
+  const net = require('node:net')
+  const sockets = []
+  const mute = net.createServer((sock) => sockets.push(sock)) // reads nothing, answers nothing
+  await new Promise((r) => mute.listen(0, '127.0.0.1', r))
+  const store = rs.objectStore({ provider: 'amazon', keyId: 'k', key: 'k', endpoint: `http://127.0.0.1:${mute.address().port}`, commandTimeoutMs: 500 })
+  try {
+    for (const call of [() => store.get('a'), () => store.set('a', { x: 1 }, 60_000), () => store.length()]) {
+      const t0 = Date.now()
+      await rejectsWith(call(), 'ERR_STORE_UNAVAILABLE')
+      assert.ok(Date.now() - t0 < 2000, `settled in ${Date.now() - t0} ms`)
+    }
+  } finally {
+    await store.close()
+    for (const s of sockets) s.destroy()
+    mute.close()
+  }
+})
+
 test('object-storage session store on S3 (s3rver), and encrypted at rest', async () => {
   const S3rver = require('s3rver')
   const dir = tmp('s3rver-sessions')

@@ -19,8 +19,9 @@ export declare class AsyncStore {
   /**
    * A get answered at once when the backend can do it without waiting on
    * I/O (the file store's fast reads): the session text, `null` when
-   * missing, or `undefined` when the get must be queued. The facade calls it only when no change to `id` is
-   * pending, so calls on one id still apply in call order.
+   * missing, or `undefined` when the get must be queued. The facade calls
+   * it only when no change to `id` is pending, so calls on one id still
+   * apply in call order.
    */
   getNow(id: string): string | null | undefined
   qExists(id: string): boolean
@@ -216,6 +217,8 @@ export interface ObjectStoreConfig {
   prefix?: string
   /** How often expired sessions are deleted (default 60000 ms). */
   sweepIntervalMs?: number
+  /** Every call settles within this, retries included (default 10000 ms). */
+  commandTimeoutMs?: number
   maxSessionBytes?: number
   secrets?: Array<string>
   compress?: boolean

@@ -11,6 +11,9 @@
 //!   a session another process wrote in between; elsewhere it overwrites.
 //! * A batch is split by id into groups that run concurrently (one id stays in
 //!   one group, in call order), as the file store does.
+//! * Every call settles within the command timeout (`ERR_STORE_UNAVAILABLE`
+//!   after it): object_store retries failed requests for up to 3 minutes on
+//!   its own, which must not hold a web request.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -37,6 +40,9 @@ pub struct ObjectBackend {
 struct Inner {
   store: Arc<dyn ObjectStore>,
   root: Path,
+  /// Every call settles within this: object_store's own retries may go on
+  /// for minutes (its default retry budget is 3 minutes).
+  timeout: Duration,
   closed: AtomicBool,
   stop: Notify,
   report: Option<Report>,
@@ -150,6 +156,17 @@ impl Inner {
     removed
   }
 
+  /// [`Inner::run`] bounded by the command timeout.
+  async fn run_timed(&self, op: &Op) -> Result<Reply> {
+    match tokio::time::timeout(self.timeout, self.run(op)).await {
+      Ok(r) => r,
+      Err(_) => Err(StoreError::new(
+        Code::StoreUnavailable,
+        format!("object storage did not answer within {} ms", self.timeout.as_millis()),
+      )),
+    }
+  }
+
   async fn run(&self, op: &Op) -> Result<Reply> {
     Ok(match op {
       Op::Get(id) => Reply::Value(self.read_live(id).await?.map(|(r, _)| r.payload)),
@@ -202,8 +219,8 @@ impl Inner {
 impl ObjectBackend {
   /// Sessions under `root` in `store`; the sweep starts at once on the tokio
   /// runtime this is called from (`sweep_interval: None` = no sweep).
-  pub fn new(store: Arc<dyn ObjectStore>, root: Path, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
-    let inner = Arc::new(Inner { store, root, closed: AtomicBool::new(false), stop: Notify::new(), report });
+  pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
+    let inner = Arc::new(Inner { store, root, timeout, closed: AtomicBool::new(false), stop: Notify::new(), report });
     if let Some(every) = sweep_interval {
       let i = inner.clone();
       tokio::spawn(async move {
@@ -230,31 +247,34 @@ impl ObjectBackend {
 #[async_trait]
 impl Backend for ObjectBackend {
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    Ok(self.inner.read_live(id).await?.map(|(r, _)| r.payload))
+    self.inner.run_timed(&Op::Get(id.into())).await?.into_value()
   }
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.inner.write(id, &value, expires).await
+    self.inner.run_timed(&Op::Set(id.into(), value, expires)).await.map(|_| ())
   }
   async fn remove(&self, id: &str) -> Result<bool> {
-    self.inner.run(&Op::Remove(id.into())).await?.into_bool()
+    self.inner.run_timed(&Op::Remove(id.into())).await?.into_bool()
   }
   async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    self.inner.run(&Op::Touch(id.into(), expires)).await?.into_bool()
+    self.inner.run_timed(&Op::Touch(id.into(), expires)).await?.into_bool()
   }
   async fn ttl(&self, id: &str) -> Result<Ttl> {
-    self.inner.run(&Op::Ttl(id.into())).await?.into_ttl()
+    self.inner.run_timed(&Op::Ttl(id.into())).await?.into_ttl()
   }
   async fn exists(&self, id: &str) -> Result<bool> {
-    Ok(self.inner.read_live(id).await?.is_some())
+    self.inner.run_timed(&Op::Exists(id.into())).await?.into_bool()
   }
   async fn len(&self) -> Result<u64> {
-    Ok(self.inner.live().await?.len() as u64)
+    self.inner.run_timed(&Op::Len).await?.into_count()
   }
   async fn clear(&self) -> Result<u64> {
-    self.inner.run(&Op::Clear).await?.into_count()
+    self.inner.run_timed(&Op::Clear).await?.into_count()
   }
   async fn keys(&self) -> Result<Vec<String>> {
-    Ok(self.inner.live().await?.into_iter().map(|(_, r)| r.header.id).collect())
+    self.inner.run_timed(&Op::Keys).await?.into_keys()
+  }
+  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    self.inner.run_timed(&Op::Entries).await?.into_entries()
   }
 
   async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
@@ -276,7 +296,7 @@ impl Backend for ObjectBackend {
     let runs = groups.into_iter().map(|group| async move {
       let mut out = Vec::with_capacity(group.len());
       for (i, op) in group {
-        out.push((i, inner.run(&op).await));
+        out.push((i, inner.run_timed(&op).await));
       }
       out
     });
@@ -304,7 +324,7 @@ mod tests {
 
   #[tokio::test]
   async fn sessions_in_memory_object_store() {
-    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), None, None);
+    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), Duration::from_secs(5), None, None);
     b.set("a", b"{\"n\":1}".to_vec(), Some(after_ms(60_000))).await.unwrap();
     b.set("old", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
     b.set("old2", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();

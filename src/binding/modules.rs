@@ -44,6 +44,8 @@ pub struct ObjectStoreConfig {
   pub prefix: Option<String>,
   /// How often expired sessions are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,
+  /// Every call settles within this, retries included (default 10000 ms).
+  pub command_timeout_ms: Option<u32>,
   pub max_session_bytes: Option<u32>,
   pub secrets: Option<Vec<String>>,
   pub compress: Option<bool>,
@@ -64,8 +66,9 @@ pub fn object_session_store(
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
   let every = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
+  let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
   let backend =
-    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, Some(every), Some(report)));
+    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, timeout, Some(every), Some(report)));
   async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)
 }
 
