@@ -35,10 +35,14 @@ const SHARDS: usize = 8;
 
 pub struct ObjectBackend {
   inner: Arc<Inner>,
+  /// The sweeper task, aborted on close (its requests may be retrying).
+  sweeper: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 struct Inner {
-  store: Arc<dyn ObjectStore>,
+  /// Dropped on close, so the HTTP client's pooled connections close too
+  /// (a server waiting for its connections to end is not kept waiting).
+  store: parking_lot::RwLock<Option<Arc<dyn ObjectStore>>>,
   root: Path,
   /// Every call settles within this: object_store's own retries may go on
   /// for minutes (its default retry budget is 3 minutes).
@@ -69,9 +73,14 @@ impl Inner {
     Ok(())
   }
 
+  /// The object store, unless the store was closed.
+  fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+    self.store.read().clone().ok_or_else(|| StoreError::new(Code::StoreClosed, "the store is closed"))
+  }
+
   /// The record at `key` with its version, `None` when absent.
   async fn read(&self, key: &Path) -> Result<Option<(Record, UpdateVersion)>> {
-    let got = match self.store.get(key).await {
+    let got = match self.store()?.get(key).await {
       Ok(g) => g,
       Err(object_store::Error::NotFound { .. }) => return Ok(None),
       Err(e) => return Err(map_err(e)),
@@ -88,7 +97,7 @@ impl Inner {
     match self.read(&key).await? {
       Some((r, _)) if r.header.id != id => Err(StoreError::new(Code::Corrupt, format!("{key} holds another id"))),
       Some((r, _)) if is_expired(r.header.expires, now_ms()) => {
-        let _ = self.store.delete(&key).await;
+        let _ = self.store()?.delete(&key).await;
         Ok(None)
       }
       other => Ok(other),
@@ -100,7 +109,7 @@ impl Inner {
   async fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, mode: PutMode) -> Result<std::result::Result<(), object_store::Error>> {
     self.check_open()?;
     let body = PutPayload::from(record::encode(id, expires, payload)?);
-    Ok(self.store.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
+    Ok(self.store()?.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
   }
 
   async fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
@@ -110,7 +119,7 @@ impl Inner {
   /// Every live record under the root; corrupt objects are reported.
   async fn live(&self) -> Result<Vec<(Path, Record)>> {
     self.check_open()?;
-    let metas: Vec<_> = self.store.list(Some(&self.root)).try_collect().await.map_err(map_err)?;
+    let metas: Vec<_> = self.store()?.list(Some(&self.root)).try_collect().await.map_err(map_err)?;
     let now = now_ms();
     let mut out = Vec::new();
     for m in metas {
@@ -133,7 +142,8 @@ impl Inner {
   }
 
   async fn sweep(&self) -> usize {
-    let Ok(metas) = self.store.list(Some(&self.root)).try_collect::<Vec<_>>().await else { return 0 };
+    let Ok(store) = self.store() else { return 0 };
+    let Ok(metas) = store.list(Some(&self.root)).try_collect::<Vec<_>>().await else { return 0 };
     let now = now_ms();
     let mut removed = 0;
     for m in metas {
@@ -145,7 +155,7 @@ impl Inner {
       }
       match self.read(&m.location).await {
         Ok(Some((r, _))) if is_expired(r.header.expires, now) => {
-          if self.store.delete(&m.location).await.is_ok() {
+          if store.delete(&m.location).await.is_ok() {
             removed += 1;
           }
         }
@@ -176,7 +186,7 @@ impl Inner {
       }
       Op::Remove(id) => {
         let live = self.read_live(id).await?.is_some();
-        match self.store.delete(&self.key(id)).await {
+        match self.store()?.delete(&self.key(id)).await {
           Ok(()) | Err(object_store::Error::NotFound { .. }) => Reply::Bool(live),
           Err(e) => return Err(map_err(e)),
         }
@@ -205,8 +215,9 @@ impl Inner {
       Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => return Err(super::no_locks()),
       Op::Clear => {
         let mut n = 0;
+        let store = self.store()?;
         for (p, _) in self.live().await? {
-          if self.store.delete(&p).await.is_ok() {
+          if store.delete(&p).await.is_ok() {
             n += 1;
           }
         }
@@ -220,8 +231,8 @@ impl ObjectBackend {
   /// Sessions under `root` in `store`; the sweep starts at once on the tokio
   /// runtime this is called from (`sweep_interval: None` = no sweep).
   pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
-    let inner = Arc::new(Inner { store, root, timeout, closed: AtomicBool::new(false), stop: Notify::new(), report });
-    if let Some(every) = sweep_interval {
+    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, closed: AtomicBool::new(false), stop: Notify::new(), report });
+    let sweeper = sweep_interval.map(|every| {
       let i = inner.clone();
       tokio::spawn(async move {
         loop {
@@ -234,9 +245,9 @@ impl ObjectBackend {
           }
           i.sweep().await;
         }
-      });
-    }
-    ObjectBackend { inner }
+      })
+    });
+    ObjectBackend { inner, sweeper: parking_lot::Mutex::new(sweeper) }
   }
 
   pub async fn sweep_now(&self) -> usize {
@@ -312,6 +323,11 @@ impl Backend for ObjectBackend {
   async fn close(&self) -> Result<()> {
     self.inner.closed.store(true, Ordering::Release);
     self.inner.stop.notify_waiters();
+    if let Some(h) = self.sweeper.lock().take() {
+      h.abort();
+    }
+    // In-flight calls keep their own handle; the client goes with the last.
+    self.inner.store.write().take();
     Ok(())
   }
 }
