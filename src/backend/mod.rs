@@ -35,6 +35,17 @@ pub enum Ttl {
   At(Expiry),
 }
 
+impl Ttl {
+  /// As Redis's PTTL answers: `-2` missing, `-1` no expiry, else ms left.
+  pub fn pttl(self) -> i64 {
+    match self {
+      Ttl::Missing => -2,
+      Ttl::Persistent => -1,
+      Ttl::At(at) => at.saturating_sub(crate::expiry::now_ms()) as i64,
+    }
+  }
+}
+
 /// One operation of a batch (see [`Backend::exec_batch`]).
 #[derive(Debug, Clone)]
 pub enum Op {

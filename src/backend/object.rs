@@ -15,7 +15,6 @@
 //!   after it): object_store retries failed requests for up to 3 minutes on
 //!   its own, which must not hold a web request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,14 +39,14 @@ pub struct ObjectBackend {
 }
 
 struct Inner {
-  /// Dropped on close, so the HTTP client's pooled connections close too
-  /// (a server waiting for its connections to end is not kept waiting).
+  /// `None` once closed. Dropped on close, so the HTTP client's pooled
+  /// connections close too (a server waiting for its connections to end is
+  /// not kept waiting).
   store: parking_lot::RwLock<Option<Arc<dyn ObjectStore>>>,
   root: Path,
   /// Every call settles within this: object_store's own retries may go on
   /// for minutes (its default retry budget is 3 minutes).
   timeout: Duration,
-  closed: AtomicBool,
   stop: Notify,
   report: Option<Report>,
 }
@@ -64,13 +63,6 @@ fn map_err(e: object_store::Error) -> StoreError {
 impl Inner {
   fn key(&self, id: &str) -> Path {
     self.root.clone().join(record::name_for(id).as_str())
-  }
-
-  fn check_open(&self) -> Result<()> {
-    if self.closed.load(Ordering::Acquire) {
-      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
-    }
-    Ok(())
   }
 
   /// The object store, unless the store was closed.
@@ -92,7 +84,6 @@ impl Inner {
 
   /// The live record of `id`; an expired one is deleted on the way.
   async fn read_live(&self, id: &str) -> Result<Option<(Record, UpdateVersion)>> {
-    self.check_open()?;
     let key = self.key(id);
     match self.read(&key).await? {
       Some((r, _)) if r.header.id != id => Err(StoreError::new(Code::Corrupt, format!("{key} holds another id"))),
@@ -107,9 +98,9 @@ impl Inner {
   /// Writes the record; the object_store error is returned as is so callers
   /// can tell a failed precondition or an unsupported mode from a failure.
   async fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, mode: PutMode) -> Result<std::result::Result<(), object_store::Error>> {
-    self.check_open()?;
+    let store = self.store()?;
     let body = PutPayload::from(record::encode(id, expires, payload)?);
-    Ok(self.store()?.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
+    Ok(store.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
   }
 
   async fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
@@ -118,7 +109,6 @@ impl Inner {
 
   /// Every live record under the root; corrupt objects are reported.
   async fn live(&self) -> Result<Vec<(Path, Record)>> {
-    self.check_open()?;
     let metas: Vec<_> = self.store()?.list(Some(&self.root)).try_collect().await.map_err(map_err)?;
     let now = now_ms();
     let mut out = Vec::new();
@@ -147,7 +137,7 @@ impl Inner {
     let now = now_ms();
     let mut removed = 0;
     for m in metas {
-      if self.closed.load(Ordering::Acquire) {
+      if self.store.read().is_none() {
         break;
       }
       if m.location.extension() != Some(EXT) {
@@ -231,7 +221,7 @@ impl ObjectBackend {
   /// Sessions under `root` in `store`; the sweep starts at once on the tokio
   /// runtime this is called from (`sweep_interval: None` = no sweep).
   pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
-    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, closed: AtomicBool::new(false), stop: Notify::new(), report });
+    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report });
     let sweeper = sweep_interval.map(|every| {
       let i = inner.clone();
       tokio::spawn(async move {
@@ -240,7 +230,7 @@ impl ObjectBackend {
             _ = tokio::time::sleep(every) => {}
             _ = i.stop.notified() => return,
           }
-          if i.closed.load(Ordering::Acquire) {
+          if i.store.read().is_none() {
             return;
           }
           i.sweep().await;
@@ -321,7 +311,6 @@ impl Backend for ObjectBackend {
   }
 
   async fn close(&self) -> Result<()> {
-    self.inner.closed.store(true, Ordering::Release);
     self.inner.stop.notify_waiters();
     if let Some(h) = self.sweeper.lock().take() {
       h.abort();

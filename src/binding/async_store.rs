@@ -28,7 +28,7 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{check_id, expiry_for, lock_ttl, Core};
-use crate::backend::{Backend, Op, Reply, Ttl};
+use crate::backend::{Backend, Op, Reply};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
 
@@ -65,14 +65,7 @@ impl ToNapiValue for JsReply {
         Vec::<String>::to_napi_value(env, flat)
       }
       Reply::Bool(b) => bool::to_napi_value(env, b),
-      Reply::Ttl(t) => f64::to_napi_value(
-        env,
-        match t {
-          Ttl::Missing => -2.0,
-          Ttl::Persistent => -1.0,
-          Ttl::At(at) => at.saturating_sub(now_ms()) as f64,
-        },
-      ),
+      Reply::Ttl(t) => f64::to_napi_value(env, t.pttl() as f64),
       Reply::Count(n) => f64::to_napi_value(env, n as f64),
       Reply::Keys(k) => Vec::<String>::to_napi_value(env, k),
       // run_batch decodes sessions (Value → Text, Entries → TextEntries).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use napi_derive::napi;
 
 use super::{check_id, expiry_for, lock_ttl, Core};
-use crate::backend::{SyncBackend, Ttl};
+use crate::backend::SyncBackend;
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
 
@@ -105,11 +105,7 @@ impl NativeStore {
     if check_id(&id).is_err() {
       return Ok(-2.0);
     }
-    Ok(match self.backend.ttl(&id)? {
-      Ttl::Missing => -2.0,
-      Ttl::Persistent => -1.0,
-      Ttl::At(t) => t.saturating_sub(now_ms()) as f64,
-    })
+    Ok(self.backend.ttl(&id)?.pttl() as f64)
   }
 
   /// Takes the lock of `id` for `token` if free (never waits).

@@ -46,9 +46,9 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Ttl};
+use crate::backend::Backend;
 use crate::error::{Code, Result, StoreError};
-use crate::expiry::{after_ms, now_ms};
+use crate::expiry::after_ms;
 use locks::LockTable;
 use resp::{glob, request_args, Reply};
 
@@ -197,7 +197,6 @@ async fn accept(l: &Listener) -> std::io::Result<Stream> {
   }
 }
 
-/// One connection: requests are answered in order, one at a time.
 /// A reader that fails once more than `max` bytes arrive for one request
 /// (`since` is reset after each request is parsed).
 struct Capped<R> {
@@ -218,6 +217,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for Capped<R> {
   }
 }
 
+/// One connection: requests are answered in order, one at a time.
 async fn serve<S: AsyncRead + AsyncWrite + Unpin>(stream: S, shared: &Shared, conn: u64, mut shutdown: watch::Receiver<bool>) {
   let (rd, mut wr) = tokio::io::split(stream);
   let mut rd = Capped { inner: rd, since: 0, max: shared.max_value.saturating_add(REQUEST_OVERHEAD) };
@@ -284,11 +284,7 @@ fn key(arg: &[u8]) -> std::result::Result<&str, Reply> {
 
 /// Expiry from a relative ttl in ms (`<= 0`: already expired).
 fn expiry_in(ms: i64) -> u64 {
-  if ms <= 0 {
-    now_ms()
-  } else {
-    after_ms(ms as u64)
-  }
+  after_ms(ms.max(0) as u64)
 }
 
 async fn execute(shared: &Shared, conn: u64, args: Vec<Vec<u8>>) -> Reply {
@@ -345,20 +341,11 @@ async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec
     ("PEXPIRE", 2) => done(s.touch(key(&a[0])?, Some(expiry_in(number(&a[1])?))).await.map(Reply::bool)),
     ("EXPIRE", 2) => done(s.touch(key(&a[0])?, Some(expiry_in(number(&a[1])?.saturating_mul(1000)))).await.map(Reply::bool)),
     ("PERSIST", 1) => done(s.touch(key(&a[0])?, None).await.map(Reply::bool)),
-    ("PTTL" | "TTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| {
-      Reply::Int(match t {
-        Ttl::Missing => -2,
-        Ttl::Persistent => -1,
-        Ttl::At(at) => {
-          let ms = at.saturating_sub(now_ms()) as i64;
-          if name == "TTL" {
-            (ms + 500) / 1000
-          } else {
-            ms
-          }
-        }
-      })
-    })),
+    ("PTTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| Reply::Int(t.pttl()))),
+    ("TTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| Reply::Int(match t.pttl() {
+      ms if ms < 0 => ms,
+      ms => (ms + 500) / 1000,
+    }))),
     ("EXISTS" | "DEL" | "UNLINK", n) if n >= 1 => {
       let mut count = 0;
       for k in a {
