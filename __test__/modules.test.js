@@ -1,6 +1,7 @@
 'use strict'
-// Synchro's module store API on a local directory, an S3-compatible server
-// (s3rver) and Azure Blob (Azurite), all on loopback.
+// Synchro's module store API and the object-storage session store on a local
+// directory, an S3-compatible server (s3rver), Azure Blob (Azurite) and a
+// stand-in for GCS's XML API (support/gcs-xml.js), all on loopback.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
@@ -10,6 +11,7 @@ const { spawn } = require('node:child_process')
 const rs = require('..')
 const { nativeConfig } = require('../lib/modules')
 const { freePort, waitFor, sleep } = require('./support/redis-servers')
+const { startGcs, serviceAccount } = require('./support/gcs-xml')
 
 const tmp = (n) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${n}-`))
 const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -114,9 +116,61 @@ test('module store: Azure Blob (Azurite), PkgCloud azure settings', { timeout: 6
   }
 })
 
+test('module store: Google Cloud Storage (XML API stand-in checking request shapes), PkgCloud google settings', async () => {
+  const account = serviceAccount()
+  const gcs = await startGcs({ account, buckets: ['synchro-apps'] })
+  try {
+    const keyFilename = path.join(tmp('gcs-key'), 'key.json')
+    fs.writeFileSync(keyFilename, JSON.stringify(account.key))
+    const m = rs.moduleStore({ provider: 'google', keyFilename, projectId: 'project', endpoint: gcs.endpoint })
+    await exercise(m)
+    // every request carried a JWT signed by the service account's key
+    assert.ok(gcs.requests.length > 20)
+    assert.deepEqual(gcs.requests.filter((r) => r.denied), [])
+    // createAppContainer is a create-only write; listings page through continuation tokens
+    assert.ok(gcs.requests.some((r) => r.method === 'PUT' && r.key === 'shop/package.json' && r.headers['x-goog-if-generation-match'] === '0'))
+    assert.ok(gcs.requests.some((r) => r.query['list-type'] === '2' && r.query['continuation-token']), 'paged listing')
+    assert.equal(gcs.objects('synchro-apps').get('apps.json').body.toString(), JSON.stringify({ apps: ['shop'] }))
+    // the key given inline works too; another key is refused by the service
+    const inline = rs.moduleStore({ provider: 'google', credentials: account.key, endpoint: gcs.endpoint })
+    assert.deepEqual(await inline.getAppContainers(), ['blog'])
+    const stranger = rs.moduleStore({ provider: 'google', credentials: serviceAccount().key, endpoint: gcs.endpoint })
+    await rejectsWith(stranger.getStoreFile('apps.json'), 'ERR_STORE_AUTH')
+    // a service that is down is an error, not "not there"
+    await gcs.close()
+    const down = rs.moduleStore({ provider: 'google', credentials: account.key, endpoint: gcs.endpoint, commandTimeoutMs: 3000 })
+    await rejectsWith(down.getAppModuleStore('blog').removeModuleSource('x.js'), 'ERR_STORE_UNAVAILABLE')
+  } finally {
+    await gcs.close()
+  }
+})
+
+test('module store: a service that accepts but never answers → ERR_STORE_UNAVAILABLE within commandTimeoutMs', async () => {
+  const net = require('node:net')
+  const sockets = []
+  const mute = net.createServer((sock) => sockets.push(sock))
+  await new Promise((r) => mute.listen(0, '127.0.0.1', r))
+  const m = rs.moduleStore({ provider: 'amazon', keyId: 'k', key: 'k', endpoint: `http://127.0.0.1:${mute.address().port}`, commandTimeoutMs: 300 })
+  try {
+    for (const call of [() => m.getStoreFile('apps.json'), () => m.putStoreFile('apps.json', '[]'), () => m.getAppContainers()]) {
+      const t0 = Date.now()
+      await rejectsWith(call(), 'ERR_STORE_UNAVAILABLE')
+      assert.ok(Date.now() - t0 < 1500, `settled in ${Date.now() - t0} ms`)
+    }
+  } finally {
+    for (const s of sockets) s.destroy()
+    mute.close()
+  }
+})
+
 test('module store: configuration shapes and unsupported providers', () => {
   const g = nativeConfig({ provider: 'google', keyFilename: '/k.json', container: 'apps' })
   assert.deepEqual(g, { url: 'gs://apps', options: [['google_application_credentials', '/k.json']] })
+  assert.deepEqual(nativeConfig({ provider: 'google', credentials: { a: 1 }, endpoint: 'http://127.0.0.1:1' }).options, [
+    ['google_service_account_key', '{"a":1}'],
+    ['google_base_url', 'http://127.0.0.1:1'],
+    ['google_allow_http', 'true'],
+  ])
   const a = nativeConfig({ provider: 'amazon', keyId: 'A', key: 'B', region: 'eu-west-1' })
   assert.deepEqual(a, { url: 's3://synchro-apps', options: [['aws_access_key_id', 'A'], ['aws_secret_access_key', 'B'], ['aws_region', 'eu-west-1']] })
   assert.equal(nativeConfig({ provider: 'azure', storageAccount: 'acc', storageAccessKey: 'k' }).url, 'az://synchro-apps')
@@ -183,6 +237,23 @@ test('object-storage session store: Azure Blob (Azurite)', { timeout: 60_000 }, 
     await store.close()
   } finally {
     stop()
+  }
+})
+
+test('object-storage session store: Google Cloud Storage (XML API stand-in), conditional touch', async () => {
+  const account = serviceAccount()
+  const gcs = await startGcs({ account, buckets: ['sessions-bucket'] })
+  const store = rs.objectStore({ provider: 'google', credentials: account.key, endpoint: gcs.endpoint, container: 'sessions-bucket', sweepIntervalMs: 100 })
+  try {
+    await exerciseSessions(store)
+    assert.deepEqual(gcs.requests.filter((r) => r.denied), [])
+    // update() rewrites the expiry only if nobody wrote the object meanwhile
+    const touch = gcs.requests.find((r) => r.method === 'PUT' && r.headers['x-goog-if-generation-match'])
+    assert.ok(touch && Number(touch.headers['x-goog-if-generation-match']) > 0, 'a generation-matched write')
+    assert.ok(gcs.requests.every((r) => r.key === '' || r.key.startsWith('sessions/')), 'sessions under their prefix')
+  } finally {
+    await store.close()
+    await gcs.close()
   }
 })
 

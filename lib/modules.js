@@ -62,7 +62,10 @@ function nativeConfig(cfg) {
     case 'gcs':
       set('google_application_credentials', o.keyFilename)
       set('google_service_account_key', typeof o.credentials === 'object' ? JSON.stringify(o.credentials) : o.credentials)
-      if (endpoint) set('google_base_url', endpoint)
+      if (endpoint) {
+        set('google_base_url', endpoint)
+        if (endpoint.startsWith('http://')) set('google_allow_http', 'true')
+      }
       return { url: `gs://${container}`, options: opts }
     default:
       throw unsupported(o.provider)
@@ -77,13 +80,15 @@ const wrap = (p) => p.catch((e) => Promise.reject(fromNative(e)))
  * region }` / `{ provider: 'azure', storageAccount, storageAccessKey }` /
  * `{ provider: 'google', keyFilename | credentials }`, each with optional
  * `container` (default 'synchro-apps') and `endpoint` (S3-compatible
- * services, emulators).
+ * services, emulators), and `commandTimeoutMs` (default 30000): every call
+ * settles within it, `ERR_STORE_UNAVAILABLE` otherwise.
  */
 function moduleStore(cfg) {
   const { url, options: opts } = nativeConfig(cfg)
+  const timeout = typeof cfg === 'object' && cfg !== null ? options.number(cfg, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true }) : undefined
   let native
   try {
-    native = new NativeModuleStore(url, opts)
+    native = new NativeModuleStore(url, opts, timeout)
   } catch (e) {
     throw fromNative(e)
   }

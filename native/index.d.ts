@@ -60,9 +60,11 @@ export declare class NativeModuleStore {
   /**
    * `url`: `file:///abs/dir`, `s3://bucket/prefix`, `az://container/prefix`,
    * `gs://bucket/prefix`; `options`: object_store settings as [key, value]
-   * pairs (e.g. `aws_endpoint`, `azure_storage_account_key`).
+   * pairs (e.g. `aws_endpoint`, `azure_storage_account_key`);
+   * `commandTimeoutMs`: every call settles within it, retries included
+   * (default 30000 ms).
    */
-  constructor(url: string, options: Array<Array<string>>)
+  constructor(url: string, options: Array<Array<string>>, commandTimeoutMs?: number | undefined | null)
   getStoreFile(name: string): Promise<string | null>
   putStoreFile(name: string, content: string): Promise<void>
   getAppContainers(): Promise<Array<string>>

@@ -197,8 +197,10 @@ impl ModuleStore {
     check_name(app, "app name")?;
     check_path(path, "module path")?;
     let p = self.at(&format!("{app}/{path}"));
-    if self.store.head(&p).await.is_err() {
-      return Ok(false);
+    match self.store.head(&p).await {
+      Ok(_) => {}
+      Err(object_store::Error::NotFound { .. }) => return Ok(false),
+      Err(e) => return Err(map_err(e)),
     }
     match self.store.delete(&p).await {
       Ok(()) => Ok(true),

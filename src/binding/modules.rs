@@ -76,57 +76,78 @@ pub fn object_session_store(
 #[napi]
 pub struct NativeModuleStore {
   inner: Arc<ModuleStore>,
+  timeout: Duration,
+}
+
+impl NativeModuleStore {
+  /// `call` bounded by the command timeout: object_store alone retries a
+  /// failing request for up to 3 minutes.
+  async fn timed<T>(&self, call: impl std::future::Future<Output = crate::error::Result<T>>) -> napi::Result<T> {
+    match tokio::time::timeout(self.timeout, call).await {
+      Ok(r) => Ok(r?),
+      Err(_) => Err(
+        StoreError::new(
+          Code::StoreUnavailable,
+          format!("object storage did not answer within {} ms", self.timeout.as_millis()),
+        )
+        .into(),
+      ),
+    }
+  }
 }
 
 #[napi]
 impl NativeModuleStore {
   /// `url`: `file:///abs/dir`, `s3://bucket/prefix`, `az://container/prefix`,
   /// `gs://bucket/prefix`; `options`: object_store settings as [key, value]
-  /// pairs (e.g. `aws_endpoint`, `azure_storage_account_key`).
+  /// pairs (e.g. `aws_endpoint`, `azure_storage_account_key`);
+  /// `commandTimeoutMs`: every call settles within it, retries included
+  /// (default 30000 ms).
   #[napi(constructor, catch_unwind)]
-  pub fn new(url: String, options: Vec<Vec<String>>) -> napi::Result<Self, Code> {
+  pub fn new(url: String, options: Vec<Vec<String>>, command_timeout_ms: Option<u32>) -> napi::Result<Self, Code> {
     let (store, root) = open(&url, options)?;
-    Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root)) })
+    let timeout = Duration::from_millis(command_timeout_ms.unwrap_or(30_000).max(1) as u64);
+    Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root)), timeout })
   }
 
   #[napi]
   pub async fn get_store_file(&self, name: String) -> napi::Result<Option<String>> {
-    Ok(self.inner.get_store_file(&name).await?)
+    self.timed(self.inner.get_store_file(&name)).await
   }
   #[napi]
   pub async fn put_store_file(&self, name: String, content: String) -> napi::Result<()> {
-    Ok(self.inner.put_store_file(&name, content).await?)
+    self.timed(self.inner.put_store_file(&name, content)).await
   }
   #[napi]
   pub async fn get_app_containers(&self) -> napi::Result<Vec<String>> {
-    Ok(self.inner.app_containers().await?)
+    self.timed(self.inner.app_containers()).await
   }
   #[napi]
   pub async fn create_app_container(&self, name: String) -> napi::Result<()> {
-    Ok(self.inner.create_app_container(&name).await?)
+    self.timed(self.inner.create_app_container(&name)).await
   }
   #[napi]
   pub async fn delete_app_container(&self, name: String) -> napi::Result<()> {
-    Ok(self.inner.delete_app_container(&name).await?)
+    self.timed(self.inner.delete_app_container(&name)).await
   }
   #[napi]
   pub async fn get_app_definition(&self, app: String) -> napi::Result<Option<String>> {
-    Ok(self.inner.app_definition(&app).await?)
+    self.timed(self.inner.app_definition(&app)).await
   }
   #[napi]
   pub async fn list_modules(&self, app: String) -> napi::Result<Vec<String>> {
-    Ok(self.inner.list_modules(&app).await?)
+    self.timed(self.inner.list_modules(&app)).await
   }
   #[napi]
   pub async fn get_module_source(&self, app: String, path: String) -> napi::Result<Option<String>> {
-    Ok(self.inner.module_source(&app, &path).await?)
+    self.timed(self.inner.module_source(&app, &path)).await
   }
   #[napi]
   pub async fn put_module_source(&self, app: String, path: String, content: String) -> napi::Result<()> {
-    Ok(self.inner.put_module_source(&app, &path, content).await?)
+    self.timed(self.inner.put_module_source(&app, &path, content)).await
   }
   #[napi]
   pub async fn remove_module_source(&self, app: String, path: String) -> napi::Result<bool> {
-    Ok(self.inner.remove_module_source(&app, &path).await?)
+    self.timed(self.inner.remove_module_source(&app, &path)).await
   }
 }
