@@ -11,3 +11,9 @@ pub mod daemon;
 pub mod error;
 pub mod expiry;
 pub mod module_store;
+
+/// mimalloc instead of glibc malloc for Rust's allocations: buffers are
+/// allocated on the JS thread (queued calls) and freed on the I/O thread and
+/// back, which glibc serves through locked cross-arena frees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
