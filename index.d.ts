@@ -73,6 +73,13 @@ export interface Store {
   get(id: string): Promise<Record<string, any> | null>
   /** Stores the session for `timeout` (in timeoutUnit; default defaultTtl). */
   set(id: string, session: SessionInput, timeout?: number): Promise<void>
+  /**
+   * Stores `session` only when no live session has `id` (Redis `SET … NX`):
+   * true when written, false when one was there. Atomic on memory, Redis,
+   * the daemon and object storage; on the file store among adds of every
+   * process (a plain set is not held back).
+   */
+  add(id: string, session: SessionInput, timeout?: number): Promise<boolean>
   /** Removes the session; true when one was removed. */
   remove(id: string): Promise<boolean>
   /** Sliding expiry; never recreates a removed session. True when found. */

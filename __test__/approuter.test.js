@@ -175,6 +175,17 @@ test('approuter facade: external sessions, state prefixes, units, and the secret
     const state = { externalSessionId: 'st1', externalSessionExpiration: Date.now() / 1000 + 30.5, pkce: 'v' }
     assert.equal(await store.updateExternalSession(state, '{approuter-state}', true), true)
     assert.equal(await store.updateExternalSession(state, '{approuter-state}', true), false, 'NX: not twice')
+    // approuter's apps-cache lock: two approuter instances race for it with
+    // updateExternalSession(lock, prefix, true); exactly one may get it
+    const second = createApprouterStore({ instanceName: 'svc', storageType: 'redis', sessionSecret: SECRET }, { env: { RS_STORE_REDIS_URL: redis.url } })
+    const lock = (token) => ({ externalSessionId: 'apps-cache', externalSessionExpiration: Math.floor(Date.now() / 1000) + 30, token })
+    const tries = []
+    for (let i = 0; i < 10; i++) tries.push(store.updateExternalSession(lock(`a${i}`), '{appsCacheLock}', true), second.updateExternalSession(lock(`b${i}`), '{appsCacheLock}', true))
+    const got = await Promise.all(tries)
+    assert.equal(got.filter(Boolean).length, 1, `one instance holds the lock: ${got}`)
+    const holder = (await second.getExternalSession('apps-cache', null, '{appsCacheLock}')).token
+    assert.equal(holder, got.indexOf(true) % 2 === 0 ? `a${got.indexOf(true) / 2}` : `b${(got.indexOf(true) - 1) / 2}`)
+    await second.close()
     assert.deepEqual((await store.all('{approuter-state}')).map((s) => s.pkce), ['v'])
     assert.equal(await store.updateExternalSession({ externalSessionId: 'old', externalSessionExpiration: 1 }), false)
     await store.destroyExternalSession('jti1')

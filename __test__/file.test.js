@@ -8,6 +8,7 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const rs = require('..')
+const { checkAdd } = require('./support/counter-race')
 
 const ROOT = path.join(__dirname, '..')
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
@@ -58,6 +59,10 @@ test('file: store shape, readable format, restart persistence', async () => {
   assert.equal(await store.get('a'), null)
   assert.equal(await store.clear(), 2)
   assert.deepEqual(fs.readdirSync(dir), [])
+  // add(): one winner between two stores on one directory (as two processes)
+  const other = rs.file({ dir })
+  await checkAdd([store, other])
+  await other.close()
   await store.close()
 })
 
@@ -133,6 +138,8 @@ test('file: two OS processes share one directory', async () => {
         await s.set('shared', { by: '${name}', i }, 60000)
         const other = await s.get('shared')
         if (!other || typeof other.i !== 'number') throw new Error('torn read')
+        // add() races the other process: the winner records its win
+        if (await s.add('race' + i, { by: '${name}' }, 60000)) await s.set('won-${name}' + i, {}, 60000)
       }
       await s.close()
     })().catch((e) => { console.error(e); process.exit(1) })`
@@ -140,6 +147,13 @@ test('file: two OS processes share one directory', async () => {
   const results = await Promise.all([a.done, b.done])
   assert.deepEqual(results.map((r) => r.code), [0, 0])
   const store = rs.file({ dir })
+  for (let i = 0; i < 200; i++) {
+    const wins = [await store.exists(`won-a${i}`), await store.exists(`won-b${i}`)]
+    assert.equal(wins.filter(Boolean).length, 1, `race${i}: one winner`)
+    assert.equal((await store.get(`race${i}`)).by, wins[0] ? 'a' : 'b')
+    await store.remove(`race${i}`)
+    await store.remove(`won-${wins[0] ? 'a' : 'b'}${i}`)
+  }
   assert.equal(await store.length(), 401)
   assert.deepEqual(await store.get('a199'), { by: 'a', i: 199 })
   assert.deepEqual(await store.get('b0'), { by: 'b', i: 0 })
@@ -270,6 +284,7 @@ test('sessions.json: one JSON object, coalesced writes, survives a restart', asy
   const ops = []
   for (let i = 0; i < 100; i++) ops.push(store.set(`id${i}`, session(i), 60_000))
   await Promise.all(ops)
+  await checkAdd([store, store])
   await sleep(100)
   assert.equal(fs.existsSync(file), false, 'a burst is not written change by change')
   await store.flush()

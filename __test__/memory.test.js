@@ -4,6 +4,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const rs = require('..')
+const { checkAdd } = require('./support/counter-race')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const session = () => ({ user: 'ada', roles: ['admin'], cart: { items: [1, 2, 3] }, n: 0 })
@@ -218,6 +219,21 @@ test('factory options are checked', () => {
   bad('nope', TypeError)
 })
 
+test('memory: add is set-if-absent, atomic; expired and removed sessions can be added again', async () => {
+  const store = rs.memory()
+  await checkAdd([store, store])
+  await store.set('short', session(), 30)
+  assert.equal(await store.add('short', { n: 2 }, 60_000), false)
+  await sleep(60)
+  assert.equal(await store.add('short', { n: 2 }, 60_000), true, 'an expired session is not in the way')
+  assert.deepEqual(await store.get('short'), { n: 2 })
+  const bounded = rs.memory({ maxBytes: 1000 })
+  await rejects(bounded.add('big', { x: 'x'.repeat(2000) }, 1000), RangeError, 'ERR_SESSION_TOO_LARGE')
+  assert.equal(await bounded.exists('big'), false)
+  await store.close()
+  await bounded.close()
+})
+
 test('dummy: stores nothing, always resolves', async () => {
   const d = rs.dummy()
   await d.set('a', session(), 1000)
@@ -226,6 +242,7 @@ test('dummy: stores nothing, always resolves', async () => {
   assert.equal(await d.length(), 0)
   assert.equal(await d.update('a', 1000), false)
   assert.equal(await d.ttl('a'), -2)
+  assert.equal(await d.add('a', session(), 1000), true, 'add "writes" (nothing)')
   await rejects(d.get(1), TypeError, 'ERR_INVALID_ID')
   await d.close()
 })

@@ -12,6 +12,7 @@ const rs = require('..')
 const { nativeConfig } = require('../lib/modules')
 const { freePort, waitFor, sleep } = require('./support/redis-servers')
 const { startGcs, serviceAccount } = require('./support/gcs-xml')
+const { checkAdd } = require('./support/counter-race')
 
 const tmp = (n) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${n}-`))
 const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
@@ -181,7 +182,8 @@ test('module store: configuration shapes and unsupported providers', () => {
 })
 
 /** The session store shape, ordering, expiry and sweep on one backend. */
-async function exerciseSessions(store) {
+/** `others`: stores racing add() with `store` (null: the service cannot). */
+async function exerciseSessions(store, others = [store, store]) {
   // ttl in seconds, rounded, of a session given `ms` at `since`: an emulator
   // under load can take over half a second between the write and the ttl read
   const ttlSince = async (id, ms, since) => {
@@ -219,22 +221,29 @@ async function exerciseSessions(store) {
     assert.deepEqual(await store.get(id), { id })
   }
   await rejectsWith(store.set('x'.repeat(2000), {}, 1000), 'ERR_INVALID_ID')
+  if (others) await checkAdd(others)
   assert.equal(await store.clear(), 7)
   assert.equal(await store.length(), 0)
 }
 
 test('object-storage session store: local directory', async () => {
-  const store = rs.objectStore({ directory: tmp('objsess'), sweepIntervalMs: 100 })
-  await exerciseSessions(store)
+  const directory = tmp('objsess')
+  const store = rs.objectStore({ directory, sweepIntervalMs: 100 })
+  const other = rs.objectStore({ directory })
+  await exerciseSessions(store, [store, other])
   await store.close()
+  await other.close()
 })
 
 test('object-storage session store: Azure Blob (Azurite)', { timeout: 60_000 }, async () => {
   const { endpoint, stop } = await startAzurite('sessions-bucket')
   try {
-    const store = rs.objectStore({ provider: 'azure', storageAccount: 'devstoreaccount1', storageAccessKey: AZURITE_KEY, endpoint, container: 'sessions-bucket', sweepIntervalMs: 100 })
-    await exerciseSessions(store)
+    const cfg = { provider: 'azure', storageAccount: 'devstoreaccount1', storageAccessKey: AZURITE_KEY, endpoint, container: 'sessions-bucket' }
+    const store = rs.objectStore({ ...cfg, sweepIntervalMs: 100 })
+    const other = rs.objectStore(cfg)
+    await exerciseSessions(store, [store, other])
     await store.close()
+    await other.close()
   } finally {
     stop()
   }
@@ -243,9 +252,12 @@ test('object-storage session store: Azure Blob (Azurite)', { timeout: 60_000 }, 
 test('object-storage session store: Google Cloud Storage (XML API stand-in), conditional touch', async () => {
   const account = serviceAccount()
   const gcs = await startGcs({ account, buckets: ['sessions-bucket'] })
-  const store = rs.objectStore({ provider: 'google', credentials: account.key, endpoint: gcs.endpoint, container: 'sessions-bucket', sweepIntervalMs: 100 })
+  const cfg = { provider: 'google', credentials: account.key, endpoint: gcs.endpoint, container: 'sessions-bucket' }
+  const store = rs.objectStore({ ...cfg, sweepIntervalMs: 100 })
+  const other = rs.objectStore(cfg)
   try {
-    await exerciseSessions(store)
+    await exerciseSessions(store, [store, other])
+    await other.close()
     assert.deepEqual(gcs.requests.filter((r) => r.denied), [])
     // update() rewrites the expiry only if nobody wrote the object meanwhile
     const touch = gcs.requests.find((r) => r.method === 'PUT' && r.headers['x-goog-if-generation-match'])
@@ -284,7 +296,9 @@ test('object-storage session store on S3 (s3rver), and encrypted at rest', async
   const cfg = { provider: 'amazon', keyId: 'S3RVER', key: 'S3RVER', endpoint: `http://127.0.0.1:${port}` }
   const store = rs.objectStore({ ...cfg, sweepIntervalMs: 100 })
   try {
-    await exerciseSessions(store)
+    // add() sends If-None-Match: * (a create-only write), which S3 and MinIO
+    // honour; s3rver ignores it and overwrites, so add() is not checked here
+    await exerciseSessions(store, null)
     // encrypted: the bucket never holds the plaintext
     const enc = rs.objectStore({ ...cfg, prefix: 'enc', secret: 'z'.repeat(64) })
     await enc.set('e', { marker: 'visible-plaintext' }, 60_000)

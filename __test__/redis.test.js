@@ -7,6 +7,7 @@ const { spawn } = require('node:child_process')
 const path = require('node:path')
 const rs = require('..')
 const { startRedis, startCluster, startSentinel, freePort, waitFor, sleep } = require('./support/redis-servers')
+const { checkAdd } = require('./support/counter-race')
 
 const session = (i = 0) => ({ user: `u${i}`, roles: ['a', 'b'], n: i })
 
@@ -52,6 +53,12 @@ test('redis: the store shape over a real server', async () => {
     assert.equal(await store.ttl('a'), -2)
     assert.equal(await store.clear(), 2)
     assert.equal(await store.length(), 0)
+    // add = SET … NX: one winner among two clients racing
+    const other = rs.redis(server.url)
+    await checkAdd([store, other])
+    await other.close()
+    await store.add('nx', session(), 60_000)
+    assert.ok(Number(await server.cli('pttl', 'sess:nx')) > 59_000, 'SET … NX PX')
   } finally {
     await store.close()
   }
@@ -360,6 +367,7 @@ test('redis cluster: sessions spread over every master; length and clear see all
     for (let i = 0; i < 50; i++) seq.push(store.set('hot', { i }, 60_000), store.get('hot'))
     const res = await Promise.all(seq)
     for (let i = 0; i < 50; i++) assert.equal(res[2 * i + 1].i, i)
+    await checkAdd([store, rs.redis({ nodes: [`127.0.0.1:${cluster.nodes[1].port}`], prefix: 'c:' })], 'add-on-a-cluster')
     assert.equal(await store.clear(), 301)
     assert.equal(await store.length(), 0)
     for (const n of cluster.nodes) assert.equal(await n.cli('dbsize'), '0')

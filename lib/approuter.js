@@ -179,8 +179,8 @@ function createApprouterStore(ext, { rs = require('..'), env = process.env, log 
         if (!(ms > 0)) return false // the built-in store's SET PX fails too
         const store = ns(prefix || EXTERNAL)
         const id = String(toSave.externalSessionId)
-        // NX: approximated by exists-then-set (ids here are random, single-use)
-        if (uniqueKey && (await store.exists(id))) return false
+        // uniqueKey: SET NX, atomic (approuter takes its apps-cache lock this way)
+        if (uniqueKey) return store.add(id, toSave, ms)
         await store.set(id, toSave, ms)
         return true
       }),

@@ -135,6 +135,11 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       native.qSet(id, text, ttlMs)
       return pending(null, id)
     },
+    add(id, text, ttlMs) {
+      open()
+      native.qAdd(id, text, ttlMs)
+      return pending(null, id)
+    },
     remove(id) {
       open()
       native.qRemove(id)

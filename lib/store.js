@@ -72,6 +72,7 @@ function syncEngine(native) {
   return {
     get: (id, map) => map(native.get(id)),
     set: (id, text, ttlMs) => native.set(id, text, ttlMs),
+    add: (id, text, ttlMs) => native.add(id, text, ttlMs),
     remove: (id) => native.remove(id),
     touch: (id, ttlMs) => native.touch(id, ttlMs),
     ttlMs: (id, map) => map(native.ttlMs(id)),
@@ -114,6 +115,17 @@ function makeStore(engine, opts, extra = {}) {
     try {
       checkId(id)
       return settle(engine.set(id, serialize(session), ttlMsOf(timeout)))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const add = (id, session, timeout) => {
+    try {
+      checkId(id)
+      const text = serialize(session)
+      const ms = ttlMsOf(timeout)
+      // Already expired: nothing to write (set() would remove the session).
+      return ms === 0 ? Promise.resolve(false) : settle(engine.add(id, text, ms))
     } catch (e) {
       return rejectNative(e)
     }
@@ -179,6 +191,13 @@ function makeStore(engine, opts, extra = {}) {
     get,
     /** Stores `session` (object or JSON text) for `timeout` (timeoutUnit). */
     set,
+    /**
+     * Stores `session` only when no live session has `id` (Redis `SET … NX`);
+     * resolves true when written, false when one was there. Atomic on
+     * memory, Redis, the daemon and object storage; on the file store among
+     * adds of every process (a plain set is not held back).
+     */
+    add,
     /** Removes the session; resolves true when one was removed. */
     remove,
     /** Sliding expiry (simpleS): never creates a removed session again. */

@@ -28,6 +28,11 @@ export declare class AsyncStore {
   qTtl(id: string): boolean
   /** Queues a set; `ttlMs` undefined = never expires, 0 = remove. */
   qSet(id: string, value: string, ttlMs?: number | undefined | null): void
+  /**
+   * Queues a set that only writes when no live session has `id` (Redis
+   * `SET … NX`); its reply is true when written.
+   */
+  qAdd(id: string, value: string, ttlMs?: number | undefined | null): void
   qRemove(id: string): void
   qTouch(id: string, ttlMs?: number | undefined | null): void
   /** Queues a try-lock of `id` for `token` (never waits; true when taken). */
@@ -86,6 +91,11 @@ export declare class NativeStore {
   get(id: string): string | null
   /** Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now. */
   set(id: string, value: string, ttlMs?: number | undefined | null): void
+  /**
+   * Stores JSON text only when no live session has `id`; true when written.
+   * `ttlMs` must be undefined (never expires) or in the future.
+   */
+  add(id: string, value: string, ttlMs?: number | undefined | null): boolean
   /** Removes a session; true when a live one was removed. */
   remove(id: string): boolean
   /** Moves the expiry of a live session (never creates one); true when found. */

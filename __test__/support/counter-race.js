@@ -44,4 +44,30 @@ async function lockHolder(storeExpr, id, lockOpts) {
   return holder
 }
 
-module.exports = { counterRace, lockHolder }
+/**
+ * `add` (set-if-absent) on `stores`, which share one backend (several
+ * clients, or one store twice): of many concurrent adds of one id exactly
+ * one wins, the winner's session is what is stored, a live session is never
+ * overwritten, and a removed one can be added again.
+ */
+async function checkAdd(stores, id = `add-${process.hrtime.bigint()}`) {
+  const [a] = stores
+  const tries = stores.flatMap((s, k) => Array.from({ length: 10 }, (_, i) => ({ s, by: `${k}.${i}` })))
+  const won = await Promise.all(tries.map(({ s, by }) => s.add(id, { by }, 60_000)))
+  assert.equal(won.filter((w) => w === true).length, 1, `one winner of ${won.length}: ${won}`)
+  const winner = tries[won.indexOf(true)].by
+  for (const s of stores) assert.deepEqual(await s.get(id), { by: winner })
+  assert.ok((await a.ttl(id)) > 50, 'the winner keeps its timeout')
+  assert.equal(await a.add(id, { by: 'late' }, 60_000), false)
+  assert.deepEqual(await a.get(id), { by: winner })
+  assert.equal(await a.remove(id), true)
+  assert.equal(await a.add(id, { by: 'again' }, 60_000), true)
+  assert.deepEqual(await a.get(id), { by: 'again' })
+  await a.remove(id)
+  assert.equal(await a.add(id, { by: 'dead' }, 0), false, 'an expired add writes nothing')
+  assert.equal(await a.exists(id), false)
+  await assert.rejects(a.add(id, 1n), (e) => e.code === 'ERR_NOT_SERIALIZABLE')
+  await assert.rejects(a.add('', {}), (e) => e.code === 'ERR_INVALID_ID')
+}
+
+module.exports = { counterRace, lockHolder, checkAdd }

@@ -472,6 +472,15 @@ impl FileBackend {
         inner.write(id, v, *exp)?;
         Reply::Done
       }
+      // Checked, then written under the directory's flock: atomic among
+      // adds of every process (a plain set does not take the flock).
+      Op::Add(id, v, exp) => Reply::Bool(inner.guarded(|| {
+        if inner.read_live(id)?.is_some() {
+          return Ok(false);
+        }
+        inner.write(id, v, *exp)?;
+        Ok(true)
+      })?),
       Op::Remove(id) => Reply::Bool(inner.remove(id)?),
       Op::Touch(id, exp) => Reply::Bool(inner.touch(id, *exp)?),
       Op::Ttl(id) => Reply::Ttl(match inner.read_live(id)? {
@@ -601,6 +610,9 @@ impl Backend for FileBackend {
   }
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     self.one(Op::Set(id.into(), value, expires)).await.map(|_| ())
+  }
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    self.one(Op::Add(id.into(), value, expires)).await?.into_bool()
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     self.one(Op::Remove(id.into())).await?.into_bool()

@@ -220,14 +220,9 @@ fn sweep_loop(shared: Arc<Shared>, every: Duration) {
   }
 }
 
-impl SyncBackend for MemoryBackend {
-  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    let mut st = self.shared.state.lock();
-    Self::check_open(&st)?;
-    Ok(st.live(id, now_ms()).map(|e| e.value.to_vec()))
-  }
-
-  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+impl MemoryBackend {
+  /// `set`, or with `only_if_absent` `add`; true when written.
+  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, only_if_absent: bool) -> Result<bool> {
     let size = charge(id, value.len());
     if let Some(max) = self.opts.max_bytes {
       if size > max {
@@ -239,6 +234,9 @@ impl SyncBackend for MemoryBackend {
     }
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
+    if only_if_absent && st.live(id, now_ms()).is_some() {
+      return Ok(false);
+    }
     // An overwrite reuses the key allocation; the entry moves to the back (MRU).
     let key: Arc<str> = st.remove(id).map_or_else(|| Arc::from(id), |(k, _)| k);
     if let Some(t) = expires {
@@ -253,7 +251,24 @@ impl SyncBackend for MemoryBackend {
       let Some((k, e)) = st.map.pop_front() else { break };
       st.unlink(&k, &e);
     }
-    Ok(())
+    Ok(true)
+  }
+}
+
+impl SyncBackend for MemoryBackend {
+  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    Ok(st.live(id, now_ms()).map(|e| e.value.to_vec()))
+  }
+
+  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    self.put(id, value, expires, false).map(|_| ())
+  }
+
+  /// Atomic: the check and the write happen under one lock.
+  fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    self.put(id, value, expires, true)
   }
 
   fn remove(&self, id: &str) -> Result<bool> {
@@ -380,6 +395,17 @@ mod tests {
 
   fn store(max_entries: Option<usize>, max_bytes: Option<usize>) -> MemoryBackend {
     MemoryBackend::new(MemoryOptions { max_entries, max_bytes, sweep_interval: None }).unwrap()
+  }
+
+  #[test]
+  fn add_only_when_absent() {
+    let m = store(None, None);
+    assert!(m.add("a", b"1".to_vec(), None).unwrap());
+    assert!(!m.add("a", b"2".to_vec(), None).unwrap());
+    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"1"[..]));
+    m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
+    assert!(m.add("old", b"y".to_vec(), None).unwrap(), "an expired entry is not in the way");
+    assert_eq!(SyncBackend::get(&m, "old").unwrap().as_deref(), Some(&b"y"[..]));
   }
 
   #[test]

@@ -51,6 +51,9 @@ impl Ttl {
 pub enum Op {
   Get(String),
   Set(String, Vec<u8>, Option<Expiry>),
+  /// Set only when no live entry has the id (Redis `SET … NX`); answers
+  /// `Bool(true)` when written.
+  Add(String, Vec<u8>, Option<Expiry>),
   Remove(String),
   Touch(String, Option<Expiry>),
   Ttl(String),
@@ -73,6 +76,7 @@ impl Op {
     match self {
       Op::Get(id)
       | Op::Set(id, ..)
+      | Op::Add(id, ..)
       | Op::Remove(id)
       | Op::Touch(id, _)
       | Op::Ttl(id)
@@ -148,6 +152,7 @@ pub async fn run_one<B: Backend + ?Sized>(b: &B, op: &Op) -> Result<Reply> {
       b.set(id, v.clone(), *exp).await?;
       Reply::Done
     }
+    Op::Add(id, v, exp) => Reply::Bool(b.add(id, v.clone(), *exp).await?),
     Op::Remove(id) => Reply::Bool(b.remove(id).await?),
     Op::Touch(id, exp) => Reply::Bool(b.touch(id, *exp).await?),
     Op::Ttl(id) => Reply::Ttl(b.ttl(id).await?),
@@ -173,6 +178,18 @@ pub(crate) fn no_locks() -> StoreError {
 pub trait Backend: Send + Sync + 'static {
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
+  /// Sets only when no live entry has `id`; true when written. Atomic where
+  /// the backend overrides it (memory: one lock; Redis and the daemon:
+  /// `SET … NX`; object storage: a create-only write; files: among adds, by
+  /// a flock). The default checks, then writes: ops on one id run in call
+  /// order within this process, but another process may write in between.
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    if self.exists(id).await? {
+      return Ok(false);
+    }
+    self.set(id, value, expires).await?;
+    Ok(true)
+  }
   /// Returns whether a live entry was removed.
   async fn remove(&self, id: &str) -> Result<bool>;
   /// Moves the expiry of a live entry; returns false (and creates nothing)
@@ -239,6 +256,14 @@ pub trait Backend: Send + Sync + 'static {
 pub trait SyncBackend: Send + Sync + 'static {
   fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
   fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
+  /// See [`Backend::add`]; the default checks, then writes.
+  fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    if self.exists(id)? {
+      return Ok(false);
+    }
+    self.set(id, value, expires)?;
+    Ok(true)
+  }
   fn remove(&self, id: &str) -> Result<bool>;
   fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool>;
   fn ttl(&self, id: &str) -> Result<Ttl>;
@@ -271,6 +296,9 @@ impl<T: SyncBackend> Backend for T {
   }
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     SyncBackend::set(self, id, value, expires)
+  }
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    SyncBackend::add(self, id, value, expires)
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     SyncBackend::remove(self, id)

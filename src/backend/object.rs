@@ -174,6 +174,43 @@ impl Inner {
         self.write(id, v, *exp).await?;
         Reply::Done
       }
+      Op::Add(id, v, exp) => match self.put(id, v, *exp, PutMode::Create).await? {
+        Ok(()) => Reply::Bool(true),
+        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
+          // Taken, unless what is there has expired: replace that one only if
+          // nobody rewrote it meanwhile.
+          match self.read(&self.key(id)).await? {
+            Some((r, version)) if is_expired(r.header.expires, now_ms()) => {
+              match self.put(id, v, *exp, PutMode::Update(version)).await? {
+                Ok(()) => Reply::Bool(true),
+                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => Reply::Bool(false),
+                Err(object_store::Error::NotImplemented { .. }) => {
+                  self.write(id, v, *exp).await?;
+                  Reply::Bool(true)
+                }
+                Err(e) => return Err(map_err(e)),
+              }
+            }
+            Some(_) => Reply::Bool(false),
+            // Deleted in between: one more create-only try decides.
+            None => match self.put(id, v, *exp, PutMode::Create).await? {
+              Ok(()) => Reply::Bool(true),
+              Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Reply::Bool(false),
+              Err(e) => return Err(map_err(e)),
+            },
+          }
+        }
+        // No conditional writes configured (e.g. aws_conditional_put =
+        // disabled): check, then write; atomic only within this process.
+        Err(object_store::Error::NotImplemented { .. }) => match self.read_live(id).await? {
+          Some(_) => Reply::Bool(false),
+          None => {
+            self.write(id, v, *exp).await?;
+            Reply::Bool(true)
+          }
+        },
+        Err(e) => return Err(map_err(e)),
+      },
       Op::Remove(id) => {
         let live = self.read_live(id).await?.is_some();
         match self.store()?.delete(&self.key(id)).await {
@@ -252,6 +289,9 @@ impl Backend for ObjectBackend {
   }
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     self.inner.run_timed(&Op::Set(id.into(), value, expires)).await.map(|_| ())
+  }
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    self.inner.run_timed(&Op::Add(id.into(), value, expires)).await?.into_bool()
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     self.inner.run_timed(&Op::Remove(id.into())).await?.into_bool()

@@ -406,6 +406,14 @@ impl RedisBackend {
         }
         vec![c]
       }
+      Op::Add(id, value, exp) => {
+        let mut c = redis::cmd("SET");
+        c.arg(self.key(id)).arg(&value[..]).arg("NX");
+        if let Some(at) = exp {
+          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
+        }
+        vec![c]
+      }
       Op::Remove(id) => vec![redis::cmd("UNLINK").arg(self.key(id)).clone()],
       Op::Touch(id, Some(at)) => vec![redis::cmd("PEXPIRE").arg(self.key(id)).arg(at.saturating_sub(now_ms()).max(1)).clone()],
       // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
@@ -452,7 +460,7 @@ impl RedisBackend {
       Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
       // SET … NX answers OK when taken, nil when held by someone else; the
       // daemon's LOCK answers 1 or 0.
-      Op::Lock(..) => Reply::Bool(match last {
+      Op::Add(..) | Op::Lock(..) => Reply::Bool(match last {
         Value::Nil => false,
         Value::Int(n) => *n > 0,
         _ => true,
@@ -549,6 +557,9 @@ impl Backend for RedisBackend {
 
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     single(self, Op::Set(id.into(), value, expires)).await.map(|_| ())
+  }
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
+    single(self, Op::Add(id.into(), value, expires)).await?.into_bool()
   }
 
   async fn remove(&self, id: &str) -> Result<bool> {

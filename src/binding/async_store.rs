@@ -168,16 +168,18 @@ async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> 
   let mut ids: Vec<Option<String>> = Vec::with_capacity(n);
   let mut run = Vec::with_capacity(n);
   for (i, op) in ops.into_iter().enumerate() {
-    let op = match op {
-      Op::Set(id, v, exp) => match core.encode(&id, v) {
-        Ok(enc) => Op::Set(id, enc, exp),
-        Err(e) => {
-          failed.push((i, e));
-          ids.push(None);
-          continue;
-        }
-      },
-      other => other,
+    let encoded = match op {
+      Op::Set(id, v, exp) => core.encode(&id, v).map(|enc| Op::Set(id, enc, exp)),
+      Op::Add(id, v, exp) => core.encode(&id, v).map(|enc| Op::Add(id, enc, exp)),
+      other => Ok(other),
+    };
+    let op = match encoded {
+      Ok(op) => op,
+      Err(e) => {
+        failed.push((i, e));
+        ids.push(None);
+        continue;
+      }
     };
     ids.push(match &op {
       Op::Get(id) => Some(id.clone()),
@@ -338,6 +340,20 @@ impl AsyncStore {
       Some(at) if at <= now_ms() => self.push(Op::Remove(id)),
       at => self.push(Op::Set(id, value.into_bytes(), at)),
     }
+    Ok(())
+  }
+
+  /// Queues a set that only writes when no live session has `id` (Redis
+  /// `SET … NX`); its reply is true when written.
+  #[napi(catch_unwind)]
+  pub fn q_add(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+    check_id(&id)?;
+    self.core.limits.check(&value)?;
+    let at = expiry_for(ttl_ms)?;
+    if at.is_some_and(|at| at <= now_ms()) {
+      return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());
+    }
+    self.push(Op::Add(id, value.into_bytes(), at));
     Ok(())
   }
 

@@ -82,6 +82,19 @@ impl NativeStore {
     Ok(())
   }
 
+  /// Stores JSON text only when no live session has `id`; true when written.
+  /// `ttlMs` must be undefined (never expires) or in the future.
+  #[napi(catch_unwind)]
+  pub fn add(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
+    check_id(&id)?;
+    self.core.limits.check(&value)?;
+    let at = expiry_for(ttl_ms)?;
+    if at.is_some_and(|at| at <= now_ms()) {
+      return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());
+    }
+    Ok(self.backend.add(&id, self.core.encode(&id, value.into_bytes())?, at)?)
+  }
+
   /// Removes a session; true when a live one was removed.
   #[napi(catch_unwind)]
   pub fn remove(&self, id: String) -> napi::Result<bool, Code> {

@@ -325,18 +325,35 @@ async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec
   let done = |r: Result<Reply>| r.map_err(store_error);
   match (name, a.len()) {
     ("GET", 1) => done(s.get(key(&a[0])?).await.map(Reply::Bulk)),
-    ("SET", 2 | 4) => {
+    ("SET", n) if n >= 2 => {
       let k = key(&a[0])?;
       if a[1].len() > max_value {
         return Err(Reply::error(Code::SessionTooLarge.as_str(), format!("values are at most {max_value} bytes")));
       }
-      let expires = match a.get(2) {
-        None => None,
-        Some(unit) if unit.eq_ignore_ascii_case(b"PX") => Some(expiry_in(number(&a[3])?)),
-        Some(unit) if unit.eq_ignore_ascii_case(b"EX") => Some(expiry_in(number(&a[3])?.saturating_mul(1000))),
-        Some(_) => return Err(Reply::error("ERR", "SET takes only PX or EX here")),
-      };
-      done(s.set(k, a[1].clone(), expires).await.map(|_| Reply::ok()))
+      // Options in any order, as Redis takes them: NX, PX ms, EX s.
+      let (mut expires, mut nx) = (None, false);
+      let mut opts = a[2..].iter();
+      while let Some(opt) = opts.next() {
+        let mut ms = |per: i64| -> std::result::Result<Option<u64>, Reply> {
+          let n = number(opts.next().ok_or_else(|| Reply::error("ERR", "syntax error"))?)?;
+          Ok(Some(expiry_in(n.saturating_mul(per))))
+        };
+        if opt.eq_ignore_ascii_case(b"NX") {
+          nx = true;
+        } else if opt.eq_ignore_ascii_case(b"PX") {
+          expires = ms(1)?;
+        } else if opt.eq_ignore_ascii_case(b"EX") {
+          expires = ms(1000)?;
+        } else {
+          return Err(Reply::error("ERR", "SET takes only NX, PX or EX here"));
+        }
+      }
+      if nx {
+        // Written: OK; a live value already there: nil (as Redis answers).
+        done(s.add(k, a[1].clone(), expires).await.map(|written| if written { Reply::ok() } else { Reply::Bulk(None) }))
+      } else {
+        done(s.set(k, a[1].clone(), expires).await.map(|_| Reply::ok()))
+      }
     }
     ("PEXPIRE", 2) => done(s.touch(key(&a[0])?, Some(expiry_in(number(&a[1])?))).await.map(Reply::bool)),
     ("EXPIRE", 2) => done(s.touch(key(&a[0])?, Some(expiry_in(number(&a[1])?.saturating_mul(1000)))).await.map(Reply::bool)),
