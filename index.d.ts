@@ -224,7 +224,7 @@ export function file(options?: FileOptions): LockingStore & { flush?: () => Prom
 /** Sessions in object storage (S3, Azure Blob, GCS, a directory). */
 export function objectStore(config: ObjectStorageConfig & StoreOptions & { prefix?: string; sweepIntervalMs?: number; commandTimeoutMs?: number }): Store
 /** Synchro's module store. */
-export function moduleStore(config: ObjectStorageConfig): ModuleStore
+export function moduleStore(config: ObjectStorageConfig & { commandTimeoutMs?: number }): ModuleStore
 /** HTTP Sessions' MemoizedStorage over a store with locks. */
 export function memoized(
   inner: LockingStore,
