@@ -39,14 +39,18 @@ test('file: store shape, readable format, restart persistence', async () => {
   assert.equal(await store.update('a', 120_000), true)
   assert.equal(await store.update('zzz', 1000), false)
   assert.equal(await store.length(), 3)
-  // a file per session: a header line, then the session JSON
-  const files = fs.readdirSync(dir)
+  // a file per session: a header line, then the session JSON (and
+  // recycled temp files, `.tmp-…`, see "File stores" in the README)
+  const all = fs.readdirSync(dir)
+  const files = all.filter((f) => !f.startsWith('.tmp-'))
+  assert.ok(all.length - files.length <= 16, 'a few recycled temp files at most')
   assert.equal(files.length, 3)
   for (const f of files) assert.match(f, /^[0-9a-f]{64}\.sess$/)
   const texts = files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
   const a = texts.find((t) => t.includes('"id":"a"'))
   const [header, body] = a.split('\n')
   assert.equal(JSON.parse(header).id, 'a')
+  assert.equal(typeof JSON.parse(header).sum, 'number', 'a checksum of the session')
   assert.deepEqual(JSON.parse(body), session(1))
   assert.equal(fs.statSync(dir).mode & 0o777, 0o700)
   await store.close()
@@ -158,6 +162,53 @@ test('file: two OS processes share one directory', async () => {
   assert.deepEqual(await store.get('a199'), { by: 'a', i: 199 })
   assert.deepEqual(await store.get('b0'), { by: 'b', i: 0 })
   assert.equal((await store.get('shared')).i, 199)
+  await store.close()
+})
+
+test('file: a reader process never sees a torn or foreign session while another process rewrites them (recycled temp files)', { timeout: 60_000 }, async () => {
+  const dir = tmp('torn')
+  const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
+  // sizes vary, so a recycled inode is often longer or shorter than the record written into it
+  const writer = node(`
+    const rs = require(${JSON.stringify(ROOT)})
+    const s = rs.file({ dir: ${JSON.stringify(dir)} })
+    ;(async () => {
+      const end = Date.now() + 3000
+      for (let n = 0; Date.now() < end; n++) {
+        const ids = ${JSON.stringify(ids)}
+        await Promise.all(ids.map((id, k) => s.set(id, { id, n, pad: 'x'.repeat((n * 37 + k * 101) % 3000) }, 60000)))
+      }
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`)
+  const reader = node(`
+    const rs = require(${JSON.stringify(ROOT)})
+    let reported = 0
+    const s = rs.file({ dir: ${JSON.stringify(dir)}, onError: () => reported++ })
+    ;(async () => {
+      const ids = ${JSON.stringify(ids)}
+      let reads = 0, seen = 0
+      const end = Date.now() + 3000
+      while (Date.now() < end) {
+        const got = await Promise.all(ids.map((id) => s.get(id)))
+        got.forEach((v, k) => {
+          reads++
+          if (v === null) return
+          seen++
+          if (v.id !== ids[k] || v.pad !== 'x'.repeat((v.n * 37 + k * 101) % 3000)) throw new Error('torn or foreign: ' + JSON.stringify(v).slice(0, 80))
+        })
+        const all = await s.entries()
+        for (const e of all) if (e.session.id !== e.id) throw new Error('entries: foreign session under ' + e.id)
+      }
+      process.stdout.write(JSON.stringify({ reads, seen, reported }))
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`)
+  const [w, r] = await Promise.all([writer.done, reader.done])
+  assert.deepEqual([w.code, r.code], [0, 0])
+  const stats = JSON.parse(r.out)
+  assert.ok(stats.seen > 1000, `the reader read sessions: ${r.out}`)
+  assert.equal(stats.reported, 0, 'nothing reported as corrupt')
+  const store = rs.file({ dir })
+  for (const id of ids) assert.equal((await store.get(id)).id, id)
   await store.close()
 })
 

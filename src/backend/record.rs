@@ -1,6 +1,9 @@
 //! The stored form of one session shared by the file and object-storage
-//! backends: one header line `{"rs-store":1,"id":"…","expires":<ms|null>}`,
-//! then the payload. Names come from a hash of the id, never from the id.
+//! backends: one header line
+//! `{"rs-store":1,"id":"…","expires":<ms|null>,"sum":<crc32c>}`, then the
+//! payload. `sum` (CRC-32C of the payload) lets a reader tell a torn or
+//! mixed read from a record; records without it are accepted. Names come
+//! from a hash of the id, never from the id.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -17,6 +20,13 @@ pub struct Header {
   pub version: u32,
   pub id: String,
   pub expires: Option<Expiry>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub sum: Option<u32>,
+}
+
+/// CRC-32C of a payload.
+fn sum(payload: &[u8]) -> u32 {
+  crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, payload) as u32
 }
 
 /// A parsed record.
@@ -38,7 +48,7 @@ pub fn name_for(id: &str) -> String {
 }
 
 pub fn encode(id: &str, expires: Option<Expiry>, payload: &[u8]) -> Result<Vec<u8>> {
-  let header = serde_json::to_vec(&Header { version: 1, id: id.to_string(), expires })
+  let header = serde_json::to_vec(&Header { version: 1, id: id.to_string(), expires, sum: Some(sum(payload)) })
     .map_err(|e| StoreError::new(Code::Internal, e.to_string()))?;
   let mut buf = Vec::with_capacity(header.len() + 1 + payload.len());
   buf.extend_from_slice(&header);
@@ -47,14 +57,28 @@ pub fn encode(id: &str, expires: Option<Expiry>, payload: &[u8]) -> Result<Vec<u
   Ok(buf)
 }
 
-/// Parses a record; `what` names it in errors (a path or an object key).
-pub fn decode(what: &str, mut bytes: Vec<u8>) -> Result<Record> {
-  let corrupt = |why: &str| StoreError::new(Code::Corrupt, format!("{what} is not an rs-store session record: {why}"));
-  let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("no header line"))?;
-  let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| corrupt(&e.to_string()))?;
+fn corrupt(what: &str, why: &str) -> StoreError {
+  StoreError::new(Code::Corrupt, format!("{what} is not an rs-store session record: {why}"))
+}
+
+/// Parses only the header line of `bytes` (e.g. the first 4 KiB of a file);
+/// returns it and where the payload starts.
+pub fn decode_header(what: &str, bytes: &[u8]) -> Result<(Header, usize)> {
+  let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt(what, "no header line"))?;
+  let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| corrupt(what, &e.to_string()))?;
   if header.version != 1 {
-    return Err(corrupt(&format!("unknown version {}", header.version)));
+    return Err(corrupt(what, &format!("unknown version {}", header.version)));
   }
-  let payload = bytes.split_off(nl + 1);
+  Ok((header, nl + 1))
+}
+
+/// Parses a record and checks its payload against `sum`; `what` names it in
+/// errors (a path or an object key).
+pub fn decode(what: &str, mut bytes: Vec<u8>) -> Result<Record> {
+  let (header, start) = decode_header(what, &bytes)?;
+  let payload = bytes.split_off(start);
+  if header.sum.is_some_and(|s| s != sum(&payload)) {
+    return Err(corrupt(what, "the payload does not match its checksum"));
+  }
   Ok(Record { header, payload })
 }
