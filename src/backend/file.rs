@@ -5,13 +5,16 @@
 //!   `<dir>/<sha256(id) hex>.sess`, so `..`, `/`, NUL or 1 KiB ids can neither
 //!   escape the directory nor collide. The id is kept inside the file.
 //! * A file is one header line, then the payload (the session's JSON text when
-//!   not encrypted): `{"rs-store":1,"id":"…","expires":1763800000000}\n{…}`.
-//!   `tail -n +2 FILE | jq` shows the session.
-//! * Writes are atomic: a temp file in the same directory (`.tmp-…`), then a
-//!   rename over the old file, so a reader (in this or another process) sees
-//!   the old or the new session, never a torn one; with `durable` the file
-//!   and the directory are fsynced. A writer killed mid-write leaves only a
-//!   temp file, which the sweep removes later.
+//!   not encrypted): `{"rs-store":1,"id":"…","expires":1763800000000,
+//!   "sum":<crc32c>}\n{…}`. `tail -n +2 FILE | jq` shows the session.
+//! * Writes are atomic: a temp file in the same directory (`.tmp-…`), then it
+//!   takes the session file's name in one step, so a reader (in this or
+//!   another process) sees the old or the new session, never a torn one;
+//!   with `durable` the file and the directory are fsynced. A writer killed
+//!   mid-write leaves only a temp file, which the sweep removes later. On
+//!   Linux the step is an exchange and temp files are recycled (see
+//!   [`Inner::write`]); readers check each record's checksum and id and read
+//!   again when a recycled inode was reused under them ([`Inner::load`]).
 //! * Expired sessions are invisible at once (every read checks the header)
 //!   and deleted by a sweeper thread that reads the header of one file at a
 //!   time (bounded open files), off the event loop. (Setting each file's mtime
