@@ -27,7 +27,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::{check_id, expiry_for, lock_ttl, Core};
+use super::{check_id, expiry_for, lock_ttl, Core, Utf8Text};
 use crate::backend::{Backend, Op, Reply};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -333,9 +333,9 @@ impl AsyncStore {
 
   /// Queues a set; `ttlMs` undefined = never expires, 0 = remove.
   #[napi(catch_unwind)]
-  pub fn q_set(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+  pub fn q_set(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
     check_id(&id)?;
-    self.core.limits.check(&value)?;
+    self.core.limits.check(value.as_str())?;
     match expiry_for(ttl_ms)? {
       Some(at) if at <= now_ms() => self.push(Op::Remove(id)),
       at => self.push(Op::Set(id, value.into_bytes(), at)),
@@ -346,9 +346,9 @@ impl AsyncStore {
   /// Queues a set that only writes when no live session has `id` (Redis
   /// `SET … NX`); its reply is true when written.
   #[napi(catch_unwind)]
-  pub fn q_add(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+  pub fn q_add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
     check_id(&id)?;
-    self.core.limits.check(&value)?;
+    self.core.limits.check(value.as_str())?;
     let at = expiry_for(ttl_ms)?;
     if at.is_some_and(|at| at <= now_ms()) {
       return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::{check_id, expiry_for, lock_ttl, Core};
+use super::{check_id, expiry_for, lock_ttl, Core, Utf8Text};
 use crate::backend::SyncBackend;
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -70,9 +70,9 @@ impl NativeStore {
 
   /// Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now.
   #[napi(catch_unwind)]
-  pub fn set(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+  pub fn set(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
     check_id(&id)?;
-    self.core.limits.check(&value)?;
+    self.core.limits.check(value.as_str())?;
     match expiry_for(ttl_ms)? {
       Some(at) if at <= now_ms() => {
         self.backend.remove(&id)?;
@@ -85,9 +85,9 @@ impl NativeStore {
   /// Stores JSON text only when no live session has `id`; true when written.
   /// `ttlMs` must be undefined (never expires) or in the future.
   #[napi(catch_unwind)]
-  pub fn add(&self, id: String, value: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
+  pub fn add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
     check_id(&id)?;
-    self.core.limits.check(&value)?;
+    self.core.limits.check(value.as_str())?;
     let at = expiry_for(ttl_ms)?;
     if at.is_some_and(|at| at <= now_ms()) {
       return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());
