@@ -169,7 +169,16 @@ impl Inner {
   fn read(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
     self.check_open()?;
     let path = self.path_for(id);
-    Ok(self.load(&path)?.map(|s| (path, s)))
+    match self.load(&path) {
+      Ok(s) => Ok(s.map(|s| (path, s))),
+      // A corrupt session file reads as missing and is reported, as a
+      // session the codec cannot decode is.
+      Err(e) if e.code == Code::Corrupt => {
+        self.report(e);
+        Ok(None)
+      }
+      Err(e) => Err(e),
+    }
   }
 
   /// Reads and parses the session file at `path`; `None` when absent. A read

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use parking_lot::{Condvar, Mutex};
 
@@ -54,12 +55,23 @@ struct Entry {
 struct State {
   /// Front = least recently used.
   map: LinkedHashMap<Arc<str>, Entry>,
-  /// (expires, id) of every entry that has an expiry.
+  /// (slot(expires), id) of every entry that has an expiry (see [`slot`]).
   index: BTreeSet<(Expiry, Arc<str>)>,
   bytes: usize,
   closed: bool,
   /// In-process locks: id → (token, expires).
   locks: std::collections::HashMap<String, (String, Expiry)>,
+}
+
+/// Granularity of the expiry index (ms).
+const SLOT_MS: u64 = 1000;
+
+/// The expiry index files an entry under the end of its expiry's slot, so a
+/// rewrite with the same timeout within one slot leaves the index alone
+/// (measured: the index update was ~3% of a memory `set`). Reads check the
+/// exact expiry; the sweep reclaims an entry at most `SLOT_MS` late.
+fn slot(t: Expiry) -> u64 {
+  t.div_ceil(SLOT_MS).saturating_mul(SLOT_MS)
 }
 
 fn charge(id: &str, value_len: usize) -> usize {
@@ -69,7 +81,7 @@ fn charge(id: &str, value_len: usize) -> usize {
 impl State {
   fn unlink(&mut self, id: &Arc<str>, e: &Entry) {
     if let Some(t) = e.expires {
-      self.index.remove(&(t, id.clone()));
+      self.index.remove(&(slot(t), id.clone()));
     }
     self.bytes -= charge(id, e.value.len());
   }
@@ -92,14 +104,13 @@ impl State {
   fn reindex(&mut self, id: &str, expires: Option<Expiry>) -> bool {
     let Some((k, e)) = self.map.get_key_value(id) else { return false };
     let (k, old) = (k.clone(), e.expires);
-    if old == expires {
-      return true;
-    }
-    if let Some(t) = old {
-      self.index.remove(&(t, k.clone()));
-    }
-    if let Some(t) = expires {
-      self.index.insert((t, k.clone()));
+    if old.map(slot) != expires.map(slot) {
+      if let Some(t) = old {
+        self.index.remove(&(slot(t), k.clone()));
+      }
+      if let Some(t) = expires {
+        self.index.insert((slot(t), k.clone()));
+      }
     }
     self.map.get_mut(id).map(|e| e.expires = expires);
     true
@@ -113,17 +124,41 @@ impl State {
       if *t > now {
         break;
       }
+      // A due slot's entries have all expired (slot(t) >= t).
       let (_, id) = self.index.pop_first().expect("first exists");
       if let Some(e) = self.map.remove(&*id) {
         self.bytes -= charge(&id, e.value.len());
       }
       n += 1;
     }
+    // The current slot: only its entries that have expired already.
+    let current = slot(now);
+    if n < limit && current > now {
+      let expired: Vec<Arc<str>> = self
+        .index
+        .range((current, Arc::from(""))..)
+        .take_while(|(s, _)| *s == current)
+        .filter(|(_, id)| self.map.get(&**id).is_some_and(|e| is_expired(e.expires, now)))
+        .take(limit - n)
+        .map(|(_, id)| id.clone())
+        .collect();
+      for id in expired {
+        self.remove(&id);
+        n += 1;
+      }
+    }
     n
   }
 
+  /// Entries expired by `now` that the sweep has not reclaimed yet: every
+  /// entry of a due slot, and those of the current slot that have expired.
   fn expired_count(&self, now: u64) -> usize {
-    self.index.iter().take_while(|(t, _)| *t <= now).count()
+    self
+      .index
+      .iter()
+      .take_while(|(s, _)| *s <= slot(now))
+      .filter(|(s, id)| *s <= now || self.map.get(&**id).is_some_and(|e| is_expired(e.expires, now)))
+      .count()
   }
 }
 
@@ -237,13 +272,31 @@ impl MemoryBackend {
     if only_if_absent && st.live(id, now_ms()).is_some() {
       return Ok(false);
     }
-    // An overwrite reuses the key allocation; the entry moves to the back (MRU).
-    let key: Arc<str> = st.remove(id).map_or_else(|| Arc::from(id), |(k, _)| k);
-    if let Some(t) = expires {
-      st.index.insert((t, key.clone()));
+    let value = value.into_boxed_slice();
+    let st = &mut *st;
+    if let RawEntryMut::Occupied(mut o) = st.map.raw_entry_mut().from_key(id) {
+      // An overwrite updates the entry in place (no new node, the key is
+      // kept) and moves it to the back (most recently used).
+      o.to_back();
+      let (k, e) = o.get_key_value_mut();
+      let old = std::mem::replace(e, Entry { value, expires });
+      if old.expires.map(slot) != expires.map(slot) {
+        if let Some(t) = old.expires {
+          st.index.remove(&(slot(t), k.clone()));
+        }
+        if let Some(t) = expires {
+          st.index.insert((slot(t), k.clone()));
+        }
+      }
+      st.bytes = st.bytes - charge(id, old.value.len()) + size;
+    } else {
+      let key: Arc<str> = Arc::from(id);
+      if let Some(t) = expires {
+        st.index.insert((slot(t), key.clone()));
+      }
+      st.bytes += size;
+      st.map.insert(key, Entry { value, expires });
     }
-    st.bytes += size;
-    st.map.insert(key, Entry { value: value.into_boxed_slice(), expires });
     // Evict least recently used beyond the bounds.
     let max_entries = self.opts.max_entries.unwrap_or(usize::MAX);
     let max_bytes = self.opts.max_bytes.unwrap_or(usize::MAX);
