@@ -37,10 +37,12 @@ pub struct Record {
 
 /// `<sha256(id) hex>.sess`
 pub fn name_for(id: &str) -> String {
+  const HEX: &[u8; 16] = b"0123456789abcdef";
   let digest = Sha256::digest(id.as_bytes());
   let mut name = String::with_capacity(64 + 1 + EXT.len());
   for b in digest.iter() {
-    name.push_str(&format!("{b:02x}"));
+    name.push(HEX[(b >> 4) as usize] as char);
+    name.push(HEX[(b & 15) as usize] as char);
   }
   name.push('.');
   name.push_str(EXT);
@@ -76,9 +78,31 @@ pub fn decode_header(what: &str, bytes: &[u8]) -> Result<(Header, usize)> {
 /// errors (a path or an object key).
 pub fn decode(what: &str, mut bytes: Vec<u8>) -> Result<Record> {
   let (header, start) = decode_header(what, &bytes)?;
-  let payload = bytes.split_off(start);
-  if header.sum.is_some_and(|s| s != sum(&payload)) {
+  if header.sum.is_some_and(|s| s != sum(&bytes[start..])) {
     return Err(corrupt(what, "the payload does not match its checksum"));
   }
-  Ok(Record { header, payload })
+  bytes.drain(..start); // in place: no second buffer
+  Ok(Record { header, payload: bytes })
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn names_are_the_sha256_hex_of_the_id() {
+    assert_eq!(name_for("a"), "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb.sess");
+  }
+
+  #[test]
+  fn a_changed_payload_fails_its_checksum() {
+    let mut bytes = encode("id", Some(5), b"{\"n\":1}").unwrap();
+    assert_eq!(decode("x", bytes.clone()).unwrap().payload, b"{\"n\":1}");
+    let last = bytes.len() - 2;
+    bytes[last] = b'2';
+    assert_eq!(decode("x", bytes).err().map(|e| e.code), Some(Code::Corrupt));
+    // records without a sum (older files) are accepted
+    let plain = b"{\"rs-store\":1,\"id\":\"id\",\"expires\":null}\n{}".to_vec();
+    assert_eq!(decode("x", plain).unwrap().payload, b"{}");
+  }
 }
