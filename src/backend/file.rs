@@ -748,6 +748,11 @@ mod nowait {
       }
       // SAFETY: the kernel initialized n more bytes.
       unsafe { buf.set_len(buf.len() + n as usize) };
+      // A short read of a regular file is its end: no second call to learn
+      // it. (A file rewritten meanwhile is caught by the record's checksum.)
+      if (n as usize) < spare {
+        return Read::Done(buf);
+      }
     }
   }
 
