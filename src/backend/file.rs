@@ -128,7 +128,7 @@ fn corrupt(path: &Path, why: &str) -> StoreError {
 type Stored = Record;
 
 fn parse(path: &Path, bytes: Vec<u8>) -> Result<Stored> {
-  record::decode(&path.display().to_string(), bytes)
+  record::decode(&path.display(), bytes)
 }
 
 /// Whether `path` is the file of session `id`.
@@ -539,7 +539,7 @@ impl Inner {
       }
       // Only the header is read (the payload may be cut off); one whose id
       // does not name this file was read while a write swapped it: skipped.
-      match record::decode_header(&p.display().to_string(), &head) {
+      match record::decode_header(&p.display(), &head) {
         Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
           if fs::remove_file(&p).is_ok() {
             removed += 1;

@@ -79,7 +79,7 @@ impl Inner {
     };
     let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
     let bytes = got.bytes().await.map_err(map_err)?;
-    Ok(Some((record::decode(key.as_ref(), bytes.to_vec())?, version)))
+    Ok(Some((record::decode(key, bytes.to_vec())?, version)))
   }
 
   /// The live record of `id`; an expired one is deleted on the way.

@@ -59,13 +59,17 @@ pub fn encode(id: &str, expires: Option<Expiry>, payload: &[u8]) -> Result<Vec<u
   Ok(buf)
 }
 
-fn corrupt(what: &str, why: &str) -> StoreError {
+/// `what` names the record in errors (a path or an object key); it is only
+/// formatted when there is an error.
+type What<'a> = &'a dyn std::fmt::Display;
+
+fn corrupt(what: What, why: &str) -> StoreError {
   StoreError::new(Code::Corrupt, format!("{what} is not an rs-store session record: {why}"))
 }
 
 /// Parses only the header line of `bytes` (e.g. the first 4 KiB of a file);
 /// returns it and where the payload starts.
-pub fn decode_header(what: &str, bytes: &[u8]) -> Result<(Header, usize)> {
+pub fn decode_header(what: What, bytes: &[u8]) -> Result<(Header, usize)> {
   let nl = bytes.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt(what, "no header line"))?;
   let header: Header = serde_json::from_slice(&bytes[..nl]).map_err(|e| corrupt(what, &e.to_string()))?;
   if header.version != 1 {
@@ -76,7 +80,7 @@ pub fn decode_header(what: &str, bytes: &[u8]) -> Result<(Header, usize)> {
 
 /// Parses a record and checks its payload against `sum`; `what` names it in
 /// errors (a path or an object key).
-pub fn decode(what: &str, mut bytes: Vec<u8>) -> Result<Record> {
+pub fn decode(what: What, mut bytes: Vec<u8>) -> Result<Record> {
   let (header, start) = decode_header(what, &bytes)?;
   if header.sum.is_some_and(|s| s != sum(&bytes[start..])) {
     return Err(corrupt(what, "the payload does not match its checksum"));
@@ -97,12 +101,12 @@ mod tests {
   #[test]
   fn a_changed_payload_fails_its_checksum() {
     let mut bytes = encode("id", Some(5), b"{\"n\":1}").unwrap();
-    assert_eq!(decode("x", bytes.clone()).unwrap().payload, b"{\"n\":1}");
+    assert_eq!(decode(&"x", bytes.clone()).unwrap().payload, b"{\"n\":1}");
     let last = bytes.len() - 2;
     bytes[last] = b'2';
-    assert_eq!(decode("x", bytes).err().map(|e| e.code), Some(Code::Corrupt));
+    assert_eq!(decode(&"x", bytes).err().map(|e| e.code), Some(Code::Corrupt));
     // records without a sum (older files) are accepted
     let plain = b"{\"rs-store\":1,\"id\":\"id\",\"expires\":null}\n{}".to_vec();
-    assert_eq!(decode("x", plain).unwrap().payload, b"{}");
+    assert_eq!(decode(&"x", plain).unwrap().payload, b"{}");
   }
 }
