@@ -43,7 +43,7 @@ test('file: store shape, readable format, restart persistence', async () => {
   // recycled temp files, `.tmp-…`, see "File stores" in the README)
   const all = fs.readdirSync(dir)
   const files = all.filter((f) => !f.startsWith('.tmp-'))
-  assert.ok(all.length - files.length <= 16, 'a few recycled temp files at most')
+  assert.ok(all.length - files.length <= 64, 'a bounded number of recycled temp files')
   assert.equal(files.length, 3)
   for (const f of files) assert.match(f, /^[0-9a-f]{64}\.sess$/)
   const texts = files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
@@ -165,7 +165,7 @@ test('file: two OS processes share one directory', async () => {
   await store.close()
 })
 
-test('file: a reader process never sees a torn or foreign session while another process rewrites them (recycled temp files)', { timeout: 60_000 }, async () => {
+test('file: a reader process never sees a torn, foreign or going-back session while another process rewrites them (recycled temp files)', { timeout: 60_000 }, async () => {
   const dir = tmp('torn')
   const ids = Array.from({ length: 12 }, (_, i) => `t${i}`)
   // sizes vary, so a recycled inode is often longer or shorter than the record written into it
@@ -187,6 +187,7 @@ test('file: a reader process never sees a torn or foreign session while another 
     ;(async () => {
       const ids = ${JSON.stringify(ids)}
       let reads = 0, seen = 0
+      const last = ids.map(() => -1)
       const end = Date.now() + 3000
       while (Date.now() < end) {
         const got = await Promise.all(ids.map((id) => s.get(id)))
@@ -195,6 +196,9 @@ test('file: a reader process never sees a torn or foreign session while another 
           if (v === null) return
           seen++
           if (v.id !== ids[k] || v.pad !== 'x'.repeat((v.n * 37 + k * 101) % 3000)) throw new Error('torn or foreign: ' + JSON.stringify(v).slice(0, 80))
+          // never a version not yet in place, then an older one
+          if (v.n < last[k]) throw new Error('went back: ' + ids[k] + ' ' + v.n + ' after ' + last[k])
+          last[k] = v.n
         })
         const all = await s.entries()
         for (const e of all) if (e.session.id !== e.id) throw new Error('entries: foreign session under ' + e.id)

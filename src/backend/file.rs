@@ -68,8 +68,14 @@ const TMP_MAX_AGE_MS: u64 = 10 * 60 * 1000;
 const SHARDS: usize = 8;
 /// How many times a read that looks torn is read again (see [`Inner::load`]).
 const READ_TRIES: usize = 3;
-/// Most recycled temp files kept per store (see [`Inner::write`]).
-const RECYCLED: usize = 16;
+/// Most recycled temp files kept per store (see [`Inner::write`]): enough
+/// for `REUSE_QUIET` at ~250k writes/s.
+const RECYCLED: usize = 64;
+/// A recycled inode is rewritten only this long after it left its session
+/// file's name, and a read that took less than this from its open to its
+/// last byte cannot have met such a rewrite: it needs no further check
+/// (see `nowait::still_there`). Both sides use the system's monotonic clock.
+const REUSE_QUIET: Duration = Duration::from_micros(250);
 /// A recycled temp file is dropped well before any process's sweep counts
 /// it as a leftover (`TMP_MAX_AGE_MS`, from the birth time in its name).
 const RECYCLED_MAX_AGE_MS: u64 = TMP_MAX_AGE_MS / 2;
@@ -92,14 +98,14 @@ struct Inner {
   fast_reads: AtomicBool,
   dir: PathBuf,
   durable: bool,
-  counter: AtomicU64,
   closed: AtomicBool,
   report: Option<Report>,
   stop: Mutex<bool>,
   wake: Condvar,
   /// Temp files holding a replaced file's old inode, oldest first, with the
-  /// birth time in their names (see [`Inner::write`]).
-  recycled: Mutex<std::collections::VecDeque<(PathBuf, u64)>>,
+  /// birth time in their names and when they left the session file's name
+  /// (see [`Inner::write`]).
+  recycled: Mutex<std::collections::VecDeque<(PathBuf, u64, std::time::Instant)>>,
   /// `renameat2(RENAME_EXCHANGE)` works in this directory (Linux).
   exchange: AtomicBool,
 }
@@ -129,6 +135,33 @@ type Stored = Record;
 
 fn parse(path: &Path, bytes: Vec<u8>) -> Result<Stored> {
   record::decode(&path.display(), bytes)
+}
+
+/// A number no other temp file of this process has: one counter for every
+/// store of the process (two stores on one directory must not pick the same
+/// temp name; the pid tells processes apart).
+fn next_tmp() -> u64 {
+  static COUNTER: AtomicU64 = AtomicU64::new(0);
+  COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The bytes of the file at `path`, or `None` when the inode read is no
+/// longer the one at `path` by the end of the read (checked only when the
+/// read took `REUSE_QUIET` or more; see `nowait::still_there`).
+fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+  let opened = std::time::Instant::now();
+  let mut f = File::open(path)?;
+  let mut bytes = Vec::new();
+  f.read_to_end(&mut bytes)?;
+  #[cfg(unix)]
+  if opened.elapsed() >= REUSE_QUIET {
+    use std::os::unix::fs::MetadataExt;
+    let (read, now) = (f.metadata()?, fs::metadata(path)?);
+    if (read.dev(), read.ino()) != (now.dev(), now.ino()) {
+      return Ok(None);
+    }
+  }
+  Ok(Some(bytes))
 }
 
 /// Whether `path` is the file of session `id`.
@@ -189,8 +222,13 @@ impl Inner {
   fn load(&self, path: &Path) -> Result<Option<Stored>> {
     let mut last = None;
     for _ in 0..READ_TRIES {
-      let bytes = match fs::read(path) {
-        Ok(b) => b,
+      let bytes = match read_in_place(path) {
+        Ok(Some(b)) => b,
+        // The inode read left `path` meanwhile (see nowait::still_there).
+        Ok(None) => {
+          last = Some(corrupt(path, "it was replaced while being read"));
+          continue;
+        }
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("cannot read", path, e)),
       };
@@ -289,7 +327,7 @@ impl Inner {
   /// A new temp file name; the birth time in it lets any process's sweep
   /// remove the leftovers of a killed writer.
   fn tmp_path(&self, born: u64) -> PathBuf {
-    self.dir.join(format!("{TMP_PREFIX}{born}-{}-{}", std::process::id(), self.counter.fetch_add(1, Ordering::Relaxed)))
+    self.dir.join(format!("{TMP_PREFIX}{born}-{}-{}", std::process::id(), next_tmp()))
   }
 
   /// Fills the temp file `f` (at `tmp`; `reused`: it holds an old record)
@@ -335,7 +373,7 @@ impl Inner {
     if let Placed::Swapped = placed {
       let mut r = self.recycled.lock();
       if r.len() < RECYCLED {
-        r.push_back((tmp, born));
+        r.push_back((tmp, born, std::time::Instant::now()));
         return;
       }
       drop(r);
@@ -343,22 +381,31 @@ impl Inner {
     }
   }
 
-  /// The oldest recycled temp file young enough to use; older ones are
-  /// removed on the way.
+  /// The oldest recycled temp file that has been out of place for
+  /// `REUSE_QUIET` (else `None`: the write takes a new file); ones old
+  /// enough for a sweep to count as leftovers are removed on the way.
   fn take_recycled(&self) -> Option<(PathBuf, u64)> {
     loop {
-      let (tmp, born) = self.recycled.lock().pop_front()?;
-      if born + RECYCLED_MAX_AGE_MS > now_ms() {
-        return Some((tmp, born));
+      let mut r = self.recycled.lock();
+      let (_, born, left) = r.front()?;
+      if *born + RECYCLED_MAX_AGE_MS <= now_ms() {
+        let (tmp, ..) = r.pop_front()?;
+        drop(r);
+        let _ = fs::remove_file(&tmp);
+        continue;
       }
-      let _ = fs::remove_file(&tmp);
+      if left.elapsed() < REUSE_QUIET {
+        return None;
+      }
+      let (tmp, born, _) = r.pop_front()?;
+      return Some((tmp, born));
     }
   }
 
   /// Removes every recycled temp file (they hold old records).
   fn drop_recycled(&self) {
     let all: Vec<_> = self.recycled.lock().drain(..).collect();
-    for (tmp, _) in all {
+    for (tmp, ..) in all {
       let _ = fs::remove_file(&tmp);
     }
   }
@@ -438,7 +485,7 @@ impl Inner {
     self.guarded(|| {
       match Self::read_lock(&path) {
         Some((t, exp)) if t == token && exp > now_ms() => {
-          let tmp = self.dir.join(format!("{TMP_PREFIX}{}-lock-{}", now_ms(), self.counter.fetch_add(1, Ordering::Relaxed)));
+          let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
           fs::write(&tmp, format!("{token} {}", now_ms().saturating_add(ttl_ms)))
             .and_then(|_| fs::rename(&tmp, &path))
             .map_err(|e| io_err("cannot renew", &path, e))?;
@@ -593,7 +640,6 @@ impl FileBackend {
       fast_reads: AtomicBool::new(opts.fast_reads),
       dir: dir.clone(),
       durable: opts.durable,
-      counter: AtomicU64::new(0),
       closed: AtomicBool::new(false),
       report: opts.report,
       stop: Mutex::new(false),
@@ -702,6 +748,7 @@ mod nowait {
     use std::os::unix::ffi::OsStrExt;
 
     let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { return Read::Unsupported };
+    let opened = std::time::Instant::now();
     let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
     // SAFETY: open_how is plain data; zeroed is a valid value for every field.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -743,17 +790,33 @@ mod nowait {
           _ => Read::WouldBlock,
         };
       }
-      if n == 0 {
-        return Read::Done(buf);
-      }
       // SAFETY: the kernel initialized n more bytes.
       unsafe { buf.set_len(buf.len() + n as usize) };
       // A short read of a regular file is its end: no second call to learn
       // it. (A file rewritten meanwhile is caught by the record's checksum.)
-      if (n as usize) < spare {
-        return Read::Done(buf);
+      if n == 0 || (n as usize) < spare {
+        let quick = opened.elapsed() < super::REUSE_QUIET;
+        return if quick || still_there(&file, &cpath) { Read::Done(buf) } else { Read::WouldBlock };
       }
     }
+  }
+
+  /// Whether the file read through `file` is still the one at `path`. A
+  /// recycled inode (see `Inner::write`) can be rewritten, with the next
+  /// version of some session, after it left `path`: what was read from it
+  /// then may be a version not yet in place, and a later read could go back
+  /// to the older one in place. Only a read of the inode still at `path`
+  /// counts; otherwise the caller reads again. Writers wait `REUSE_QUIET`
+  /// before rewriting such an inode, so a read that took less than that from
+  /// its open needs no check (the usual case: a few µs).
+  #[cfg(target_os = "linux")]
+  pub(super) fn still_there(file: &std::fs::File, path: &std::ffi::CStr) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = file.metadata() else { return false };
+    // SAFETY: stat is plain data; zeroed is valid; path is NUL-terminated.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::stat(path.as_ptr(), &mut st) };
+    r == 0 && st.st_ino == m.ino() && st.st_dev == m.dev()
   }
 
   #[cfg(not(target_os = "linux"))]
@@ -873,6 +936,32 @@ mod tests {
     let d = std::env::temp_dir().join(format!("rs-store-file-{name}-{}-{}", std::process::id(), now_ms()));
     let _ = fs::remove_dir_all(&d);
     d
+  }
+
+  /// A reader that opened the session file just before it was swapped out
+  /// can read the next version written into that recycled inode before it is
+  /// in place; `still_there` tells, so the read is done again.
+  #[cfg(target_os = "linux")]
+  #[test]
+  fn a_read_of_an_inode_swapped_out_meanwhile_does_not_count() {
+    use std::io::Read as _;
+    let d = tmpdir("swapped");
+    fs::create_dir_all(&d).unwrap();
+    let path = d.join("s");
+    let tmp = d.join(".tmp-x");
+    fs::write(&path, b"v1").unwrap();
+    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    let mut reader = File::open(&path).unwrap(); // opens v1's inode
+    assert!(nowait::still_there(&reader, &cpath));
+    fs::write(&tmp, b"v2").unwrap();
+    exchange(&tmp, &path).unwrap(); // v2 in place; v1's inode now at tmp
+    fs::write(&tmp, b"v3").unwrap(); // v1's inode recycled: the next version, not in place
+    let mut got = String::new();
+    reader.read_to_string(&mut got).unwrap();
+    assert_eq!(got, "v3", "the reader sees a version that is not in place");
+    assert!(!nowait::still_there(&reader, &cpath), "so its read must not count");
+    assert_eq!(read_in_place(&path).unwrap().as_deref(), Some(&b"v2"[..]));
+    let _ = fs::remove_dir_all(&d);
   }
 
   #[test]
