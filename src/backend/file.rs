@@ -145,6 +145,23 @@ fn next_tmp() -> u64 {
   COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Whether the open `file` is (still) the file at `path`.
+fn same_file(file: &File, path: &Path) -> bool {
+  #[cfg(unix)]
+  {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+      (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+      _ => false,
+    }
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = (file, path);
+    true
+  }
+}
+
 /// The bytes of the file at `path`, or `None` when the inode read is no
 /// longer the one at `path` by the end of the read (checked only when the
 /// read took `REUSE_QUIET` or more; see `nowait::still_there`).
@@ -153,13 +170,9 @@ fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
   let mut f = File::open(path)?;
   let mut bytes = Vec::new();
   f.read_to_end(&mut bytes)?;
-  #[cfg(unix)]
-  if opened.elapsed() >= REUSE_QUIET {
-    use std::os::unix::fs::MetadataExt;
-    let (read, now) = (f.metadata()?, fs::metadata(path)?);
-    if (read.dev(), read.ino()) != (now.dev(), now.ino()) {
-      return Ok(None);
-    }
+  if opened.elapsed() >= REUSE_QUIET && !same_file(&f, path) {
+    fs::metadata(path)?; // removed meanwhile: NotFound
+    return Ok(None);
   }
   Ok(Some(bytes))
 }
@@ -580,15 +593,17 @@ impl Inner {
         continue;
       }
       let mut head = Vec::with_capacity(2048);
-      let read = File::open(&p).and_then(|f| f.take(4096).read_to_end(&mut head));
-      if read.is_err() {
+      let Ok(f) = File::open(&p) else { continue };
+      if (&f).take(4096).read_to_end(&mut head).is_err() {
         continue;
       }
       // Only the header is read (the payload may be cut off); one whose id
       // does not name this file was read while a write swapped it: skipped.
+      // The file is deleted only if it is still the one read: a session set
+      // again since then is a new file at the same name.
       match record::decode_header(&p.display(), &head) {
         Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
-          if fs::remove_file(&p).is_ok() {
+          if same_file(&f, &p) && fs::remove_file(&p).is_ok() {
             removed += 1;
           }
         }
@@ -960,6 +975,7 @@ mod tests {
     reader.read_to_string(&mut got).unwrap();
     assert_eq!(got, "v3", "the reader sees a version that is not in place");
     assert!(!nowait::still_there(&reader, &cpath), "so its read must not count");
+    assert!(!same_file(&reader, &path), "nor may the sweep delete what is at the path now");
     assert_eq!(read_in_place(&path).unwrap().as_deref(), Some(&b"v2"[..]));
     let _ = fs::remove_dir_all(&d);
   }
