@@ -71,15 +71,30 @@ impl Inner {
   }
 
   /// The record at `key` with its version, `None` when absent.
+  /// A record that does not decode is fetched again (up to 3 times, 20 ms
+  /// apart) before it counts as corrupt: an S3-compatible server that
+  /// rewrites an object in place can serve it half-written. s3rver does: it
+  /// truncates the object file and answers the PUT before its write stream
+  /// has finished. Services with atomic writes never get here.
   async fn read(&self, key: &Path) -> Result<Option<(Record, UpdateVersion)>> {
-    let got = match self.store()?.get(key).await {
-      Ok(g) => g,
-      Err(object_store::Error::NotFound { .. }) => return Ok(None),
-      Err(e) => return Err(map_err(e)),
-    };
-    let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
-    let bytes = got.bytes().await.map_err(map_err)?;
-    Ok(Some((record::decode(key, bytes.to_vec())?, version)))
+    let mut tries = 0;
+    loop {
+      let got = match self.store()?.get(key).await {
+        Ok(g) => g,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(map_err(e)),
+      };
+      let version = UpdateVersion { e_tag: got.meta.e_tag.clone(), version: got.meta.version.clone() };
+      let bytes = got.bytes().await.map_err(map_err)?;
+      match record::decode(key, bytes.to_vec()) {
+        Ok(r) => return Ok(Some((r, version))),
+        Err(e) if e.code == Code::Corrupt && tries < 2 => {
+          tries += 1;
+          tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(e) => return Err(e),
+      }
+    }
   }
 
   /// The live record of `id`; an expired one is deleted on the way.
