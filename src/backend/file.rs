@@ -74,7 +74,7 @@ const RECYCLED: usize = 64;
 /// A recycled inode is rewritten only this long after it left its session
 /// file's name, and a read that took less than this from its open to its
 /// last byte cannot have met such a rewrite: it needs no further check
-/// (see `nowait::still_there`). Both sides use the system's monotonic clock.
+/// (see [`same_file`]). Both sides use the system's monotonic clock.
 const REUSE_QUIET: Duration = Duration::from_micros(250);
 /// A recycled temp file is dropped well before any process's sweep counts
 /// it as a leftover (`TMP_MAX_AGE_MS`, from the birth time in its name).
@@ -145,7 +145,14 @@ fn next_tmp() -> u64 {
   COUNTER.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Whether the open `file` is (still) the file at `path`.
+/// Whether the open `file` is (still) the file at `path`. A recycled inode
+/// (see [`Inner::write`]) can be rewritten, with the next version of some
+/// session, after it left its session file's name: what a reader got from it
+/// then may be a version not yet in place, and a later read could go back to
+/// the older one in place. Only a read of the inode still at the path counts;
+/// otherwise the reader reads again. Writers wait `REUSE_QUIET` before
+/// rewriting such an inode, so a read that took less than that from its open
+/// needs no check (the usual case: a few µs).
 fn same_file(file: &File, path: &Path) -> bool {
   #[cfg(unix)]
   {
@@ -164,7 +171,7 @@ fn same_file(file: &File, path: &Path) -> bool {
 
 /// The bytes of the file at `path`, or `None` when the inode read is no
 /// longer the one at `path` by the end of the read (checked only when the
-/// read took `REUSE_QUIET` or more; see `nowait::still_there`).
+/// read took `REUSE_QUIET` or more; see [`same_file`]).
 fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
   let opened = std::time::Instant::now();
   let mut f = File::open(path)?;
@@ -237,7 +244,7 @@ impl Inner {
     for _ in 0..READ_TRIES {
       let bytes = match read_in_place(path) {
         Ok(Some(b)) => b,
-        // The inode read left `path` meanwhile (see nowait::still_there).
+        // The inode read left `path` meanwhile (see same_file).
         Ok(None) => {
           last = Some(corrupt(path, "it was replaced while being read"));
           continue;
@@ -299,40 +306,34 @@ impl Inner {
   /// place). A write then creates and frees no inode and allocates no blocks:
   /// on this project's ext4 VM that is ~0.03 ms instead of 0.3-0.9 ms for a
   /// new temp file renamed over the old one. A reader that opened the old
-  /// inode just before the swap may read it while it is being reused; the
-  /// record's checksum and id catch that and [`Inner::load`] reads again.
-  /// Elsewhere (or where the file system refuses the exchange) the temp file
+  /// inode just before the swap may read it while it is being reused: the
+  /// record's checksum and id catch a torn read, [`same_file`] a whole next
+  /// version not yet in place, and [`Inner::load`] reads again. Elsewhere (or where the file system refuses the exchange) the temp file
   /// is new and renamed over the session file.
   fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
     self.check_open()?;
     let path = self.path_for(id);
     let buf = record::encode(id, expires, payload)?;
-    while let Some((tmp, born)) = self.take_recycled() {
-      let placed = OpenOptions::new().write(true).open(&tmp).and_then(|f| self.commit(f, &tmp, &buf, &path, true));
-      match placed {
+    loop {
+      let (tmp, born, reused) = match self.take_recycled() {
+        Some((tmp, born)) => (tmp, born, true),
+        None => {
+          let born = now_ms();
+          (self.tmp_path(born), born, false)
+        }
+      };
+      let file = OpenOptions::new().write(true).create_new(!reused).open(&tmp);
+      match file.and_then(|f| self.commit(f, &tmp, &buf, &path, reused)) {
         Ok(placed) => {
           self.recycle(placed, tmp, born);
           return Ok(());
         }
-        // Removed under us (a sweep): try the next one, then a new file.
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        // A recycled one removed under us (a sweep): the next one, or a new file.
+        Err(e) if reused && e.kind() == ErrorKind::NotFound => {}
         Err(e) => {
           let _ = fs::remove_file(&tmp);
           return Err(io_err("cannot write", &path, e));
         }
-      }
-    }
-    let born = now_ms();
-    let tmp = self.tmp_path(born);
-    let placed = OpenOptions::new().write(true).create_new(true).open(&tmp).and_then(|f| self.commit(f, &tmp, &buf, &path, false));
-    match placed {
-      Ok(placed) => {
-        self.recycle(placed, tmp, born);
-        Ok(())
-      }
-      Err(e) => {
-        let _ = fs::remove_file(&tmp);
-        Err(io_err("cannot write", &path, e))
       }
     }
   }
@@ -810,28 +811,11 @@ mod nowait {
       // A short read of a regular file is its end: no second call to learn
       // it. (A file rewritten meanwhile is caught by the record's checksum.)
       if n == 0 || (n as usize) < spare {
+        // See `Inner::write`: a slow read may have met a recycled inode's reuse.
         let quick = opened.elapsed() < super::REUSE_QUIET;
-        return if quick || still_there(&file, &cpath) { Read::Done(buf) } else { Read::WouldBlock };
+        return if quick || super::same_file(&file, path) { Read::Done(buf) } else { Read::WouldBlock };
       }
     }
-  }
-
-  /// Whether the file read through `file` is still the one at `path`. A
-  /// recycled inode (see `Inner::write`) can be rewritten, with the next
-  /// version of some session, after it left `path`: what was read from it
-  /// then may be a version not yet in place, and a later read could go back
-  /// to the older one in place. Only a read of the inode still at `path`
-  /// counts; otherwise the caller reads again. Writers wait `REUSE_QUIET`
-  /// before rewriting such an inode, so a read that took less than that from
-  /// its open needs no check (the usual case: a few µs).
-  #[cfg(target_os = "linux")]
-  pub(super) fn still_there(file: &std::fs::File, path: &std::ffi::CStr) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(m) = file.metadata() else { return false };
-    // SAFETY: stat is plain data; zeroed is valid; path is NUL-terminated.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::stat(path.as_ptr(), &mut st) };
-    r == 0 && st.st_ino == m.ino() && st.st_dev == m.dev()
   }
 
   #[cfg(not(target_os = "linux"))]
@@ -955,7 +939,7 @@ mod tests {
 
   /// A reader that opened the session file just before it was swapped out
   /// can read the next version written into that recycled inode before it is
-  /// in place; `still_there` tells, so the read is done again.
+  /// in place; `same_file` tells, so the read is done again.
   #[cfg(target_os = "linux")]
   #[test]
   fn a_read_of_an_inode_swapped_out_meanwhile_does_not_count() {
@@ -965,17 +949,15 @@ mod tests {
     let path = d.join("s");
     let tmp = d.join(".tmp-x");
     fs::write(&path, b"v1").unwrap();
-    let cpath = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
     let mut reader = File::open(&path).unwrap(); // opens v1's inode
-    assert!(nowait::still_there(&reader, &cpath));
+    assert!(same_file(&reader, &path));
     fs::write(&tmp, b"v2").unwrap();
     exchange(&tmp, &path).unwrap(); // v2 in place; v1's inode now at tmp
     fs::write(&tmp, b"v3").unwrap(); // v1's inode recycled: the next version, not in place
     let mut got = String::new();
     reader.read_to_string(&mut got).unwrap();
     assert_eq!(got, "v3", "the reader sees a version that is not in place");
-    assert!(!nowait::still_there(&reader, &cpath), "so its read must not count");
-    assert!(!same_file(&reader, &path), "nor may the sweep delete what is at the path now");
+    assert!(!same_file(&reader, &path), "so its read must not count, nor may the sweep delete what is at the path now");
     assert_eq!(read_in_place(&path).unwrap().as_deref(), Some(&b"v2"[..]));
     let _ = fs::remove_dir_all(&d);
   }
