@@ -74,15 +74,27 @@ fn slot(t: Expiry) -> u64 {
   t.div_ceil(SLOT_MS).saturating_mul(SLOT_MS)
 }
 
+/// Moves `id` in the expiry index from `old` to `new`, unless both fall in
+/// one slot.
+fn reslot(index: &mut BTreeSet<(Expiry, Arc<str>)>, id: &Arc<str>, old: Option<Expiry>, new: Option<Expiry>) {
+  if old.map(slot) == new.map(slot) {
+    return;
+  }
+  if let Some(t) = old {
+    index.remove(&(slot(t), id.clone()));
+  }
+  if let Some(t) = new {
+    index.insert((slot(t), id.clone()));
+  }
+}
+
 fn charge(id: &str, value_len: usize) -> usize {
   id.len() + value_len + ENTRY_OVERHEAD
 }
 
 impl State {
   fn unlink(&mut self, id: &Arc<str>, e: &Entry) {
-    if let Some(t) = e.expires {
-      self.index.remove(&(slot(t), id.clone()));
-    }
+    reslot(&mut self.index, id, e.expires, None);
     self.bytes -= charge(id, e.value.len());
   }
 
@@ -104,14 +116,7 @@ impl State {
   fn reindex(&mut self, id: &str, expires: Option<Expiry>) -> bool {
     let Some((k, e)) = self.map.get_key_value(id) else { return false };
     let (k, old) = (k.clone(), e.expires);
-    if old.map(slot) != expires.map(slot) {
-      if let Some(t) = old {
-        self.index.remove(&(slot(t), k.clone()));
-      }
-      if let Some(t) = expires {
-        self.index.insert((slot(t), k.clone()));
-      }
-    }
+    reslot(&mut self.index, &k, old, expires);
     self.map.get_mut(id).map(|e| e.expires = expires);
     true
   }
@@ -280,20 +285,11 @@ impl MemoryBackend {
       o.to_back();
       let (k, e) = o.get_key_value_mut();
       let old = std::mem::replace(e, Entry { value, expires });
-      if old.expires.map(slot) != expires.map(slot) {
-        if let Some(t) = old.expires {
-          st.index.remove(&(slot(t), k.clone()));
-        }
-        if let Some(t) = expires {
-          st.index.insert((slot(t), k.clone()));
-        }
-      }
+      reslot(&mut st.index, k, old.expires, expires);
       st.bytes = st.bytes - charge(id, old.value.len()) + size;
     } else {
       let key: Arc<str> = Arc::from(id);
-      if let Some(t) = expires {
-        st.index.insert((slot(t), key.clone()));
-      }
+      reslot(&mut st.index, &key, None, expires);
       st.bytes += size;
       st.map.insert(key, Entry { value, expires });
     }

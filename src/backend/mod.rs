@@ -178,18 +178,11 @@ pub(crate) fn no_locks() -> StoreError {
 pub trait Backend: Send + Sync + 'static {
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
-  /// Sets only when no live entry has `id`; true when written. Atomic where
-  /// the backend overrides it (memory: one lock; Redis and the daemon:
-  /// `SET … NX`; object storage: a create-only write; files: among adds, by
-  /// a flock). The default checks, then writes: ops on one id run in call
-  /// order within this process, but another process may write in between.
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    if self.exists(id).await? {
-      return Ok(false);
-    }
-    self.set(id, value, expires).await?;
-    Ok(true)
-  }
+  /// Sets only when no live entry has `id`; true when written. Memory: one
+  /// lock; Redis and the daemon: `SET … NX`; object storage: a create-only
+  /// write; files: among adds, by a flock; other [`SyncBackend`]s: checked,
+  /// then written (all on the JS thread).
+  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool>;
   /// Returns whether a live entry was removed.
   async fn remove(&self, id: &str) -> Result<bool>;
   /// Moves the expiry of a live entry; returns false (and creates nothing)

@@ -398,17 +398,12 @@ impl RedisBackend {
   fn cmd_for(&self, op: &Op) -> Vec<Cmd> {
     match op {
       Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
-      Op::Set(id, value, exp) => {
+      Op::Set(id, value, exp) | Op::Add(id, value, exp) => {
         let mut c = redis::cmd("SET");
         c.arg(self.key(id)).arg(&value[..]);
-        if let Some(at) = exp {
-          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
+        if let Op::Add(..) = op {
+          c.arg("NX");
         }
-        vec![c]
-      }
-      Op::Add(id, value, exp) => {
-        let mut c = redis::cmd("SET");
-        c.arg(self.key(id)).arg(&value[..]).arg("NX");
         if let Some(at) = exp {
           c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
         }
