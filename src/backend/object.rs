@@ -173,12 +173,40 @@ impl Inner {
 
   /// [`Inner::run`] bounded by the command timeout.
   async fn run_timed(&self, op: &Op) -> Result<Reply> {
-    match tokio::time::timeout(self.timeout, self.run(op)).await {
-      Ok(r) => r,
-      Err(_) => Err(StoreError::new(
-        Code::StoreUnavailable,
-        format!("object storage did not answer within {} ms", self.timeout.as_millis()),
-      )),
+    within(self.timeout, self.run(op)).await
+  }
+
+  /// A create-only write; true when written. What is already there stops it
+  /// unless it has expired: then only that version is replaced (a
+  /// conditional write), so of several racing clients one wins.
+  async fn add(&self, id: &str, v: &[u8], exp: Option<Expiry>) -> Result<bool> {
+    let taken = |e: &object_store::Error| matches!(e, object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. });
+    match self.put(id, v, exp, PutMode::Create).await? {
+      Ok(()) => return Ok(true),
+      Err(e) if taken(&e) => {}
+      // No conditional writes configured (e.g. aws_conditional_put =
+      // disabled): check, then write; atomic only within this process.
+      Err(object_store::Error::NotImplemented { .. }) => {
+        if self.read_live(id).await?.is_some() {
+          return Ok(false);
+        }
+        self.write(id, v, exp).await?;
+        return Ok(true);
+      }
+      Err(e) => return Err(map_err(e)),
+    }
+    let mode = match self.read(&self.key(id)).await? {
+      Some((r, version)) if is_expired(r.header.expires, now_ms()) => PutMode::Update(version),
+      Some(_) => return Ok(false),
+      // Deleted in between: one more create-only try decides.
+      None => PutMode::Create,
+    };
+    match self.put(id, v, exp, mode).await? {
+      Ok(()) => Ok(true),
+      Err(e) if taken(&e) => Ok(false),
+      // Create works but not Update (a local directory): overwrite the expired one.
+      Err(object_store::Error::NotImplemented { .. }) => self.write(id, v, exp).await.map(|_| true),
+      Err(e) => Err(map_err(e)),
     }
   }
 
@@ -189,43 +217,7 @@ impl Inner {
         self.write(id, v, *exp).await?;
         Reply::Done
       }
-      Op::Add(id, v, exp) => match self.put(id, v, *exp, PutMode::Create).await? {
-        Ok(()) => Reply::Bool(true),
-        Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-          // Taken, unless what is there has expired: replace that one only if
-          // nobody rewrote it meanwhile.
-          match self.read(&self.key(id)).await? {
-            Some((r, version)) if is_expired(r.header.expires, now_ms()) => {
-              match self.put(id, v, *exp, PutMode::Update(version)).await? {
-                Ok(()) => Reply::Bool(true),
-                Err(object_store::Error::Precondition { .. } | object_store::Error::AlreadyExists { .. }) => Reply::Bool(false),
-                Err(object_store::Error::NotImplemented { .. }) => {
-                  self.write(id, v, *exp).await?;
-                  Reply::Bool(true)
-                }
-                Err(e) => return Err(map_err(e)),
-              }
-            }
-            Some(_) => Reply::Bool(false),
-            // Deleted in between: one more create-only try decides.
-            None => match self.put(id, v, *exp, PutMode::Create).await? {
-              Ok(()) => Reply::Bool(true),
-              Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => Reply::Bool(false),
-              Err(e) => return Err(map_err(e)),
-            },
-          }
-        }
-        // No conditional writes configured (e.g. aws_conditional_put =
-        // disabled): check, then write; atomic only within this process.
-        Err(object_store::Error::NotImplemented { .. }) => match self.read_live(id).await? {
-          Some(_) => Reply::Bool(false),
-          None => {
-            self.write(id, v, *exp).await?;
-            Reply::Bool(true)
-          }
-        },
-        Err(e) => return Err(map_err(e)),
-      },
+      Op::Add(id, v, exp) => Reply::Bool(self.add(id, v, *exp).await?),
       Op::Remove(id) => {
         let live = self.read_live(id).await?.is_some();
         match self.store()?.delete(&self.key(id)).await {
@@ -266,6 +258,18 @@ impl Inner {
         Reply::Count(n)
       }
     })
+  }
+}
+
+/// `call`, or `ERR_STORE_UNAVAILABLE` once `timeout` has passed: object_store
+/// alone retries a failing request for up to 3 minutes.
+pub async fn within<T>(timeout: Duration, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+  match tokio::time::timeout(timeout, call).await {
+    Ok(r) => r,
+    Err(_) => Err(StoreError::new(
+      Code::StoreUnavailable,
+      format!("object storage did not answer within {} ms", timeout.as_millis()),
+    )),
   }
 }
 

@@ -27,7 +27,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::{check_id, expiry_for, lock_ttl, Core, Utf8Text};
+use super::{add_expiry, check_id, expiry_for, lock_ttl, Core, Utf8Text};
 use crate::backend::{Backend, Op, Reply};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -349,10 +349,7 @@ impl AsyncStore {
   pub fn q_add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
-    let at = expiry_for(ttl_ms)?;
-    if at.is_some_and(|at| at <= now_ms()) {
-      return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());
-    }
+    let at = add_expiry(ttl_ms)?;
     self.push(Op::Add(id, value.into_bytes(), at));
     Ok(())
   }

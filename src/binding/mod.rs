@@ -136,6 +136,16 @@ fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
   }
 }
 
+/// [`expiry_for`] for `add`, which writes or does nothing: a timeout that has
+/// already run out is refused (the facade answers `false` for it itself).
+fn add_expiry(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
+  let at = expiry_for(ttl_ms)?;
+  if at.is_some_and(|at| at <= crate::expiry::now_ms()) {
+    return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future"));
+  }
+  Ok(at)
+}
+
 /// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).
 fn lock_ttl(ttl_ms: f64) -> Result<u64> {
   if !(ttl_ms >= 1.0) {

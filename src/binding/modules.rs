@@ -17,7 +17,7 @@ use object_store::ObjectStore;
 
 use super::async_store::{self, AsyncStore, JsReply};
 use super::Core;
-use crate::backend::object::ObjectBackend;
+use crate::backend::object::{within, ObjectBackend};
 use crate::error::{Code, StoreError};
 use crate::module_store::ModuleStore;
 
@@ -80,19 +80,9 @@ pub struct NativeModuleStore {
 }
 
 impl NativeModuleStore {
-  /// `call` bounded by the command timeout: object_store alone retries a
-  /// failing request for up to 3 minutes.
+  /// `call` bounded by the command timeout (see [`within`]).
   async fn timed<T>(&self, call: impl std::future::Future<Output = crate::error::Result<T>>) -> napi::Result<T> {
-    match tokio::time::timeout(self.timeout, call).await {
-      Ok(r) => Ok(r?),
-      Err(_) => Err(
-        StoreError::new(
-          Code::StoreUnavailable,
-          format!("object storage did not answer within {} ms", self.timeout.as_millis()),
-        )
-        .into(),
-      ),
-    }
+    Ok(within(self.timeout, call).await?)
   }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::{check_id, expiry_for, lock_ttl, Core, Utf8Text};
+use super::{add_expiry, check_id, expiry_for, lock_ttl, Core, Utf8Text};
 use crate::backend::SyncBackend;
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -88,10 +88,7 @@ impl NativeStore {
   pub fn add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
-    let at = expiry_for(ttl_ms)?;
-    if at.is_some_and(|at| at <= now_ms()) {
-      return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future").into());
-    }
+    let at = add_expiry(ttl_ms)?;
     Ok(self.backend.add(&id, self.core.encode(&id, value.into_bytes())?, at)?)
   }
 
