@@ -167,6 +167,8 @@ export interface FileOptions extends StoreOptions {
   durable?: boolean
   /** Read on the JS thread when the kernel serves the file from its caches (never waits on the disk). Default true. */
   fastReads?: boolean
+  /** Bytes of recently read sessions kept in memory, served while no process has changed their files (see README "File stores"). Default 32 MiB; 0: off. */
+  readCacheBytes?: number
   sweepIntervalMs?: number
   /** Synchro's single JSON file of sessions instead of `dir`. */
   sessionStateFile?: string

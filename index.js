@@ -145,7 +145,8 @@ function sessionStateFile(o) {
 
 /**
  * File store. With `dir`: one file per session (see src/backend/file.rs):
- * { dir, durable, fastReads, sweepIntervalMs, maxSessionBytes, onError }. With
+ * { dir, durable, fastReads, readCacheBytes, sweepIntervalMs, maxSessionBytes,
+ * onError }. With
  * `sessionStateFile`: Synchro's single JSON file of sessions.
  */
 function file(opts) {
@@ -156,11 +157,13 @@ function file(opts) {
     durable: o.durable === undefined ? undefined : Boolean(o.durable),
     fastReads: options.boolean(o, 'fastReads'),
     sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    readCacheBytes: options.number(o, 'readCacheBytes', { min: 0, max: 2 ** 32 - 1, integer: true }),
     maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
     ...codecOptions(o),
   }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true, getNow: config.fastReads !== false }), o)
+  const getNow = config.fastReads !== false || config.readCacheBytes !== 0
+  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true, getNow }), o)
 }
 
 /**

@@ -7,6 +7,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
+const crypto = require('node:crypto')
 const rs = require('..')
 const { checkAdd } = require('./support/counter-race')
 
@@ -40,10 +41,12 @@ test('file: store shape, readable format, restart persistence', async () => {
   assert.equal(await store.update('zzz', 1000), false)
   assert.equal(await store.length(), 3)
   // a file per session: a header line, then the session JSON (and
-  // recycled temp files, `.tmp-…`, see "File stores" in the README)
+  // recycled temp files, `.tmp-…`, and the read caches' table of counters,
+  // see "File stores" in the README)
   const all = fs.readdirSync(dir)
-  const files = all.filter((f) => !f.startsWith('.tmp-'))
-  assert.ok(all.length - files.length <= 64, 'a bounded number of recycled temp files')
+  const files = all.filter((f) => !f.startsWith('.tmp-') && f !== '.rs-store-gens')
+  assert.ok(all.includes('.rs-store-gens'))
+  assert.ok(all.length - files.length <= 65, 'a bounded number of recycled temp files')
   assert.equal(files.length, 3)
   for (const f of files) assert.match(f, /^[0-9a-f]{64}\.sess$/)
   const texts = files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))
@@ -62,7 +65,7 @@ test('file: store shape, readable format, restart persistence', async () => {
   assert.equal(await store.remove('a'), true)
   assert.equal(await store.get('a'), null)
   assert.equal(await store.clear(), 2)
-  assert.deepEqual(fs.readdirSync(dir), [])
+  assert.deepEqual(fs.readdirSync(dir), ['.rs-store-gens'], 'no session, no temp file left')
   // add(): one winner between two stores on one directory (as two processes)
   const other = rs.file({ dir })
   await checkAdd([store, other])
@@ -78,7 +81,7 @@ test('file: hostile ids never escape the directory or collide', async () => {
   for (const id of ids) await store.set(id, { id }, 60_000)
   for (const id of ids) assert.deepEqual(await store.get(id), { id })
   assert.deepEqual(fs.readdirSync(parent), ['store'], 'nothing written outside dir')
-  assert.equal(fs.readdirSync(dir).length, ids.length, 'no collisions')
+  assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.sess')).length, ids.length, 'no collisions')
   await rejectsWith(store.set('y'.repeat(1025), {}, 1000), 'ERR_INVALID_ID')
   assert.equal(await store.get('y'.repeat(5000)), null)
   await store.close()
@@ -105,12 +108,12 @@ test('file: expired sessions are invisible at once and swept from disk', async (
   const store = rs.file({ dir, sweepIntervalMs: 50 })
   for (let i = 0; i < 20; i++) await store.set(`s${i}`, session(i), 100)
   await store.set('keep', session(), 60_000)
-  assert.equal(fs.readdirSync(dir).length, 21)
+  assert.equal(fs.readdirSync(dir).filter((f) => f.endsWith('.sess')).length, 21)
   await sleep(150)
   assert.equal(await store.get('s3'), null)
   assert.equal(await store.length(), 1)
   await sleep(200)
-  assert.equal(fs.readdirSync(dir).length, 1, 'expired files deleted without any read')
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f !== '.rs-store-gens').length, 1, 'expired files deleted without any read')
   await store.close()
 })
 
@@ -269,6 +272,46 @@ test('file: fast reads see every change by another store or process at once, and
   }
 })
 
+test('file: the read cache serves a session only while no process has changed its file', { timeout: 60_000 }, async () => {
+  const dir = tmp('cache')
+  const a = rs.file({ dir })
+  const nocache = rs.file({ dir, readCacheBytes: 0, fastReads: false })
+  // another process sets 'ball' when asked; this one then reads it at once
+  const child = spawn(process.execPath, ['-e', `
+    const s = require(${JSON.stringify(ROOT)}).file({ dir: ${JSON.stringify(dir)} })
+    process.on('message', async (n) => {
+      if (n === 'end') { await s.close(); process.disconnect(); return }
+      await s.set('ball', { n }, 60000)
+      process.send(n)
+    })`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  const ask = (n) => new Promise((resolve) => { child.once('message', resolve); child.send(n) })
+  try {
+    await a.set('ball', { n: 0 }, 60_000)
+    for (let n = 1; n <= 300; n++) {
+      for (let k = 0; k < 3; k++) assert.equal((await a.get('ball')).n, n - 1)
+      assert.equal(await ask(n), n)
+      assert.equal((await a.get('ball')).n, n, 'the other process\'s write is seen by the next get')
+    }
+    // A file rewritten by hand (not by rs-store) is not seen by a cached
+    // copy (for up to 1 s), which shows the copy above came from the cache.
+    const file = path.join(dir, crypto.createHash('sha256').update('ball').digest('hex') + '.sess')
+    fs.writeFileSync(file, `{"rs-store":1,"id":"ball","expires":null}\n{"n":-1}`)
+    assert.equal((await a.get('ball')).n, 300, 'served from the cache')
+    assert.equal((await nocache.get('ball')).n, -1, 'readCacheBytes: 0 reads the file')
+    await sleep(1100)
+    assert.equal((await a.get('ball')).n, -1, 'a cached copy older than 1 s is read again')
+    assert.throws(() => rs.file({ dir, readCacheBytes: -1 }), (e) => e.code === 'ERR_INVALID_OPTION')
+    assert.ok(fs.statSync(path.join(dir, '.rs-store-gens')).isFile(), 'the shared table of counters')
+    assert.equal(await a.length(), 1, 'which is no session')
+  } finally {
+    child.send('end')
+    await exited
+    await a.close()
+    await nocache.close()
+  }
+})
+
 test('file: kill -9 mid-write, again and again: no session is ever corrupt or partial', { timeout: 60_000 }, async () => {
   const dir = tmp('crash')
   const writer = `
@@ -307,7 +350,7 @@ test('file: kill -9 mid-write, again and again: no session is ever corrupt or pa
   }
   assert.ok(seen >= 40, `sessions written before the kills are there (${seen})`)
   // leftovers of killed writers are temp files only, never session files
-  for (const f of fs.readdirSync(dir)) assert.match(f, /^([0-9a-f]{64}\.sess|\.tmp-.*)$/)
+  for (const f of fs.readdirSync(dir)) assert.match(f, /^([0-9a-f]{64}\.sess|\.tmp-.*|\.rs-store-gens)$/)
   await store.close()
 })
 

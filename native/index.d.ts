@@ -186,6 +186,11 @@ export interface FileStoreConfig {
   fastReads?: boolean
   /** How often expired files are deleted (default 60000 ms). */
   sweepIntervalMs?: number
+  /**
+   * Bytes of recently read sessions kept in memory, served while no
+   * process has changed their files (default 32 MiB; 0: off).
+   */
+  readCacheBytes?: number
   maxSessionBytes?: number
   secrets?: Array<string>
   compress?: boolean

@@ -36,10 +36,13 @@
 //!   file on the calling (JS) thread only when its path lookup and its data
 //!   can be served from the kernel's caches: `openat2(RESOLVE_CACHED)` and
 //!   `preadv2(RWF_NOWAIT)` fail with `EAGAIN` instead of waiting on the disk,
-//!   and the read then takes the normal path through the blocking pool. The
-//!   file read is the current one (no cache of ours that could go stale), so
-//!   writes by other processes show at once. This saves the two thread hops
-//!   of a normal read (~100 µs on small VMs) for a few µs of syscalls.
+//!   and the read then takes the normal path through the blocking pool. This
+//!   saves the two thread hops of a normal read (~100 µs on small VMs) for a
+//!   few µs of syscalls.
+//! * Before that, the read cache ([`super::file_cache`]) may answer with no
+//!   system call at all: a session read or written recently by this store,
+//!   served only while no process has changed its file since, so writes by
+//!   other processes still show at once.
 //!
 //! All methods block: the async [`Backend`] impl runs them on tokio's blocking
 //! pool. A batch is split by id into up to `SHARDS` groups that run in
@@ -56,6 +59,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use parking_lot::{Condvar, Mutex};
+use super::file_cache::{slot_of, ReadCache};
 use super::record::{self, Record, EXT};
 use super::{shard_of, Backend, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
@@ -91,6 +95,9 @@ pub struct FileOptions {
   /// How often expired files are deleted; `None`: no sweeper thread.
   pub sweep_interval: Option<Duration>,
   pub report: Option<Report>,
+  /// Bytes of sessions kept by the read cache (see
+  /// [`super::file_cache`]); 0: no cache.
+  pub read_cache_bytes: usize,
 }
 
 struct Inner {
@@ -108,6 +115,8 @@ struct Inner {
   recycled: Mutex<std::collections::VecDeque<(PathBuf, u64, std::time::Instant)>>,
   /// `renameat2(RENAME_EXCHANGE)` works in this directory (Linux).
   exchange: AtomicBool,
+  /// Recently read sessions, coherent across processes.
+  cache: Option<ReadCache>,
 }
 
 /// How [`Inner::commit`] put the new file in place.
@@ -182,6 +191,11 @@ fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     return Ok(None);
   }
   Ok(Some(bytes))
+}
+
+/// The read-cache slot of a session file's path.
+fn slot_of_path(path: &Path) -> usize {
+  path.file_name().and_then(|n| n.to_str()).map_or(0, slot_of)
 }
 
 /// Whether `path` is the file of session `id`.
@@ -264,10 +278,20 @@ impl Inner {
   /// [`Backend::get_now`]: the live session of `id` read without waiting on
   /// the disk, or `None` when that cannot be done.
   fn get_now(&self, id: &str) -> Option<Option<Vec<u8>>> {
-    if !self.fast_reads.load(Ordering::Relaxed) || self.closed.load(Ordering::Acquire) {
+    if self.closed.load(Ordering::Acquire) {
       return None;
     }
-    let path = self.path_for(id);
+    let now = now_ms();
+    if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(id, now)) {
+      return Some(Some(hit));
+    }
+    if !self.fast_reads.load(Ordering::Relaxed) {
+      return None;
+    }
+    let name = record::name_for(id);
+    let slot = slot_of(&name);
+    let seen = self.cache.as_ref().map(|c| c.before_read(slot));
+    let path = self.dir.join(name);
     let bytes = match nowait::read(&path) {
       nowait::Read::Done(b) => b,
       nowait::Read::Missing => return Some(None),
@@ -280,16 +304,48 @@ impl Inner {
     // Anything unusual (corrupt, foreign, expired: deleted by the normal
     // path or the sweep) goes the normal way, which reports and cleans up.
     match parse(&path, bytes) {
-      Ok(s) if s.header.id == id && !is_expired(s.header.expires, now_ms()) => Some(Some(s.payload)),
+      Ok(s) if s.header.id == id && !is_expired(s.header.expires, now) => {
+        if let (Some(c), Some(seen)) = (&self.cache, seen) {
+          c.after_read(seen, id, slot, s.header.expires, &s.payload, now);
+        }
+        Some(Some(s.payload))
+      }
       _ => None,
     }
+  }
+
+  /// `get` the normal way (off the JS thread): from the read cache, else
+  /// from the file (then cached).
+  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    self.check_open()?;
+    let Some(c) = &self.cache else { return Ok(self.read_live(id)?.map(|(_, s)| s.payload)) };
+    if let Some(hit) = c.get(id, now_ms()) {
+      return Ok(Some(hit));
+    }
+    let slot = slot_of(&record::name_for(id));
+    let seen = c.before_read(slot);
+    Ok(self.read_live(id)?.map(|(_, s)| {
+      c.after_read(seen, id, slot, s.header.expires, &s.payload, now_ms());
+      s.payload
+    }))
+  }
+
+  /// Runs `f`, a change of the session file at `path` (of `id` when known),
+  /// announced to the read caches of every process (see
+  /// [`super::file_cache`]).
+  fn changing<T>(&self, id: Option<&str>, path: &Path, f: impl FnOnce() -> T) -> T {
+    let Some(c) = &self.cache else { return f() };
+    let change = c.begin(id, slot_of_path(path));
+    let r = f();
+    c.end(change, None);
+    r
   }
 
   /// The live file of `id`; an expired one is deleted on the way.
   fn read_live(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
     match self.read(id)? {
       Some((path, s)) if is_expired(s.header.expires, now_ms()) => {
-        let _ = fs::remove_file(&path);
+        let _ = self.changing(Some(id), &path, || fs::remove_file(&path));
         Ok(None)
       }
       other => Ok(other),
@@ -314,6 +370,18 @@ impl Inner {
     self.check_open()?;
     let path = self.path_for(id);
     let buf = record::encode(id, expires, payload)?;
+    let Some(c) = &self.cache else { return self.write_file(&path, &buf) };
+    // The session written is cached (the file holds it) unless another
+    // change of the slot overlapped this one.
+    let change = c.begin(Some(id), slot_of_path(&path));
+    let r = self.write_file(&path, &buf);
+    c.end(change, r.is_ok().then_some((id, expires, payload, now_ms())));
+    r
+  }
+
+  /// [`Inner::write`]'s file work: `buf` (a whole record) becomes the file
+  /// at `path`.
+  fn write_file(&self, path: &Path, buf: &[u8]) -> Result<()> {
     loop {
       let (tmp, born, reused) = match self.take_recycled() {
         Some((tmp, born)) => (tmp, born, true),
@@ -323,7 +391,7 @@ impl Inner {
         }
       };
       let file = OpenOptions::new().write(true).create_new(!reused).open(&tmp);
-      match file.and_then(|f| self.commit(f, &tmp, &buf, &path, reused)) {
+      match file.and_then(|f| self.commit(f, &tmp, buf, path, reused)) {
         Ok(placed) => {
           self.recycle(placed, tmp, born);
           return Ok(());
@@ -332,7 +400,7 @@ impl Inner {
         Err(e) if reused && e.kind() == ErrorKind::NotFound => {}
         Err(e) => {
           let _ = fs::remove_file(&tmp);
-          return Err(io_err("cannot write", &path, e));
+          return Err(io_err("cannot write", path, e));
         }
       }
     }
@@ -513,7 +581,7 @@ impl Inner {
   fn remove(&self, id: &str) -> Result<bool> {
     let live = self.read_live(id).unwrap_or(None).is_some();
     let path = self.path_for(id);
-    match fs::remove_file(&path) {
+    match self.changing(Some(id), &path, || fs::remove_file(&path)) {
       Ok(()) => Ok(live),
       Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
       Err(e) => Err(io_err("cannot delete", &path, e)),
@@ -561,6 +629,9 @@ impl Inner {
 
   /// Deletes expired session files and a killed writer's leftovers.
   fn sweep(&self) -> usize {
+    if let Some(c) = &self.cache {
+      c.check_shared();
+    }
     let Ok(rd) = fs::read_dir(&self.dir) else { return 0 };
     let now = now_ms();
     let mut removed = 0;
@@ -604,7 +675,7 @@ impl Inner {
       // again since then is a new file at the same name.
       match record::decode_header(&p.display(), &head) {
         Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
-          if same_file(&f, &p) && fs::remove_file(&p).is_ok() {
+          if same_file(&f, &p) && self.changing(Some(&h.id), &p, || fs::remove_file(&p)).is_ok() {
             removed += 1;
           }
         }
@@ -662,6 +733,7 @@ impl FileBackend {
       wake: Condvar::new(),
       recycled: Mutex::new(std::collections::VecDeque::new()),
       exchange: AtomicBool::new(cfg!(target_os = "linux")),
+      cache: if opts.read_cache_bytes > 0 { ReadCache::new(dir, opts.read_cache_bytes) } else { None },
     });
     let sweeper = match opts.sweep_interval {
       Some(every) => {
@@ -686,7 +758,7 @@ impl FileBackend {
   /// Runs one op synchronously (on the calling thread).
   fn run_sync(inner: &Inner, op: &Op) -> Result<Reply> {
     Ok(match op {
-      Op::Get(id) => Reply::Value(inner.read_live(id)?.map(|(_, s)| s.payload)),
+      Op::Get(id) => Reply::Value(inner.get(id)?),
       Op::Set(id, v, exp) => {
         inner.write(id, v, *exp)?;
         Reply::Done
@@ -715,9 +787,12 @@ impl FileBackend {
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
       Op::Clear => {
         inner.drop_recycled();
+        if let Some(c) = &inner.cache {
+          c.clear();
+        }
         let mut n = 0;
-        for (p, _) in inner.live_files()? {
-          if fs::remove_file(&p).is_ok() {
+        for (p, s) in inner.live_files()? {
+          if inner.changing(Some(&s.header.id), &p, || fs::remove_file(&p)).is_ok() {
             n += 1;
           }
         }
@@ -928,7 +1003,7 @@ mod tests {
   use crate::expiry::after_ms;
 
   fn store(dir: &Path) -> FileBackend {
-    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None }).unwrap()
+    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None, read_cache_bytes: 0 }).unwrap()
   }
 
   fn tmpdir(name: &str) -> PathBuf {
@@ -984,6 +1059,99 @@ mod tests {
     fs::remove_dir_all(&d).unwrap();
   }
 
+  fn cached_store(dir: &Path) -> FileBackend {
+    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None, read_cache_bytes: 1 << 20 }).unwrap()
+  }
+
+  /// Rewrites the file of `id` the way no rs-store would (in place, without
+  /// telling the read caches): what a read then returns tells whether it
+  /// came from the cache.
+  fn edit_by_hand(i: &Inner, id: &str, payload: &[u8]) {
+    fs::write(i.path_for(id), record::encode(id, None, payload).unwrap()).unwrap();
+  }
+
+  /// Two stores on one directory stand for two processes: separate caches,
+  /// one table of counters (two mappings of one file).
+  #[test]
+  #[cfg(target_os = "linux")]
+  fn the_read_cache_serves_until_any_store_on_the_directory_changes_the_file() {
+    let d = tmpdir("cache");
+    let (a, b) = (cached_store(&d), cached_store(&d));
+    let (a, b) = (&a.inner, &b.inner);
+    a.write("x", b"1", None).unwrap();
+    assert_eq!(b.get_now("x"), Some(Some(b"1".to_vec())), "read from the file, then cached");
+    edit_by_hand(b, "x", b"hand");
+    assert_eq!(b.get_now("x"), Some(Some(b"1".to_vec())), "served from the cache");
+    assert_eq!(b.get("x").unwrap().as_deref(), Some(&b"1"[..]), "the normal path serves it too");
+    a.write("x", b"2", None).unwrap();
+    assert_eq!(b.get_now("x"), Some(Some(b"2".to_vec())), "another store's write is seen at once");
+    assert_eq!(a.get_now("x"), Some(Some(b"2".to_vec())));
+    edit_by_hand(a, "x", b"hand");
+    assert_eq!(a.get_now("x"), Some(Some(b"2".to_vec())), "the writer cached what it wrote");
+    b.remove("x").unwrap();
+    assert_eq!(a.get_now("x"), Some(None), "a removal is seen at once");
+    assert_eq!(a.get("x").unwrap(), None);
+    // expiry is checked on every hit
+    a.write("e", b"e", Some(now_ms() + 150)).unwrap();
+    assert_eq!(b.get_now("e"), Some(Some(b"e".to_vec())));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(b.get_now("e"), None, "expired: not served, left to the normal path");
+    assert_eq!(b.get("e").unwrap(), None);
+    // the sweep and clear() tell the others too
+    a.write("s", b"s", Some(now_ms() + 100)).unwrap();
+    a.write("c", b"c", None).unwrap();
+    assert_eq!(b.get_now("c"), Some(Some(b"c".to_vec())));
+    FileBackend::run_sync(a, &Op::Clear).unwrap();
+    assert_eq!(b.get_now("c"), Some(None));
+    fs::remove_dir_all(&d).unwrap();
+  }
+
+  #[test]
+  #[cfg(target_os = "linux")]
+  fn a_change_in_progress_or_cut_short_keeps_its_slot_uncached() {
+    let d = tmpdir("cache-cut");
+    let s = cached_store(&d);
+    let i = &s.inner;
+    i.write("x", b"1", None).unwrap();
+    let c = i.cache.as_ref().unwrap();
+    // a writer that began and was killed before it ended
+    let _killed = c.begin(None, slot_of(&record::name_for("x")));
+    assert_eq!(i.get_now("x"), Some(Some(b"1".to_vec())), "read from the file");
+    edit_by_hand(i, "x", b"hand");
+    assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())), "not cached: every read goes to the file");
+    i.write("x", b"2", None).unwrap();
+    edit_by_hand(i, "x", b"hand2");
+    assert_eq!(i.get_now("x"), Some(Some(b"hand2".to_vec())), "nor is a write overlapping the unfinished change cached");
+    // other slots are unaffected
+    let y = (0..).map(|n| format!("y{n}")).find(|y| slot_of(&record::name_for(y)) != slot_of(&record::name_for("x"))).unwrap();
+    i.write(&y, b"y", None).unwrap();
+    edit_by_hand(i, &y, b"hand");
+    assert_eq!(i.get_now(&y), Some(Some(b"y".to_vec())));
+    fs::remove_dir_all(&d).unwrap();
+  }
+
+  #[test]
+  #[cfg(target_os = "linux")]
+  fn changes_made_outside_rs_store_show_after_the_max_age_or_when_the_table_is_replaced() {
+    let d = tmpdir("cache-age");
+    let s = cached_store(&d);
+    let i = &s.inner;
+    i.write("x", b"1", None).unwrap();
+    edit_by_hand(i, "x", b"hand");
+    assert_eq!(i.get_now("x"), Some(Some(b"1".to_vec())));
+    std::thread::sleep(Duration::from_millis(super::super::file_cache::MAX_AGE_MS + 50));
+    assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())), "read again once older than the max age");
+    assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())));
+    edit_by_hand(i, "x", b"hand2");
+    assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())), "and cached again");
+    fs::remove_file(d.join(super::super::file_cache::GENS_FILE)).unwrap();
+    s.sweep_now();
+    assert_eq!(i.get_now("x"), Some(Some(b"hand2".to_vec())), "table gone: the cache turned itself off");
+    edit_by_hand(i, "x", b"hand3");
+    assert_eq!(i.get_now("x"), Some(Some(b"hand3".to_vec())));
+    fs::remove_dir_all(&d).unwrap();
+  }
+
   #[test]
   fn roundtrip_and_format() {
     let d = tmpdir("rt");
@@ -1032,6 +1200,7 @@ mod tests {
       durable: true,
       sweep_interval: None,
       report: Some(Arc::new(move |e: StoreError| seen2.lock().push(e.code))),
+      read_cache_bytes: 1 << 20,
     })
     .unwrap();
     s.inner.write("old", b"{}", Some(now_ms() - 10)).unwrap();
@@ -1074,7 +1243,7 @@ mod tests {
   fn not_a_directory() {
     let d = tmpdir("notdir");
     fs::write(&d, b"file").unwrap();
-    let e = FileBackend::new(FileOptions { dir: d.clone(), fast_reads: false, durable: false, sweep_interval: None, report: None }).err().unwrap();
+    let e = FileBackend::new(FileOptions { dir: d.clone(), fast_reads: false, durable: false, sweep_interval: None, report: None, read_cache_bytes: 0 }).err().unwrap();
     assert_eq!(e.code, Code::InvalidOption);
     fs::remove_file(&d).unwrap();
   }

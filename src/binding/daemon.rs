@@ -74,6 +74,7 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
       durable: false,
       sweep_interval: Some(sweep),
       report: Some(report),
+      read_cache_bytes: super::READ_CACHE_BYTES,
     })?)),
     (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
   };

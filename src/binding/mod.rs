@@ -367,10 +367,16 @@ pub struct FileStoreConfig {
   pub fast_reads: Option<bool>,
   /// How often expired files are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,
+  /// Bytes of recently read sessions kept in memory, served while no
+  /// process has changed their files (default 32 MiB; 0: off).
+  pub read_cache_bytes: Option<u32>,
   pub max_session_bytes: Option<u32>,
   pub secrets: Option<Vec<String>>,
   pub compress: Option<bool>,
 }
+
+/// Default of `FileStoreConfig::read_cache_bytes`.
+pub const READ_CACHE_BYTES: usize = 32 << 20;
 
 /// A file store. Replies arrive through `onDone(replies)` in call order;
 /// problems found in the directory (corrupt or foreign files) through
@@ -388,6 +394,7 @@ pub fn file_store(
     durable: config.durable.unwrap_or(false),
     sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64)),
     report: Some(report.clone()),
+    read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
   })?;
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report))?;
   async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)

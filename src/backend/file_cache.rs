@@ -1,0 +1,286 @@
+//! The file store's read cache, kept coherent across processes.
+//!
+//! Each store keeps recently read sessions in memory (bounded by bytes, least
+//! recently used out first). A cached session is served only while nobody has
+//! changed its file since it was read, which every process sharing the
+//! directory learns from one small table of counters in the directory,
+//! `.rs-store-gens`, mapped into memory by each of them (`MAP_SHARED`):
+//!
+//! * a session file's name picks a slot (the first 16 bits of the hash that
+//!   names the file); a slot has two counters, `begun` and `done`;
+//! * every change of a session file (write, delete, sweep) adds 1 to `begun`
+//!   before it touches the file and 1 to `done` after;
+//! * a read may be cached only if, before it, `begun == done` (no change in
+//!   progress) and, after it, `begun` has not moved: the cached copy carries
+//!   that `begun`;
+//! * a cached copy is served while `begun` is still that number (one atomic
+//!   load; no system call), and its expiry has not passed.
+//!
+//! So a write by any process is seen by the next read of every process, as
+//! without the cache. A writer killed between its two steps leaves its slot
+//! with `begun != done`: ids of that slot are then simply never cached (1 in
+//! 65,536 of them). The counters are 64-bit and only grow.
+//!
+//! What this cannot see: a session file changed by something other than
+//! rs-store (an editor, `rm`, an older rs-store), or the table file replaced.
+//! So a cached copy is read again from its file when it is older than
+//! `MAX_AGE_MS`, and the sweep turns the cache off when the table file at the
+//! path is no longer the one mapped. The directory must be on a local file
+//! system (as for its `flock`s): a shared mapping is not shared across
+//! machines.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use hashlink::LinkedHashMap;
+use parking_lot::Mutex;
+
+use crate::expiry::{is_expired, Expiry};
+
+/// The table's file name in the store's directory.
+pub const GENS_FILE: &str = ".rs-store-gens";
+/// Slots in the table: 16 bits of the name hash (1 MiB file, sparse).
+const SLOTS: usize = 1 << 16;
+/// A cached copy older than this is read again from its file (see the
+/// module docs: changes made outside rs-store).
+pub const MAX_AGE_MS: u64 = 1000;
+/// Bookkeeping counted per entry besides the id and the payload.
+const ENTRY_OVERHEAD: usize = 96;
+
+#[repr(C)]
+struct Slot {
+  begun: AtomicU64,
+  done: AtomicU64,
+}
+
+/// The shared table of counters (see the module docs).
+struct Gens {
+  slots: *const Slot,
+  path: PathBuf,
+  /// (device, inode) of the mapped file.
+  id: (u64, u64),
+}
+
+// SAFETY: the mapping lives as long as `Gens` and is only accessed through
+// atomics.
+unsafe impl Send for Gens {}
+unsafe impl Sync for Gens {}
+
+impl Gens {
+  #[cfg(unix)]
+  fn open(dir: &Path) -> std::io::Result<Gens> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let path = dir.join(GENS_FILE);
+    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
+    let bytes = SLOTS * std::mem::size_of::<Slot>();
+    // Only ever grown (processes opening it at once all grow it to the same
+    // size): a mapping past the end of its file would fault.
+    if f.metadata()?.len() < bytes as u64 {
+      f.set_len(bytes as u64)?;
+    }
+    let meta = f.metadata()?;
+    if meta.len() < bytes as u64 {
+      return Err(std::io::Error::other("the table file is too short"));
+    }
+    // SAFETY: a fresh shared mapping of `bytes` bytes of an open file at
+    // least that long; checked for MAP_FAILED below.
+    let ptr = unsafe {
+      libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
+    };
+    if ptr == libc::MAP_FAILED {
+      return Err(std::io::Error::last_os_error());
+    }
+    Ok(Gens { slots: ptr as *const Slot, path, id: (meta.dev(), meta.ino()) })
+  }
+
+  #[cfg(not(unix))]
+  fn open(_: &Path) -> std::io::Result<Gens> {
+    Err(std::io::Error::other("no shared mappings here"))
+  }
+
+  fn slot(&self, i: usize) -> &Slot {
+    // SAFETY: i < SLOTS (callers mask it) and the mapping holds SLOTS slots.
+    unsafe { &*self.slots.add(i & (SLOTS - 1)) }
+  }
+
+  /// Whether the table file at the path is still the mapped one.
+  fn still_shared(&self) -> bool {
+    #[cfg(unix)]
+    {
+      use std::os::unix::fs::MetadataExt;
+      std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+    #[cfg(not(unix))]
+    false
+  }
+}
+
+impl Drop for Gens {
+  fn drop(&mut self) {
+    #[cfg(unix)]
+    // SAFETY: unmaps exactly the mapping made in `open`; nothing borrows it
+    // past `self`.
+    unsafe {
+      libc::munmap(self.slots as *mut libc::c_void, SLOTS * std::mem::size_of::<Slot>());
+    }
+  }
+}
+
+/// The slot of a session file name (`<sha256 hex>.sess`): its first 4 hex
+/// digits. Names that are not hex fall in slot 0.
+pub fn slot_of(name: &str) -> usize {
+  name.get(..4).and_then(|h| usize::from_str_radix(h, 16).ok()).unwrap_or(0)
+}
+
+struct Entry {
+  slot: usize,
+  /// `begun` of the slot when this copy was read.
+  gen: u64,
+  /// When it was read (ms).
+  read_at: u64,
+  expires: Option<Expiry>,
+  payload: Vec<u8>,
+}
+
+struct Lru {
+  map: LinkedHashMap<String, Entry>,
+  bytes: usize,
+}
+
+impl Lru {
+  fn remove(&mut self, id: &str) {
+    if let Some(e) = self.map.remove(id) {
+      self.bytes -= cost(id, &e);
+    }
+  }
+}
+
+fn cost(id: &str, e: &Entry) -> usize {
+  id.len() + e.payload.len() + ENTRY_OVERHEAD
+}
+
+/// What a reader noted before reading a file (see [`ReadCache::before_read`]).
+#[derive(Clone, Copy)]
+pub struct Seen(Option<u64>);
+
+/// What a writer noted when it began a change (see [`ReadCache::begin`]).
+pub struct Change {
+  slot: usize,
+  /// `begun` just before this change, if no other change was in progress.
+  alone: Option<u64>,
+}
+
+pub struct ReadCache {
+  gens: Gens,
+  budget: usize,
+  on: AtomicBool,
+  lru: Mutex<Lru>,
+}
+
+impl ReadCache {
+  /// A cache of up to `budget` bytes for the store in `dir`; `None` when the
+  /// table cannot be mapped here (the store then reads every time).
+  pub fn new(dir: &Path, budget: usize) -> Option<ReadCache> {
+    let gens = Gens::open(dir).ok()?;
+    Some(ReadCache { gens, budget, on: AtomicBool::new(true), lru: Mutex::new(Lru { map: LinkedHashMap::new(), bytes: 0 }) })
+  }
+
+  /// The cached payload of `id` if no change to its file began since it was
+  /// read, it is at most `MAX_AGE_MS` old and not expired. (The entry knows
+  /// its slot: a hit hashes nothing but the id.)
+  pub fn get(&self, id: &str, now: u64) -> Option<Vec<u8>> {
+    if !self.on.load(Ordering::Relaxed) {
+      return None;
+    }
+    let mut lru = self.lru.lock();
+    let e = lru.map.to_back(id)?;
+    let gen = self.gens.slot(e.slot).begun.load(Ordering::Acquire);
+    if e.gen == gen && now.saturating_sub(e.read_at) < MAX_AGE_MS && !is_expired(e.expires, now) {
+      return Some(e.payload.clone());
+    }
+    lru.remove(id);
+    None
+  }
+
+  /// Called before reading the file of `slot`.
+  pub fn before_read(&self, slot: usize) -> Seen {
+    let s = self.gens.slot(slot);
+    let begun = s.begun.load(Ordering::SeqCst);
+    let done = s.done.load(Ordering::SeqCst);
+    Seen((begun == done).then_some(begun))
+  }
+
+  /// Called after a read of the file of `slot` that found this session:
+  /// caches it if no change began since [`ReadCache::before_read`].
+  pub fn after_read(&self, seen: Seen, id: &str, slot: usize, expires: Option<Expiry>, payload: &[u8], now: u64) {
+    let Seen(Some(gen)) = seen else { return };
+    if self.gens.slot(slot).begun.load(Ordering::SeqCst) == gen {
+      self.insert(id, Entry { slot, gen, read_at: now, expires, payload: payload.to_vec() });
+    }
+  }
+
+  /// Called before a change of the file of `slot` (holding `id`, when
+  /// known): from now on no process serves a copy read before it.
+  pub fn begin(&self, id: Option<&str>, slot: usize) -> Change {
+    if let Some(id) = id {
+      self.lru.lock().remove(id);
+    }
+    let s = self.gens.slot(slot);
+    let before = s.begun.fetch_add(1, Ordering::SeqCst);
+    let done = s.done.load(Ordering::SeqCst);
+    Change { slot, alone: (done == before).then_some(before) }
+  }
+
+  /// Called after the change, whether or not it succeeded. `wrote`: the
+  /// session the file now holds, when it was written; it is cached if no
+  /// other change of the slot overlapped this one (so the file holds it).
+  pub fn end(&self, change: Change, wrote: Option<(&str, Option<Expiry>, &[u8], u64)>) {
+    let s = self.gens.slot(change.slot);
+    s.done.fetch_add(1, Ordering::SeqCst);
+    let (Some(before), Some((id, expires, payload, now))) = (change.alone, wrote) else { return };
+    let gen = before + 1;
+    if s.begun.load(Ordering::SeqCst) == gen && s.done.load(Ordering::SeqCst) == gen {
+      self.insert(id, Entry { slot: change.slot, gen, read_at: now, expires, payload: payload.to_vec() });
+    }
+  }
+
+  fn insert(&self, id: &str, e: Entry) {
+    if !self.on.load(Ordering::Relaxed) {
+      return;
+    }
+    let size = cost(id, &e);
+    if size > self.budget / 8 {
+      return; // one huge session must not empty the cache
+    }
+    let mut lru = self.lru.lock();
+    lru.remove(id);
+    while lru.bytes + size > self.budget {
+      match lru.map.pop_front() {
+        Some((k, old)) => lru.bytes -= cost(&k, &old),
+        None => break,
+      }
+    }
+    lru.bytes += size;
+    lru.map.insert(id.to_string(), e);
+  }
+
+  /// Forgets every cached session.
+  pub fn clear(&self) {
+    let mut lru = self.lru.lock();
+    lru.map.clear();
+    lru.bytes = 0;
+  }
+
+  /// Turns the cache off for good when the table file was removed or
+  /// replaced (other processes may count in another one now). Returns
+  /// whether the cache is still on.
+  pub fn check_shared(&self) -> bool {
+    if self.on.load(Ordering::Relaxed) && !self.gens.still_shared() {
+      self.on.store(false, Ordering::Relaxed);
+      self.clear();
+    }
+    self.on.load(Ordering::Relaxed)
+  }
+}
