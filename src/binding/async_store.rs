@@ -106,11 +106,24 @@ pub struct AsyncStore {
   core: Arc<Core>,
 }
 
+/// Where a store's dispatcher runs.
+pub(crate) enum Runs {
+  /// On the shared runtime (backends whose I/O is async: Redis, object
+  /// storage).
+  Shared,
+  /// On a thread of the store's own, with a current-thread runtime: the
+  /// backend may block it (the file store runs small batches right there,
+  /// [`crate::backend::file::FileOptions::inline_small_batches`], instead of
+  /// a hop to the blocking pool and back).
+  OwnThread(&'static str),
+}
+
 pub(crate) fn start(
   backend: Arc<dyn Backend>,
   on_done: Function<'_, Vec<JsReply>, ()>,
   core: Core,
   spin: Duration,
+  runs: Runs,
 ) -> napi::Result<AsyncStore, Code> {
   let done: Done = on_done
     .build_threadsafe_function::<Vec<JsReply>>()
@@ -120,7 +133,24 @@ pub(crate) fn start(
     .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the completion callback: {e}")))?;
   let (tx, rx) = mpsc::unbounded_channel();
   let core = Arc::new(core);
-  napi::bindgen_prelude::spawn(dispatch(backend.clone(), core.clone(), rx, done, spin));
+  let dispatcher = dispatch(backend.clone(), core.clone(), rx, done, spin);
+  match runs {
+    Runs::Shared => {
+      napi::bindgen_prelude::spawn(dispatcher);
+    }
+    Runs::OwnThread(name) => {
+      let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| StoreError::new(Code::Internal, format!("cannot start the store's runtime: {e}")))?;
+      // Ends when the dispatcher does: after close(), or once the store is
+      // dropped (its sender with it).
+      std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || rt.block_on(dispatcher))
+        .map_err(|e| StoreError::new(Code::Internal, format!("cannot start the store's thread: {e}")))?;
+    }
+  }
   Ok(AsyncStore { backend, queue: Mutex::new(Vec::with_capacity(64)), tx, core })
 }
 

@@ -75,6 +75,7 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
       sweep_interval: Some(sweep),
       report: Some(report),
       read_cache_bytes: super::READ_CACHE_BYTES,
+      inline_small_batches: false, // the daemon's runtime is shared by its connections
     })?)),
     (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
   };

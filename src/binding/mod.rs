@@ -352,7 +352,7 @@ pub fn redis_store(
   };
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
-  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin)
+  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared)
 }
 
 /// Options of the file store (one file per session).
@@ -395,9 +395,13 @@ pub fn file_store(
     sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64)),
     report: Some(report.clone()),
     read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
+    inline_small_batches: true,
   })?;
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report))?;
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)
+  // Its own thread, spinning as Redis's dispatcher does: at one call in
+  // flight a set took ~170 µs with a hop to the blocking pool and back and
+  // ~80 µs run right on a dispatcher that is awake (this project's VM).
+  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file"))
 }
 
 /// Options of Synchro's single-file session store.

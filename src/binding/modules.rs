@@ -69,7 +69,7 @@ pub fn object_session_store(
   let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
   let backend =
     napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, timeout, Some(every), Some(report)));
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO)
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared)
 }
 
 /// A Synchro module store on a local directory or cloud object storage.
