@@ -103,6 +103,35 @@ test('file: bad directories and bad input get coded errors', async () => {
   await store.close()
 })
 
+test('file: a write the disk refuses (a file size limit, as a full disk would) rejects ERR_STORE_IO and keeps the old session', async () => {
+  const dir = tmp('full')
+  // RLIMIT_FSIZE of 8 KiB for a child process: a bigger write fails with
+  // EFBIG (its SIGXFSZ ignored), the way a full disk fails one with ENOSPC.
+  const script = `
+    process.on('SIGXFSZ', () => {})
+    const s = require(${JSON.stringify(ROOT)}).file({ dir: ${JSON.stringify(dir)} })
+    ;(async () => {
+      await s.set('k', { small: true }, 60000)
+      let code = null
+      try { await s.set('k', { big: 'x'.repeat(64 * 1024) }, 60000) } catch (e) { code = e.code }
+      let other = null
+      try { await s.set('new', { big: 'y'.repeat(64 * 1024) }, 60000) } catch (e) { other = e.code }
+      process.stdout.write(JSON.stringify({ code, other, after: await s.get('k'), missing: await s.get('new') }))
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`
+  const child = spawn('bash', ['-c', 'ulimit -f 8 && exec "$0" -e "$1"', process.execPath, script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  const code = await new Promise((resolve) => child.once('exit', resolve))
+  assert.equal(code, 0)
+  assert.deepEqual(JSON.parse(out), { code: 'ERR_STORE_IO', other: 'ERR_STORE_IO', after: { small: true }, missing: null })
+  const store = rs.file({ dir })
+  assert.deepEqual(await store.get('k'), { small: true }, 'the old session is intact on disk')
+  assert.deepEqual((await store.entries()).map((e) => e.id), ['k'])
+  await store.close()
+  for (const f of fs.readdirSync(dir)) assert.ok(fs.statSync(path.join(dir, f)).size <= 8 * 1024 || f === '.rs-store-gens', `no partial file left: ${f}`)
+})
+
 test('file: expired sessions are invisible at once and swept from disk', async () => {
   const dir = tmp('sweep')
   const store = rs.file({ dir, sweepIntervalMs: 50 })
