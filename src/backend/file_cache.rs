@@ -31,7 +31,7 @@
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
@@ -209,6 +209,10 @@ impl ReadCache {
     let s = self.gens.slot(slot);
     let begun = s.begun.load(Ordering::SeqCst);
     let done = s.done.load(Ordering::SeqCst);
+    // The counters are read before the file is (the fences order this
+    // process's counter accesses against its file system calls, on weakly
+    // ordered CPUs too).
+    fence(Ordering::SeqCst);
     Seen((begun == done).then_some(begun))
   }
 
@@ -216,6 +220,7 @@ impl ReadCache {
   /// caches it if no change began since [`ReadCache::before_read`].
   pub fn after_read(&self, seen: Seen, id: &str, slot: usize, expires: Option<Expiry>, payload: &[u8], now: u64) {
     let Seen(Some(gen)) = seen else { return };
+    fence(Ordering::SeqCst);
     if self.gens.slot(slot).begun.load(Ordering::SeqCst) == gen {
       self.insert(id, Entry { slot, gen, read_at: now, expires, payload: payload.to_vec() });
     }
@@ -230,6 +235,7 @@ impl ReadCache {
     let s = self.gens.slot(slot);
     let before = s.begun.fetch_add(1, Ordering::SeqCst);
     let done = s.done.load(Ordering::SeqCst);
+    fence(Ordering::SeqCst); // counted before the file changes
     Change { slot, alone: (done == before).then_some(before) }
   }
 
@@ -238,6 +244,7 @@ impl ReadCache {
   /// other change of the slot overlapped this one (so the file holds it).
   pub fn end(&self, change: Change, wrote: Option<(&str, Option<Expiry>, &[u8], u64)>) {
     let s = self.gens.slot(change.slot);
+    fence(Ordering::SeqCst); // the file changed before this counts
     s.done.fetch_add(1, Ordering::SeqCst);
     let (Some(before), Some((id, expires, payload, now))) = (change.alone, wrote) else { return };
     let gen = before + 1;
