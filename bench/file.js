@@ -19,7 +19,7 @@ module.exports = async function fileBench({ ms }) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-bench-file-'))
   const sfs = new FileStore({ path: path.join(tmp, 'sfs'), ttl: 3600, retries: 0, reapInterval: -1, logFn: () => {} })
   const mem = new session.MemoryStore()
-  const rsFile = rs.file({ dir: path.join(tmp, 'rs'), ...(process.env.RS_NOCACHE ? { readCacheBytes: 0 } : {}) })
+  const rsFile = rs.file({ dir: path.join(tmp, 'rs') })
   const contenders = [
     { name: 'express-session MemoryStore', set: promisify(mem.set.bind(mem)), get: promisify(mem.get.bind(mem)) },
     { name: 'session-file-store', set: promisify(sfs.set.bind(sfs)), get: promisify(sfs.get.bind(sfs)) },

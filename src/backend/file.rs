@@ -45,9 +45,11 @@
 //!   other processes still show at once.
 //!
 //! All methods block: the async [`Backend`] impl runs them on tokio's blocking
-//! pool. A batch is split by id into up to `SHARDS` groups that run in
-//! parallel (file systems overlap metadata writes well); one id always lands
-//! in one group, so its calls apply in call order.
+//! pool, except small batches when the caller's thread may block
+//! ([`FileOptions::inline_small_batches`]). A larger batch is split by id
+//! into up to `SHARDS` groups that run in parallel (file systems overlap
+//! metadata writes well); one id always lands in one group, so its calls
+//! apply in call order.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
