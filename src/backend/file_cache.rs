@@ -281,13 +281,11 @@ impl ReadCache {
   }
 
   /// Turns the cache off for good when the table file was removed or
-  /// replaced (other processes may count in another one now). Returns
-  /// whether the cache is still on.
-  pub fn check_shared(&self) -> bool {
+  /// replaced (other processes may count in another one now).
+  pub fn check_shared(&self) {
     if self.on.load(Ordering::Relaxed) && !self.gens.still_shared() {
       self.on.store(false, Ordering::Relaxed);
       self.clear();
     }
-    self.on.load(Ordering::Relaxed)
   }
 }
