@@ -1110,8 +1110,7 @@ mod tests {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(b.get_now("e"), None, "expired: not served, left to the normal path");
     assert_eq!(b.get("e").unwrap(), None);
-    // the sweep and clear() tell the others too
-    a.write("s", b"s", Some(now_ms() + 100)).unwrap();
+    // clear() tells the others too
     a.write("c", b"c", None).unwrap();
     assert_eq!(b.get_now("c"), Some(Some(b"c".to_vec())));
     FileBackend::run_sync(a, &Op::Clear).unwrap();
