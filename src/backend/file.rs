@@ -299,8 +299,7 @@ impl Inner {
       return None;
     }
     let name = record::name_for(id);
-    let slot = slot_of(&name);
-    let seen = self.cache.as_ref().map(|c| c.before_read(slot));
+    let seen = self.cache.as_ref().map(|c| c.before_read(slot_of(&name)));
     let path = self.dir.join(name);
     let bytes = match nowait::read(&path) {
       nowait::Read::Done(b) => b,
@@ -316,7 +315,7 @@ impl Inner {
     match parse(&path, bytes) {
       Ok(s) if s.header.id == id && !is_expired(s.header.expires, now) => {
         if let (Some(c), Some(seen)) = (&self.cache, seen) {
-          c.after_read(seen, id, slot, s.header.expires, &s.payload, now);
+          c.after_read(seen, id, s.header.expires, &s.payload, now);
         }
         Some(Some(s.payload))
       }
@@ -328,14 +327,15 @@ impl Inner {
   /// from the file (then cached).
   fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
     self.check_open()?;
-    let Some(c) = &self.cache else { return Ok(self.read_live(id)?.map(|(_, s)| s.payload)) };
-    if let Some(hit) = c.get(id, now_ms()) {
+    let cache = self.cache.as_ref();
+    if let Some(hit) = cache.and_then(|c| c.get(id, now_ms())) {
       return Ok(Some(hit));
     }
-    let slot = slot_of(&record::name_for(id));
-    let seen = c.before_read(slot);
+    let seen = cache.map(|c| (c, c.before_read(slot_of(&record::name_for(id)))));
     Ok(self.read_live(id)?.map(|(_, s)| {
-      c.after_read(seen, id, slot, s.header.expires, &s.payload, now_ms());
+      if let Some((c, seen)) = seen {
+        c.after_read(seen, id, s.header.expires, &s.payload, now_ms());
+      }
       s.payload
     }))
   }
@@ -374,8 +374,9 @@ impl Inner {
   /// new temp file renamed over the old one. A reader that opened the old
   /// inode just before the swap may read it while it is being reused: the
   /// record's checksum and id catch a torn read, [`same_file`] a whole next
-  /// version not yet in place, and [`Inner::load`] reads again. Elsewhere (or where the file system refuses the exchange) the temp file
-  /// is new and renamed over the session file.
+  /// version not yet in place, and [`Inner::load`] reads again. Elsewhere
+  /// (or where the file system refuses the exchange) the temp file is new
+  /// and renamed over the session file.
   fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
     self.check_open()?;
     let path = self.path_for(id);
@@ -797,9 +798,6 @@ impl FileBackend {
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
       Op::Clear => {
         inner.drop_recycled();
-        if let Some(c) = &inner.cache {
-          c.clear();
-        }
         let mut n = 0;
         for (p, s) in inner.live_files()? {
           if inner.changing(Some(&s.header.id), &p, || fs::remove_file(&p)).is_ok() {
@@ -1015,8 +1013,21 @@ mod tests {
   use super::*;
   use crate::expiry::after_ms;
 
+  /// Options for a test store on `dir`: fast reads, no cache, no sweeper.
+  fn options(dir: &Path) -> FileOptions {
+    FileOptions {
+      dir: dir.to_path_buf(),
+      fast_reads: true,
+      durable: false,
+      sweep_interval: None,
+      report: None,
+      read_cache_bytes: 0,
+      inline_small_batches: false,
+    }
+  }
+
   fn store(dir: &Path) -> FileBackend {
-    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None, read_cache_bytes: 0, inline_small_batches: false }).unwrap()
+    FileBackend::new(options(dir)).unwrap()
   }
 
   fn tmpdir(name: &str) -> PathBuf {
@@ -1073,7 +1084,7 @@ mod tests {
   }
 
   fn cached_store(dir: &Path) -> FileBackend {
-    FileBackend::new(FileOptions { dir: dir.to_path_buf(), fast_reads: true, durable: false, sweep_interval: None, report: None, read_cache_bytes: 1 << 20, inline_small_batches: false }).unwrap()
+    FileBackend::new(FileOptions { read_cache_bytes: 1 << 20, ..options(dir) }).unwrap()
   }
 
   /// Rewrites the file of `id` the way no rs-store would (in place, without
@@ -1207,13 +1218,10 @@ mod tests {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     let s = FileBackend::new(FileOptions {
-      dir: d.clone(),
-      fast_reads: true,
       durable: true,
-      sweep_interval: None,
       report: Some(Arc::new(move |e: StoreError| seen2.lock().push(e.code))),
       read_cache_bytes: 1 << 20,
-      inline_small_batches: false,
+      ..options(&d)
     })
     .unwrap();
     s.inner.write("old", b"{}", Some(now_ms() - 10)).unwrap();
@@ -1256,7 +1264,7 @@ mod tests {
   fn not_a_directory() {
     let d = tmpdir("notdir");
     fs::write(&d, b"file").unwrap();
-    let e = FileBackend::new(FileOptions { dir: d.clone(), fast_reads: false, durable: false, sweep_interval: None, report: None, read_cache_bytes: 0, inline_small_batches: false }).err().unwrap();
+    let e = FileBackend::new(FileOptions { fast_reads: false, ..options(&d) }).err().unwrap();
     assert_eq!(e.code, Code::InvalidOption);
     fs::remove_file(&d).unwrap();
   }

@@ -161,9 +161,13 @@ fn cost(id: &str, e: &Entry) -> usize {
   id.len() + e.payload.len() + ENTRY_OVERHEAD
 }
 
-/// What a reader noted before reading a file (see [`ReadCache::before_read`]).
+/// What a reader noted before reading a file (see [`ReadCache::before_read`]):
+/// the file's slot, and `begun` there if no change was in progress.
 #[derive(Clone, Copy)]
-pub struct Seen(Option<u64>);
+pub struct Seen {
+  slot: usize,
+  gen: Option<u64>,
+}
 
 /// What a writer noted when it began a change (see [`ReadCache::begin`]).
 pub struct Change {
@@ -213,13 +217,13 @@ impl ReadCache {
     // process's counter accesses against its file system calls, on weakly
     // ordered CPUs too).
     fence(Ordering::SeqCst);
-    Seen((begun == done).then_some(begun))
+    Seen { slot, gen: (begun == done).then_some(begun) }
   }
 
-  /// Called after a read of the file of `slot` that found this session:
-  /// caches it if no change began since [`ReadCache::before_read`].
-  pub fn after_read(&self, seen: Seen, id: &str, slot: usize, expires: Option<Expiry>, payload: &[u8], now: u64) {
-    let Seen(Some(gen)) = seen else { return };
+  /// Called after a read of the file that found this session: caches it if
+  /// no change began since [`ReadCache::before_read`].
+  pub fn after_read(&self, seen: Seen, id: &str, expires: Option<Expiry>, payload: &[u8], now: u64) {
+    let Seen { slot, gen: Some(gen) } = seen else { return };
     fence(Ordering::SeqCst);
     if self.gens.slot(slot).begun.load(Ordering::SeqCst) == gen {
       self.insert(id, Entry { slot, gen, read_at: now, expires, payload: payload.to_vec() });
@@ -273,19 +277,14 @@ impl ReadCache {
     lru.map.insert(id.to_string(), e);
   }
 
-  /// Forgets every cached session.
-  pub fn clear(&self) {
-    let mut lru = self.lru.lock();
-    lru.map.clear();
-    lru.bytes = 0;
-  }
-
   /// Turns the cache off for good when the table file was removed or
   /// replaced (other processes may count in another one now).
   pub fn check_shared(&self) {
     if self.on.load(Ordering::Relaxed) && !self.gens.still_shared() {
       self.on.store(false, Ordering::Relaxed);
-      self.clear();
+      let mut lru = self.lru.lock();
+      lru.map.clear();
+      lru.bytes = 0;
     }
   }
 }
