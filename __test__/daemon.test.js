@@ -11,33 +11,11 @@ const { spawn, execFile } = require('node:child_process')
 const { promisify } = require('node:util')
 const rs = require('..')
 const { waitFor, sleep } = require('./support/redis-servers')
+const { startDaemon, BIN } = require('./support/daemon')
 const { counterRace, lockHolder, checkAdd } = require('./support/counter-race')
 
-const ROOT = path.join(__dirname, '..')
-const BIN = path.join(ROOT, 'bin/rs-store-daemon.js')
 const DAY_MS = 86_400_000
 const tmp = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${name}-`))
-
-/** Starts the daemon CLI with `args`; resolves once it listens. */
-async function startDaemon(...args) {
-  const child = spawn(process.execPath, [BIN, ...args.map(String)], { stdio: ['ignore', 'pipe', 'pipe'] })
-  let log = ''
-  child.stdout.on('data', (d) => (log += d))
-  child.stderr.on('data', (d) => (log += d))
-  const exited = new Promise((r) => child.once('exit', r))
-  await waitFor('daemon listening', async () => {
-    if (child.exitCode !== null) throw new Error(`daemon exited ${child.exitCode}: ${log}`)
-    return /listening on (\S+)/.test(log)
-  })
-  const address = /listening on (\S+)/.exec(log)[1]
-  return {
-    child,
-    address,
-    port: Number(address.split(':')[1]),
-    log: () => log,
-    stop: (signal = 'SIGTERM') => (child.exitCode !== null ? Promise.resolve(child.exitCode) : (child.kill(signal), exited)),
-  }
-}
 
 const cli = async (port, ...args) => (await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 })).stdout.trim()
 

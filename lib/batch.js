@@ -135,9 +135,9 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       native.qSet(id, text, ttlMs)
       return pending(null, id)
     },
-    add(id, text, ttlMs) {
+    setIf(id, text, ttlMs, present) {
       open()
-      native.qAdd(id, text, ttlMs)
+      native.qSetIf(id, text, ttlMs, present)
       return pending(null, id)
     },
     remove(id) {
@@ -182,6 +182,11 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       open()
       native.qClear()
       return pending(null, ALL)
+    },
+    keys() {
+      open()
+      native.qKeys()
+      return pending()
     },
     entries(map) {
       open()

@@ -41,4 +41,37 @@ function boolean(opts, name, { def } = {}) {
   return v
 }
 
-module.exports = { object, number, string, boolean }
+/** Edit distance of two short strings (for "did you mean"). */
+function distance(a, b) {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i]
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1].toLowerCase() === b[j - 1].toLowerCase() ? 0 : 1))
+    }
+    prev = cur
+  }
+  return prev[b.length]
+}
+
+/**
+ * Refuses options that `what` does not know (a typo would otherwise be
+ * ignored silently: `{ prot: 6379 }` would talk to the default port), naming
+ * the closest known one when there is one.
+ */
+function only(opts, what, known) {
+  for (const name of Object.keys(opts)) {
+    if (known.includes(name) || opts[name] === undefined) continue
+    let best
+    let bestD = Infinity
+    for (const k of known) {
+      const d = distance(name, k)
+      if (d < bestD) [best, bestD] = [k, d]
+    }
+    const hint = bestD <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean '${best}'?)` : ''
+    throw codedError('ERR_INVALID_OPTION', `unknown ${what} option '${name}'${hint}`)
+  }
+  return opts
+}
+
+module.exports = { object, number, string, boolean, only }

@@ -23,6 +23,11 @@ const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
 const DEFAULT_TTL_MS = 86_400_000
 /** Where a store keeps the lock engine another store may borrow (`lockManager`). */
 const LOCK_ENGINE = Symbol('rs-store.lockEngine')
+/**
+ * Milliseconds per unit of the store's timeouts (`timeoutUnit`), for the
+ * framework adapters, which compute ttls themselves.
+ */
+const TIMEOUT_UNIT_MS = Symbol.for('rs-store.timeoutUnitMs')
 
 function checkId(id) {
   if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
@@ -72,7 +77,7 @@ function syncEngine(native) {
   return {
     get: (id, map) => map(native.get(id)),
     set: (id, text, ttlMs) => native.set(id, text, ttlMs),
-    add: (id, text, ttlMs) => native.add(id, text, ttlMs),
+    setIf: (id, text, ttlMs, present) => native.setIf(id, text, ttlMs, present),
     remove: (id) => native.remove(id),
     touch: (id, ttlMs) => native.touch(id, ttlMs),
     ttlMs: (id, map) => map(native.ttlMs(id)),
@@ -82,6 +87,7 @@ function syncEngine(native) {
     renew: (id, token, ttlMs) => native.renew(id, token, ttlMs),
     len: () => native.len(),
     clear: () => native.clear(),
+    keys: () => native.keys(),
     entries: (map) => map(native.entries()),
     close: () => native.close(),
   }
@@ -125,7 +131,15 @@ function makeStore(engine, opts, extra = {}) {
       const text = serialize(session)
       const ms = ttlMsOf(timeout)
       // Already expired: nothing to write (set() would remove the session).
-      return ms === 0 ? Promise.resolve(false) : settle(engine.add(id, text, ms))
+      return ms === 0 ? Promise.resolve(false) : settle(engine.setIf(id, text, ms, false))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const replace = (id, session, timeout) => {
+    try {
+      checkId(id)
+      return settle(engine.setIf(id, serialize(session), ttlMsOf(timeout), true))
     } catch (e) {
       return rejectNative(e)
     }
@@ -198,6 +212,12 @@ function makeStore(engine, opts, extra = {}) {
      * adds of every process (a plain set is not held back).
      */
     add,
+    /**
+     * Stores `session` only while a live session has `id` (Redis `SET …
+     * XX`); resolves true when written. A session removed meanwhile (a
+     * logout) is never created again by a late write.
+     */
+    replace,
     /** Removes the session; resolves true when one was removed. */
     remove,
     /** Sliding expiry (simpleS): never creates a removed session again. */
@@ -213,6 +233,8 @@ function makeStore(engine, opts, extra = {}) {
     length: () => call(() => engine.len()),
     /** Removes all sessions; resolves how many were removed. */
     clear: () => call(() => engine.clear()),
+    /** Ids of all live sessions. */
+    ids: () => call(() => engine.keys()),
     /** All live sessions, as an array of session objects. */
     all: () => call(() => engine.entries((es) => es.map((e) => parse(e.value)))),
     /** All live sessions with their ids: [{ id, session }]. */
@@ -222,7 +244,8 @@ function makeStore(engine, opts, extra = {}) {
     ...locks,
     ...extra,
     ...(lockEngine && { [LOCK_ENGINE]: lockEngine }),
+    [TIMEOUT_UNIT_MS]: unitMs,
   }
 }
 
-module.exports = { makeStore, syncEngine, serialize, parse, checkId, UNIT_MS, DEFAULT_TTL_MS }
+module.exports = { makeStore, syncEngine, serialize, parse, checkId, UNIT_MS, DEFAULT_TTL_MS, TIMEOUT_UNIT_MS }

@@ -29,10 +29,11 @@ export declare class AsyncStore {
   /** Queues a set; `ttlMs` undefined = never expires, 0 = remove. */
   qSet(id: string, value: string, ttlMs?: number | undefined | null): void
   /**
-   * Queues a set that only writes when no live session has `id` (Redis
-   * `SET … NX`); its reply is true when written.
+   * Queues a set that only writes when no live session has `id` (`add`,
+   * Redis `SET … NX`) or, with `present`, only when one has (`replace`,
+   * `SET … XX`); its reply is true when written.
    */
-  qAdd(id: string, value: string, ttlMs?: number | undefined | null): void
+  qSetIf(id: string, value: string, ttlMs: number | undefined | null, present: boolean): void
   qRemove(id: string): void
   qTouch(id: string, ttlMs?: number | undefined | null): void
   /** Queues a try-lock of `id` for `token` (never waits; true when taken). */
@@ -92,10 +93,11 @@ export declare class NativeStore {
   /** Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now. */
   set(id: string, value: string, ttlMs?: number | undefined | null): void
   /**
-   * Stores JSON text only when no live session has `id`; true when written.
-   * `ttlMs` must be undefined (never expires) or in the future.
+   * Stores JSON text only when no live session has `id` (`add`) or, with
+   * `present`, only when one has (`replace`); true when written. For
+   * `add`, `ttlMs` must be undefined (never expires) or in the future.
    */
-  add(id: string, value: string, ttlMs?: number | undefined | null): boolean
+  setIf(id: string, value: string, ttlMs: number | undefined | null, present: boolean): boolean
   /** Removes a session; true when a live one was removed. */
   remove(id: string): boolean
   /** Moves the expiry of a live session (never creates one); true when found. */

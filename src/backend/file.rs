@@ -63,7 +63,7 @@ use async_trait::async_trait;
 use parking_lot::{Condvar, Mutex};
 use super::file_cache::{slot_of, ReadCache};
 use super::record::{self, Record, EXT};
-use super::{shard_of, Backend, Op, Reply, Report, Ttl};
+use super::{shard_of, Backend, Cond, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -775,9 +775,9 @@ impl FileBackend {
         Reply::Done
       }
       // Checked, then written under the directory's flock: atomic among
-      // adds of every process (a plain set does not take the flock).
-      Op::Add(id, v, exp) => Reply::Bool(inner.guarded(|| {
-        if inner.read_live(id)?.is_some() {
+      // conditional sets of every process (a plain set does not take it).
+      Op::SetIf(id, v, exp, cond) => Reply::Bool(inner.guarded(|| {
+        if inner.read_live(id)?.is_some() != (*cond == Cond::Present) {
           return Ok(false);
         }
         inner.write(id, v, *exp)?;
@@ -919,8 +919,8 @@ impl Backend for FileBackend {
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     self.one(Op::Set(id.into(), value, expires)).await.map(|_| ())
   }
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    self.one(Op::Add(id.into(), value, expires)).await?.into_bool()
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    self.one(Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     self.one(Op::Remove(id.into())).await?.into_bool()

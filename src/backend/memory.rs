@@ -20,7 +20,7 @@ use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use parking_lot::{Condvar, Mutex};
 
-use super::{SyncBackend, Ttl};
+use super::{Cond, SyncBackend, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -261,8 +261,8 @@ fn sweep_loop(shared: Arc<Shared>, every: Duration) {
 }
 
 impl MemoryBackend {
-  /// `set`, or with `only_if_absent` `add`; true when written.
-  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, only_if_absent: bool) -> Result<bool> {
+  /// `set`, or with a condition `set_if`; true when written.
+  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>) -> Result<bool> {
     let size = charge(id, value.len());
     if let Some(max) = self.opts.max_bytes {
       if size > max {
@@ -274,8 +274,10 @@ impl MemoryBackend {
     }
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
-    if only_if_absent && st.live(id, now_ms()).is_some() {
-      return Ok(false);
+    if let Some(cond) = cond {
+      if st.live(id, now_ms()).is_some() != (cond == Cond::Present) {
+        return Ok(false);
+      }
     }
     let value = value.into_boxed_slice();
     let st = &mut *st;
@@ -312,12 +314,12 @@ impl SyncBackend for MemoryBackend {
   }
 
   fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.put(id, value, expires, false).map(|_| ())
+    self.put(id, value, expires, None).map(|_| ())
   }
 
   /// Atomic: the check and the write happen under one lock.
-  fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    self.put(id, value, expires, true)
+  fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    self.put(id, value, expires, Some(cond))
   }
 
   fn remove(&self, id: &str) -> Result<bool> {
@@ -449,12 +451,24 @@ mod tests {
   #[test]
   fn add_only_when_absent() {
     let m = store(None, None);
-    assert!(m.add("a", b"1".to_vec(), None).unwrap());
-    assert!(!m.add("a", b"2".to_vec(), None).unwrap());
+    assert!(m.set_if("a", b"1".to_vec(), None, Cond::Absent).unwrap());
+    assert!(!m.set_if("a", b"2".to_vec(), None, Cond::Absent).unwrap());
     assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"1"[..]));
     m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
-    assert!(m.add("old", b"y".to_vec(), None).unwrap(), "an expired entry is not in the way");
+    assert!(m.set_if("old", b"y".to_vec(), None, Cond::Absent).unwrap(), "an expired entry is not in the way");
     assert_eq!(SyncBackend::get(&m, "old").unwrap().as_deref(), Some(&b"y"[..]));
+  }
+
+  #[test]
+  fn replace_only_when_present() {
+    let m = store(None, None);
+    assert!(!m.set_if("a", b"1".to_vec(), None, Cond::Present).unwrap());
+    assert_eq!(SyncBackend::get(&m, "a").unwrap(), None, "nothing created");
+    m.set("a", b"1".to_vec(), None).unwrap();
+    assert!(m.set_if("a", b"2".to_vec(), None, Cond::Present).unwrap());
+    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"2"[..]));
+    m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
+    assert!(!m.set_if("old", b"y".to_vec(), None, Cond::Present).unwrap(), "an expired entry does not count");
   }
 
   #[test]

@@ -47,14 +47,23 @@ impl Ttl {
   }
 }
 
+/// When a conditional set writes: Redis's `SET … NX` and `SET … XX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+  /// Only when no live entry has the id (`add`).
+  Absent,
+  /// Only when a live entry has the id (`replace`): never recreates a
+  /// session removed meanwhile.
+  Present,
+}
+
 /// One operation of a batch (see [`Backend::exec_batch`]).
 #[derive(Debug, Clone)]
 pub enum Op {
   Get(String),
   Set(String, Vec<u8>, Option<Expiry>),
-  /// Set only when no live entry has the id (Redis `SET … NX`); answers
-  /// `Bool(true)` when written.
-  Add(String, Vec<u8>, Option<Expiry>),
+  /// Set only when `Cond` holds; answers `Bool(true)` when written.
+  SetIf(String, Vec<u8>, Option<Expiry>, Cond),
   Remove(String),
   Touch(String, Option<Expiry>),
   Ttl(String),
@@ -77,7 +86,7 @@ impl Op {
     match self {
       Op::Get(id)
       | Op::Set(id, ..)
-      | Op::Add(id, ..)
+      | Op::SetIf(id, ..)
       | Op::Remove(id)
       | Op::Touch(id, _)
       | Op::Ttl(id)
@@ -153,7 +162,7 @@ pub async fn run_one<B: Backend + ?Sized>(b: &B, op: &Op) -> Result<Reply> {
       b.set(id, v.clone(), *exp).await?;
       Reply::Done
     }
-    Op::Add(id, v, exp) => Reply::Bool(b.add(id, v.clone(), *exp).await?),
+    Op::SetIf(id, v, exp, cond) => Reply::Bool(b.set_if(id, v.clone(), *exp, *cond).await?),
     Op::Remove(id) => Reply::Bool(b.remove(id).await?),
     Op::Touch(id, exp) => Reply::Bool(b.touch(id, *exp).await?),
     Op::Ttl(id) => Reply::Ttl(b.ttl(id).await?),
@@ -179,11 +188,12 @@ pub(crate) fn no_locks() -> StoreError {
 pub trait Backend: Send + Sync + 'static {
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
-  /// Sets only when no live entry has `id`; true when written. Memory: one
-  /// lock; Redis and the daemon: `SET … NX`; object storage: a create-only
-  /// write; files: among adds, by a flock; other [`SyncBackend`]s: checked,
-  /// then written (all on the JS thread).
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool>;
+  /// Sets only when `cond` holds (no live entry has `id`, or one has); true
+  /// when written. Memory: one lock; Redis and the daemon: `SET … NX|XX`;
+  /// object storage: a create-only or a conditional write; files: among
+  /// conditional sets, by a flock; other [`SyncBackend`]s: checked, then
+  /// written (all on the JS thread).
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool>;
   /// Returns whether a live entry was removed.
   async fn remove(&self, id: &str) -> Result<bool>;
   /// Moves the expiry of a live entry; returns false (and creates nothing)
@@ -250,9 +260,9 @@ pub trait Backend: Send + Sync + 'static {
 pub trait SyncBackend: Send + Sync + 'static {
   fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
   fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
-  /// See [`Backend::add`]; the default checks, then writes.
-  fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    if self.exists(id)? {
+  /// See [`Backend::set_if`]; the default checks, then writes.
+  fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    if self.exists(id)? != (cond == Cond::Present) {
       return Ok(false);
     }
     self.set(id, value, expires)?;
@@ -291,8 +301,8 @@ impl<T: SyncBackend> Backend for T {
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     SyncBackend::set(self, id, value, expires)
   }
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    SyncBackend::add(self, id, value, expires)
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    SyncBackend::set_if(self, id, value, expires, cond)
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     SyncBackend::remove(self, id)

@@ -25,12 +25,14 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tokio::sync::Notify;
 
 use super::record::{self, Record, EXT};
-use super::{run_one, shard_of, Backend, Op, Reply, Report, Ttl};
+use super::{run_one, shard_of, Backend, Cond, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
 /// Most concurrent groups a batch is split into.
 const SHARDS: usize = 8;
+/// Conditional writes a `replace` tries before it gives up on a session that keeps changing.
+const REPLACE_TRIES: usize = 5;
 
 pub struct ObjectBackend {
   inner: Arc<Inner>,
@@ -210,6 +212,23 @@ impl Inner {
     }
   }
 
+  /// A write only over a live version (a conditional write on the version
+  /// read), so a session removed meanwhile is never created again; a
+  /// version changed in between is read again.
+  async fn replace(&self, id: &str, v: &[u8], exp: Option<Expiry>) -> Result<bool> {
+    for _ in 0..REPLACE_TRIES {
+      let Some((_, version)) = self.read_live(id).await? else { return Ok(false) };
+      match self.put(id, v, exp, PutMode::Update(version)).await? {
+        Ok(()) => return Ok(true),
+        Err(object_store::Error::Precondition { .. }) => continue,
+        // No conditional writes here (e.g. a local directory): it was live just now.
+        Err(object_store::Error::NotImplemented { .. }) => return self.write(id, v, exp).await.map(|_| true),
+        Err(e) => return Err(map_err(e)),
+      }
+    }
+    Err(StoreError::new(Code::StoreUnavailable, format!("session {id:?} kept changing while it was replaced")))
+  }
+
   async fn run(&self, op: &Op) -> Result<Reply> {
     Ok(match op {
       Op::Get(id) => Reply::Value(self.read_live(id).await?.map(|(r, _)| r.payload)),
@@ -217,7 +236,8 @@ impl Inner {
         self.write(id, v, *exp).await?;
         Reply::Done
       }
-      Op::Add(id, v, exp) => Reply::Bool(self.add(id, v, *exp).await?),
+      Op::SetIf(id, v, exp, Cond::Absent) => Reply::Bool(self.add(id, v, *exp).await?),
+      Op::SetIf(id, v, exp, Cond::Present) => Reply::Bool(self.replace(id, v, *exp).await?),
       Op::Remove(id) => {
         let live = self.read_live(id).await?.is_some();
         match self.store()?.delete(&self.key(id)).await {
@@ -309,8 +329,8 @@ impl Backend for ObjectBackend {
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     self.inner.run_timed(&Op::Set(id.into(), value, expires)).await.map(|_| ())
   }
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    self.inner.run_timed(&Op::Add(id.into(), value, expires)).await?.into_bool()
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    self.inner.run_timed(&Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
   }
   async fn remove(&self, id: &str) -> Result<bool> {
     self.inner.run_timed(&Op::Remove(id.into())).await?.into_bool()

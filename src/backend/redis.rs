@@ -23,7 +23,7 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
 use tokio::sync::Mutex;
 
-use super::{single, Backend, Op, Reply, Ttl};
+use super::{single, Backend, Cond, Op, Reply, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{now_ms, Expiry};
 
@@ -398,12 +398,14 @@ impl RedisBackend {
   fn cmd_for(&self, op: &Op) -> Vec<Cmd> {
     match op {
       Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
-      Op::Set(id, value, exp) | Op::Add(id, value, exp) => {
+      Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
         let mut c = redis::cmd("SET");
         c.arg(self.key(id)).arg(&value[..]);
-        if let Op::Add(..) = op {
-          c.arg("NX");
-        }
+        match op {
+          Op::SetIf(.., Cond::Absent) => c.arg("NX"),
+          Op::SetIf(.., Cond::Present) => c.arg("XX"),
+          _ => &mut c,
+        };
         if let Some(at) = exp {
           c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
         }
@@ -453,9 +455,9 @@ impl RedisBackend {
       Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
       Op::Set(..) => Reply::Done,
       Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
-      // SET … NX answers OK when taken, nil when held by someone else; the
-      // daemon's LOCK answers 1 or 0.
-      Op::Add(..) | Op::Lock(..) => Reply::Bool(match last {
+      // SET … NX|XX answers OK when written, nil when not; the daemon's
+      // LOCK answers 1 or 0.
+      Op::SetIf(..) | Op::Lock(..) => Reply::Bool(match last {
         Value::Nil => false,
         Value::Int(n) => *n > 0,
         _ => true,
@@ -553,8 +555,8 @@ impl Backend for RedisBackend {
   async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     single(self, Op::Set(id.into(), value, expires)).await.map(|_| ())
   }
-  async fn add(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<bool> {
-    single(self, Op::Add(id.into(), value, expires)).await?.into_bool()
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    single(self, Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
   }
 
   async fn remove(&self, id: &str) -> Result<bool> {

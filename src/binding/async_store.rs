@@ -27,7 +27,7 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
-use super::{add_expiry, check_id, expiry_for, lock_ttl, Core, Utf8Text};
+use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
 use crate::backend::{Backend, Op, Reply};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -200,7 +200,7 @@ async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> 
   for (i, op) in ops.into_iter().enumerate() {
     let encoded = match op {
       Op::Set(id, v, exp) => core.encode(&id, v).map(|enc| Op::Set(id, enc, exp)),
-      Op::Add(id, v, exp) => core.encode(&id, v).map(|enc| Op::Add(id, enc, exp)),
+      Op::SetIf(id, v, exp, cond) => core.encode(&id, v).map(|enc| Op::SetIf(id, enc, exp, cond)),
       other => Ok(other),
     };
     let op = match encoded {
@@ -373,14 +373,14 @@ impl AsyncStore {
     Ok(())
   }
 
-  /// Queues a set that only writes when no live session has `id` (Redis
-  /// `SET … NX`); its reply is true when written.
+  /// Queues a set that only writes when no live session has `id` (`add`,
+  /// Redis `SET … NX`) or, with `present`, only when one has (`replace`,
+  /// `SET … XX`); its reply is true when written.
   #[napi(catch_unwind)]
-  pub fn q_add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+  pub fn q_set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<(), Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
-    let at = add_expiry(ttl_ms)?;
-    self.push(Op::Add(id, value.into_bytes(), at));
+    self.push(set_if_op(id, value.into_bytes(), ttl_ms, present)?);
     Ok(())
   }
 

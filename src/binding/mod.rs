@@ -23,7 +23,7 @@ use crate::backend::file::{FileBackend, FileOptions};
 use crate::backend::memory::{MemoryBackend, MemoryOptions};
 use crate::backend::redis::{RedisBackend, RedisConfig, Topology};
 use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
-use crate::backend::Report;
+use crate::backend::{Cond, Op, Report};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, Expiry};
@@ -136,14 +136,20 @@ fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
   }
 }
 
-/// [`expiry_for`] for `add`, which writes or does nothing: a timeout that has
-/// already run out is refused (the facade answers `false` for it itself).
-fn add_expiry(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
+/// The op of a conditional set (`add`: `present` false; `replace`: true).
+/// A timeout that has already run out removes on `replace` (as `set` does)
+/// and is refused on `add`, which writes or does nothing (the facade answers
+/// `false` for it itself).
+fn set_if_op(id: String, value: Vec<u8>, ttl_ms: Option<f64>, present: bool) -> Result<Op> {
   let at = expiry_for(ttl_ms)?;
-  if at.is_some_and(|at| at <= crate::expiry::now_ms()) {
-    return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future"));
+  let cond = if present { Cond::Present } else { Cond::Absent };
+  match at {
+    Some(at) if at <= crate::expiry::now_ms() => match cond {
+      Cond::Present => Ok(Op::Remove(id)),
+      Cond::Absent => Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future")),
+    },
+    at => Ok(Op::SetIf(id, value, at, cond)),
   }
-  Ok(at)
 }
 
 /// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).

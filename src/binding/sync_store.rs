@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use napi_derive::napi;
 
-use super::{add_expiry, check_id, expiry_for, lock_ttl, Core, Utf8Text};
-use crate::backend::SyncBackend;
+use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
+use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
 
@@ -82,14 +82,18 @@ impl NativeStore {
     Ok(())
   }
 
-  /// Stores JSON text only when no live session has `id`; true when written.
-  /// `ttlMs` must be undefined (never expires) or in the future.
+  /// Stores JSON text only when no live session has `id` (`add`) or, with
+  /// `present`, only when one has (`replace`); true when written. For
+  /// `add`, `ttlMs` must be undefined (never expires) or in the future.
   #[napi(catch_unwind)]
-  pub fn add(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
+  pub fn set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<bool, Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
-    let at = add_expiry(ttl_ms)?;
-    Ok(self.backend.add(&id, self.core.encode(&id, value.into_bytes())?, at)?)
+    Ok(match set_if_op(id, value.into_bytes(), ttl_ms, present)? {
+      Op::SetIf(id, v, at, cond) => self.backend.set_if(&id, self.core.encode(&id, v)?, at, cond)?,
+      Op::Remove(id) => self.backend.remove(&id)?,
+      op => unreachable!("set_if_op made {op:?}"),
+    })
   }
 
   /// Removes a session; true when a live one was removed.

@@ -11,7 +11,7 @@
 //! |---|---|
 //! | `PING [msg]`, `ECHO msg`, `QUIT` | as Redis |
 //! | `GET k` | bulk or nil |
-//! | `SET k v [PX ms \| EX s]` | `+OK` |
+//! | `SET k v [NX \| XX] [PX ms \| EX s]` | `+OK`; nil when `NX`/`XX` refused it |
 //! | `PEXPIRE k ms`, `EXPIRE k s`, `PERSIST k` | `:1` when `k` exists |
 //! | `PTTL k`, `TTL k` | `-2` missing, `-1` no expiry |
 //! | `EXISTS k…`, `DEL k…`, `UNLINK k…` | count |
@@ -46,7 +46,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Cond};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::after_ms;
 use locks::LockTable;
@@ -330,27 +330,31 @@ async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec
       if a[1].len() > max_value {
         return Err(Reply::error(Code::SessionTooLarge.as_str(), format!("values are at most {max_value} bytes")));
       }
-      // Options in any order, as Redis takes them: NX, PX ms, EX s.
-      let (mut expires, mut nx) = (None, false);
+      // Options in any order, as Redis takes them: NX or XX, PX ms, EX s.
+      let (mut expires, mut cond) = (None, None);
       let mut opts = a[2..].iter();
       while let Some(opt) = opts.next() {
         let mut ms = |per: i64| -> std::result::Result<Option<u64>, Reply> {
           let n = number(opts.next().ok_or_else(|| Reply::error("ERR", "syntax error"))?)?;
           Ok(Some(expiry_in(n.saturating_mul(per))))
         };
-        if opt.eq_ignore_ascii_case(b"NX") {
-          nx = true;
+        if opt.eq_ignore_ascii_case(b"NX") || opt.eq_ignore_ascii_case(b"XX") {
+          let c = if opt.eq_ignore_ascii_case(b"NX") { Cond::Absent } else { Cond::Present };
+          if cond.is_some_and(|was| was != c) {
+            return Err(Reply::error("ERR", "syntax error"));
+          }
+          cond = Some(c);
         } else if opt.eq_ignore_ascii_case(b"PX") {
           expires = ms(1)?;
         } else if opt.eq_ignore_ascii_case(b"EX") {
           expires = ms(1000)?;
         } else {
-          return Err(Reply::error("ERR", "SET takes only NX, PX or EX here"));
+          return Err(Reply::error("ERR", "SET takes only NX, XX, PX or EX here"));
         }
       }
-      if nx {
-        // Written: OK; a live value already there: nil (as Redis answers).
-        done(s.add(k, a[1].clone(), expires).await.map(|written| if written { Reply::ok() } else { Reply::Bulk(None) }))
+      if let Some(cond) = cond {
+        // Written: OK; refused by the condition: nil (as Redis answers).
+        done(s.set_if(k, a[1].clone(), expires, cond).await.map(|written| if written { Reply::ok() } else { Reply::Bulk(None) }))
       } else {
         done(s.set(k, a[1].clone(), expires).await.map(|_| Reply::ok()))
       }

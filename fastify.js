@@ -1,0 +1,3 @@
+'use strict'
+// require('rs-store/fastify'): see lib/hosts/fastify.js
+module.exports = require('./lib/hosts/fastify')
