@@ -80,6 +80,11 @@ export interface Store {
    * process (a plain set is not held back).
    */
   add(id: string, session: SessionInput, timeout?: number): Promise<boolean>
+  /**
+   * Stores `session` only while a live session has `id` (Redis `SET … XX`):
+   * true when written. A session removed meanwhile is never created again.
+   */
+  replace(id: string, session: SessionInput, timeout?: number): Promise<boolean>
   /** Removes the session; true when one was removed. */
   remove(id: string): Promise<boolean>
   /** Sliding expiry; never recreates a removed session. True when found. */
@@ -95,6 +100,8 @@ export interface Store {
   length(): Promise<number>
   /** Removes every session; resolves how many there were. */
   clear(): Promise<number>
+  /** Ids of every live session. */
+  ids(): Promise<string[]>
   /** Every live session. */
   all(): Promise<Array<Record<string, any>>>
   /** Every live session with its id. */

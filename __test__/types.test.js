@@ -1,0 +1,19 @@
+'use strict'
+// The published types (index.d.ts and the framework entry points) compile
+// under `tsc --strict` against @types/node, @types/express-session and
+// fastify's own types, used as the README shows.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const path = require('node:path')
+const { execFile } = require('node:child_process')
+const { promisify } = require('node:util')
+
+test('types: tsc --strict accepts the .d.ts files as the README uses them', async () => {
+  const tsc = require.resolve('typescript/bin/tsc')
+  const project = path.join(__dirname, 'types/tsconfig.json')
+  const { stdout } = await promisify(execFile)(process.execPath, [tsc, '-p', project, '--listFiles'], { timeout: 120_000 }).catch((e) => {
+    throw new Error(`tsc failed:\n${e.stdout}${e.stderr}`)
+  })
+  const files = stdout.split('\n').map((f) => path.relative(path.join(__dirname, '..'), f))
+  for (const f of ['index.d.ts', 'express.d.ts', 'fastify.d.ts', 'simples-0.8.d.ts']) assert.ok(files.includes(f), `${f} was checked`)
+})

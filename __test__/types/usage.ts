@@ -1,0 +1,28 @@
+// Compiled by __test__/types.test.js with `tsc --strict --noEmit`: the
+// published types for the framework entry points, used as the README does.
+import session from 'express-session'
+import Fastify from 'fastify'
+import fastifyCookie from '@fastify/cookie'
+import fastifySession from '@fastify/session'
+import * as rs from 'rs-store'
+import { ExpressStore } from 'rs-store/express'
+import { FastifyStore } from 'rs-store/fastify'
+import simples08 = require('rs-store/simples-0.8')
+
+const redis = rs.redis('redis://127.0.0.1:6379')
+const expressStore: session.Store = new ExpressStore({ store: redis, lockRequests: { waitMs: 5000 }, touchAfter: 60, failClosed: false })
+session({ store: expressStore, secret: 's', resave: false, saveUninitialized: false })
+new ExpressStore({ store: rs.memory(), ttl: (s) => (s.cookie.maxAge ?? 0) / 1000 })
+
+const app = Fastify()
+app.register(fastifyCookie)
+app.register(fastifySession, { secret: 'a fastify session secret of at least 32 characters', store: new FastifyStore({ store: rs.file({ dir: 'sessions' }) }) })
+
+const s08 = simples08(rs.daemon(7070), { onError: (e) => console.warn(e.code) })
+s08.get('id', (s) => s?.container)
+
+async function check(): Promise<string[]> {
+  const replaced: boolean = await redis.replace('id', { a: 1 }, 1000)
+  return replaced ? redis.ids() : []
+}
+void check
