@@ -1,20 +1,23 @@
 'use strict'
 // `npm run bench`: every store next to its peers in one run, ratios printed.
 // BENCH_MS sets the measuring time per case (default 1000 ms);
-// `npm run bench -- memory` runs one section.
+// `npm run bench -- memory` runs one section, `-- express:redis,file` one
+// section's groups.
 const sections = {
   memory: () => require('./memory'),
   redis: () => require('./redis'),
   file: () => require('./file'),
   codec: () => require('./codec'),
+  express: () => require('./express'),
 }
 
 async function main() {
   const ms = Number(process.env.BENCH_MS || 1000)
-  const wanted = process.argv.slice(2).filter((a) => sections[a])
+  const wanted = process.argv.slice(2).map((a) => a.split(':')).filter(([name]) => sections[name])
   const os = require('node:os')
   console.log(`# rs-store bench, ${new Date().toISOString().slice(0, 10)}, node ${process.version}, ${os.cpus()[0].model} × ${os.cpus().length}`)
-  for (const name of wanted.length ? wanted : Object.keys(sections)) await sections[name]()({ ms })
+  const runs = wanted.length ? wanted : Object.keys(sections).map((name) => [name])
+  for (const [name, groups] of runs) await sections[name]()({ ms, only: groups && groups.split(',') })
 }
 
 main().catch((e) => {
