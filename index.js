@@ -6,6 +6,7 @@ const native = require('./native')
 const options = require('./lib/options')
 const { makeStore, syncEngine, UNIT_MS, DEFAULT_TTL_MS } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
+const { wireIo } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
 const { CODES, fromNative, invalidType } = require('./lib/errors')
@@ -71,9 +72,24 @@ function dummy(opts) {
  */
 function redis(cfg) {
   const o = typeof cfg === 'string' ? {} : options.object(cfg, 'redis')
-  const config = { ...redisConfig(cfg), ...codecOptions(o) }
+  return redisStore({ ...redisConfig(cfg), ...codecOptions(o) }, o)
+}
+
+/**
+ * One server (or the daemon): the connection is a socket on the JS thread
+ * (lib/redis-wire.js). Cluster and Sentinel: the redis crate's clients on
+ * rs-store's I/O thread.
+ */
+function redisStore(config, o) {
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.redisStore(config, onDone, report)), { locks: true }), o)
+  const create =
+    config.mode === 'single' || config.mode === 'daemon'
+      ? (onDone) => {
+          const store = nativeCall(() => native.redisWireStore(config, report))
+          return { native: store, io: wireIo(store, onDone, config) }
+        }
+      : (onDone) => nativeCall(() => native.redisStore(config, onDone, report))
+  return makeStore(batchEngine(create, { locks: true }), o)
 }
 
 /**
@@ -86,9 +102,7 @@ function redis(cfg) {
  */
 function daemon(cfg) {
   const o = typeof cfg === 'object' && cfg !== null ? cfg : {}
-  const config = { ...daemonConfig(cfg), ...codecOptions(o) }
-  const report = reporter(o)
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.redisStore(config, onDone, report)), { locks: true }), options.object(o, 'daemon'))
+  return redisStore({ ...daemonConfig(cfg), ...codecOptions(o) }, options.object(o, 'daemon'))
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */

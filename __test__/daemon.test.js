@@ -48,7 +48,11 @@ test('daemon: the store shape over a storage daemon; redis-cli speaks to it; hos
     assert.equal(await cli(d.port, 'set', 'nx', 'v1', 'NX', 'PX', '60000'), 'OK')
     assert.equal(await cli(d.port, 'set', 'nx', 'v2', 'NX'), '')
     assert.equal(await cli(d.port, 'get', 'nx'), 'v1')
-    assert.match(await cli(d.port, 'set', 'nx', 'v3', 'XX'), /only NX, PX or EX/)
+    // SET … XX (replace) writes only over a live value
+    assert.equal(await cli(d.port, 'set', 'nx', 'v3', 'XX'), 'OK')
+    assert.equal(await cli(d.port, 'set', 'missing', 'v', 'XX'), '')
+    assert.equal(await cli(d.port, 'exists', 'missing'), '0')
+    assert.match(await cli(d.port, 'set', 'nx', 'v4', 'KEEPTTL'), /only NX, XX, PX or EX/)
     await cli(d.port, 'del', 'nx')
     const other = rs.daemon(d.port)
     await checkAdd([s, other])

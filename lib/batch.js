@@ -1,5 +1,8 @@
 'use strict'
 // The engine adapter for native stores that do I/O (src/binding/async_store.rs).
+// `create(onDone)` returns the native store, or { native, io } when its I/O
+// is driven from JS (lib/redis-wire.js): native queues the calls, io sends
+// them (`flush(n)`) and closes.
 // Each call is queued natively at once (arguments checked at call time); one
 // flush per tick (a microtask) hands the tick's calls over as one batch, and
 // the replies come back in call order through `onDone`, so the pending
@@ -71,16 +74,21 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       keepAlive.unref()
     }
   }
-  const native = create(onDone)
+  const made = create(onDone)
+  const native = made.native || made
+  const io = made.io || native
 
   function flush() {
     scheduled = false
     if (flushedTo === resolvers.length) return
+    const from = flushedTo
     try {
-      native.flush()
+      // (io may answer calls at once, e.g. when it cannot connect.)
       flushedTo = resolvers.length
+      io.flush(resolvers.length - from)
     } catch (e) {
       // Nothing of this tick reached the dispatcher: fail exactly those calls.
+      flushedTo = from
       const failed = rejecters.splice(flushedTo)
       resolvers.splice(flushedTo)
       mappers.splice(flushedTo)
@@ -196,7 +204,8 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     close() {
       if (closed) return undefined
       closed = true
-      native.close() // flushes what is queued, then closes; one more reply
+      flush()
+      io.close() // closes once every call is answered; one more reply
       flushedTo = resolvers.length + 1
       const done = pending()
       scheduled = true // nothing more to flush: the microtask must not run native.flush

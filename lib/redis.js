@@ -64,7 +64,11 @@ function tlsOptions(o) {
   if (o.tls.rejectUnauthorized === false) {
     throw codedError('ERR_INVALID_OPTION', 'tls.rejectUnauthorized: false is not supported: give the server\'s CA as tls.ca instead')
   }
-  return { tlsCa: pem(o.tls, 'ca'), tlsCert: pem(o.tls, 'cert'), tlsKey: pem(o.tls, 'key') }
+  const out = { tlsCa: pem(o.tls, 'ca'), tlsCert: pem(o.tls, 'cert'), tlsKey: pem(o.tls, 'key') }
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
+    throw codedError('ERR_INVALID_OPTION', 'a TLS client certificate (tls.cert) needs its key (tls.key), and the key its certificate')
+  }
+  return out
 }
 
 /** The native config for `cfg` (see the module comment). */

@@ -48,6 +48,28 @@ export declare class AsyncStore {
   flush(): void
   /** Flushes, then closes the backend; one more reply (for the close) follows. */
   close(): void
+  /**
+   * JS-thread connection: a new connection is open; returns its opening
+   * commands and the queued ops, packed (null: nothing to send).
+   */
+  opened(): Buffer | null
+  /**
+   * JS-thread connection: the queued ops (and any further steps of a
+   * whole-store op), packed for the socket (null: nothing to send).
+   */
+  pack(): Buffer | null
+  /**
+   * JS-thread connection: the bytes of one socket read; returns the
+   * answers of the calls they complete, in call order. Throws when the
+   * connection is unusable (not RESP, refused credentials): close it and
+   * `abort` with that error.
+   */
+  feed(chunk: Buffer): Array<null | string | boolean | number | string[] | Error>
+  /**
+   * JS-thread connection: the connection is gone; every call sent or
+   * queued fails with this error (`code` an `ERR_*` code), in call order.
+   */
+  abort(code: string, message: string): Array<Error>
 }
 
 /** A running daemon. */
@@ -288,6 +310,14 @@ export interface RedisStoreConfig {
   /** Compress sessions (zstd) when it pays. */
   compress?: boolean
 }
+
+/**
+ * A Redis store (one server, or rs-store's session daemon) whose
+ * connection is a socket on the JS thread, driven by `lib/redis-wire.js`
+ * through `opened`/`pack`/`feed`/`abort` (see `engine::wire`). The URL
+ * gives the credentials and database (`username`, `password`, `db` win).
+ */
+export declare function redisWireStore(config: RedisStoreConfig, onReport?: (err: Error) => void): AsyncStore
 
 /** Synchro's FileSessionStore: sessions in memory, persisted to one JSON file. */
 export declare function snapshotStore(config: SnapshotStoreConfig, onReport: (err: Error) => void): NativeStore

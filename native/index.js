@@ -845,5 +845,6 @@ module.exports.fileStore = nativeBinding.fileStore
 module.exports.memoryStore = nativeBinding.memoryStore
 module.exports.objectSessionStore = nativeBinding.objectSessionStore
 module.exports.redisStore = nativeBinding.redisStore
+module.exports.redisWireStore = nativeBinding.redisWireStore
 module.exports.snapshotStore = nativeBinding.snapshotStore
 module.exports.startDaemon = nativeBinding.startDaemon

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod binding;
 pub mod codec;
 pub mod daemon;
+pub mod engine;
 pub mod error;
 pub mod expiry;
 pub mod module_store;

@@ -105,14 +105,129 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 pub struct RedisBackend {
   state: Mutex<State>,
   cluster: bool,
-  daemon: bool,
-  prefix: String,
+  cmds: Commands,
   connect_timeout: Duration,
   command_timeout: Duration,
 }
 
+/// How ops become Redis commands and replies become answers, for one key
+/// prefix: shared by this backend and the JS-thread connection
+/// ([`crate::engine::wire`]).
+#[derive(Debug, Clone)]
+pub struct Commands {
+  /// Key prefix, e.g. `sess:`.
+  pub prefix: String,
+  /// rs-store's session daemon: locks are its `LOCK`/`UNLOCK`/`RENEW`.
+  pub daemon: bool,
+}
+
+/// Lock keys start with a byte that UTF-8 never starts with, so no session
+/// id (a JS string, stored as UTF-8) can name one, whatever the prefix, and
+/// scans skip them.
+const LOCK_MARK: &[u8] = b"\xfflock:";
+
+impl Commands {
+  pub fn key(&self, id: &str) -> String {
+    let mut k = String::with_capacity(self.prefix.len() + id.len());
+    k.push_str(&self.prefix);
+    k.push_str(id);
+    k
+  }
+
+  /// The daemon keeps locks in a table of their own, keyed `<prefix><id>`;
+  /// on Redis a lock is `\xfflock:<prefix><id>` (see [`LOCK_MARK`]).
+  fn lock_key(&self, id: &str) -> Vec<u8> {
+    if self.daemon {
+      return self.key(id).into_bytes();
+    }
+    [LOCK_MARK, self.prefix.as_bytes(), id.as_bytes()].concat()
+  }
+
+  /// `SCAN … MATCH` pattern of every key under the prefix.
+  pub fn pattern(&self) -> String {
+    format!("{}*", escape_glob(&self.prefix))
+  }
+
+  /// The session id of a scanned key; `None` for a lock key or a key that
+  /// is not UTF-8 (not rs-store's).
+  pub fn id_of(&self, key: &[u8]) -> Option<String> {
+    let rest = key.strip_prefix(self.prefix.as_bytes())?;
+    if key.starts_with(LOCK_MARK) {
+      return None;
+    }
+    std::str::from_utf8(rest).ok().map(str::to_string)
+  }
+
+  /// The commands of one per-id op (whole-store ops are scans: none).
+  pub fn cmds(&self, op: &Op) -> Vec<Cmd> {
+    match op {
+      Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
+      Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
+        let mut c = redis::cmd("SET");
+        c.arg(self.key(id)).arg(&value[..]);
+        match op {
+          Op::SetIf(.., Cond::Absent) => c.arg("NX"),
+          Op::SetIf(.., Cond::Present) => c.arg("XX"),
+          _ => &mut c,
+        };
+        if let Some(at) = exp {
+          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
+        }
+        vec![c]
+      }
+      Op::Remove(id) => vec![redis::cmd("UNLINK").arg(self.key(id)).clone()],
+      Op::Touch(id, Some(at)) => vec![redis::cmd("PEXPIRE").arg(self.key(id)).arg(at.saturating_sub(now_ms()).max(1)).clone()],
+      // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
+      Op::Touch(id, None) => vec![redis::cmd("PERSIST").arg(self.key(id)).clone(), redis::cmd("EXISTS").arg(self.key(id)).clone()],
+      Op::Ttl(id) => vec![redis::cmd("PTTL").arg(self.key(id)).clone()],
+      Op::Exists(id) => vec![redis::cmd("EXISTS").arg(self.key(id)).clone()],
+      Op::Lock(id, token, ttl) if self.daemon => vec![redis::cmd("LOCK").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
+      Op::Unlock(id, token) if self.daemon => vec![redis::cmd("UNLOCK").arg(self.lock_key(id)).arg(token).clone()],
+      Op::Renew(id, token, ttl) if self.daemon => vec![redis::cmd("RENEW").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
+      Op::Lock(id, token, ttl) => {
+        vec![redis::cmd("SET").arg(self.lock_key(id)).arg(token).arg("NX").arg("PX").arg((*ttl).max(1)).clone()]
+      }
+      Op::Unlock(id, token) => vec![redis::cmd("EVAL").arg(UNLOCK_LUA).arg(1).arg(self.lock_key(id)).arg(token).clone()],
+      Op::Renew(id, token, ttl) => {
+        vec![redis::cmd("EVAL").arg(RENEW_LUA).arg(1).arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()]
+      }
+      Op::Len | Op::Clear | Op::Entries | Op::Keys => vec![],
+    }
+  }
+
+  /// Turns the replies of `cmds(op)` into the op's reply.
+  pub fn reply(op: &Op, values: &[Value]) -> Result<Reply> {
+    for v in values {
+      if let Value::ServerError(e) = v {
+        return Err(map_err(e.clone().into()));
+      }
+    }
+    let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
+    let last = values.last().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
+    Ok(match op {
+      Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
+      Op::Set(..) => Reply::Done,
+      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
+      // SET … NX|XX answers OK when written, nil when not; the daemon's
+      // LOCK answers 1 or 0.
+      Op::SetIf(..) | Op::Lock(..) => Reply::Bool(match last {
+        Value::Nil => false,
+        Value::Int(n) => *n > 0,
+        _ => true,
+      }),
+      Op::Ttl(_) => Reply::Ttl(match int(last)? {
+        -2 => Ttl::Missing,
+        -1 => Ttl::Persistent,
+        ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
+      }),
+      Op::Len | Op::Clear | Op::Entries | Op::Keys => unreachable!("scans are not pipelined"),
+    })
+  }
+}
+
+
 /// Maps a redis-crate error to a coded store error.
-fn map_err(e: redis::RedisError) -> StoreError {
+pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
   use redis::ErrorKind;
   let msg = e.to_string();
   // The session daemon answers errors with rs-store's own codes.
@@ -208,19 +323,11 @@ impl RedisBackend {
     };
     Ok(RedisBackend {
       cluster: matches!(cfg.topology, Topology::Cluster(_)),
-      daemon: cfg.daemon,
+      cmds: Commands { prefix: cfg.prefix, daemon: cfg.daemon },
       state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None }),
-      prefix: cfg.prefix,
       connect_timeout: cfg.connect_timeout,
       command_timeout: cfg.command_timeout,
     })
-  }
-
-  fn key(&self, id: &str) -> String {
-    let mut k = String::with_capacity(self.prefix.len() + id.len());
-    k.push_str(&self.prefix);
-    k.push_str(id);
-    k
   }
 
   /// The live connection, connecting first when there is none.
@@ -357,20 +464,22 @@ impl RedisBackend {
       .await
   }
 
-  /// Calls `each` with every batch of keys under the prefix, on every master.
+  /// Calls `each` with every batch of session keys under the prefix (with
+  /// their ids), on every master.
   async fn scan_keys<F, Fut>(&self, mut each: F) -> Result<()>
   where
-    F: FnMut(Conn, Option<(String, u16)>, Vec<String>) -> Fut,
+    F: FnMut(Conn, Option<(String, u16)>, Vec<(Vec<u8>, String)>) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
   {
     let conn = self.conn().await?;
-    let pattern = format!("{}*", escape_glob(&self.prefix));
+    let pattern = self.cmds.pattern();
     for node in self.masters(&conn).await? {
       let mut cursor = 0u64;
       loop {
         let cmd = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT).clone();
         let v = self.on_node(&conn, &node, cmd).await?;
-        let (next, keys): (u64, Vec<String>) = redis::from_redis_value(v).map_err(parse_err)?;
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(v).map_err(parse_err)?;
+        let keys: Vec<_> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
         if !keys.is_empty() {
           each(conn.clone(), node.clone(), keys).await?;
         }
@@ -384,7 +493,7 @@ impl RedisBackend {
   }
 
   /// Every SCAN batch of keys under the prefix with the master it came from.
-  async fn scan_batches(&self) -> Result<Vec<(Conn, Option<(String, u16)>, Vec<String>)>> {
+  async fn scan_batches(&self) -> Result<Vec<(Conn, Option<(String, u16)>, Vec<(Vec<u8>, String)>)>> {
     let mut batches = Vec::new();
     self
       .scan_keys(|conn, node, keys| {
@@ -395,81 +504,6 @@ impl RedisBackend {
     Ok(batches)
   }
 
-  fn cmd_for(&self, op: &Op) -> Vec<Cmd> {
-    match op {
-      Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
-      Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
-        let mut c = redis::cmd("SET");
-        c.arg(self.key(id)).arg(&value[..]);
-        match op {
-          Op::SetIf(.., Cond::Absent) => c.arg("NX"),
-          Op::SetIf(.., Cond::Present) => c.arg("XX"),
-          _ => &mut c,
-        };
-        if let Some(at) = exp {
-          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
-        }
-        vec![c]
-      }
-      Op::Remove(id) => vec![redis::cmd("UNLINK").arg(self.key(id)).clone()],
-      Op::Touch(id, Some(at)) => vec![redis::cmd("PEXPIRE").arg(self.key(id)).arg(at.saturating_sub(now_ms()).max(1)).clone()],
-      // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
-      Op::Touch(id, None) => vec![redis::cmd("PERSIST").arg(self.key(id)).clone(), redis::cmd("EXISTS").arg(self.key(id)).clone()],
-      Op::Ttl(id) => vec![redis::cmd("PTTL").arg(self.key(id)).clone()],
-      Op::Exists(id) => vec![redis::cmd("EXISTS").arg(self.key(id)).clone()],
-      Op::Lock(id, token, ttl) if self.daemon => vec![redis::cmd("LOCK").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
-      Op::Unlock(id, token) if self.daemon => vec![redis::cmd("UNLOCK").arg(self.lock_key(id)).arg(token).clone()],
-      Op::Renew(id, token, ttl) if self.daemon => vec![redis::cmd("RENEW").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
-      Op::Lock(id, token, ttl) => {
-        vec![redis::cmd("SET").arg(self.lock_key(id)).arg(token).arg("NX").arg("PX").arg((*ttl).max(1)).clone()]
-      }
-      Op::Unlock(id, token) => vec![redis::cmd("EVAL").arg(UNLOCK_LUA).arg(1).arg(self.lock_key(id)).arg(token).clone()],
-      Op::Renew(id, token, ttl) => {
-        vec![redis::cmd("EVAL").arg(RENEW_LUA).arg(1).arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()]
-      }
-      Op::Len | Op::Clear | Op::Entries | Op::Keys => vec![],
-    }
-  }
-
-  /// Lock keys live outside the session prefix (so SCAN MATCH prefix* never
-  /// counts them): `lock:<prefix><id>`. The daemon keeps locks in a table of
-  /// their own, keyed `<prefix><id>`.
-  fn lock_key(&self, id: &str) -> String {
-    if self.daemon {
-      self.key(id)
-    } else {
-      format!("lock:{}{id}", self.prefix)
-    }
-  }
-
-  /// Turns the replies of `cmd_for(op)` into the op's reply.
-  fn reply_for(op: &Op, values: &[Value]) -> Result<Reply> {
-    for v in values {
-      if let Value::ServerError(e) = v {
-        return Err(map_err(e.clone().into()));
-      }
-    }
-    let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
-    let last = values.last().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
-    Ok(match op {
-      Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
-      Op::Set(..) => Reply::Done,
-      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
-      // SET … NX|XX answers OK when written, nil when not; the daemon's
-      // LOCK answers 1 or 0.
-      Op::SetIf(..) | Op::Lock(..) => Reply::Bool(match last {
-        Value::Nil => false,
-        Value::Int(n) => *n > 0,
-        _ => true,
-      }),
-      Op::Ttl(_) => Reply::Ttl(match int(last)? {
-        -2 => Ttl::Missing,
-        -1 => Ttl::Persistent,
-        ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
-      }),
-      Op::Len | Op::Clear | Op::Entries | Op::Keys => unreachable!("scans are not pipelined"),
-    })
-  }
 
   /// One pipeline for a batch of per-id ops (single server / sentinel).
   async fn pipeline(&self, conn: MultiplexedConnection, ops: &[Op]) -> Vec<Result<Reply>> {
@@ -477,7 +511,7 @@ impl RedisBackend {
     pipe.ignore_errors();
     let mut spans = Vec::with_capacity(ops.len());
     for op in ops {
-      let cmds = self.cmd_for(op);
+      let cmds = self.cmds.cmds(op);
       spans.push(cmds.len());
       for c in cmds {
         pipe.add_command(c);
@@ -493,7 +527,7 @@ impl RedisBackend {
           .iter()
           .zip(spans)
           .map(|(op, n)| {
-            let r = Self::reply_for(op, &values[at..at + n]);
+            let r = Commands::reply(op, &values[at..at + n]);
             at += n;
             r
           })
@@ -515,14 +549,14 @@ impl RedisBackend {
       }
       let futs = ops[start..end].iter().map(|op| {
         let mut c = conn.clone();
-        let cmds = self.cmd_for(op);
+        let cmds = self.cmds.cmds(op);
         async move {
           let mut values = Vec::with_capacity(cmds.len());
           for cmd in cmds {
             let v = self.timed("a command", async { cmd.query_async::<Value>(&mut c).await }).await?;
             values.push(v);
           }
-          Self::reply_for(op, &values)
+          Commands::reply(op, &values)
         }
       });
       for (i, r) in join_all(futs).await.into_iter().enumerate() {
@@ -589,7 +623,7 @@ impl Backend for RedisBackend {
   async fn clear(&self) -> Result<u64> {
     let mut n = 0u64;
     for (conn, node, keys) in self.scan_batches().await? {
-      let cmds = keys.iter().map(|k| redis::cmd("UNLINK").arg(k).clone()).collect();
+      let cmds = keys.iter().map(|(k, _)| redis::cmd("UNLINK").arg(k).clone()).collect();
       for v in self.node_pipeline(&conn, &node, cmds).await? {
         n += redis::from_redis_value::<u64>(v).map_err(parse_err)?;
       }
@@ -599,10 +633,9 @@ impl Backend for RedisBackend {
 
   async fn keys(&self) -> Result<Vec<String>> {
     let mut out = Vec::new();
-    let plen = self.prefix.len();
     self
       .scan_keys(|_, _, keys| {
-        out.extend(keys.into_iter().map(|k| k[plen..].to_string()));
+        out.extend(keys.into_iter().map(|(_, id)| id));
         async { Ok(()) }
       })
       .await?;
@@ -610,14 +643,13 @@ impl Backend for RedisBackend {
   }
 
   async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    let plen = self.prefix.len();
     let mut out = Vec::new();
     for (conn, node, keys) in self.scan_batches().await? {
-      let cmds = keys.iter().map(|k| redis::cmd("GET").arg(k).clone()).collect();
-      for (k, v) in keys.iter().zip(self.node_pipeline(&conn, &node, cmds).await?) {
+      let cmds = keys.iter().map(|(k, _)| redis::cmd("GET").arg(k).clone()).collect();
+      for ((_, id), v) in keys.into_iter().zip(self.node_pipeline(&conn, &node, cmds).await?) {
         // A key that expired between SCAN and GET is simply skipped.
         if let Some(v) = redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(parse_err)? {
-          out.push((k[plen..].to_string(), v));
+          out.push((id, v));
         }
       }
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 
-use napi::bindgen_prelude::{Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
+use napi::bindgen_prelude::{Buffer, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
 use crate::backend::{Backend, Op, Reply};
+use crate::engine::wire::Wire;
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
 
@@ -100,10 +101,18 @@ enum Msg {
 /// A store over an I/O backend; see the module docs for the call protocol.
 #[napi]
 pub struct AsyncStore {
-  backend: Arc<dyn Backend>,
   queue: Mutex<Vec<Op>>,
-  tx: mpsc::UnboundedSender<Msg>,
   core: Arc<Core>,
+  run: Run,
+}
+
+/// Who sends the queued ops.
+enum Run {
+  /// The store's dispatcher on rs-store's I/O thread (`flush`).
+  Dispatch { backend: Arc<dyn Backend>, tx: mpsc::UnboundedSender<Msg> },
+  /// A socket on the JS thread (`lib/redis-wire.js`): `pack`, `feed`,
+  /// `abort`. Values are encoded when queued.
+  Wire(Mutex<Wire>),
 }
 
 /// Where a store's dispatcher runs.
@@ -151,7 +160,22 @@ pub(crate) fn start(
         .map_err(|e| StoreError::new(Code::Internal, format!("cannot start the store's thread: {e}")))?;
     }
   }
-  Ok(AsyncStore { backend, queue: Mutex::new(Vec::with_capacity(64)), tx, core })
+  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core, run: Run::Dispatch { backend, tx } })
+}
+
+/// A store whose Redis connection is a socket on the JS thread (see
+/// [`crate::engine::wire`]).
+pub(crate) fn wire(wire: Wire, core: Core) -> AsyncStore {
+  AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core: Arc::new(core), run: Run::Wire(Mutex::new(wire)) }
+}
+
+/// A reply with its session decoded (run on the thread that answers).
+fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) -> crate::error::Result<Reply> {
+  match r {
+    Ok(Reply::Value(Some(b))) => Ok(Reply::Text(get_id.and_then(|id| core.decode(id, b)))),
+    Ok(Reply::Entries(es)) => Ok(Reply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect())),
+    other => other,
+  }
 }
 
 /// How long the dispatcher keeps its worker awake (yielding) while it waits
@@ -226,13 +250,7 @@ async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> 
       continue;
     }
     let r = replies.next().unwrap_or_else(|| Err(StoreError::new(Code::Internal, "missing reply")));
-    out.push(match r {
-      Ok(Reply::Value(Some(b))) => Ok(Reply::Text(get_id.and_then(|id| core.decode(&id, b)))),
-      Ok(Reply::Entries(es)) => {
-        Ok(Reply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect()))
-      }
-      other => other,
-    });
+    out.push(decoded(&core, get_id.as_deref(), r));
   }
   out
 }
@@ -308,6 +326,30 @@ impl AsyncStore {
   fn push(&self, op: Op) {
     self.queue.lock().push(op);
   }
+
+  /// A session's bytes as queued: encoded now when the store answers on
+  /// the JS thread (an encoding error then rejects the call at once), on
+  /// the I/O thread otherwise (`run_batch`).
+  fn value(&self, id: &str, text: Utf8Text) -> crate::error::Result<Vec<u8>> {
+    match self.run {
+      Run::Wire(_) => self.core.encode(id, text.into_bytes()),
+      Run::Dispatch { .. } => Ok(text.into_bytes()),
+    }
+  }
+
+  fn wire(&self) -> crate::error::Result<&Mutex<Wire>> {
+    match &self.run {
+      Run::Wire(w) => Ok(w),
+      Run::Dispatch { .. } => Err(StoreError::new(Code::Internal, "this store has no JS-thread connection")),
+    }
+  }
+
+  fn dispatch(&self, msg: Msg) -> crate::error::Result<()> {
+    match &self.run {
+      Run::Dispatch { tx, .. } => tx.send(msg).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed")),
+      Run::Wire(_) => Err(StoreError::new(Code::Internal, "this store's connection is driven from JS")),
+    }
+  }
 }
 
 #[napi]
@@ -333,7 +375,8 @@ impl AsyncStore {
     if check_id(&id).is_err() {
       return Either3::B(Null);
     }
-    match self.backend.get_now(&id) {
+    let Run::Dispatch { backend, .. } = &self.run else { return Either3::C(()) };
+    match backend.get_now(&id) {
       None => Either3::C(()),
       Some(None) => Either3::B(Null),
       Some(Some(stored)) => match self.core.decode(&id, stored) {
@@ -368,7 +411,10 @@ impl AsyncStore {
     self.core.limits.check(value.as_str())?;
     match expiry_for(ttl_ms)? {
       Some(at) if at <= now_ms() => self.push(Op::Remove(id)),
-      at => self.push(Op::Set(id, value.into_bytes(), at)),
+      at => {
+        let value = self.value(&id, value)?;
+        self.push(Op::Set(id, value, at))
+      }
     }
     Ok(())
   }
@@ -380,7 +426,8 @@ impl AsyncStore {
   pub fn q_set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<(), Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
-    self.push(set_if_op(id, value.into_bytes(), ttl_ms, present)?);
+    let value = self.value(&id, value)?;
+    self.push(set_if_op(id, value, ttl_ms, present)?);
     Ok(())
   }
 
@@ -448,7 +495,7 @@ impl AsyncStore {
   pub fn flush(&self) -> napi::Result<(), Code> {
     let ops = std::mem::take(&mut *self.queue.lock());
     if !ops.is_empty() {
-      self.tx.send(Msg::Batch(ops)).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))?;
+      self.dispatch(Msg::Batch(ops))?;
     }
     Ok(())
   }
@@ -457,7 +504,43 @@ impl AsyncStore {
   #[napi(catch_unwind)]
   pub fn close(&self) -> napi::Result<(), Code> {
     self.flush()?;
-    self.tx.send(Msg::Close).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))?;
+    self.dispatch(Msg::Close)?;
     Ok(())
+  }
+
+  /// JS-thread connection: a new connection is open; returns its opening
+  /// commands and the queued ops, packed (null: nothing to send).
+  #[napi(catch_unwind)]
+  pub fn opened(&self) -> napi::Result<Option<Buffer>, Code> {
+    self.wire()?.lock().opened();
+    self.pack()
+  }
+
+  /// JS-thread connection: the queued ops (and any further steps of a
+  /// whole-store op), packed for the socket (null: nothing to send).
+  #[napi(catch_unwind)]
+  pub fn pack(&self) -> napi::Result<Option<Buffer>, Code> {
+    let ops = std::mem::take(&mut *self.queue.lock());
+    Ok(self.wire()?.lock().pack(ops).map(Buffer::from))
+  }
+
+  /// JS-thread connection: the bytes of one socket read; returns the
+  /// answers of the calls they complete, in call order. Throws when the
+  /// connection is unusable (not RESP, refused credentials): close it and
+  /// `abort` with that error.
+  #[napi(catch_unwind, ts_return_type = "Array<null | string | boolean | number | string[] | Error>")]
+  pub fn feed(&self, chunk: Buffer) -> napi::Result<Vec<JsReply>, Code> {
+    let mut wire = self.wire()?.lock();
+    let replies = wire.feed(&chunk)?;
+    Ok(replies.into_iter().map(|(get_id, r)| JsReply(decoded(&self.core, get_id.as_deref(), r))).collect())
+  }
+
+  /// JS-thread connection: the connection is gone; every call sent or
+  /// queued fails with this error (`code` an `ERR_*` code), in call order.
+  #[napi(catch_unwind, ts_return_type = "Array<Error>")]
+  pub fn abort(&self, code: String, message: String) -> napi::Result<Vec<JsReply>, Code> {
+    let e = StoreError::new(Code::parse(&code).unwrap_or(Code::StoreUnavailable), message);
+    let queued = std::mem::take(&mut *self.queue.lock());
+    Ok(self.wire()?.lock().abort(queued, &e).into_iter().map(JsReply).collect())
   }
 }

@@ -361,6 +361,34 @@ pub fn redis_store(
   async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared)
 }
 
+/// A Redis store (one server, or rs-store's session daemon) whose
+/// connection is a socket on the JS thread, driven by `lib/redis-wire.js`
+/// through `opened`/`pack`/`feed`/`abort` (see `engine::wire`). The URL
+/// gives the credentials and database (`username`, `password`, `db` win).
+#[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onReport?: (err: Error) => void")]
+pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<AsyncStore, Code> {
+  use redis::IntoConnectionInfo;
+  let url = config.urls.first().ok_or_else(|| napi::Error::new(Code::InvalidOption, "a Redis URL is needed".to_string()))?;
+  let info = url
+    .as_str()
+    .into_connection_info()
+    .map_err(|e| napi::Error::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
+  let settings = info.redis_settings();
+  let address = match info.addr() {
+    redis::ConnectionAddr::Unix(p) => p.display().to_string(),
+    a => a.to_string().trim_start_matches("rediss://").trim_start_matches("redis://").to_string(),
+  };
+  let wire = crate::engine::wire::Wire::new(
+    crate::backend::redis::Commands { prefix: config.prefix, daemon: config.mode == "daemon" },
+    address,
+    config.username.or_else(|| settings.username().map(str::to_string)),
+    config.password.or_else(|| settings.password().map(str::to_string)),
+    config.db.map(i64::from).or(Some(settings.db())),
+  );
+  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
+  Ok(async_store::wire(wire, core))
+}
+
 /// Options of the file store (one file per session).
 #[napi(object)]
 pub struct FileStoreConfig {

@@ -1,0 +1,290 @@
+//! A Redis connection driven from the JS thread. The socket is Node's
+//! (`lib/redis-wire.js` owns a `net.Socket` or `tls` socket); this side
+//! turns each tick's queued ops into one buffer of commands (packed by the
+//! redis crate's `Cmd`) and the bytes JS read back into answers (parsed by
+//! the redis crate's RESP parser). A call then costs no thread hop and no
+//! thread of its own: one napi call to queue it, and per tick one to pack
+//! and one per socket read to parse.
+//!
+//! Ops apply in call order because they go out in call order on one
+//! connection. A whole-store op (length, clear, ids, entries) walks `SCAN`
+//! in several round trips; the ops queued after it are held back until it
+//! is answered, so it sees everything before it and nothing after it.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use combine::parser::combinator::AnySendSyncPartialState;
+use combine::stream::PointerOffset;
+use redis::{Cmd, Value};
+
+use crate::backend::redis::{map_err, Commands};
+use crate::backend::{Op, Reply};
+use crate::error::{Code, Result, StoreError};
+
+/// Keys per `SCAN` step.
+const SCAN_COUNT: usize = 1000;
+
+/// What the next reply (or replies) on the connection answer.
+enum Expect {
+  /// The connection's opening (`AUTH`, `SELECT`): an error there makes the
+  /// connection unusable.
+  Hello,
+  /// One op of the caller; `values` gathers the replies of its `left` commands.
+  Op { op: Op, left: usize, values: Vec<Value> },
+  /// A step of the whole-store op in progress (see [`Scan`]).
+  Step { left: usize, values: Vec<Value> },
+}
+
+/// A whole-store op in progress: `SCAN` steps and, for clear and entries,
+/// the `UNLINK`s or `GET`s of each step's keys.
+struct Scan {
+  op: Op,
+  /// Cursor of the next `SCAN`; `None` once the walk is over.
+  next: Option<u64>,
+  /// Ids of the keys whose `GET`/`UNLINK` replies are awaited.
+  ids: Vec<String>,
+  count: u64,
+  found: Vec<String>,
+  entries: Vec<(String, Vec<u8>)>,
+}
+
+type Decoder = combine::stream::Decoder<AnySendSyncPartialState, PointerOffset<[u8]>>;
+
+/// The answer to one op, with the id of a `get` (to decode its session).
+pub type Answer = (Option<String>, Result<Reply>);
+
+/// The bytes of one socket read, handed to the parser; `Pending` when they
+/// are used up (the parser keeps its partial state for the next read).
+struct Chunk<'a>(&'a [u8]);
+
+impl tokio::io::AsyncRead for Chunk<'_> {
+  fn poll_read(mut self: Pin<&mut Self>, _: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    if self.0.is_empty() {
+      return Poll::Pending;
+    }
+    let n = self.0.len().min(buf.remaining());
+    buf.put_slice(&self.0[..n]);
+    self.0 = &self.0[n..];
+    Poll::Ready(Ok(()))
+  }
+}
+
+/// One connection's protocol state (the socket itself lives in JS).
+pub struct Wire {
+  cmds: Commands,
+  /// Where the connection goes, for messages (`127.0.0.1:6379`).
+  address: String,
+  hello: Vec<Cmd>,
+  inflight: VecDeque<Expect>,
+  decoder: Decoder,
+  scan: Option<Scan>,
+  /// Ops held back behind a whole-store op.
+  held: VecDeque<Op>,
+  out: Vec<u8>,
+}
+
+impl Wire {
+  /// `username`/`password` are sent with `AUTH`, `db` with `SELECT`, each
+  /// time the connection opens.
+  pub fn new(cmds: Commands, address: String, username: Option<String>, password: Option<String>, db: Option<i64>) -> Wire {
+    let mut hello = Vec::new();
+    if let Some(p) = password {
+      let mut auth = redis::cmd("AUTH");
+      if let Some(u) = username {
+        auth.arg(u);
+      }
+      hello.push(auth.arg(p).clone());
+    }
+    if let Some(db) = db.filter(|d| *d != 0) {
+      hello.push(redis::cmd("SELECT").arg(db).clone());
+    }
+    Wire { cmds, address, hello, inflight: VecDeque::new(), decoder: Decoder::new(), scan: None, held: VecDeque::new(), out: Vec::new() }
+  }
+
+  /// A fresh connection: its opening commands go first.
+  pub fn opened(&mut self) {
+    debug_assert!(self.inflight.is_empty());
+    self.decoder = Decoder::new();
+    for c in &self.hello {
+      c.write_packed_command(&mut self.out);
+      self.inflight.push_back(Expect::Hello);
+    }
+  }
+
+  /// Ops sent or held, answered by neither a reply nor [`Wire::abort`] yet.
+  pub fn pending(&self) -> usize {
+    self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. })).count() + usize::from(self.scan.is_some()) + self.held.len()
+  }
+
+  /// Queues `ops` (after any held ones) and returns the bytes to write:
+  /// their commands, or the next steps of a whole-store op. Session values
+  /// must already be encoded.
+  pub fn pack(&mut self, ops: Vec<Op>) -> Option<Vec<u8>> {
+    self.held.extend(ops);
+    while self.scan.is_none() {
+      let Some(op) = self.held.pop_front() else { break };
+      if op.id().is_none() {
+        self.scan = Some(Scan { op, next: Some(0), ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new() });
+        self.scan_step();
+        break;
+      }
+      let cmds = self.cmds.cmds(&op);
+      for c in &cmds {
+        c.write_packed_command(&mut self.out);
+      }
+      // The value was sent; only the op's kind and id are needed for its reply.
+      let op = match op {
+        Op::Set(id, _, exp) => Op::Set(id, Vec::new(), exp),
+        Op::SetIf(id, _, exp, cond) => Op::SetIf(id, Vec::new(), exp, cond),
+        op => op,
+      };
+      self.inflight.push_back(Expect::Op { op, left: cmds.len(), values: Vec::with_capacity(cmds.len()) });
+    }
+    (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
+  }
+
+  /// Sends the next `SCAN` of the whole-store op in progress.
+  fn scan_step(&mut self) {
+    let Some(cursor) = self.scan.as_ref().and_then(|s| s.next) else { return };
+    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(SCAN_COUNT).write_packed_command(&mut self.out);
+    self.inflight.push_back(Expect::Step { left: 1, values: Vec::with_capacity(1) });
+  }
+
+  /// Parses the bytes of one socket read; returns the answers of the ops it
+  /// completed, in call order, each with the id of a `get` (to decode its
+  /// session). An `Err` means the connection is unusable (a reply that is
+  /// not RESP, refused credentials): close it and [`Wire::abort`].
+  pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Answer>> {
+    let mut out = Vec::new();
+    let mut chunk = Chunk(bytes);
+    let waker = futures::task::noop_waker_ref();
+    let mut cx = Context::from_waker(waker);
+    loop {
+      let value = {
+        let fut = redis::parse_redis_value_async(&mut self.decoder, &mut chunk);
+        let mut fut = std::pin::pin!(fut);
+        match fut.as_mut().poll(&mut cx) {
+          Poll::Pending => break,
+          Poll::Ready(Ok(v)) => v,
+          Poll::Ready(Err(e)) => {
+            return Err(StoreError::new(
+              Code::StoreUnavailable,
+              format!("Redis at {} answered something that is not RESP (is it a Redis server?): {e}", self.address),
+            ))
+          }
+        }
+      };
+      self.take(value, &mut out)?;
+    }
+    Ok(out)
+  }
+
+  fn take(&mut self, value: Value, out: &mut Vec<Answer>) -> Result<()> {
+    let Some(expect) = self.inflight.front_mut() else {
+      return Err(StoreError::new(Code::StoreUnavailable, format!("Redis at {} sent a reply nobody asked for", self.address)));
+    };
+    match expect {
+      Expect::Hello => {
+        self.inflight.pop_front();
+        if let Value::ServerError(e) = value {
+          let e = map_err(e.into());
+          return Err(StoreError::new(e.code, format!("Redis at {}: {}", self.address, e.message)));
+        }
+      }
+      Expect::Op { left, values, .. } | Expect::Step { left, values } => {
+        values.push(value);
+        *left -= 1;
+        if *left > 0 {
+          return Ok(());
+        }
+        match self.inflight.pop_front() {
+          Some(Expect::Op { op, values, .. }) => {
+            let r = Commands::reply(&op, &values);
+            out.push((if let Op::Get(id) = op { Some(id) } else { None }, r))
+          }
+          Some(Expect::Step { values, .. }) => {
+            if let Some(r) = self.stepped(values) {
+              out.push((None, r));
+            }
+          }
+          _ => unreachable!("front was an op or a step"),
+        }
+      }
+    }
+    Ok(())
+  }
+
+  /// One step of the whole-store op answered: its reply once it is over.
+  fn stepped(&mut self, values: Vec<Value>) -> Option<Result<Reply>> {
+    let r = self.step(values);
+    let over = r.is_err() || self.scan.as_ref().is_some_and(|s| s.next.is_none() && s.ids.is_empty());
+    if !over {
+      return None;
+    }
+    let scan = self.scan.take().expect("a scan in progress");
+    Some(r.map(|()| match scan.op {
+      Op::Len => Reply::Count(scan.count),
+      Op::Clear => Reply::Count(scan.count),
+      Op::Keys => Reply::Keys(scan.found),
+      _ => Reply::Entries(scan.entries),
+    }))
+  }
+
+  fn step(&mut self, values: Vec<Value>) -> Result<()> {
+    for v in &values {
+      if let Value::ServerError(e) = v {
+        return Err(map_err(e.clone().into()));
+      }
+    }
+    let scan = self.scan.as_mut().expect("a scan in progress");
+    let bad = |e: redis::ParsingError| StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"));
+    if !scan.ids.is_empty() {
+      // The GETs or UNLINKs of the last step's keys.
+      for (id, v) in std::mem::take(&mut scan.ids).into_iter().zip(values) {
+        match scan.op {
+          Op::Clear => scan.count += redis::from_redis_value::<u64>(v).map_err(bad)?,
+          // A key that expired between SCAN and GET is simply skipped.
+          _ => scan.entries.extend(redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)?.map(|b| (id, b))),
+        }
+      }
+      self.scan_step();
+      return Ok(());
+    }
+    let [v] = <[Value; 1]>::try_from(values).map_err(|_| StoreError::new(Code::Internal, "a SCAN step has one reply"))?;
+    let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(v).map_err(bad)?;
+    scan.next = (next != 0).then_some(next);
+    let keys: Vec<(Vec<u8>, String)> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
+    match scan.op {
+      Op::Len => scan.count += keys.len() as u64,
+      Op::Keys => scan.found.extend(keys.into_iter().map(|(_, id)| id)),
+      _ if !keys.is_empty() => {
+        let name = if matches!(scan.op, Op::Clear) { "UNLINK" } else { "GET" };
+        for (k, _) in &keys {
+          redis::cmd(name).arg(k).write_packed_command(&mut self.out);
+        }
+        scan.ids = keys.into_iter().map(|(_, id)| id).collect();
+        self.inflight.push_back(Expect::Step { left: scan.ids.len(), values: Vec::with_capacity(scan.ids.len()) });
+        return Ok(());
+      }
+      _ => {}
+    }
+    self.scan_step();
+    Ok(())
+  }
+
+  /// The connection is gone (or unusable): every op sent, held or still
+  /// `queued` fails with `e`, in call order, and the protocol state starts
+  /// over.
+  pub fn abort(&mut self, queued: Vec<Op>, e: &StoreError) -> Vec<Result<Reply>> {
+    let n = self.pending() + queued.len();
+    self.inflight.clear();
+    self.scan = None;
+    self.held.clear();
+    self.out.clear();
+    self.decoder = Decoder::new();
+    (0..n).map(|_| Err(e.clone())).collect()
+  }
+}
