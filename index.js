@@ -83,7 +83,7 @@ function redis(cfg) {
 function redisStore(config, o) {
   const report = reporter(o)
   const create =
-    config.mode === 'single' || config.mode === 'daemon'
+    (config.mode === 'single' || config.mode === 'daemon') && !config.ioThread
       ? (onDone) => {
           const store = nativeCall(() => native.redisWireStore(config, report))
           return { native: store, io: wireIo(store, onDone, config) }

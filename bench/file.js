@@ -27,13 +27,13 @@ module.exports = async function fileBench({ ms }) {
   ]
   await fill(contenders, keys, sess)
   const rows = await compare(contenders, {
-    'set ops/s': { op: (c) => (i) => c.set(keys[i % N], sess) },
-    'get ops/s': { op: (c) => (i) => c.get(keys[i % N]) },
+    'set@1': { op: (c) => (i) => c.set(keys[i % N], sess) },
+    'get@1': { op: (c) => (i) => c.get(keys[i % N]) },
     'set@50': { inflight: 50, op: (c) => (i) => c.set(keys[i % N], sess) },
     'get@50': { inflight: 50, op: (c) => (i) => c.get(keys[i % N]) },
   }, { ms: ms * 2, rounds: 3 })
   await rsFile.close()
   fs.rmSync(tmp, { recursive: true, force: true })
-  table(`File stores (${N} sessions, ${JSON.stringify(sess).length}-byte session; 1 and 50 calls in flight)`, rows, ['set ops/s', 'get ops/s', 'set@50', 'get@50'], 'session-file-store')
+  table(`File stores (${N} sessions, ${JSON.stringify(sess).length}-byte session; 1 and 50 calls in flight)`, rows, ['set@1', 'get@1', 'set@50', 'get@50'], 'session-file-store')
   return rows
 }

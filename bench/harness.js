@@ -31,7 +31,8 @@ const ids = (n) => Array.from({ length: n }, () => crypto.randomBytes(16).toStri
 
 /**
  * Runs `op(i)` (returns a Promise) with `inflight` calls outstanding for about
- * `ms` milliseconds after a short warm-up; returns ops per second.
+ * `ms` milliseconds after a short warm-up; returns ops per second and the
+ * process's CPU time (every thread, user + system) per op in µs.
  */
 async function rate(op, { ms = 1000, inflight = 1, warmupMs = 200 } = {}) {
   let i = 0
@@ -46,8 +47,10 @@ async function rate(op, { ms = 1000, inflight = 1, warmupMs = 200 } = {}) {
       }
     }
     const t0 = performance.now()
+    const cpu0 = process.cpuUsage()
     await Promise.all(Array.from({ length: inflight }, worker))
-    return done / ((performance.now() - t0) / 1000)
+    const cpu = process.cpuUsage(cpu0)
+    return { ops: done / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / done }
   }
   await runFor(warmupMs)
   return runFor(ms)
@@ -66,7 +69,8 @@ async function fill(contenders, keys, sess, parallel = 1) {
  * Measures every contender on every case in interleaved rounds (contender A,
  * B, C, then again…) and keeps each one's median, so that a machine whose
  * speed drifts (shared VMs do) biases no contender. `cases` maps a metric
- * name to { inflight, op: (contender) => (i) => Promise }.
+ * name to { inflight, op: (contender) => (i) => Promise }; each row has the
+ * metric (ops/s) and `<metric> µs` (CPU per op).
  */
 async function compare(contenders, cases, { ms = 1000, rounds = 3 } = {}) {
   const samples = contenders.map(() => ({}))
@@ -74,22 +78,24 @@ async function compare(contenders, cases, { ms = 1000, rounds = 3 } = {}) {
     for (const [metric, { inflight = 1, op }] of Object.entries(cases)) {
       for (let c = 0; c < contenders.length; c++) {
         const v = await rate(op(contenders[c]), { ms: ms / rounds, inflight, warmupMs: r === 0 ? 200 : 50 })
-        ;(samples[c][metric] ||= []).push(v)
+        ;(samples[c][metric] ||= []).push(v.ops)
+        ;(samples[c][`${metric} µs`] ||= []).push(v.cpu)
       }
     }
   }
   const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1]
   return contenders.map((c, i) => {
     const row = { name: c.name }
-    for (const m of Object.keys(cases)) row[m] = median(samples[i][m])
+    for (const m of Object.keys(samples[i])) row[m] = median(samples[i][m])
     return row
   })
 }
 
 const fmt = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(2)}M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)}k` : n.toFixed(1))
 
-/** rows: [{ name, ...metrics }]; ratios against the row named `base`. */
-function table(title, rows, metrics, base) {
+/** rows: [{ name, ...metrics }]; ratios against the row named `base`; `cpu` adds each metric's CPU µs per op. */
+function table(title, rows, metrics, base, { cpu = true } = {}) {
+  if (cpu) metrics = metrics.flatMap((m) => (rows[0][`${m} µs`] === undefined ? [m] : [m, `${m} µs`]))
   const ref = rows.find((r) => r.name === base)
   console.log(`\n## ${title}`)
   const head = ['store', ...metrics.flatMap((m) => [m, ref ? `× ${base}` : null].filter(Boolean))]

@@ -32,6 +32,11 @@ module.exports = async function redisBench({ ms }) {
   const ioAuto = new IORedis(server.port, '127.0.0.1', { enableAutoPipelining: true })
   const connect = new RedisStore({ client: nodeRedis, prefix: 'cr:' })
   const rsStore = rs.redis({ url: server.url, prefix: 'rs:' })
+  // The connection on rs-store's I/O thread (the path Cluster and Sentinel take).
+  const rsThread = rs.redis({ url: server.url, prefix: 'rst:', ioThread: true })
+  const secret = 'bench secret '.repeat(6)
+  const rsSecret = rs.redis({ url: server.url, prefix: 'rss:', secret })
+  const rsSecretThread = rs.redis({ url: server.url, prefix: 'rsst:', secret, ioThread: true })
   const contenders = [
     {
       name: 'connect-redis (node-redis 5)',
@@ -49,6 +54,9 @@ module.exports = async function redisBench({ ms }) {
       get: (id) => ioAuto.get(`ioa:${id}`).then((t) => (t === null ? null : JSON.parse(t))),
     },
     { name: 'rs-store redis', set: (id, s) => rsStore.set(id, s, TTL_MS), get: rsStore.get },
+    { name: 'rs-store redis (I/O thread)', set: (id, s) => rsThread.set(id, s, TTL_MS), get: rsThread.get },
+    { name: 'rs-store redis + secret', set: (id, s) => rsSecret.set(id, s, TTL_MS), get: rsSecret.get },
+    { name: 'rs-store redis + secret (I/O thread)', set: (id, s) => rsSecretThread.set(id, s, TTL_MS), get: rsSecretThread.get },
   ]
   await fill(contenders, keys, sess, 100)
   const cases = {}
@@ -57,7 +65,7 @@ module.exports = async function redisBench({ ms }) {
     cases[`get@${inflight}`] = { inflight, op: (c) => (i) => c.get(keys[i % N]) }
   }
   const rows = await compare(contenders, cases, { ms: ms * 3, rounds: 5 })
-  await rsStore.close()
+  for (const st of [rsStore, rsThread, rsSecret, rsSecretThread]) await st.close()
   await nodeRedis.quit()
   io.disconnect()
   ioAuto.disconnect()

@@ -19,6 +19,7 @@ const { codedError, fromNative } = require('./errors')
 
 const noop = () => {}
 const EAGER = 32
+const COMPACT = 256
 const ALL = Symbol('every id')
 
 /** `locks`: the backend has a lock manager (lock/unlock/renew are offered). */
@@ -72,6 +73,15 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       head = 0
       flushedTo = 0
       keepAlive.unref()
+    } else if (head >= COMPACT && head * 2 >= resolvers.length) {
+      // Under steady load the queue is never empty at this point: drop the
+      // answered calls, or it grows with every call made (and the GC pays).
+      resolvers.splice(0, head)
+      rejecters.splice(0, head)
+      mappers.splice(0, head)
+      if (getNow) changes.splice(0, head)
+      flushedTo -= head
+      head = 0
     }
   }
   const made = create(onDone)

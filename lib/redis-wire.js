@@ -117,10 +117,11 @@ function wireIo(native, deliver, o) {
       } catch (e) {
         return fail(e)
       }
+      // Last, the next steps of a length/clear/all and calls held behind it.
+      const more = replies.length && replies[replies.length - 1] instanceof Uint8Array ? replies.pop() : null
       if (replies.length) answer(replies)
-      // The next steps of a length/clear/all, and calls held behind it.
-      if (socket === s) {
-        write(native.pack())
+      if (more && socket === s) {
+        write(more)
         if (sends.length && !timer) arm()
       }
     })

@@ -108,6 +108,7 @@ function redisConfig(cfg) {
     commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.commandTimeoutMs }),
     maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
     spinMicros: options.number(o, 'spinMicros', { min: 0, max: 1_000_000, integer: true }),
+    ioThread: options.boolean(o, 'ioThread', { def: false }),
   }
 }
 

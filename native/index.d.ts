@@ -60,11 +60,13 @@ export declare class AsyncStore {
   pack(): Buffer | null
   /**
    * JS-thread connection: the bytes of one socket read; returns the
-   * answers of the calls they complete, in call order. Throws when the
-   * connection is unusable (not RESP, refused credentials): close it and
-   * `abort` with that error.
+   * answers of the calls they complete, in call order, and last, when
+   * there is something more to send (the next steps of a whole-store op,
+   * calls held behind it), a Buffer to write. Throws when the connection
+   * is unusable (not RESP, refused credentials): close it and `abort` with
+   * that error.
    */
-  feed(chunk: Buffer): Array<null | string | boolean | number | string[] | Error>
+  feed(chunk: Buffer): Array<undefined | null | string | boolean | number | string[] | Error | Buffer>
   /**
    * JS-thread connection: the connection is gone; every call sent or
    * queued fails with this error (`code` an `ERR_*` code), in call order.
@@ -195,7 +197,7 @@ export declare function dummyStore(): NativeStore
  * problems found in the directory (corrupt or foreign files) through
  * `onReport(error)`.
  */
-export declare function fileStore(config: FileStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): AsyncStore
+export declare function fileStore(config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): AsyncStore
 
 /** Options of the file store (one file per session). */
 export interface FileStoreConfig {
@@ -246,7 +248,7 @@ export interface MemoryStoreOptions {
  * Sessions in object storage; replies through `onDone` in call order,
  * problems (corrupt objects, decode failures) through `onReport`.
  */
-export declare function objectSessionStore(config: ObjectStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): AsyncStore
+export declare function objectSessionStore(config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): AsyncStore
 
 /** Options of the object-storage session store. */
 export interface ObjectStoreConfig {
@@ -275,7 +277,7 @@ export interface Outcome {
  * A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
  * through `onDone(replies)`, in the order the calls were queued.
  */
-export declare function redisStore(config: RedisStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): AsyncStore
+export declare function redisStore(config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): AsyncStore
 
 /** Connection settings of the Redis store, normalized by the JS facade. */
 export interface RedisStoreConfig {

@@ -126,6 +126,19 @@ pub struct Commands {
 /// scans skip them.
 const LOCK_MARK: &[u8] = b"\xfflock:";
 
+/// `<prefix><id>` as one command argument, written straight into it.
+struct Key<'a>(&'a str, &'a str);
+
+impl redis::ToRedisArgs for Key<'_> {
+  fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+    use std::io::Write;
+    let mut w = out.writer_for_next_arg();
+    // Writing into a Vec cannot fail.
+    let _ = w.write_all(self.0.as_bytes());
+    let _ = w.write_all(self.1.as_bytes());
+  }
+}
+
 impl Commands {
   pub fn key(&self, id: &str) -> String {
     let mut k = String::with_capacity(self.prefix.len() + id.len());
@@ -158,13 +171,24 @@ impl Commands {
     std::str::from_utf8(rest).ok().map(str::to_string)
   }
 
-  /// The commands of one per-id op (whole-store ops are scans: none).
-  pub fn cmds(&self, op: &Op) -> Vec<Cmd> {
+  /// The commands of one per-id op, handed to `f` one by one (whole-store
+  /// ops are scans: none); returns how many.
+  pub fn each(&self, op: &Op, mut f: impl FnMut(Cmd)) -> usize {
+    // A command built in place (no clone of the builder).
+    macro_rules! cmd {
+      ($name:expr $(, $arg:expr)*) => {{
+        let mut c = redis::cmd($name);
+        $(c.arg($arg);)*
+        f(c);
+        1
+      }};
+    }
+    let key = |id| Key(&self.prefix, id);
     match op {
-      Op::Get(id) => vec![redis::cmd("GET").arg(self.key(id)).clone()],
+      Op::Get(id) => cmd!("GET", key(id)),
       Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
         let mut c = redis::cmd("SET");
-        c.arg(self.key(id)).arg(&value[..]);
+        c.arg(key(id)).arg(&value[..]);
         match op {
           Op::SetIf(.., Cond::Absent) => c.arg("NX"),
           Op::SetIf(.., Cond::Present) => c.arg("XX"),
@@ -173,49 +197,51 @@ impl Commands {
         if let Some(at) = exp {
           c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
         }
-        vec![c]
+        f(c);
+        1
       }
-      Op::Remove(id) => vec![redis::cmd("UNLINK").arg(self.key(id)).clone()],
-      Op::Touch(id, Some(at)) => vec![redis::cmd("PEXPIRE").arg(self.key(id)).arg(at.saturating_sub(now_ms()).max(1)).clone()],
+      Op::Remove(id) => cmd!("UNLINK", key(id)),
+      Op::Touch(id, Some(at)) => cmd!("PEXPIRE", key(id), at.saturating_sub(now_ms()).max(1)),
       // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
-      Op::Touch(id, None) => vec![redis::cmd("PERSIST").arg(self.key(id)).clone(), redis::cmd("EXISTS").arg(self.key(id)).clone()],
-      Op::Ttl(id) => vec![redis::cmd("PTTL").arg(self.key(id)).clone()],
-      Op::Exists(id) => vec![redis::cmd("EXISTS").arg(self.key(id)).clone()],
-      Op::Lock(id, token, ttl) if self.daemon => vec![redis::cmd("LOCK").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
-      Op::Unlock(id, token) if self.daemon => vec![redis::cmd("UNLOCK").arg(self.lock_key(id)).arg(token).clone()],
-      Op::Renew(id, token, ttl) if self.daemon => vec![redis::cmd("RENEW").arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()],
-      Op::Lock(id, token, ttl) => {
-        vec![redis::cmd("SET").arg(self.lock_key(id)).arg(token).arg("NX").arg("PX").arg((*ttl).max(1)).clone()]
-      }
-      Op::Unlock(id, token) => vec![redis::cmd("EVAL").arg(UNLOCK_LUA).arg(1).arg(self.lock_key(id)).arg(token).clone()],
-      Op::Renew(id, token, ttl) => {
-        vec![redis::cmd("EVAL").arg(RENEW_LUA).arg(1).arg(self.lock_key(id)).arg(token).arg((*ttl).max(1)).clone()]
-      }
-      Op::Len | Op::Clear | Op::Entries | Op::Keys => vec![],
+      Op::Touch(id, None) => cmd!("PERSIST", key(id)) + cmd!("EXISTS", key(id)),
+      Op::Ttl(id) => cmd!("PTTL", key(id)),
+      Op::Exists(id) => cmd!("EXISTS", key(id)),
+      Op::Lock(id, token, ttl) if self.daemon => cmd!("LOCK", self.lock_key(id), token, (*ttl).max(1)),
+      Op::Unlock(id, token) if self.daemon => cmd!("UNLOCK", self.lock_key(id), token),
+      Op::Renew(id, token, ttl) if self.daemon => cmd!("RENEW", self.lock_key(id), token, (*ttl).max(1)),
+      Op::Lock(id, token, ttl) => cmd!("SET", self.lock_key(id), token, "NX", "PX", (*ttl).max(1)),
+      Op::Unlock(id, token) => cmd!("EVAL", UNLOCK_LUA, 1, self.lock_key(id), token),
+      Op::Renew(id, token, ttl) => cmd!("EVAL", RENEW_LUA, 1, self.lock_key(id), token, (*ttl).max(1)),
+      Op::Len | Op::Clear | Op::Entries | Op::Keys => 0,
     }
   }
 
-  /// Turns the replies of `cmds(op)` into the op's reply.
-  pub fn reply(op: &Op, values: &[Value]) -> Result<Reply> {
-    for v in values {
+  /// Turns the replies of the commands of `op` ([`Commands::each`]) into
+  /// the op's reply.
+  pub fn reply(op: &Op, mut values: Vec<Value>) -> Result<Reply> {
+    for v in &values {
       if let Value::ServerError(e) = v {
         return Err(map_err(e.clone().into()));
       }
     }
     let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
-    let last = values.last().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
+    let last = values.pop().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
     Ok(match op {
-      Op::Get(_) => Reply::Value(redis::from_redis_value_ref::<Option<Vec<u8>>>(last).map_err(parse_err)?),
+      Op::Get(_) => Reply::Value(match last {
+        // The bytes move into the answer (no copy).
+        Value::BulkString(b) => Some(b),
+        v => redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(parse_err)?,
+      }),
       Op::Set(..) => Reply::Done,
-      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(last)? > 0),
+      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(int(&last)? > 0),
       // SET … NX|XX answers OK when written, nil when not; the daemon's
       // LOCK answers 1 or 0.
       Op::SetIf(..) | Op::Lock(..) => Reply::Bool(match last {
         Value::Nil => false,
-        Value::Int(n) => *n > 0,
+        Value::Int(n) => n > 0,
         _ => true,
       }),
-      Op::Ttl(_) => Reply::Ttl(match int(last)? {
+      Op::Ttl(_) => Reply::Ttl(match int(&last)? {
         -2 => Ttl::Missing,
         -1 => Ttl::Persistent,
         ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
@@ -224,7 +250,6 @@ impl Commands {
     })
   }
 }
-
 
 /// Maps a redis-crate error to a coded store error.
 pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
@@ -511,27 +536,17 @@ impl RedisBackend {
     pipe.ignore_errors();
     let mut spans = Vec::with_capacity(ops.len());
     for op in ops {
-      let cmds = self.cmds.cmds(op);
-      spans.push(cmds.len());
-      for c in cmds {
+      spans.push(self.cmds.each(op, |c| {
         pipe.add_command(c);
-      }
+      }));
     }
     let mut c = conn;
     let res = self.timed("a pipeline", async move { pipe.query_async::<Vec<Value>>(&mut c).await }).await;
     match res {
       Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
       Ok(values) => {
-        let mut at = 0;
-        ops
-          .iter()
-          .zip(spans)
-          .map(|(op, n)| {
-            let r = Commands::reply(op, &values[at..at + n]);
-            at += n;
-            r
-          })
-          .collect()
+        let mut values = values.into_iter();
+        ops.iter().zip(spans).map(|(op, n)| Commands::reply(op, values.by_ref().take(n).collect())).collect()
       }
     }
   }
@@ -549,14 +564,15 @@ impl RedisBackend {
       }
       let futs = ops[start..end].iter().map(|op| {
         let mut c = conn.clone();
-        let cmds = self.cmds.cmds(op);
+        let mut cmds = Vec::with_capacity(2);
+        self.cmds.each(op, |c| cmds.push(c));
         async move {
           let mut values = Vec::with_capacity(cmds.len());
           for cmd in cmds {
             let v = self.timed("a command", async { cmd.query_async::<Value>(&mut c).await }).await?;
             values.push(v);
           }
-          Commands::reply(op, &values)
+          Commands::reply(op, values)
         }
       });
       for (i, r) in join_all(futs).await.into_iter().enumerate() {

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesOrdered, StreamExt};
 
-use napi::bindgen_prelude::{Buffer, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
+use napi::bindgen_prelude::{BufferSlice, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
+use napi::{Env, JsValue};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
@@ -39,7 +40,7 @@ pub struct JsReply(crate::error::Result<Reply>);
 
 impl TypeName for JsReply {
   fn type_name() -> &'static str {
-    "null | string | boolean | number | string[] | Error"
+    "undefined | null | string | boolean | number | string[] | Error"
   }
   fn value_type() -> ValueType {
     ValueType::Unknown
@@ -54,8 +55,10 @@ impl ToNapiValue for JsReply {
       Ok(r) => r,
     };
     match reply {
-      Reply::Text(None) | Reply::Value(None) | Reply::Done => napi::bindgen_prelude::Null::to_napi_value(env, napi::bindgen_prelude::Null),
-      Reply::Text(Some(s)) => String::to_napi_value(env, s),
+      Reply::Text(None) | Reply::Value(None) => Null::to_napi_value(env, Null),
+      // `set` resolves undefined, as on the memory store.
+      Reply::Done => Undefined::to_napi_value(env, ()),
+      Reply::Text(Some(s)) => text_to_js(env, &s),
       Reply::TextEntries(es) => {
         // Flat [id, text, id, text, …]
         let mut flat = Vec::with_capacity(es.len() * 2);
@@ -75,6 +78,59 @@ impl ToNapiValue for JsReply {
       }
     }
   }
+}
+
+/// What `feed` answers: the replies, then the bytes to send next, if any.
+pub struct Fed {
+  replies: Vec<JsReply>,
+  more: Option<Vec<u8>>,
+}
+
+impl TypeName for Fed {
+  fn type_name() -> &'static str {
+    "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>"
+  }
+  fn value_type() -> ValueType {
+    ValueType::Object
+  }
+}
+
+impl ToNapiValue for Fed {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    let mut replies = val.replies;
+    let mut arr = std::ptr::null_mut();
+    let n = replies.len() + usize::from(val.more.is_some());
+    napi::check_status!(unsafe { sys::napi_create_array_with_length(env, n, &mut arr) })?;
+    for (i, r) in replies.drain(..).enumerate() {
+      let v = unsafe { JsReply::to_napi_value(env, r)? };
+      napi::check_status!(unsafe { sys::napi_set_element(env, arr, i as u32, v) })?;
+    }
+    if let Some(bytes) = val.more {
+      let env_ = Env::from_raw(env);
+      let b = copied(&env_, &bytes).map_err(|e| napi::Error::new(napi::Status::GenericFailure, e.reason.clone()))?;
+      napi::check_status!(unsafe { sys::napi_set_element(env, arr, (n - 1) as u32, b.raw()) })?;
+    }
+    Ok(arr)
+  }
+}
+
+/// A Buffer holding a copy of `bytes`: a plain V8 allocation, where an
+/// external Buffer (no copy) costs a finalizer that the GC must run.
+fn copied<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<BufferSlice<'env>, Code> {
+  BufferSlice::copy_from(env, bytes).map_err(|e| napi::Error::new(Code::Internal, e.reason.clone()))
+}
+
+/// A JS string of `s`: ASCII (most JSON) is copied as Latin-1, which V8
+/// takes without decoding UTF-8.
+unsafe fn text_to_js(env: sys::napi_env, s: &str) -> napi::Result<sys::napi_value> {
+  let mut v = std::ptr::null_mut();
+  let status = if s.is_ascii() {
+    unsafe { sys::napi_create_string_latin1(env, s.as_ptr().cast(), s.len() as isize, &mut v) }
+  } else {
+    unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) }
+  };
+  napi::check_status!(status)?;
+  Ok(v)
 }
 
 /// A thread-safe reporter that hands each error to `on_report` on the JS
@@ -511,28 +567,33 @@ impl AsyncStore {
   /// JS-thread connection: a new connection is open; returns its opening
   /// commands and the queued ops, packed (null: nothing to send).
   #[napi(catch_unwind)]
-  pub fn opened(&self) -> napi::Result<Option<Buffer>, Code> {
+  pub fn opened<'env>(&self, env: &'env Env) -> napi::Result<Option<BufferSlice<'env>>, Code> {
     self.wire()?.lock().opened();
-    self.pack()
+    self.pack(env)
   }
 
   /// JS-thread connection: the queued ops (and any further steps of a
   /// whole-store op), packed for the socket (null: nothing to send).
   #[napi(catch_unwind)]
-  pub fn pack(&self) -> napi::Result<Option<Buffer>, Code> {
+  pub fn pack<'env>(&self, env: &'env Env) -> napi::Result<Option<BufferSlice<'env>>, Code> {
     let ops = std::mem::take(&mut *self.queue.lock());
-    Ok(self.wire()?.lock().pack(ops).map(Buffer::from))
+    let bytes = self.wire()?.lock().pack(ops);
+    bytes.map(|b| copied(env, &b)).transpose()
   }
 
   /// JS-thread connection: the bytes of one socket read; returns the
-  /// answers of the calls they complete, in call order. Throws when the
-  /// connection is unusable (not RESP, refused credentials): close it and
-  /// `abort` with that error.
-  #[napi(catch_unwind, ts_return_type = "Array<null | string | boolean | number | string[] | Error>")]
-  pub fn feed(&self, chunk: Buffer) -> napi::Result<Vec<JsReply>, Code> {
+  /// answers of the calls they complete, in call order, and last, when
+  /// there is something more to send (the next steps of a whole-store op,
+  /// calls held behind it), a Buffer to write. Throws when the connection
+  /// is unusable (not RESP, refused credentials): close it and `abort` with
+  /// that error.
+  #[napi(catch_unwind, ts_return_type = "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>")]
+  pub fn feed(&self, chunk: BufferSlice<'_>) -> napi::Result<Fed, Code> {
     let mut wire = self.wire()?.lock();
     let replies = wire.feed(&chunk)?;
-    Ok(replies.into_iter().map(|(get_id, r)| JsReply(decoded(&self.core, get_id.as_deref(), r))).collect())
+    let replies = replies.into_iter().map(|(get_id, r)| JsReply(decoded(&self.core, get_id.as_deref(), r))).collect();
+    let more = if wire.has_more() { wire.pack(std::mem::take(&mut *self.queue.lock())) } else { None };
+    Ok(Fed { replies, more })
   }
 
   /// JS-thread connection: the connection is gone; every call sent or

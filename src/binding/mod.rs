@@ -321,7 +321,7 @@ pub struct RedisStoreConfig {
 
 /// A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
 /// through `onDone(replies)`, in the order the calls were queued.
-#[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void")]
+#[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void")]
 pub fn redis_store(
   config: RedisStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
@@ -415,7 +415,7 @@ pub const READ_CACHE_BYTES: usize = 32 << 20;
 /// A file store. Replies arrive through `onDone(replies)` in call order;
 /// problems found in the directory (corrupt or foreign files) through
 /// `onReport(error)`.
-#[napi(catch_unwind, ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+#[napi(catch_unwind, ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
 pub fn file_store(
   config: FileStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,

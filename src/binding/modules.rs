@@ -53,7 +53,7 @@ pub struct ObjectStoreConfig {
 
 /// Sessions in object storage; replies through `onDone` in call order,
 /// problems (corrupt objects, decode failures) through `onReport`.
-#[napi(catch_unwind, ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+#[napi(catch_unwind, ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
 pub fn object_session_store(
   config: ObjectStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,

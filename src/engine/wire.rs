@@ -114,6 +114,12 @@ impl Wire {
     }
   }
 
+  /// Whether [`Wire::pack`] has something to send without new ops: the
+  /// next step of a whole-store op, or ops held behind one that just ended.
+  pub fn has_more(&self) -> bool {
+    !self.out.is_empty() || (self.scan.is_none() && !self.held.is_empty())
+  }
+
   /// Ops sent or held, answered by neither a reply nor [`Wire::abort`] yet.
   pub fn pending(&self) -> usize {
     self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. })).count() + usize::from(self.scan.is_some()) + self.held.len()
@@ -131,17 +137,15 @@ impl Wire {
         self.scan_step();
         break;
       }
-      let cmds = self.cmds.cmds(&op);
-      for c in &cmds {
-        c.write_packed_command(&mut self.out);
-      }
+      let out = &mut self.out;
+      let n = self.cmds.each(&op, |c| c.write_packed_command(out));
       // The value was sent; only the op's kind and id are needed for its reply.
       let op = match op {
         Op::Set(id, _, exp) => Op::Set(id, Vec::new(), exp),
         Op::SetIf(id, _, exp, cond) => Op::SetIf(id, Vec::new(), exp, cond),
         op => op,
       };
-      self.inflight.push_back(Expect::Op { op, left: cmds.len(), values: Vec::with_capacity(cmds.len()) });
+      self.inflight.push_back(Expect::Op { op, left: n, values: Vec::with_capacity(n) });
     }
     (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
   }
@@ -202,7 +206,7 @@ impl Wire {
         }
         match self.inflight.pop_front() {
           Some(Expect::Op { op, values, .. }) => {
-            let r = Commands::reply(&op, &values);
+            let r = Commands::reply(&op, values);
             out.push((if let Op::Get(id) = op { Some(id) } else { None }, r))
           }
           Some(Expect::Step { values, .. }) => {
