@@ -17,6 +17,7 @@ export type StoreErrorCode =
   | 'ERR_INVALID_PATH'
   | 'ERR_NOT_FOUND'
   | 'ERR_ALREADY_EXISTS'
+  | 'ERR_INVALID_ARGUMENT'
   | 'ERR_INTERNAL'
 
 export interface StoreOptions {

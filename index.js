@@ -44,7 +44,7 @@ function nativeCall(fn) {
  * a background sweep.
  */
 function memory(opts) {
-  const o = options.object(opts, 'memory')
+  const o = options.known(opts, 'memory')
   const engine = nativeCall(() =>
     native.memoryStore(
       {
@@ -54,15 +54,18 @@ function memory(opts) {
         sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
         ...codecOptions(o),
       },
-      reporter(o),
+      // No report callback: what this process encoded in memory always
+      // decodes, and a callback (a threadsafe function) per store is memory
+      // that Node frees only when its event loop turns.
     ),
   )
+  if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
   return makeStore(syncEngine(engine), o)
 }
 
 /** Stores nothing: every get misses, every write succeeds (HTTP Sessions' DummyStorage). */
 function dummy(opts) {
-  return makeStore(syncEngine(nativeCall(() => native.dummyStore())), options.object(opts, 'dummy'))
+  return makeStore(syncEngine(nativeCall(() => native.dummyStore())), options.known(opts, 'dummy'))
 }
 
 /**
@@ -71,7 +74,7 @@ function dummy(opts) {
  * name (Sentinel) }; see lib/redis.js. Expiry is Redis's own (SET PX).
  */
 function redis(cfg) {
-  const o = typeof cfg === 'string' ? {} : options.object(cfg, 'redis')
+  const o = typeof cfg === 'string' ? {} : options.known(cfg, 'redis')
   return redisStore({ ...redisConfig(cfg), ...codecOptions(o) }, o)
 }
 
@@ -101,8 +104,8 @@ function redisStore(config, o) {
  * another store's `lockManager`.
  */
 function daemon(cfg) {
-  const o = typeof cfg === 'object' && cfg !== null ? cfg : {}
-  return redisStore({ ...daemonConfig(cfg), ...codecOptions(o) }, options.object(o, 'daemon'))
+  const o = typeof cfg === 'object' && cfg !== null ? options.known(cfg, 'daemon') : {}
+  return redisStore({ ...daemonConfig(cfg), ...codecOptions(o) }, o)
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
@@ -165,7 +168,8 @@ function sessionStateFile(o) {
  */
 function file(opts) {
   const o = options.object(opts, 'file')
-  if (o.sessionStateFile !== undefined) return sessionStateFile(o)
+  if (o.sessionStateFile !== undefined) return sessionStateFile(options.known(o, 'sessionStateFile'))
+  options.known(o, 'file')
   const config = {
     dir: path.resolve(options.string(o, 'dir', { def: 'sessions' })),
     durable: o.durable === undefined ? undefined : Boolean(o.durable),
@@ -200,8 +204,8 @@ function moduleStore(cfg) {
  * call settles within it), maxSessionBytes, secret(s), compress, onError }. See src/backend/object.rs.
  */
 function objectStore(cfg) {
-  const o = typeof cfg === 'string' ? {} : options.object(cfg, 'objectStore')
   const { url, options: pairs } = require('./lib/modules').nativeConfig(cfg)
+  const o = typeof cfg === 'string' ? {} : options.known(cfg, 'objectStore')
   const config = {
     url,
     options: pairs,

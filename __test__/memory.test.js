@@ -198,10 +198,13 @@ test('memory: bad input rejects with coded errors and leaves data intact', async
   await store.close()
 })
 
-test('memory: a non-JSON string stored by a caller reads back as ERR_CORRUPT_DATA, not a crash', async () => {
+test('memory: session text that is not exactly one JSON value is refused at the write (ERR_NOT_SERIALIZABLE)', async () => {
   const store = rs.memory()
-  await store.set('t', 'not json', 1000)
-  await rejects(store.get('t'), Error, 'ERR_CORRUPT_DATA')
+  await rejects(store.set('t', 'not json', 1000), TypeError, 'ERR_NOT_SERIALIZABLE')
+  await rejects(store.add('t', '{"a":1} {"b":2}', 1000), TypeError, 'ERR_NOT_SERIALIZABLE')
+  assert.equal(await store.exists('t'), false)
+  await store.set('t', ' {"a":1} ', 1000)
+  assert.deepEqual(await store.get('t'), { a: 1 })
   await store.close()
 })
 

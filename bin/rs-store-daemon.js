@@ -4,7 +4,8 @@
 //
 //   npx rs-store-daemon <port | socket-path> [storage-dir]   sessions + locks
 //   npx rs-store-daemon --lock <port | socket-path>          locks only
-//   --max-value-bytes N: largest session accepted (default 64 MiB)
+//   --max-value-bytes N: largest session accepted (default 2 MiB; it also
+//   bounds what one request may cost while it is parsed: ~15× N at most)
 //
 // A port binds 127.0.0.1 only (0 picks a free one); anything that is not
 // digits is a UNIX socket path, resolved from the current directory like the

@@ -7,6 +7,7 @@
 // use: secrets in the environment, the rest in config.json.
 const fs = require('node:fs')
 const path = require('node:path')
+const options = require('./options')
 const { codedError } = require('./errors')
 
 const PREFIXES = ['SYNCHRO__', 'RS_STORE__']
@@ -69,7 +70,7 @@ function need(section, key, service, sectionName) {
 /** Builds the stores the configuration names (Synchro's service names). */
 function fromConfig(opts = {}) {
   const rs = require('..')
-  const config = loadConfig(opts)
+  const config = loadConfig(options.known(opts, 'fromConfig'))
   const ss = isObject(config.SESSIONSTORE) ? config.SESSIONSTORE : {}
   const ms = isObject(config.MODULESTORE) ? config.MODULESTORE : {}
   const sessionService = config.SESSIONSTORE_SERVICE || 'MemorySessionStore'

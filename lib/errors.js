@@ -21,6 +21,7 @@ const CODES = Object.freeze({
   ERR_INVALID_PATH: RangeError,
   ERR_NOT_FOUND: Error,
   ERR_ALREADY_EXISTS: Error,
+  ERR_INVALID_ARGUMENT: TypeError,
   ERR_INTERNAL: Error,
 })
 

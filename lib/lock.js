@@ -13,7 +13,7 @@
 //   expiresAt?, release?) with expiresAt in epoch ms, purge(idOrLock)
 //   (releases). A bare id means: lock, operate, release.
 const crypto = require('node:crypto')
-const { codedError, invalidType } = require('./errors')
+const { codedError, invalidType, fromNative } = require('./errors')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const DEFAULTS = { ttlMs: 30_000, waitMs: 10_000 }
@@ -36,6 +36,7 @@ function lockOptions(opts = {}) {
  */
 function locking(engine, { checkId, get, setMs, remove }) {
   const queues = new Map() // id → tail of the local FIFO chain
+  const held = new Set() // locks taken and not released yet
 
   async function lock(id, opts) {
     checkId(id)
@@ -72,16 +73,24 @@ function locking(engine, { checkId, get, setMs, remove }) {
       }
     } catch (e) {
       leave()
-      throw e
+      throw fromNative(e)
     }
-    const renewal = setInterval(() => Promise.resolve(engine.renew(id, token, ttlMs)).catch(() => {}), Math.max(1, ttlMs / 3))
+    // A renewal that fails (the store closed, the backend down) is dropped:
+    // nothing here may throw where no caller can catch it.
+    const renew = () => {
+      try {
+        Promise.resolve(engine.renew(id, token, ttlMs)).catch(() => {})
+      } catch {}
+    }
+    const renewal = setInterval(renew, Math.max(1, ttlMs / 3))
     renewal.unref()
-    const held = {
+    const lock = {
       id,
       released: false,
       async release() {
-        if (held.released) return
-        held.released = true
+        if (lock.released) return
+        lock.released = true
+        held.delete(lock)
         clearInterval(renewal)
         try {
           await engine.unlock(id, token)
@@ -90,7 +99,13 @@ function locking(engine, { checkId, get, setMs, remove }) {
         }
       },
     }
-    return held
+    held.add(lock)
+    return lock
+  }
+
+  /** Releases every lock still held (close()); failures are ignored. */
+  function releaseAll() {
+    return Promise.all([...held].map((l) => l.release().catch(() => {})))
   }
 
   async function withLock(id, fn, opts) {
@@ -107,6 +122,7 @@ function locking(engine, { checkId, get, setMs, remove }) {
   const under = (idOrLock, fn) => (isLock(idOrLock) ? fn(idOrLock.id) : withLock(idOrLock, (l) => fn(l.id)))
 
   return {
+    releaseAll,
     lock,
     withLock,
     read: (idOrLock) => under(idOrLock, (id) => get(id)),

@@ -26,13 +26,13 @@ function nativeConfig(cfg) {
   const set = (k, v) => v !== undefined && v !== null && opts.push([k, String(v)])
   if (o.url !== undefined) {
     const url = options.string(o, 'url')
-    if (url.startsWith('file://')) fs.mkdirSync(new URL(url), { recursive: true })
+    if (url.startsWith('file://')) fs.mkdirSync(new URL(url), { recursive: true, mode: 0o700 })
     for (const [k, v] of Object.entries(o.options || {})) set(k, v)
     return { url, options: opts }
   }
   if (o.provider === undefined) {
     const dir = path.resolve(options.string(o, 'directory', { def: DEFAULT_CONTAINER }))
-    fs.mkdirSync(dir, { recursive: true })
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 })
     return { url: pathToFileURL(dir).href, options: opts }
   }
   const container = options.string(o, 'container', { def: options.string(o, 'bucket', { def: DEFAULT_CONTAINER }) })
@@ -85,6 +85,7 @@ const wrap = (p) => p.catch((e) => Promise.reject(fromNative(e)))
  */
 function moduleStore(cfg) {
   const { url, options: opts } = nativeConfig(cfg)
+  if (typeof cfg === 'object' && cfg !== null) options.known(cfg, 'moduleStore')
   const timeout = typeof cfg === 'object' && cfg !== null ? options.number(cfg, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true }) : undefined
   let native
   try {

@@ -68,10 +68,35 @@ function only(opts, what, known) {
       const d = distance(name, k)
       if (d < bestD) [best, bestD] = [k, d]
     }
-    const hint = bestD <= Math.max(2, Math.floor(name.length / 3)) ? ` (did you mean '${best}'?)` : ''
+    const lower = name.toLowerCase()
+    const stem = known.find((k) => k.toLowerCase().startsWith(lower) || lower.startsWith(k.toLowerCase()))
+    if (bestD > Math.max(3, Math.floor(name.length / 3)) && stem) best = stem
+    const hint = bestD <= Math.max(3, Math.floor(name.length / 3)) || stem ? ` (did you mean '${best}'?)` : ''
     throw codedError('ERR_INVALID_OPTION', `unknown ${what} option '${name}'${hint}`)
   }
   return opts
 }
 
-module.exports = { object, number, string, boolean, only }
+/** Options every store factory takes (lib/store.js, the codec, reports). */
+const COMMON = ['timeoutUnit', 'defaultTtl', 'maxSessionBytes', 'secret', 'secrets', 'compress', 'onError', 'lockManager']
+/** Where object storage is (lib/modules.js): a URL, a directory, or PkgCloud-style settings. */
+const OBJECT_STORAGE = ['url', 'options', 'directory', 'provider', 'keyId', 'key', 'region', 'storageAccount', 'storageAccessKey', 'keyFilename', 'projectId', 'credentials', 'container', 'bucket', 'endpoint']
+/** The options each factory knows; anything else is refused (see `only`). */
+const KNOWN = {
+  memory: [...COMMON, 'maxEntries', 'maxBytes', 'sweepIntervalMs'],
+  dummy: COMMON,
+  redis: [...COMMON, 'url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs', 'nodes', 'sentinels', 'name', 'masterName', 'spinMicros', 'ioThread'],
+  daemon: [...COMMON, 'port', 'socket', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs', 'spinMicros'],
+  file: [...COMMON, 'dir', 'durable', 'fastReads', 'readCacheBytes', 'sweepIntervalMs'],
+  sessionStateFile: [...COMMON, 'sessionStateFile', 'coalesceMs', 'maxEntries', 'maxBytes', 'sweepIntervalMs'],
+  objectStore: [...COMMON, ...OBJECT_STORAGE, 'prefix', 'sweepIntervalMs', 'commandTimeoutMs'],
+  moduleStore: [...OBJECT_STORAGE, 'commandTimeoutMs'],
+  fromConfig: ['configFile', 'env'],
+}
+
+/** `opts` of factory `what`, checked against its known options. */
+function known(opts, what) {
+  return only(object(opts, what), what, KNOWN[what])
+}
+
+module.exports = { object, number, string, boolean, only, known, KNOWN }

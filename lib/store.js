@@ -17,6 +17,7 @@
 const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 const { locking } = require('./lock')
+const native = require('../native')
 
 const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
 /** Default lifetime when a call gives no timeout: one day (as connect-redis). */
@@ -29,12 +30,42 @@ const LOCK_ENGINE = Symbol('rs-store.lockEngine')
  */
 const TIMEOUT_UNIT_MS = Symbol.for('rs-store.timeoutUnitMs')
 
+/**
+ * A session id a write may use: a string without lone surrogates (two ids
+ * that differ only there would be one stored key: UTF-8 cannot hold them).
+ * Reads of an id no write can use answer "missing" (see `readable`).
+ */
 function checkId(id) {
   if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
+  if (!id.isWellFormed()) throw codedError('ERR_INVALID_ID', 'session id contains a lone UTF-16 surrogate')
+}
+
+/** Type-checks a read's id; false when no session can have it (the read answers "missing"). */
+function readable(id) {
+  if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
+  return id.isWellFormed()
+}
+
+/** rs-store's methods return Promises: a callback where a timeout (or nothing) goes is a mistake to point out. */
+function noCallback(x) {
+  if (typeof x === 'function') {
+    throw invalidType(
+      'ERR_INVALID_ARGUMENT',
+      "rs-store's store methods return Promises and take no callback; for callback-style hosts use require('rs-store/express'), require('rs-store/fastify') or require('rs-store/simples-0.8')",
+    )
+  }
 }
 
 function serialize(session) {
-  if (typeof session === 'string') return session // JSON text (approuter passes text)
+  // JSON text (approuter passes text): exactly one JSON value, checked in Rust.
+  if (typeof session === 'string') {
+    try {
+      native.checkJson(session)
+    } catch (e) {
+      throw fromNative(e)
+    }
+    return session
+  }
   if (session === null || typeof session !== 'object') {
     throw invalidType('ERR_NOT_SERIALIZABLE', `session must be an object or JSON text, got ${session === null ? 'null' : typeof session}`)
   }
@@ -104,15 +135,21 @@ function makeStore(engine, opts, extra = {}) {
 
   function ttlMsOf(timeout) {
     if (timeout === undefined || timeout === null) return defaultTtlMs
+    noCallback(timeout)
     if (typeof timeout !== 'number') throw invalidType('ERR_INVALID_TIMEOUT', `timeout must be a number, got ${typeof timeout}`)
     if (!(timeout >= 0)) throw codedError('ERR_INVALID_TIMEOUT', `timeout must be >= 0, got ${timeout}`)
     return timeout * unitMs
   }
+  // With a codec, a session that no longer decodes (tampered, an old secret
+  // dropped) reads as missing, so it does not exist either: exists() reads
+  // and decodes it (on Redis a GET instead of an EXISTS).
+  const decodes = opts.secret !== undefined || opts.secrets !== undefined || opts.compress === true
+  const found = (text) => text !== null
 
-  const get = (id) => {
+  const get = (id, extra) => {
     try {
-      checkId(id)
-      return settle(engine.get(id, parse))
+      noCallback(extra)
+      return readable(id) ? settle(engine.get(id, parse)) : Promise.resolve(null)
     } catch (e) {
       return rejectNative(e)
     }
@@ -144,8 +181,9 @@ function makeStore(engine, opts, extra = {}) {
       return rejectNative(e)
     }
   }
-  const remove = (id) => {
+  const remove = (id, extra) => {
     try {
+      noCallback(extra)
       checkId(id)
       return settle(engine.remove(id))
     } catch (e) {
@@ -160,18 +198,19 @@ function makeStore(engine, opts, extra = {}) {
       return rejectNative(e)
     }
   }
-  const ttl = (id) => {
+  const ttl = (id, extra) => {
     try {
-      checkId(id)
-      return settle(engine.ttlMs(id, toSeconds))
+      noCallback(extra)
+      return readable(id) ? settle(engine.ttlMs(id, toSeconds)) : Promise.resolve(-2)
     } catch (e) {
       return rejectNative(e)
     }
   }
-  const exists = (id) => {
+  const exists = (id, extra) => {
     try {
-      checkId(id)
-      return settle(engine.exists(id))
+      noCallback(extra)
+      if (!readable(id)) return Promise.resolve(false)
+      return settle(decodes ? engine.get(id, found) : engine.exists(id))
     } catch (e) {
       return rejectNative(e)
     }
@@ -191,7 +230,7 @@ function makeStore(engine, opts, extra = {}) {
     lockEngine = opts.lockManager && opts.lockManager[LOCK_ENGINE]
     if (!lockEngine) throw invalidType('ERR_INVALID_OPTION', 'option lockManager must be an rs-store store with locks (e.g. rs.daemon(port), rs.redis(cfg))')
   }
-  const locks = !lockEngine
+  const { releaseAll, ...locks } = !lockEngine
     ? {}
     : locking(lockEngine, {
         checkId,
@@ -239,8 +278,11 @@ function makeStore(engine, opts, extra = {}) {
     all: () => call(() => engine.entries((es) => es.map((e) => parse(e.value)))),
     /** All live sessions with their ids: [{ id, session }]. */
     entries: () => call(() => engine.entries(parseEntries)),
-    /** Stops background work and connections; later calls reject ERR_STORE_CLOSED. */
-    close: () => call(() => engine.close()),
+    /**
+     * Releases the locks still held (ending their renewals), stops
+     * background work and connections; later calls reject ERR_STORE_CLOSED.
+     */
+    close: () => call(() => (releaseAll ? releaseAll().then(() => engine.close()) : engine.close())),
     ...locks,
     ...extra,
     ...(lockEngine && { [LOCK_ENGINE]: lockEngine }),
@@ -248,4 +290,4 @@ function makeStore(engine, opts, extra = {}) {
   }
 }
 
-module.exports = { makeStore, syncEngine, serialize, parse, checkId, UNIT_MS, DEFAULT_TTL_MS, TIMEOUT_UNIT_MS }
+module.exports = { makeStore, syncEngine, serialize, parse, checkId, readable, noCallback, UNIT_MS, DEFAULT_TTL_MS, TIMEOUT_UNIT_MS }

@@ -170,6 +170,14 @@ export declare class SessionCodec {
   decode(id: string, stored: Buffer): string
 }
 
+/**
+ * Checks that session text given as a string (approuter passes JSON text)
+ * is exactly one JSON value, so nothing else reaches a store (in
+ * sessions.json it would be spliced into the file as it is). Validated
+ * without building anything, at any depth.
+ */
+export declare function checkJson(text: string): void
+
 /** Where and how the daemon serves. */
 export interface DaemonConfig {
   /** TCP port on 127.0.0.1 (0: any free port). */
@@ -183,7 +191,7 @@ export interface DaemonConfig {
   dir?: string
   /** Serve locks only (`--lock`). */
   lockOnly?: boolean
-  /** Largest session value accepted, in bytes (default 64 MiB). */
+  /** Largest session value accepted, in bytes (default 2 MiB). */
   maxValueBytes?: number
   /** How often expired sessions are deleted (default 60000 ms). */
   sweepIntervalMs?: number

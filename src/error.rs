@@ -13,6 +13,8 @@ pub enum Code {
   InvalidId,
   /// A timeout/ttl is negative, NaN or not a number.
   InvalidTimeout,
+  /// A session that is not an object or JSON text, or cannot be serialized.
+  NotSerializable,
   /// Serialized session is larger than `maxSessionBytes`.
   SessionTooLarge,
   /// A configuration option is wrong.
@@ -35,6 +37,8 @@ pub enum Code {
   NotFound,
   /// The named thing exists already (module store).
   AlreadyExists,
+  /// An argument of the wrong kind (e.g. a callback: the API returns Promises).
+  InvalidArgument,
   /// A bug: a panic or an invariant broken inside rs-store.
   Internal,
 }
@@ -44,6 +48,7 @@ impl Code {
     match self {
       Code::InvalidId => "ERR_INVALID_ID",
       Code::InvalidTimeout => "ERR_INVALID_TIMEOUT",
+      Code::NotSerializable => "ERR_NOT_SERIALIZABLE",
       Code::SessionTooLarge => "ERR_SESSION_TOO_LARGE",
       Code::InvalidOption => "ERR_INVALID_OPTION",
       Code::StoreClosed => "ERR_STORE_CLOSED",
@@ -55,15 +60,17 @@ impl Code {
       Code::InvalidPath => "ERR_INVALID_PATH",
       Code::NotFound => "ERR_NOT_FOUND",
       Code::AlreadyExists => "ERR_ALREADY_EXISTS",
+      Code::InvalidArgument => "ERR_INVALID_ARGUMENT",
       Code::Internal => "ERR_INTERNAL",
     }
   }
 }
 
 impl Code {
-  const ALL: [Code; 14] = [
+  const ALL: [Code; 16] = [
     Code::InvalidId,
     Code::InvalidTimeout,
+    Code::NotSerializable,
     Code::SessionTooLarge,
     Code::InvalidOption,
     Code::StoreClosed,
@@ -75,6 +82,7 @@ impl Code {
     Code::InvalidPath,
     Code::NotFound,
     Code::AlreadyExists,
+    Code::InvalidArgument,
     Code::Internal,
   ];
 

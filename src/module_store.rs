@@ -18,6 +18,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
+use crate::backend::object::Container;
 use crate::error::{Code, Result, StoreError};
 
 /// What `createAppContainer` writes.
@@ -26,6 +27,7 @@ pub const APP_PACKAGE_JSON: &str = "{\"engines\":{\"synchro\":\"*\"}}";
 pub struct ModuleStore {
   store: Arc<dyn ObjectStore>,
   root: Path,
+  container: Container,
 }
 
 fn map_err(e: object_store::Error) -> StoreError {
@@ -66,8 +68,13 @@ fn check_name(name: &str, what: &str) -> Result<()> {
 }
 
 impl ModuleStore {
-  pub fn new(store: Arc<dyn ObjectStore>, root: Path) -> Self {
-    ModuleStore { store, root }
+  pub fn new(store: Arc<dyn ObjectStore>, root: Path, container: Container) -> Self {
+    ModuleStore { store, root, container }
+  }
+
+  /// A missing bucket or container is a configuration error (see [`Container`]).
+  async fn checked(&self) -> Result<()> {
+    self.container.check(&*self.store, &self.root).await
   }
 
   fn at(&self, rel: &str) -> Path {
@@ -93,11 +100,13 @@ impl ModuleStore {
   }
 
   pub async fn get_store_file(&self, name: &str) -> Result<Option<String>> {
+    self.checked().await?;
     check_name(name, "store file")?;
     self.read(&self.at(name)).await
   }
 
   pub async fn put_store_file(&self, name: &str, content: String) -> Result<()> {
+    self.checked().await?;
     check_name(name, "store file")?;
     self.write(&self.at(name), content).await
   }
@@ -111,6 +120,7 @@ impl ModuleStore {
 
   /// Names of the app containers (folders holding a Synchro package.json).
   pub async fn app_containers(&self) -> Result<Vec<String>> {
+    self.checked().await?;
     let listing = self.store.list_with_delimiter(Some(&self.root)).await.map_err(map_err)?;
     let mut out = Vec::new();
     for prefix in listing.common_prefixes {
@@ -125,6 +135,7 @@ impl ModuleStore {
 
   /// Creates `<name>/package.json`; `ERR_ALREADY_EXISTS` when the app exists.
   pub async fn create_app_container(&self, name: &str) -> Result<()> {
+    self.checked().await?;
     check_name(name, "app name")?;
     let path = self.at(&format!("{name}/package.json"));
     if self.read(&path).await?.is_some() {
@@ -141,6 +152,7 @@ impl ModuleStore {
 
   /// Deletes an app container and everything in it; refuses other folders.
   pub async fn delete_app_container(&self, name: &str) -> Result<()> {
+    self.checked().await?;
     check_name(name, "app name")?;
     if !self.is_app_container(name).await? {
       return Err(StoreError::new(Code::NotFound, format!("{name:?} is not an app container")));
@@ -158,12 +170,14 @@ impl ModuleStore {
 
   /// The app's package.json text, or `None`.
   pub async fn app_definition(&self, app: &str) -> Result<Option<String>> {
+    self.checked().await?;
     check_name(app, "app name")?;
     self.read(&self.at(&format!("{app}/package.json"))).await
   }
 
   /// `*.js` paths of the app, relative, with `/`, `node_modules` skipped.
   pub async fn list_modules(&self, app: &str) -> Result<Vec<String>> {
+    self.checked().await?;
     check_name(app, "app name")?;
     let prefix = self.at(app);
     let skip = prefix.parts().count();
@@ -181,12 +195,14 @@ impl ModuleStore {
   }
 
   pub async fn module_source(&self, app: &str, path: &str) -> Result<Option<String>> {
+    self.checked().await?;
     check_name(app, "app name")?;
     check_path(path, "module path")?;
     self.read(&self.at(&format!("{app}/{path}"))).await
   }
 
   pub async fn put_module_source(&self, app: &str, path: &str, content: String) -> Result<()> {
+    self.checked().await?;
     check_name(app, "app name")?;
     check_path(path, "module path")?;
     self.write(&self.at(&format!("{app}/{path}")), content).await
@@ -194,6 +210,7 @@ impl ModuleStore {
 
   /// Removes a module; true when it existed.
   pub async fn remove_module_source(&self, app: &str, path: &str) -> Result<bool> {
+    self.checked().await?;
     check_name(app, "app name")?;
     check_path(path, "module path")?;
     let p = self.at(&format!("{app}/{path}"));
@@ -228,7 +245,7 @@ mod tests {
 
   #[tokio::test]
   async fn api_on_memory() {
-    let m = ModuleStore::new(Arc::new(InMemory::new()), Path::from("root"));
+    let m = ModuleStore::new(Arc::new(InMemory::new()), Path::from("root"), Container::of("file:///"));
     assert_eq!(m.get_store_file("apps.json").await.unwrap(), None);
     m.put_store_file("apps.json", "{}".into()).await.unwrap();
     assert_eq!(m.get_store_file("apps.json").await.unwrap().as_deref(), Some("{}"));

@@ -51,7 +51,7 @@
 //! metadata writes well); one id always lands in one group, so its calls
 //! apply in call order.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -401,7 +401,7 @@ impl Inner {
           (self.tmp_path(born), born, false)
         }
       };
-      let file = OpenOptions::new().write(true).create_new(!reused).open(&tmp);
+      let file = super::private_file().write(true).create_new(!reused).open(&tmp);
       match file.and_then(|f| self.commit(f, &tmp, buf, path, reused)) {
         Ok(placed) => {
           self.recycle(placed, tmp, born);
@@ -511,7 +511,7 @@ impl Inner {
   /// Runs `f` holding the directory's short lock-maintenance flock.
   fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let guard_path = self.dir.join(".locks");
-    let guard = OpenOptions::new()
+    let guard = super::private_file()
       .create(true)
       .truncate(false)
       .write(true)
@@ -531,7 +531,7 @@ impl Inner {
   }
 
   fn try_create_lock(&self, path: &Path, token: &str, ttl_ms: u64) -> Result<bool> {
-    match OpenOptions::new().write(true).create_new(true).open(path) {
+    match super::private_file().write(true).create_new(true).open(path) {
       Ok(mut f) => {
         f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes())
           .map_err(|e| io_err("cannot write", path, e))?;
@@ -579,7 +579,11 @@ impl Inner {
       match Self::read_lock(&path) {
         Some((t, exp)) if t == token && exp > now_ms() => {
           let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
-          fs::write(&tmp, format!("{token} {}", now_ms().saturating_add(ttl_ms)))
+          super::private_file()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
             .and_then(|_| fs::rename(&tmp, &path))
             .map_err(|e| io_err("cannot renew", &path, e))?;
           Ok(true)

@@ -60,6 +60,9 @@ struct Gens {
   path: PathBuf,
   /// (device, inode) of the mapped file.
   id: (u64, u64),
+  /// Its entry in [`bus`]'s table: set when the file was cut short under
+  /// the mapping (the cache then turns off).
+  guard: usize,
 }
 
 // SAFETY: the mapping lives as long as `Gens` and is only accessed through
@@ -92,7 +95,17 @@ impl Gens {
     if ptr == libc::MAP_FAILED {
       return Err(std::io::Error::last_os_error());
     }
-    Ok(Gens { slots: ptr as *const Slot, path, id: (meta.dev(), meta.ino()) })
+    let Some(guard) = bus::guard(ptr as usize, bytes) else {
+      // SAFETY: the mapping just made, not shared with anything yet.
+      unsafe { libc::munmap(ptr, bytes) };
+      return Err(std::io::Error::other("too many mapped tables"));
+    };
+    Ok(Gens { slots: ptr as *const Slot, path, id: (meta.dev(), meta.ino()), guard })
+  }
+
+  /// Whether the table file was cut short under the mapping (see [`bus`]).
+  fn broken(&self) -> bool {
+    bus::broken(self.guard)
   }
 
   #[cfg(not(unix))]
@@ -123,8 +136,105 @@ impl Drop for Gens {
     // SAFETY: unmaps exactly the mapping made in `open`; nothing borrows it
     // past `self`.
     unsafe {
+      bus::unguard(self.guard);
       libc::munmap(self.slots as *mut libc::c_void, SLOTS * std::mem::size_of::<Slot>());
     }
+  }
+}
+
+/// A file that is mapped `MAP_SHARED` and then cut short (`truncate` of
+/// `.rs-store-gens` by anyone who can write the directory) makes the next
+/// access of the mapping fault with SIGBUS, which kills the process. A
+/// SIGBUS handler turns such a fault into a cache that is off: when the
+/// faulting address lies in a registered table, that table's pages are
+/// replaced by private zero pages (so the access completes) and the table
+/// is marked broken. Any other SIGBUS goes on to the handler installed
+/// before (or the default action).
+#[cfg(unix)]
+mod bus {
+  use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+  use std::sync::Once;
+
+  const N: usize = 256;
+  static START: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+  static LEN: [AtomicUsize; N] = [const { AtomicUsize::new(0) }; N];
+  static BROKEN: [AtomicBool; N] = [const { AtomicBool::new(false) }; N];
+  static INSTALL: Once = Once::new();
+  static mut PREVIOUS: std::mem::MaybeUninit<libc::sigaction> = std::mem::MaybeUninit::uninit();
+
+  /// Registers a mapping; `None` when the table of mappings is full.
+  pub fn guard(start: usize, len: usize) -> Option<usize> {
+    INSTALL.call_once(install);
+    for i in 0..N {
+      if LEN[i].compare_exchange(0, len, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+        BROKEN[i].store(false, Ordering::SeqCst);
+        START[i].store(start, Ordering::SeqCst);
+        return Some(i);
+      }
+    }
+    None
+  }
+
+  pub fn unguard(i: usize) {
+    START[i].store(0, Ordering::SeqCst);
+    LEN[i].store(0, Ordering::SeqCst);
+  }
+
+  pub fn broken(i: usize) -> bool {
+    BROKEN[i].load(Ordering::SeqCst)
+  }
+
+  fn install() {
+    // SAFETY: sigaction with a zeroed struct filled in here; the previous
+    // action is kept for faults that are not ours. Runs once.
+    unsafe {
+      let mut act: libc::sigaction = std::mem::zeroed();
+      act.sa_sigaction = on_bus as *const () as usize;
+      act.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
+      libc::sigemptyset(&mut act.sa_mask);
+      libc::sigaction(libc::SIGBUS, &act, std::ptr::addr_of_mut!(PREVIOUS).cast());
+    }
+  }
+
+  extern "C" fn on_bus(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
+    // SAFETY: called by the kernel with a valid siginfo for SIGBUS. Only
+    // async-signal-safe work: atomics, mmap, sigaction, raise.
+    unsafe {
+      let addr = (*info).si_addr() as usize;
+      for i in 0..N {
+        let (start, len) = (START[i].load(Ordering::SeqCst), LEN[i].load(Ordering::SeqCst));
+        if start != 0 && addr >= start && addr < start + len {
+          let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED;
+          if libc::mmap(start as *mut libc::c_void, len, libc::PROT_READ | libc::PROT_WRITE, flags, -1, 0) != libc::MAP_FAILED {
+            BROKEN[i].store(true, Ordering::SeqCst);
+            return;
+          }
+        }
+      }
+      let prev = &*std::ptr::addr_of!(PREVIOUS).cast::<libc::sigaction>();
+      match prev.sa_sigaction {
+        libc::SIG_IGN => {}
+        libc::SIG_DFL => {
+          libc::signal(sig, libc::SIG_DFL);
+          libc::raise(sig);
+        }
+        h if prev.sa_flags & libc::SA_SIGINFO != 0 => {
+          let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) = std::mem::transmute(h);
+          f(sig, info, ctx);
+        }
+        h => {
+          let f: extern "C" fn(libc::c_int) = std::mem::transmute(h);
+          f(sig);
+        }
+      }
+    }
+  }
+}
+
+#[cfg(not(unix))]
+mod bus {
+  pub fn broken(_: usize) -> bool {
+    false
   }
 }
 
@@ -201,6 +311,11 @@ impl ReadCache {
     let mut lru = self.lru.lock();
     let e = lru.map.to_back(id)?;
     let gen = self.gens.slot(e.slot).begun.load(Ordering::Acquire);
+    if self.gens.broken() {
+      self.on.store(false, Ordering::Relaxed);
+      lru.map.clear();
+      return None;
+    }
     if e.gen == gen && now.saturating_sub(e.read_at) < MAX_AGE_MS && !is_expired(e.expires, now) {
       return Some(e.payload.clone());
     }
@@ -258,7 +373,7 @@ impl ReadCache {
   }
 
   fn insert(&self, id: &str, e: Entry) {
-    if !self.on.load(Ordering::Relaxed) {
+    if !self.on.load(Ordering::Relaxed) || self.gens.broken() {
       return;
     }
     let size = cost(id, &e);

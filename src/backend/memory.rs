@@ -1,6 +1,6 @@
 //! In-process store: serialized bytes in a hash map kept in least-recently-used
-//! order, bounded by entry count and bytes, with an expiry index that a
-//! background thread sweeps.
+//! order, bounded by entry count and bytes, with an expiry index that one
+//! background thread (shared by every memory store of the process) sweeps.
 //!
 //! * Expired entries are invisible at once (every read checks the expiry) and
 //!   reclaimed by the sweeper within `sweep_interval` even if nobody reads them
@@ -12,9 +12,8 @@
 //!   to real memory use.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
 
 use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
@@ -169,14 +168,63 @@ impl State {
 
 struct Shared {
   state: Mutex<State>,
+}
+
+/// The sweeps of every memory store, run by one thread: a thread per store
+/// made each store cost a thread's start and stop, and memory that
+/// thousands of short-lived stores (tests, per-tenant stores) never got
+/// back. A store leaves the list when it is closed or dropped.
+struct Sweeps {
+  list: Mutex<Vec<(Weak<Shared>, Duration, Instant)>>,
   wake: Condvar,
+}
+
+fn sweeps() -> &'static Sweeps {
+  static SWEEPS: OnceLock<&'static Sweeps> = OnceLock::new();
+  SWEEPS.get_or_init(|| {
+    let s: &'static Sweeps = Box::leak(Box::new(Sweeps { list: Mutex::new(Vec::new()), wake: Condvar::new() }));
+    // Lives as long as the process; it holds no store alive (weak refs).
+    let _ = std::thread::Builder::new().name("rs-store-sweep".into()).spawn(move || sweep_loop(s));
+    s
+  })
+}
+
+fn sweep_loop(sweeps: &'static Sweeps) {
+  loop {
+    let due: Vec<Arc<Shared>> = {
+      let mut list = sweeps.list.lock();
+      let now = Instant::now();
+      list.retain(|(w, ..)| w.upgrade().is_some_and(|s| !s.state.lock().closed));
+      let next = list.iter().map(|(_, _, at)| *at).min();
+      if next.is_none_or(|at| at > now) {
+        match next {
+          Some(at) => {
+            sweeps.wake.wait_until(&mut list, at);
+          }
+          None => sweeps.wake.wait(&mut list),
+        }
+        continue;
+      }
+      list
+        .iter_mut()
+        .filter(|(_, _, at)| *at <= now)
+        .filter_map(|(w, every, at)| {
+          *at = now + *every;
+          w.upgrade()
+        })
+        .collect()
+    };
+    // Chunked: release the lock between chunks so callers interleave.
+    for shared in due {
+      while shared.state.lock().sweep(now_ms(), SWEEP_CHUNK) == SWEEP_CHUNK {}
+    }
+  }
 }
 
 /// The memory backend. Cheap to share behind an `Arc`.
 pub struct MemoryBackend {
   shared: Arc<Shared>,
   opts: MemoryOptions,
-  sweeper: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl MemoryBackend {
@@ -189,19 +237,13 @@ impl MemoryBackend {
         return Err(StoreError::new(Code::InvalidOption, format!("maxBytes must be at least {ENTRY_OVERHEAD}")));
       }
     }
-    let shared = Arc::new(Shared { state: Mutex::new(State::default()), wake: Condvar::new() });
-    let sweeper = match opts.sweep_interval {
-      Some(every) => {
-        let s = shared.clone();
-        let handle = std::thread::Builder::new()
-          .name("rs-store-sweep".into())
-          .spawn(move || sweep_loop(s, every))
-          .map_err(|e| StoreError::new(Code::Internal, format!("cannot start sweeper: {e}")))?;
-        Some(handle)
-      }
-      None => None,
-    };
-    Ok(MemoryBackend { shared, opts, sweeper: Mutex::new(sweeper) })
+    let shared = Arc::new(Shared { state: Mutex::new(State::default()) });
+    if let Some(every) = opts.sweep_interval {
+      let s = sweeps();
+      s.list.lock().push((Arc::downgrade(&shared), every, Instant::now() + every));
+      s.wake.notify_all();
+    }
+    Ok(MemoryBackend { shared, opts })
   }
 
   /// Bytes currently charged (see module docs).
@@ -243,22 +285,6 @@ impl MemoryBackend {
   }
 }
 
-fn sweep_loop(shared: Arc<Shared>, every: Duration) {
-  loop {
-    {
-      let mut st = shared.state.lock();
-      if st.closed {
-        return;
-      }
-      shared.wake.wait_for(&mut st, every);
-      if st.closed {
-        return;
-      }
-    }
-    // Chunked: release the lock between chunks so callers interleave.
-    while shared.state.lock().sweep(now_ms(), SWEEP_CHUNK) == SWEEP_CHUNK {}
-  }
-}
 
 impl MemoryBackend {
   /// `set`, or with a condition `set_if`; true when written.
@@ -424,10 +450,6 @@ impl SyncBackend for MemoryBackend {
       st.map.clear();
       st.index.clear();
       st.bytes = 0;
-    }
-    self.shared.wake.notify_all();
-    if let Some(h) = self.sweeper.lock().take() {
-      let _ = h.join();
     }
     Ok(())
   }

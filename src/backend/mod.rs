@@ -21,6 +21,15 @@ pub mod record;
 pub mod redis;
 pub mod snapshot;
 
+/// Options for a new file that holds session ids or sessions: readable by
+/// its owner only (ids are bearer credentials, even with a secret set).
+pub(crate) fn private_file() -> std::fs::OpenOptions {
+  let mut o = std::fs::OpenOptions::new();
+  #[cfg(unix)]
+  std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+  o
+}
+
 /// Called with a problem a backend found on its own (a corrupt file met by a
 /// sweep, …), as opposed to the answer to a call.
 pub type Report = std::sync::Arc<dyn Fn(StoreError) + Send + Sync>;

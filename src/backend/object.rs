@@ -51,9 +51,55 @@ struct Inner {
   timeout: Duration,
   stop: Notify,
   report: Option<Report>,
+  /// A local directory (`file://`): objects are files, made 0600 once
+  /// written (object_store creates them with the process's default mode).
+  local: bool,
+  container: Container,
 }
 
-fn map_err(e: object_store::Error) -> StoreError {
+/// Checks once that the bucket or container exists: a missing one is a
+/// configuration error, not "no such session" (a get would answer null and
+/// every write fail with a message about the object).
+pub struct Container {
+  /// The bucket or container, for the message; `None` for a local directory
+  /// (rs-store creates those).
+  name: Option<String>,
+  checked: tokio::sync::OnceCell<()>,
+}
+
+impl Container {
+  /// The bucket or container of an object storage URL (`s3://bucket/…`).
+  pub fn of(url: &str) -> Container {
+    let name = url::Url::parse(url).ok().filter(|u| u.scheme() != "file").and_then(|u| u.host_str().map(str::to_string));
+    Container { name, checked: tokio::sync::OnceCell::new() }
+  }
+
+  pub async fn check(&self, store: &dyn ObjectStore, root: &Path) -> Result<()> {
+    let Some(name) = &self.name else { return Ok(()) };
+    self
+      .checked
+      .get_or_try_init(|| async {
+        match futures::StreamExt::next(&mut store.list(Some(root))).await {
+          None | Some(Ok(_)) => Ok(()),
+          Some(Err(e)) if missing(&e) => Err(StoreError::new(
+            Code::InvalidOption,
+            format!("the bucket or container {name:?} does not exist (rs-store writes objects, it does not create buckets)"),
+          )),
+          Some(Err(e)) => Err(map_err(e)),
+        }
+      })
+      .await
+      .map(|_| ())
+  }
+}
+
+/// A listing error that means the bucket or container is not there.
+fn missing(e: &object_store::Error) -> bool {
+  let text = e.to_string();
+  matches!(e, object_store::Error::NotFound { .. }) || ["NoSuchBucket", "ContainerNotFound", "bucket does not exist"].iter().any(|s| text.contains(s))
+}
+
+pub(crate) fn map_err(e: object_store::Error) -> StoreError {
   match e {
     object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
       StoreError::new(Code::StoreAuth, e.to_string())
@@ -99,11 +145,23 @@ impl Inner {
     }
   }
 
-  /// The live record of `id`; an expired one is deleted on the way.
+  /// The live record of `id`; an expired one is deleted on the way. A
+  /// record that does not decode (or holds another id) is reported and
+  /// reads as missing, as on every other store.
   async fn read_live(&self, id: &str) -> Result<Option<(Record, UpdateVersion)>> {
     let key = self.key(id);
-    match self.read(&key).await? {
-      Some((r, _)) if r.header.id != id => Err(StoreError::new(Code::Corrupt, format!("{key} holds another id"))),
+    let read = match self.read(&key).await {
+      Err(e) if e.code == Code::Corrupt => {
+        self.report(e);
+        return Ok(None);
+      }
+      r => r?,
+    };
+    match read {
+      Some((r, _)) if r.header.id != id => {
+        self.report(StoreError::new(Code::Corrupt, format!("{key} holds another id")));
+        Ok(None)
+      }
       Some((r, _)) if is_expired(r.header.expires, now_ms()) => {
         let _ = self.store()?.delete(&key).await;
         Ok(None)
@@ -117,7 +175,14 @@ impl Inner {
   async fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, mode: PutMode) -> Result<std::result::Result<(), object_store::Error>> {
     let store = self.store()?;
     let body = PutPayload::from(record::encode(id, expires, payload)?);
-    Ok(store.put_opts(&self.key(id), body, PutOptions { mode, ..Default::default() }).await.map(|_| ()))
+    let key = self.key(id);
+    let put = store.put_opts(&key, body, PutOptions { mode, ..Default::default() }).await.map(|_| ());
+    #[cfg(unix)]
+    if self.local && put.is_ok() {
+      use std::os::unix::fs::PermissionsExt;
+      let _ = std::fs::set_permissions(format!("/{key}"), std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(put)
   }
 
   async fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
@@ -230,6 +295,7 @@ impl Inner {
   }
 
   async fn run(&self, op: &Op) -> Result<Reply> {
+    self.container.check(&*self.store()?, &self.root).await?;
     Ok(match op {
       Op::Get(id) => Reply::Value(self.read_live(id).await?.map(|(r, _)| r.payload)),
       Op::Set(id, v, exp) => {
@@ -296,8 +362,9 @@ pub async fn within<T>(timeout: Duration, call: impl std::future::Future<Output 
 impl ObjectBackend {
   /// Sessions under `root` in `store`; the sweep starts at once on the tokio
   /// runtime this is called from (`sweep_interval: None` = no sweep).
-  pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>) -> Self {
-    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report });
+  pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>, container: Container) -> Self {
+    let local = container.name.is_none();
+    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report, local, container });
     let sweeper = sweep_interval.map(|every| {
       let i = inner.clone();
       tokio::spawn(async move {
@@ -408,7 +475,7 @@ mod tests {
 
   #[tokio::test]
   async fn sessions_in_memory_object_store() {
-    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), Duration::from_secs(5), None, None);
+    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), Duration::from_secs(5), None, None, Container::of("file:///"));
     b.set("a", b"{\"n\":1}".to_vec(), Some(after_ms(60_000))).await.unwrap();
     b.set("old", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
     b.set("old2", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();

@@ -104,6 +104,9 @@ const RETRY_AFTER: Duration = Duration::from_millis(250);
 
 pub struct RedisBackend {
   state: Mutex<State>,
+  /// Where it connects, for messages: `Redis at 127.0.0.1:6379`,
+  /// `Redis Cluster at …`, `Redis Sentinel at … (master mymaster)`.
+  place: String,
   cluster: bool,
   cmds: Commands,
   connect_timeout: Duration,
@@ -260,13 +263,14 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
     return StoreError::new(code, e.detail().unwrap_or(&msg).to_string());
   }
   match e.kind() {
-    ErrorKind::AuthenticationFailed => StoreError::new(Code::StoreAuth, format!("Redis refused the credentials: {msg}")),
-    ErrorKind::InvalidClientConfig => StoreError::new(Code::InvalidOption, format!("Redis configuration: {msg}")),
+    ErrorKind::AuthenticationFailed => StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}")),
+    ErrorKind::InvalidClientConfig => StoreError::new(Code::InvalidOption, format!("configuration: {msg}")),
     _ if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("invalid password") => {
-      StoreError::new(Code::StoreAuth, format!("Redis refused the credentials: {msg}"))
+      StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}"))
     }
     _ if msg.contains("WRONGTYPE") => StoreError::new(Code::Corrupt, format!("a key under the prefix is not a string: {msg}")),
-    _ => StoreError::new(Code::StoreUnavailable, format!("Redis: {msg}")),
+    _ if e.kind() == ErrorKind::Parse => StoreError::new(Code::StoreUnavailable, format!("the server answered something that is not RESP (is it a Redis server?): {msg}")),
+    _ => StoreError::new(Code::StoreUnavailable, msg),
   }
 }
 
@@ -281,7 +285,7 @@ fn is_connection_error(e: &redis::RedisError) -> bool {
 }
 
 fn unavailable(what: &str, after: Duration) -> StoreError {
-  StoreError::new(Code::StoreUnavailable, format!("Redis did not answer {what} within {} ms", after.as_millis()))
+  StoreError::new(Code::StoreUnavailable, format!("no answer to {what} within {} ms", after.as_millis()))
 }
 
 fn node_info(url: &str, cfg: &RedisConfig) -> Result<ConnectionInfo> {
@@ -346,13 +350,29 @@ impl RedisBackend {
         Connector::Sentinel(Box::new(b.build().map_err(bad)?))
       }
     };
+    let hosts = |urls: &[String]| urls.iter().map(|u| u.split("://").last().unwrap_or(u).to_string()).collect::<Vec<_>>().join(", ");
+    let place = match &cfg.topology {
+      Topology::Single(url) if cfg.daemon => format!("rs-store daemon at {}", hosts(std::slice::from_ref(url))),
+      Topology::Single(url) => format!("Redis at {}", hosts(std::slice::from_ref(url))),
+      Topology::Cluster(nodes) => format!("Redis Cluster at {}", hosts(nodes)),
+      Topology::Sentinel { sentinels, master } => format!("Redis Sentinel at {} (master {master})", hosts(sentinels)),
+    };
     Ok(RedisBackend {
+      place,
       cluster: matches!(cfg.topology, Topology::Cluster(_)),
       cmds: Commands { prefix: cfg.prefix, daemon: cfg.daemon },
       state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None }),
       connect_timeout: cfg.connect_timeout,
       command_timeout: cfg.command_timeout,
     })
+  }
+
+  /// `e` with where it happened (connection errors name the server).
+  fn at(&self, e: StoreError) -> StoreError {
+    match e.code {
+      Code::StoreUnavailable | Code::StoreAuth => StoreError::new(e.code, format!("{}: {}", self.place, e.message)),
+      _ => e,
+    }
   }
 
   /// The live connection, connecting first when there is none.
@@ -383,12 +403,12 @@ impl RedisBackend {
     let conn = match tokio::time::timeout(timeout, fut).await {
       Ok(Ok(c)) => c,
       Ok(Err(e)) => {
-        let e = map_err(e);
+        let e = self.at(map_err(e));
         st.last_failure = Some((std::time::Instant::now(), e.clone()));
         return Err(e);
       }
       Err(_) => {
-        let e = unavailable("the connection attempt", timeout);
+        let e = self.at(unavailable("the connection attempt", timeout));
         st.last_failure = Some((std::time::Instant::now(), e.clone()));
         return Err(e);
       }
@@ -410,11 +430,11 @@ impl RedisBackend {
     match tokio::time::timeout(self.command_timeout, fut).await {
       Err(_) => {
         self.state.lock().await.conn = None;
-        Err(unavailable(what, self.command_timeout))
+        Err(self.at(unavailable(what, self.command_timeout)))
       }
       Ok(Err(e)) => {
         self.drop_conn(&e).await;
-        Err(map_err(e))
+        Err(self.at(map_err(e)))
       }
       Ok(Ok(v)) => Ok(v),
     }

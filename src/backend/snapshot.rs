@@ -11,7 +11,9 @@
 //! * `flush()` waits until everything changed so far is on disk; `close()`
 //!   flushes, then stops the writer.
 //! * A main file that is not a JSON object is refused at start
-//!   (`ERR_CORRUPT_DATA`) rather than overwritten.
+//!   (`ERR_CORRUPT_DATA`) rather than overwritten; one session in it that
+//!   cannot be loaded is reported and left out. Files are created 0600, and
+//!   the temp files of writers that died mid-write are removed at start.
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -20,8 +22,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use parking_lot::{Condvar, Mutex};
+use serde_json::value::RawValue;
 
 use super::memory::{MemoryBackend, MemoryOptions};
 use super::{Report, SyncBackend, Ttl};
@@ -81,7 +86,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     std::process::id()
   ));
   let r = (|| -> std::io::Result<()> {
-    let mut f = fs::File::create(&tmp)?;
+    let mut f = super::private_file().write(true).create(true).truncate(true).open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     drop(f);
@@ -120,38 +125,83 @@ fn render(entries: &[(String, Vec<u8>, Option<Expiry>)], binary: bool) -> (Vec<u
   (main, serde_json::to_vec(&exp).expect("a map serializes"))
 }
 
-fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary: bool) -> Result<()> {
+/// Loads the sessions of `file`. Each session's text is taken as it is in
+/// the file (not parsed into values, so any depth the store accepted loads
+/// again). A session that cannot be loaded (an encrypted entry that is not
+/// base64) is reported and left out: it costs that session, not the store.
+fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary: bool, report: Option<&Report>) -> Result<()> {
   let text = match fs::read(file) {
     Ok(t) => t,
     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
     Err(e) => return Err(io_err("cannot read", file, e)),
   };
-  let sessions: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&text).map_err(|e| {
+  let sessions: HashMap<String, &RawValue> = serde_json::from_slice(&text).map_err(|e| {
     StoreError::new(Code::Corrupt, format!("{} is not a JSON object of sessions ({e}); fix or move it", file.display()))
   })?;
-  let expires: serde_json::Map<String, serde_json::Value> = fs::read(expires_path(file))
+  let expires: HashMap<String, u64> = fs::read(expires_path(file))
     .ok()
-    .and_then(|t| serde_json::from_slice(&t).ok())
+    .and_then(|t| serde_json::from_slice::<HashMap<String, serde_json::Value>>(&t).ok())
+    .map(|m| m.into_iter().filter_map(|(k, v)| v.as_u64().map(|t| (k, t))).collect())
     .unwrap_or_default();
   let now = now_ms();
-  for (id, value) in sessions {
-    let at = match expires.get(&id).and_then(|v| v.as_u64()) {
-      Some(t) if t <= now => continue,
-      Some(t) => Some(t),
+  for (id, raw) in sessions {
+    let at = match expires.get(&id) {
+      Some(&t) if t <= now => continue,
+      Some(&t) => Some(t),
       None => default_ttl.map(|d| after_ms(d.as_millis() as u64)),
     };
-    let stored = match (&value, binary) {
-      // Encrypted/compressed values are base64 strings; a JSON session left
-      // from before the codec was turned on is kept as is (the codec then
-      // refuses or accepts it on read, and reports).
-      (serde_json::Value::String(b64), true) => base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| StoreError::new(Code::Corrupt, format!("{}: session {id:?} is not base64: {e}", file.display())))?,
-      _ => serde_json::to_vec(&value).map_err(|e| StoreError::new(Code::Internal, e.to_string()))?,
+    // Encrypted/compressed values are base64 strings; a JSON session left
+    // from before the codec was turned on is kept as is (the codec then
+    // refuses or accepts it on read, and reports).
+    let stored = match serde_json::from_str::<String>(raw.get()) {
+      Ok(b64) if binary => match base64::engine::general_purpose::STANDARD.decode(b64) {
+        Ok(b) => b,
+        Err(e) => {
+          if let Some(r) = report {
+            r(StoreError::new(Code::Corrupt, format!("{}: session {id:?} is not base64 ({e}); left out", file.display())));
+          }
+          continue;
+        }
+      },
+      _ => raw.get().as_bytes().to_vec(),
     };
     SyncBackend::set(mem, &id, stored, at)?;
   }
   Ok(())
+}
+
+/// Removes the temp files of writers that died mid-write (`.<name>.tmp-<pid>`
+/// of a process that is gone): they hold a copy of every session.
+fn remove_stale_temps(file: &Path) {
+  let dir = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+  let Some(name) = file.file_name().map(|n| n.to_string_lossy().into_owned()) else { return };
+  let Ok(list) = fs::read_dir(dir) else { return };
+  for ent in list.flatten() {
+    let entry = ent.file_name().to_string_lossy().into_owned();
+    let pid = [format!(".{name}.tmp-"), format!(".{name}.expires.tmp-")]
+      .iter()
+      .find_map(|p| entry.strip_prefix(p.as_str()).and_then(|pid| pid.parse::<u32>().ok()));
+    if let Some(pid) = pid {
+      if pid != std::process::id() && !alive(pid) {
+        let _ = fs::remove_file(ent.path());
+      }
+    }
+  }
+}
+
+/// Whether process `pid` exists (signal 0 checks without sending).
+fn alive(pid: u32) -> bool {
+  #[cfg(unix)]
+  {
+    // SAFETY: kill with signal 0 only checks for the process.
+    let r = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+  }
+  #[cfg(not(unix))]
+  {
+    let _ = pid;
+    true
+  }
 }
 
 fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coalesce: Duration, report: Option<Report>, binary: bool) {
@@ -203,7 +253,8 @@ fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coal
 impl SnapshotBackend {
   pub fn new(opts: SnapshotOptions) -> Result<Self> {
     let mem = Arc::new(MemoryBackend::new(opts.memory)?);
-    load(&mem, &opts.file, opts.default_ttl, opts.binary)?;
+    remove_stale_temps(&opts.file);
+    load(&mem, &opts.file, opts.default_ttl, opts.binary, opts.report.as_ref())?;
     // Check the file can be written now, not at the first change.
     let dir = opts.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {

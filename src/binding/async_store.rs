@@ -155,11 +155,18 @@ enum Msg {
 }
 
 /// A store over an I/O backend; see the module docs for the call protocol.
-#[napi]
+#[napi(custom_finalize)]
 pub struct AsyncStore {
   queue: Mutex<Vec<Op>>,
   core: Arc<Core>,
   run: Run,
+}
+
+impl napi::bindgen_prelude::ObjectFinalize for AsyncStore {
+  fn finalize(self, env: Env) -> napi::Result<()> {
+    let _ = env.adjust_external_memory(-super::NATIVE_COST);
+    Ok(())
+  }
 }
 
 /// Who sends the queued ops.

@@ -25,7 +25,7 @@ pub struct DaemonConfig {
   pub dir: Option<String>,
   /// Serve locks only (`--lock`).
   pub lock_only: Option<bool>,
-  /// Largest session value accepted, in bytes (default 64 MiB).
+  /// Largest session value accepted, in bytes (default 2 MiB).
   pub max_value_bytes: Option<f64>,
   /// How often expired sessions are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use napi::bindgen_prelude::Function;
+use napi::Env;
 use napi_derive::napi;
 
 use crate::backend::dummy::DummyBackend;
@@ -226,8 +227,31 @@ impl Core {
   }
 }
 
+/// Native memory V8 is told each store holds (its maps, threadsafe
+/// functions, threads' buffers), freed when the JS object is collected.
+/// Without it V8 does not know what a store costs, and a process that
+/// creates and closes many stores (tests, per-tenant stores) grows until
+/// a GC happens to run.
+pub(crate) const NATIVE_COST: i64 = 16 * 1024;
+
+fn charged<T>(env: &Env, store: T) -> T {
+  let _ = env.adjust_external_memory(NATIVE_COST);
+  store
+}
+
 fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Report>> {
   on_report.map(async_store::reporter).transpose().map_err(|e| StoreError::new(Code::Internal, e.reason.clone()))
+}
+
+/// Checks that session text given as a string (approuter passes JSON text)
+/// is exactly one JSON value, so nothing else reaches a store (in
+/// sessions.json it would be spliced into the file as it is). Validated
+/// without building anything, at any depth.
+#[napi(catch_unwind)]
+pub fn check_json(#[napi(ts_arg_type = "string")] text: Utf8Text) -> napi::Result<(), Code> {
+  serde_json::from_slice::<serde::de::IgnoredAny>(text.as_str().as_bytes())
+    .map(|_| ())
+    .map_err(|e| napi::Error::new(Code::NotSerializable, format!("session text is not one JSON value: {e}")))
 }
 
 /// The codec on its own (benchmarks, and tools that inspect stored values):
@@ -263,7 +287,7 @@ impl SessionCodec {
 /// An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
 /// with expired sessions reclaimed in the background.
 #[napi(catch_unwind, ts_args_type = "options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void")]
-pub fn memory_store(options: Option<MemoryStoreOptions>, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<NativeStore, Code> {
+pub fn memory_store(env: Env, options: Option<MemoryStoreOptions>, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<NativeStore, Code> {
   let o = options.unwrap_or(MemoryStoreOptions {
     max_entries: None,
     max_bytes: None,
@@ -277,13 +301,13 @@ pub fn memory_store(options: Option<MemoryStoreOptions>, on_report: Option<Funct
     max_bytes: o.max_bytes.map(|n| n as usize),
     sweep_interval: Some(Duration::from_millis(o.sweep_interval_ms.unwrap_or(1000).max(1) as u64)),
   })?;
-  Ok(NativeStore::new(Arc::new(backend), Core::new(o.max_session_bytes, o.secrets, o.compress, reporter_of(on_report)?)?))
+  Ok(charged(&env, NativeStore::new(Arc::new(backend), Core::new(o.max_session_bytes, o.secrets, o.compress, reporter_of(on_report)?)?)))
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).
 #[napi(catch_unwind)]
-pub fn dummy_store() -> napi::Result<NativeStore, Code> {
-  Ok(NativeStore::new(Arc::new(DummyBackend), Core::new(None, None, None, None)?))
+pub fn dummy_store(env: Env) -> napi::Result<NativeStore, Code> {
+  Ok(charged(&env, NativeStore::new(Arc::new(DummyBackend), Core::new(None, None, None, None)?)))
 }
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -323,6 +347,7 @@ pub struct RedisStoreConfig {
 /// through `onDone(replies)`, in the order the calls were queued.
 #[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void")]
 pub fn redis_store(
+  env: Env,
   config: RedisStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Option<Function<'_, JsReply, ()>>,
@@ -358,7 +383,7 @@ pub fn redis_store(
   };
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
-  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared)
+  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared).map(|s| charged(&env, s))
 }
 
 /// A Redis store (one server, or rs-store's session daemon) whose
@@ -366,7 +391,7 @@ pub fn redis_store(
 /// through `opened`/`pack`/`feed`/`abort` (see `engine::wire`). The URL
 /// gives the credentials and database (`username`, `password`, `db` win).
 #[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onReport?: (err: Error) => void")]
-pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<AsyncStore, Code> {
+pub fn redis_wire_store(env: Env, config: RedisStoreConfig, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<AsyncStore, Code> {
   use redis::IntoConnectionInfo;
   let url = config.urls.first().ok_or_else(|| napi::Error::new(Code::InvalidOption, "a Redis URL is needed".to_string()))?;
   let info = url
@@ -386,7 +411,7 @@ pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_,
     config.db.map(i64::from).or(Some(settings.db())),
   );
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
-  Ok(async_store::wire(wire, core))
+  Ok(charged(&env, async_store::wire(wire, core)))
 }
 
 /// Options of the file store (one file per session).
@@ -417,6 +442,7 @@ pub const READ_CACHE_BYTES: usize = 32 << 20;
 /// `onReport(error)`.
 #[napi(catch_unwind, ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
 pub fn file_store(
+  env: Env,
   config: FileStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Function<'_, JsReply, ()>,
@@ -435,7 +461,7 @@ pub fn file_store(
   // Its own thread, spinning as Redis's dispatcher does: at one call in
   // flight a set took ~170 µs with a hop to the blocking pool and back and
   // ~80 µs run right on a dispatcher that is awake (this project's VM).
-  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file"))
+  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file")).map(|s| charged(&env, s))
 }
 
 /// Options of Synchro's single-file session store.
@@ -457,7 +483,7 @@ pub struct SnapshotStoreConfig {
 
 /// Synchro's FileSessionStore: sessions in memory, persisted to one JSON file.
 #[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
-pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<NativeStore, Code> {
+pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<NativeStore, Code> {
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
   let backend = SnapshotBackend::new(SnapshotOptions {
@@ -472,7 +498,7 @@ pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsRep
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),
     report: Some(report),
   })?;
-  Ok(NativeStore::new(Arc::new(backend), core))
+  Ok(charged(&env, NativeStore::new(Arc::new(backend), core)))
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use object_store::ObjectStore;
 
 use super::async_store::{self, AsyncStore, JsReply};
 use super::Core;
-use crate::backend::object::{within, ObjectBackend};
+use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};
 use crate::module_store::ModuleStore;
 
@@ -55,6 +55,7 @@ pub struct ObjectStoreConfig {
 /// problems (corrupt objects, decode failures) through `onReport`.
 #[napi(catch_unwind, ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
 pub fn object_session_store(
+  env: napi::Env,
   config: ObjectStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Function<'_, JsReply, ()>,
@@ -63,13 +64,23 @@ pub fn object_session_store(
   let prefix = config.prefix.unwrap_or_else(|| "sessions".into());
   crate::module_store::check_path(&prefix, "prefix")?;
   let root = prefix.split('/').fold(root, |p, seg| p.join(seg));
+  // A local directory of sessions is its owner's alone: 0700 (and files 0600).
+  let local = config.url.starts_with("file://");
+  if local {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    let dir = format!("/{root}");
+    b.create(&dir).map_err(|e| StoreError::new(Code::Io, format!("cannot create directory {dir}: {e}")))?;
+  }
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
   let every = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
   let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
   let backend =
-    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, timeout, Some(every), Some(report)));
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared)
+    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url)));
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(|s| super::charged(&env, s))
 }
 
 /// A Synchro module store on a local directory or cloud object storage.
@@ -97,7 +108,7 @@ impl NativeModuleStore {
   pub fn new(url: String, options: Vec<Vec<String>>, command_timeout_ms: Option<u32>) -> napi::Result<Self, Code> {
     let (store, root) = open(&url, options)?;
     let timeout = Duration::from_millis(command_timeout_ms.unwrap_or(30_000).max(1) as u64);
-    Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root)), timeout })
+    Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root, Container::of(&url))), timeout })
   }
 
   #[napi]

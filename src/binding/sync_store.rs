@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use napi_derive::napi;
+use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
 use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
@@ -45,15 +46,33 @@ pub struct MemoryStoreOptions {
 
 /// A store over one backend. Methods take and return JSON text; the JS
 /// facade does `JSON.stringify`/`JSON.parse`.
-#[napi]
+#[napi(custom_finalize)]
 pub struct NativeStore {
+  /// `None` once closed: `close()` frees the sessions, the codec and the
+  /// report callback at once, not when the GC collects the JS object
+  /// (Node runs that finalizer only once its event loop turns).
+  open: RwLock<Option<Open>>,
+}
+
+struct Open {
   backend: Arc<dyn SyncBackend>,
   core: Core,
 }
 
+impl napi::bindgen_prelude::ObjectFinalize for NativeStore {
+  fn finalize(self, env: napi::Env) -> napi::Result<()> {
+    let _ = env.adjust_external_memory(-super::NATIVE_COST);
+    Ok(())
+  }
+}
+
 impl NativeStore {
   pub(crate) fn new(backend: Arc<dyn SyncBackend>, core: Core) -> Self {
-    NativeStore { backend, core }
+    NativeStore { open: RwLock::new(Some(Open { backend, core })) }
+  }
+
+  fn open(&self) -> Result<MappedRwLockReadGuard<'_, Open>, StoreError> {
+    RwLockReadGuard::try_map(self.open.read(), Option::as_ref).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))
   }
 }
 
@@ -62,22 +81,24 @@ impl NativeStore {
   /// The stored JSON text, or `null` when missing or expired.
   #[napi(catch_unwind)]
   pub fn get(&self, id: String) -> napi::Result<Option<String>, Code> {
+    let o = self.open()?;
     if check_id(&id).is_err() {
       return Ok(None);
     }
-    Ok(self.backend.get(&id)?.and_then(|b| self.core.decode(&id, b)))
+    Ok(o.backend.get(&id)?.and_then(|b| o.core.decode(&id, b)))
   }
 
   /// Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now.
   #[napi(catch_unwind)]
   pub fn set(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    self.core.limits.check(value.as_str())?;
+    o.core.limits.check(value.as_str())?;
     match expiry_for(ttl_ms)? {
       Some(at) if at <= now_ms() => {
-        self.backend.remove(&id)?;
+        o.backend.remove(&id)?;
       }
-      at => self.backend.set(&id, self.core.encode(&id, value.into_bytes())?, at)?,
+      at => o.backend.set(&id, o.core.encode(&id, value.into_bytes())?, at)?,
     }
     Ok(())
   }
@@ -87,11 +108,12 @@ impl NativeStore {
   /// `add`, `ttlMs` must be undefined (never expires) or in the future.
   #[napi(catch_unwind)]
   pub fn set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    self.core.limits.check(value.as_str())?;
+    o.core.limits.check(value.as_str())?;
     Ok(match set_if_op(id, value.into_bytes(), ttl_ms, present)? {
-      Op::SetIf(id, v, at, cond) => self.backend.set_if(&id, self.core.encode(&id, v)?, at, cond)?,
-      Op::Remove(id) => self.backend.remove(&id)?,
+      Op::SetIf(id, v, at, cond) => o.backend.set_if(&id, o.core.encode(&id, v)?, at, cond)?,
+      Op::Remove(id) => o.backend.remove(&id)?,
       op => unreachable!("set_if_op made {op:?}"),
     })
   }
@@ -99,80 +121,91 @@ impl NativeStore {
   /// Removes a session; true when a live one was removed.
   #[napi(catch_unwind)]
   pub fn remove(&self, id: String) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    Ok(self.backend.remove(&id)?)
+    Ok(o.backend.remove(&id)?)
   }
 
   /// Moves the expiry of a live session (never creates one); true when found.
   #[napi(catch_unwind)]
   pub fn touch(&self, id: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
     match expiry_for(ttl_ms)? {
-      Some(at) if at <= now_ms() => Ok(self.backend.remove(&id)?),
-      at => Ok(self.backend.touch(&id, at)?),
+      Some(at) if at <= now_ms() => Ok(o.backend.remove(&id)?),
+      at => Ok(o.backend.touch(&id, at)?),
     }
   }
 
   /// Remaining lifetime in ms: -2 when missing, -1 when it never expires.
   #[napi(catch_unwind)]
   pub fn ttl_ms(&self, id: String) -> napi::Result<f64, Code> {
+    let o = self.open()?;
     if check_id(&id).is_err() {
       return Ok(-2.0);
     }
-    Ok(self.backend.ttl(&id)?.pttl() as f64)
+    Ok(o.backend.ttl(&id)?.pttl() as f64)
   }
 
   /// Takes the lock of `id` for `token` if free (never waits).
   #[napi(catch_unwind)]
   pub fn lock(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    Ok(self.backend.lock(&id, &token, lock_ttl(ttl_ms)?)?)
+    Ok(o.backend.lock(&id, &token, lock_ttl(ttl_ms)?)?)
   }
 
   #[napi(catch_unwind)]
   pub fn unlock(&self, id: String, token: String) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    Ok(self.backend.unlock(&id, &token)?)
+    Ok(o.backend.unlock(&id, &token)?)
   }
 
   #[napi(catch_unwind)]
   pub fn renew(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     check_id(&id)?;
-    Ok(self.backend.renew(&id, &token, lock_ttl(ttl_ms)?)?)
+    Ok(o.backend.renew(&id, &token, lock_ttl(ttl_ms)?)?)
   }
 
   #[napi(catch_unwind)]
   pub fn exists(&self, id: String) -> napi::Result<bool, Code> {
+    let o = self.open()?;
     if check_id(&id).is_err() {
       return Ok(false);
     }
-    Ok(self.backend.exists(&id)?)
+    Ok(o.backend.exists(&id)?)
   }
 
   /// Number of live sessions.
   #[napi(catch_unwind)]
   pub fn len(&self) -> napi::Result<f64, Code> {
-    Ok(self.backend.len()? as f64)
+    let o = self.open()?;
+    Ok(o.backend.len()? as f64)
   }
 
   /// Removes every session; returns how many were live.
   #[napi(catch_unwind)]
   pub fn clear(&self) -> napi::Result<f64, Code> {
-    Ok(self.backend.clear()? as f64)
+    let o = self.open()?;
+    Ok(o.backend.clear()? as f64)
   }
 
   /// Ids of all live sessions.
   #[napi(catch_unwind)]
   pub fn keys(&self) -> napi::Result<Vec<String>, Code> {
-    Ok(self.backend.keys()?)
+    let o = self.open()?;
+    Ok(o.backend.keys()?)
   }
 
   /// All live sessions with their ids.
   #[napi(catch_unwind)]
   pub fn entries(&self) -> napi::Result<Vec<StoredEntry>, Code> {
+    let o = self.open()?;
     let mut out = Vec::new();
-    for (id, v) in self.backend.entries()? {
-      if let Some(value) = self.core.decode(&id, v) {
+    for (id, v) in o.backend.entries()? {
+      if let Some(value) = o.core.decode(&id, v) {
         out.push(StoredEntry { id, value });
       }
     }
@@ -185,7 +218,7 @@ impl NativeStore {
   /// turns the outcome into a coded error).
   #[napi]
   pub async fn flush(&self) -> napi::Result<Outcome> {
-    let b = self.backend.clone();
+    let b = self.open()?.backend.clone();
     let r = tokio::task::spawn_blocking(move || b.flush())
       .await
       .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}"))));
@@ -198,7 +231,11 @@ impl NativeStore {
   /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
   #[napi(catch_unwind)]
   pub fn close(&self) -> napi::Result<(), Code> {
-    Ok(self.backend.close()?)
+    let open = self.open.write().take();
+    match open {
+      Some(o) => Ok(o.backend.close()?),
+      None => Ok(()),
+    }
   }
 
   /// Test hook: proves that a Rust panic surfaces as a JS error.

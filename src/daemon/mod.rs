@@ -54,8 +54,12 @@ use resp::{glob, request_args, Reply};
 
 /// Longest key the daemon accepts (a prefix plus a session id).
 pub const MAX_KEY_BYTES: usize = 4096;
-/// Largest value the daemon accepts by default.
-pub const MAX_VALUE_BYTES: usize = 64 * 1024 * 1024;
+/// Largest value the daemon accepts by default: room for a session at the
+/// clients' default `maxSessionBytes` (1 MiB) once encoded. It also bounds a
+/// request while it is parsed, and with it what one request can cost: a
+/// request of millions of empty arguments takes ~15× its bytes in parsed
+/// values (a 60 MB one took the daemon to 1 GiB under the old 64 MiB limit).
+pub const MAX_VALUE_BYTES: usize = 2 * 1024 * 1024;
 /// Room in one request besides its value (the command, the key, numbers).
 const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + 256;
 
