@@ -175,3 +175,237 @@ async function tamper(name, where, id) {
     assert.equal(n, 1)
   }
 }
+
+test('sessions.json: what the store accepted it reopens; one bad entry costs that entry; dead writers’ temp files go; files are 0600', async () => {
+  const dir = tmp('json-reopen')
+  const file = path.join(dir, 'sessions.json')
+  let deep = { leaf: 1 }
+  for (let i = 0; i < 300; i++) deep = { d: deep }
+  let s = rs.file({ sessionStateFile: file })
+  await s.set('deep', deep, 60_000)
+  await s.set('plain', { ok: true }, 60_000)
+  await s.close()
+  assert.equal(mode(file), 0o600)
+  assert.equal(mode(`${file}.expires`), 0o600)
+  // a writer killed mid-write left its temp copy of every session
+  const dead = spawn(process.execPath, ['-e', '0'])
+  await new Promise((r) => dead.once('exit', r))
+  const stale = path.join(dir, `.sessions.json.tmp-${dead.pid}`)
+  fs.writeFileSync(stale, fs.readFileSync(file))
+  s = rs.file({ sessionStateFile: file })
+  assert.deepEqual(await s.get('deep'), deep, 'a session nested 300 levels reopens')
+  assert.equal(fs.existsSync(stale), false, 'the dead writer’s temp file is removed')
+  await s.close()
+  // encrypted: one entry that is not base64 costs that entry only
+  const enc = path.join(dir, 'enc.json')
+  s = rs.file({ sessionStateFile: enc, secret: SECRET })
+  await s.set('a', { n: 1 }, 60_000)
+  await s.set('b', { n: 2 }, 60_000)
+  await s.close()
+  const text = JSON.parse(fs.readFileSync(enc, 'utf8'))
+  text.a = '%%% not base64 %%%'
+  fs.writeFileSync(enc, JSON.stringify(text))
+  const reports = []
+  s = rs.file({ sessionStateFile: enc, secret: SECRET, onError: (e) => reports.push(e.code) })
+  assert.equal(await s.get('a'), null)
+  assert.deepEqual(await s.get('b'), { n: 2 })
+  await sleep(50)
+  assert.deepEqual(reports, ['ERR_CORRUPT_DATA'])
+  await s.close()
+})
+
+test('files and directories that hold ids or sessions are readable by their owner only', async () => {
+  const existing = tmp('perm')
+  fs.chmodSync(existing, 0o755)
+  const f = rs.file({ dir: existing })
+  await f.set('a', { n: 1 }, 60_000)
+  const l = await f.lock('a')
+  for (const name of fs.readdirSync(existing)) assert.equal(mode(path.join(existing, name)) & 0o077, 0, `${name} is 0600`)
+  await l.release()
+  await f.close()
+  const fresh = path.join(tmp('perm'), 'new-dir')
+  await rs.file({ dir: fresh }).close()
+  assert.equal(mode(fresh), 0o700)
+  const objects = path.join(tmp('perm'), 'objects')
+  const o = rs.objectStore({ directory: objects })
+  await o.set('a', { n: 1 }, 60_000)
+  const walk = (d) => fs.readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? [path.join(d, e.name), ...walk(path.join(d, e.name))] : [path.join(d, e.name)]))
+  assert.equal(mode(objects), 0o700)
+  for (const p of walk(objects)) assert.equal(mode(p) & 0o077, 0, `${p} is private`)
+  await o.close()
+})
+
+test('a truncated .rs-store-gens turns the read cache off instead of killing the process (SIGBUS)', async () => {
+  const dir = tmp('gens')
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `
+      const rs = require(${JSON.stringify(path.join(__dirname, '..'))})
+      const fs = require('fs')
+      ;(async () => {
+        const s = rs.file({ dir: ${JSON.stringify(dir)} })
+        await s.set('a', { n: 1 }, 60000)
+        await s.get('a')
+        fs.truncateSync(${JSON.stringify(path.join(dir, '.rs-store-gens'))}, 0)
+        await s.set('a', { n: 2 }, 60000)
+        const v = await s.get('a')
+        await s.close()
+        console.log(JSON.stringify(v))
+      })()`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  )
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  child.stderr.on('data', (d) => (out += d))
+  const [codeOut, signal] = await new Promise((r) => child.once('exit', (c, s) => r([c, s])))
+  assert.equal(signal, null, `no signal (${out})`)
+  assert.equal(codeOut, 0, out)
+  assert.deepEqual(JSON.parse(out.trim()), { n: 2 })
+})
+
+test('memoized: concurrent calls on one id share the entry and its lock (no self-deadlock); full store shape', async () => {
+  const inner = rs.memory()
+  const m = rs.memoized(inner, { waitMs: 2000 })
+  try {
+    const t0 = Date.now()
+    const got = await Promise.all([m.get('u'), m.get('u'), ...[1, 2, 3, 4, 5].map((n) => m.set('u', { n }, 60_000)), m.get('u')])
+    assert.ok(Date.now() - t0 < 1000, `answered in ${Date.now() - t0} ms`)
+    assert.deepEqual(got.at(-1), { n: 5 }, 'calls on one id apply in call order')
+    assert.equal(m.cached(), 1)
+    assert.equal(await m.add('u', { n: 6 }, 60_000), false)
+    assert.equal(await m.add('v', { n: 7 }, 60_000), true)
+    assert.equal(await m.replace('v', { n: 8 }, 60_000), true)
+    assert.equal(await m.replace('w', { n: 9 }, 60_000), false)
+    assert.equal(await m.length(), 2)
+    assert.deepEqual((await m.ids()).sort(), ['u', 'v'])
+    assert.deepEqual((await m.entries()).map((e) => e.session.n).sort(), [5, 8])
+    assert.equal(await m.clear(), 2)
+    assert.equal(m.cached(), 0)
+    await assert.rejects(m.set('x'.repeat(2000), {}, 1000), code('ERR_INVALID_ID', RangeError))
+    assert.equal(await m.get('x'.repeat(2000)), null)
+  } finally {
+    await m.close()
+    await inner.close()
+  }
+})
+
+for (const name of ['memory', 'file', 'redis']) {
+  test(`close() with a lock held (${name}) ends the lock's renewals: nothing throws afterwards`, async () => {
+    const s = stores()[name].make()
+    const lock = await s.lock('held', { ttlMs: 150 })
+    await s.close()
+    assert.equal(lock.released, true)
+    await sleep(400) // several renewal periods: an uncaught error would fail this test file
+    await assert.rejects(s.get('held'), code('ERR_STORE_CLOSED'))
+  })
+}
+
+test("Redis with prefix '': a session id never names a lock key, and held locks are not sessions", async () => {
+  const prefix = ''
+  const r = await startRedis()
+  const s = rs.redis({ url: r.url, prefix })
+  const other = rs.redis({ url: r.url, prefix })
+  try {
+    const lock = await s.lock('victim', { waitMs: 0 })
+    await other.set('lock:victim', { evil: true }, 60_000)
+    await other.remove('lock:victim')
+    await assert.rejects(other.lock('victim', { waitMs: 100 }), code('ERR_LOCK_TIMEOUT'), 'the lock is still held')
+    assert.equal(await s.length(), 0, 'a held lock is not a session')
+    assert.deepEqual(await s.ids(), [])
+    await lock.release()
+  } finally {
+    await s.close()
+    await other.close()
+    await r.stop()
+  }
+})
+
+test('connection errors name the backend and its address; a server that does not speak RESP is named as such', async () => {
+  const down = rs.redis({ port: 1, commandTimeoutMs: 500 })
+  await assert.rejects(down.get('a'), (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /^Redis at 127\.0\.0\.1:1: /.test(e.message))
+  await down.close()
+  const d = rs.daemon({ port: 1, commandTimeoutMs: 500 })
+  await assert.rejects(d.get('a'), (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /^rs-store daemon at 127\.0\.0\.1:1: /.test(e.message))
+  await d.close()
+  const http = net.createServer((c) => c.end('HTTP/1.1 400 Bad Request\r\n\r\n'))
+  await new Promise((r) => http.listen(0, '127.0.0.1', r))
+  const wrong = rs.redis({ port: http.address().port, commandTimeoutMs: 1000 })
+  await assert.rejects(wrong.get('a'), (e) => e.code === 'ERR_STORE_UNAVAILABLE' && /not RESP \(is it a Redis server\?\)/.test(e.message))
+  await wrong.close()
+  http.close()
+})
+
+test('object storage: a bucket that does not exist is a configuration error that names it', async () => {
+  const S3rver = require('s3rver')
+  const s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: tmp('s3rver'), configureBuckets: [{ name: 'there' }] })
+  const { port } = await s3.run()
+  const cfg = { provider: 'amazon', keyId: 'S3RVER', key: 'S3RVER', endpoint: `http://127.0.0.1:${port}`, container: 'not-there' }
+  const sessions = rs.objectStore(cfg)
+  const modules = rs.moduleStore(cfg)
+  try {
+    const missing = (e) => e.code === 'ERR_INVALID_OPTION' && /"not-there" does not exist/.test(e.message)
+    await assert.rejects(sessions.get('a'), missing)
+    await assert.rejects(sessions.set('a', {}, 1000), missing)
+    await assert.rejects(modules.getStoreFile('x.txt'), missing)
+    await assert.rejects(modules.putStoreFile('x.txt', 'x'), missing)
+    const fine = rs.objectStore({ ...cfg, container: 'there' })
+    assert.equal(await fine.get('a'), null)
+    await fine.close()
+  } finally {
+    await sessions.close()
+    await s3.close()
+  }
+})
+
+test('daemon: a request of millions of empty arguments costs bounded memory and is refused; others are served meanwhile', async () => {
+  const d = await startDaemon(0)
+  const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d.child.pid}/status`, 'utf8'))[1])
+  const client = rs.daemon(d.port)
+  try {
+    await client.set('a', { n: 1 }, 60_000)
+    const before = rssKiB()
+    // 10M empty bulk strings (60 MB) announced; the daemon cuts the request off
+    const sock = net.connect(d.port, '127.0.0.1')
+    await new Promise((r) => sock.once('connect', r))
+    let answer = ''
+    sock.on('data', (b) => (answer += b))
+    const closed = new Promise((r) => sock.once('close', r))
+    sock.on('error', () => {})
+    const chunk = Buffer.from('$0\r\n\r\n'.repeat(100_000))
+    sock.write(`*10000000\r\n`)
+    let peak = before
+    for (let i = 0; i < 100 && !sock.destroyed; i++) {
+      if (!sock.write(chunk)) await new Promise((r) => (sock.once('drain', r), sock.once('close', r)))
+      if (i % 10 === 0) {
+        peak = Math.max(peak, rssKiB())
+        assert.deepEqual(await client.get('a'), { n: 1 }, 'another client is served')
+      }
+    }
+    await closed
+    peak = Math.max(peak, rssKiB())
+    assert.match(answer, /ERR_SESSION_TOO_LARGE/)
+    assert.ok(peak - before < 120 * 1024, `the daemon grew ${Math.round((peak - before) / 1024)} MiB`)
+  } finally {
+    await client.close()
+    await d.stop()
+  }
+})
+
+test('memory stores: creating and closing many of them does not grow the process (even in a loop that never yields)', async () => {
+  const script = `
+    const rs = require(${JSON.stringify(path.join(__dirname, '..'))})
+    ;(async () => {
+      const rss = () => process.memoryUsage().rss
+      for (let i = 0; i < 5000; i++) { const s = rs.memory(); await s.set('a', { i }); await s.close() }
+      const start = rss()
+      for (let i = 0; i < 40000; i++) { const s = rs.memory(); await s.set('a', { i }); await s.close() }
+      console.log(Math.round((rss() - start) / 1048576))
+    })()`
+  const grew = Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 }).trim())
+  // Before: +105 MiB over 40,000 cycles (a thread, a report callback and the
+  // sessions of each closed store waited for the GC and the event loop).
+  assert.ok(grew < 40, `RSS grew ${grew} MiB over 40,000 create/close cycles`)
+})
