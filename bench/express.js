@@ -4,7 +4,8 @@
 // app in a child process of its own, loaded by autocannon from this process
 // with 50 connections, each connection one browser with its own session.
 // Reports req/s, p99 latency and the app process's CPU time per request;
-// contenders run in turn, round after round, and each keeps its medians.
+// contenders run in turn (every other round in reverse), and each keeps its
+// medians.
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
@@ -70,7 +71,9 @@ module.exports = async function expressBench({ ms, only }) {
   const all = [
     { name: 'connect-redis (node-redis 5)', group: 'redis', spec: { kind: 'connect-redis', url: redis.url } },
     { name: 'rs-store redis', group: 'redis', spec: { kind: 'redis', url: redis.url } },
-    { name: 'rs-store redis, spinMicros 0', group: 'redis', spec: { kind: 'redis', url: redis.url, options: { spinMicros: 0 } } },
+    { name: 'rs.redis in a bare 20-line Store', group: 'redis', spec: { kind: 'bare-redis', url: redis.url } },
+    { name: 'rs-store redis (I/O thread)', group: 'redis', spec: { kind: 'redis', url: redis.url, options: { ioThread: true } } },
+    { name: 'rs-store redis (I/O thread), spinMicros 0', group: 'redis', spec: { kind: 'redis', url: redis.url, options: { ioThread: true, spinMicros: 0 } } },
     { name: 'rs-store redis, lockRequests', group: 'redis', spec: { kind: 'redis', url: redis.url }, adapter: { lockRequests: true } },
     { name: 'express-session MemoryStore', group: 'memory', spec: { kind: 'express-memory' } },
     { name: 'memorystore', group: 'memory', spec: { kind: 'memorystore' } },
@@ -79,10 +82,12 @@ module.exports = async function expressBench({ ms, only }) {
     { name: 'rs-store file', group: 'file', spec: { kind: 'file', dir: dir('file') } },
   ]
   const contenders = all.filter((c) => !only || only.includes(c.group))
-  const rounds = 3
+  const rounds = 5
   const samples = new Map(contenders.map((c) => [c, []]))
   for (let r = 0; r < rounds; r++) {
-    for (const c of contenders) samples.get(c).push(await measure(c, seconds))
+    // Every other round in reverse order: a VM that speeds up or slows down
+    // within a round then favours nobody.
+    for (const c of r % 2 ? [...contenders].reverse() : contenders) samples.get(c).push(await measure(c, seconds))
   }
   await redis.stop()
   const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1]

@@ -58,6 +58,26 @@ async function expressSessionStore(spec, adapter = {}) {
     }
     case 'express-memory':
       return { store: new session.MemoryStore(), close: () => {} }
+    case 'bare-redis': {
+      // What an app would write without rs-store/express: the bench's
+      // yardstick for the adapter's own cost.
+      const backend = rs.redis({ url: spec.url })
+      class Bare extends session.Store {
+        get(sid, cb) {
+          backend.get(sid).then((s) => cb(null, s), cb)
+        }
+        set(sid, sess, cb) {
+          backend.set(sid, sess, sess.cookie.maxAge || HOUR_MS).then(() => cb(), cb)
+        }
+        destroy(sid, cb) {
+          backend.remove(sid).then(() => cb(), cb)
+        }
+        touch(sid, sess, cb) {
+          backend.update(sid, sess.cookie.maxAge || HOUR_MS).then(() => cb(), cb)
+        }
+      }
+      return { store: new Bare(), close: () => backend.close() }
+    }
     case 'memorystore': {
       const MemoryStore = require('memorystore')(session)
       const store = new MemoryStore({ checkPeriod: HOUR_MS })

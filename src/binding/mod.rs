@@ -527,4 +527,3 @@ mod tests {
     assert_eq!(expiry_for(Some(1e300)).unwrap(), Some(u64::MAX));
   }
 }
-

@@ -1,0 +1,75 @@
+'use strict'
+// Every ```js example of the README runs as written: each is written to a
+// folder of its own where `require('rs-store')` is this checkout, run with
+// PORT (a free port) and REDIS_URL (a redis-server started here). A server
+// example must print "listening on <url>" and count visits in the session
+// over two requests with one cookie; any other example must exit 0.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn } = require('node:child_process')
+const { startRedis, freePort } = require('./support/redis-servers')
+
+const ROOT = path.join(__dirname, '..')
+const SIMPLES_08 = path.join(__dirname, 'hosts/simples-0.8/node_modules/simples')
+const examples = [...fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1])
+
+let redis
+test.before(async () => {
+  redis = await startRedis()
+})
+test.after(() => redis.stop())
+
+test('the README has examples', () => assert.ok(examples.length >= 5, `${examples.length} examples`))
+
+examples.forEach((code, i) => {
+  const title = code.split('\n').find((l) => /require\('rs-store\/|require\('(express|fastify|simples)'\)/.test(l)) || code.split('\n')[0]
+  test(`README example ${i + 1} runs as written (${title.trim()})`, async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-readme-'))
+    fs.mkdirSync(path.join(dir, 'node_modules'))
+    fs.symlinkSync(ROOT, path.join(dir, 'node_modules/rs-store'))
+    // simpleS 0.8.8 (what `npm install simples` gives) for its example.
+    if (/simples-0\.8/.test(code)) fs.symlinkSync(SIMPLES_08, path.join(dir, 'node_modules/simples'))
+    fs.writeFileSync(path.join(dir, 'example.js'), code)
+    const port = await freePort()
+    const child = spawn(process.execPath, ['example.js'], {
+      cwd: dir,
+      env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, NODE_PATH: path.join(ROOT, 'node_modules') },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const exited = new Promise((r) => child.once('exit', (c) => r(c)))
+    try {
+      const url = await Promise.race([
+        exited.then((c) => {
+          if (c !== 0) throw new Error(`example exited with ${c}:\n${out}`)
+          return null
+        }),
+        new Promise((resolve) => {
+          const look = () => {
+            const m = /listening on (http:\/\/\S+)/.exec(out)
+            if (m) resolve(m[1])
+            else setTimeout(look, 20)
+          }
+          look()
+        }),
+        new Promise((_, reject) => setTimeout(() => reject(new Error(`example neither exited nor listened:\n${out}`)), 20_000)),
+      ])
+      if (url === null) return
+      let cookie = ''
+      for (let n = 1; n <= 2; n++) {
+        const res = await fetch(url, { headers: cookie ? { cookie } : {}, signal: AbortSignal.timeout(10_000) })
+        cookie = res.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ') || cookie
+        assert.equal(res.status, 200)
+        assert.equal(await res.text(), `visits: ${n}`, out)
+      }
+    } finally {
+      child.kill()
+      await exited
+    }
+  })
+})
