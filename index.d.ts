@@ -250,3 +250,15 @@ export function fromConfig(options?: { configFile?: string; env?: Record<string,
 export function getStore(extSessionMgt: Record<string, any>): Record<string, (...args: any[]) => any>
 /** Every error code rs-store uses. */
 export const codes: StoreErrorCode[]
+
+/** What runs, for bug reports. */
+export const version: {
+  /** This package's version. */
+  package: string
+  /** The native addon's version ("(debug build)" appended for one). */
+  addon: string
+  /** `local build (native/<file>)` or the platform package `<name>@<version>`. */
+  binary: string
+  /** linux-x64-gnu, linux-arm64-musl, darwin-arm64, win32-x64-msvc, … */
+  platform: string
+}

@@ -2,7 +2,7 @@
 // rs-store public entry: one factory per backend, each returning the store
 // shape built in lib/store.js. The native addon (generated loader and types
 // in native/, built by `npm install`) is only reached through these.
-const native = require('./native')
+const native = require('./lib/native')
 const options = require('./lib/options')
 const { makeStore, syncEngine, UNIT_MS, DEFAULT_TTL_MS } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
@@ -232,4 +232,15 @@ function fromConfig(opts) {
   return require('./lib/config').fromConfig(opts)
 }
 
-module.exports = { memory, dummy, redis, daemon, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES) }
+/**
+ * What runs, for bug reports: the package's version, the addon's, which
+ * binary was loaded (a local build or the platform package) and the platform.
+ */
+const version = Object.freeze({
+  package: require('./package.json').version,
+  addon: native.addonVersion(),
+  binary: native.loaded.binary(),
+  platform: native.loaded.platform,
+})
+
+module.exports = { memory, dummy, redis, daemon, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES), version }

@@ -252,7 +252,7 @@ test('dummy: stores nothing, always resolves', async () => {
 
 test('a Rust panic becomes a JS error with code ERR_INTERNAL, and Node keeps running', () => {
   const { fromNative } = require('../lib/errors')
-  const native = require('../native').memoryStore()
+  const native = require('../lib/native').memoryStore()
   let caught
   try {
     native.panicForTest()

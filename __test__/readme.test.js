@@ -43,6 +43,9 @@ examples.forEach((code, i) => {
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
     const exited = new Promise((r) => child.once('exit', (c) => r(c)))
+    let settled = false
+    let poll
+    let timer
     try {
       const url = await Promise.race([
         exited.then((c) => {
@@ -53,12 +56,16 @@ examples.forEach((code, i) => {
           const look = () => {
             const m = /listening on (http:\/\/\S+)/.exec(out)
             if (m) resolve(m[1])
-            else setTimeout(look, 20)
+            else if (!settled) poll = setTimeout(look, 20)
           }
           look()
         }),
-        new Promise((_, reject) => setTimeout(() => reject(new Error(`example neither exited nor listened:\n${out}`)), 20_000)),
-      ])
+        new Promise((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`example neither exited nor listened:\n${out}`)), 20_000)
+        }),
+      ]).finally(() => {
+        settled = true
+      })
       if (url === null) return
       let cookie = ''
       for (let n = 1; n <= 2; n++) {
@@ -68,6 +75,9 @@ examples.forEach((code, i) => {
         assert.equal(await res.text(), `visits: ${n}`, out)
       }
     } finally {
+      settled = true
+      clearTimeout(poll)
+      clearTimeout(timer)
       child.kill()
       await exited
     }

@@ -4,7 +4,7 @@
 // the stored size next to approuter's own gzip + base64.
 const crypto = require('node:crypto')
 const zlib = require('node:zlib')
-const { SessionCodec } = require('../native')
+const { SessionCodec } = require('../lib/native')
 
 /** An approuter-like session of about `size` bytes: scopes (repetitive) + tokens (random). */
 function approuterSession(size) {

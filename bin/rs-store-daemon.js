@@ -12,7 +12,7 @@
 // storage dir. Clients: require('rs-store').daemon({ port | socket }).
 // Protocol: a RESP2 subset (redis-cli works), see docs/daemon.md.
 const path = require('node:path')
-const native = require('../native')
+const native = require('../lib/native')
 const { fromNative } = require('../lib/errors')
 
 const USAGE = `usage: rs-store-daemon [--max-value-bytes N] <port | socket-path> [storage-dir]

@@ -6,7 +6,7 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
-const { NativeModuleStore } = require('../native')
+const { NativeModuleStore } = require('./native')
 const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 

@@ -17,7 +17,7 @@
 const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 const { locking } = require('./lock')
-const native = require('../native')
+const native = require('./native')
 
 const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
 /** Default lifetime when a call gives no timeout: one day (as connect-redis). */

@@ -170,6 +170,9 @@ export declare class SessionCodec {
   decode(id: string, stored: Buffer): string
 }
 
+/** The addon's own version (Cargo.toml), to tell which binary runs. */
+export declare function addonVersion(): string
+
 /**
  * Checks that session text given as a string (approuter passes JSON text)
  * is exactly one JSON value, so nothing else reaches a store (in

@@ -840,6 +840,7 @@ module.exports.DaemonServer = nativeBinding.DaemonServer
 module.exports.NativeModuleStore = nativeBinding.NativeModuleStore
 module.exports.NativeStore = nativeBinding.NativeStore
 module.exports.SessionCodec = nativeBinding.SessionCodec
+module.exports.addonVersion = nativeBinding.addonVersion
 module.exports.checkJson = nativeBinding.checkJson
 module.exports.dummyStore = nativeBinding.dummyStore
 module.exports.fileStore = nativeBinding.fileStore

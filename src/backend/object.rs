@@ -64,32 +64,34 @@ pub struct Container {
   /// The bucket or container, for the message; `None` for a local directory
   /// (rs-store creates those).
   name: Option<String>,
-  checked: tokio::sync::OnceCell<()>,
+  checked: std::sync::OnceLock<()>,
 }
 
 impl Container {
   /// The bucket or container of an object storage URL (`s3://bucket/…`).
   pub fn of(url: &str) -> Container {
     let name = url::Url::parse(url).ok().filter(|u| u.scheme() != "file").and_then(|u| u.host_str().map(str::to_string));
-    Container { name, checked: tokio::sync::OnceCell::new() }
+    Container { name, checked: std::sync::OnceLock::new() }
   }
 
   pub async fn check(&self, store: &dyn ObjectStore, root: &Path) -> Result<()> {
     let Some(name) = &self.name else { return Ok(()) };
-    self
-      .checked
-      .get_or_try_init(|| async {
-        match futures::StreamExt::next(&mut store.list(Some(root))).await {
-          None | Some(Ok(_)) => Ok(()),
-          Some(Err(e)) if missing(&e) => Err(StoreError::new(
-            Code::InvalidOption,
-            format!("the bucket or container {name:?} does not exist (rs-store writes objects, it does not create buckets)"),
-          )),
-          Some(Err(e)) => Err(map_err(e)),
-        }
-      })
-      .await
-      .map(|_| ())
+    if self.checked.get().is_some() {
+      return Ok(());
+    }
+    match futures::StreamExt::next(&mut store.list(Some(root))).await {
+      None | Some(Ok(_)) => {
+        let _ = self.checked.set(());
+        Ok(())
+      }
+      Some(Err(e)) if missing(&e) => Err(StoreError::new(
+        Code::InvalidOption,
+        format!("the bucket or container {name:?} does not exist (rs-store writes objects, it does not create buckets)"),
+      )),
+      // Refused credentials, a service that is down: the call itself
+      // answers that, with its own code. Checked again next time.
+      Some(Err(_)) => Ok(()),
+    }
   }
 }
 

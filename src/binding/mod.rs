@@ -243,6 +243,12 @@ fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Re
   on_report.map(async_store::reporter).transpose().map_err(|e| StoreError::new(Code::Internal, e.reason.clone()))
 }
 
+/// The addon's own version (Cargo.toml), to tell which binary runs.
+#[napi]
+pub fn addon_version() -> String {
+  format!("{}{}", env!("CARGO_PKG_VERSION"), if cfg!(debug_assertions) { " (debug build)" } else { "" })
+}
+
 /// Checks that session text given as a string (approuter passes JSON text)
 /// is exactly one JSON value, so nothing else reaches a store (in
 /// sessions.json it would be spliced into the file as it is). Validated

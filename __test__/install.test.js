@@ -1,0 +1,69 @@
+'use strict'
+// The path users take: the platform package and the main package, packed
+// (`npm pack`), installed from those tarballs into a fresh project with no
+// network (`--offline`) and no Rust toolchain on PATH; there `require('rs-store')`
+// must load the platform package's binary (nothing to build), and serve a
+// memory store and a real simpleS 0.9 request.
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+const native = require('../lib/native')
+
+const ROOT = path.join(__dirname, '..')
+const pkg = require('../package.json')
+
+/** PATH without any folder that holds cargo or rustc. */
+const noRust = () =>
+  process.env.PATH.split(path.delimiter)
+    .filter((d) => !['cargo', 'rustc'].some((b) => fs.existsSync(path.join(d, b))))
+    .join(path.delimiter)
+
+test('install from packed tarballs: no build, no network, no cargo; the platform package is loaded', { timeout: 180_000 }, async () => {
+  const platform = native.loaded.platform
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-install-'))
+  const npm = (args, cwd, env = {}) => execFileSync('npm', args, { cwd, env: { ...process.env, ...env }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  // the platform package, as the release workflow makes it (napi artifacts)
+  const stage = path.join(tmp, 'platform')
+  fs.mkdirSync(stage)
+  fs.copyFileSync(path.join(ROOT, 'npm', platform, 'package.json'), path.join(stage, 'package.json'))
+  const node = `${pkg.napi.binaryName}.${platform}.node`
+  fs.copyFileSync(path.join(ROOT, 'native', node), path.join(stage, node))
+  const platformTgz = path.join(tmp, npm(['pack', '--pack-destination', tmp], stage).trim().split('\n').pop())
+  const mainTgz = path.join(tmp, npm(['pack', '--ignore-scripts', '--pack-destination', tmp], ROOT).trim().split('\n').pop())
+  const listed = execFileSync('tar', ['tzf', mainTgz], { encoding: 'utf8' }).split('\n')
+  assert.ok(!listed.some((f) => f.endsWith('.node')), 'the main package carries no binary')
+  assert.ok(!listed.some((f) => /__test__|bench\/|src\/|target\//.test(f)), `only what users need: ${listed.join(' ')}`)
+  // a fresh app, no network, no Rust
+  const app = path.join(tmp, 'app')
+  fs.mkdirSync(app)
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
+  npm(['install', '--offline', '--no-audit', '--no-fund', platformTgz, mainTgz], app, { PATH: noRust() })
+  assert.ok(!fs.existsSync(path.join(app, 'node_modules/rs-store/native', node)), 'nothing was built')
+  fs.symlinkSync(path.join(ROOT, 'node_modules/simples'), path.join(app, 'node_modules/simples'))
+  const script = `
+    const rs = require('rs-store')
+    const simples = require('simples')
+    ;(async () => {
+      const store = rs.memory()
+      await store.set('a', { n: 1 }, 60000)
+      const got = await store.get('a')
+      const server = simples(0, { hostname: '127.0.0.1' })
+      server.session({ enabled: true, store: simples.store(store) })
+      server.get('/', (c) => { const v = (c.session.get('v') || 0) + 1; c.session.set('v', v); c.end('visits: ' + v) })
+      await new Promise((r) => server.on('start', r))
+      const res = await fetch('http://127.0.0.1:' + server._meta.instance.address().port + '/')
+      const text = await res.text()
+      await new Promise((r) => server.stop(r))
+      await store.close()
+      console.log(JSON.stringify({ version: rs.version, got, text }))
+    })()`
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: noRust() } }))
+  assert.equal(out.version.binary, `${pkg.name}-${platform}@${pkg.version}`)
+  assert.equal(out.version.package, pkg.version)
+  assert.deepEqual(out.got, { n: 1 })
+  assert.equal(out.text, 'visits: 1')
+  fs.rmSync(tmp, { recursive: true, force: true })
+})
