@@ -206,6 +206,11 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       native.qKeys()
       return pending()
     },
+    page(cursor, count, map) {
+      open()
+      native.qPage(cursor, count)
+      return pending(map)
+    },
     entries(map) {
       open()
       native.qEntries()

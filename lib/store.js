@@ -119,6 +119,7 @@ function syncEngine(native) {
     len: () => native.len(),
     clear: () => native.clear(),
     keys: () => native.keys(),
+    page: (cursor, count, map) => map(native.page(cursor, count)),
     entries: (map) => map(native.entries()),
     close: () => native.close(),
   }
@@ -223,6 +224,20 @@ function makeStore(engine, opts, extra = {}) {
     }
   }
   const parseEntries = (entries) => entries.map((e) => ({ id: e.id, session: parse(e.value) }))
+  const pageOf = (flat) => {
+    const sessions = []
+    for (let i = 1; i < flat.length; i += 4) sessions.push({ id: flat[i], text: flat[i + 1], ttl: toSeconds(flat[i + 2]), bytes: flat[i + 3] })
+    return { cursor: flat[0], sessions }
+  }
+  const scan = (cursor = '', count = 1000) => {
+    try {
+      if (typeof cursor !== 'string') throw invalidType('ERR_INVALID_ARGUMENT', 'scan(cursor, count): cursor must be a string (\'\' for the first page)')
+      if (!Number.isInteger(count) || count < 1 || count > 100_000) throw codedError('ERR_INVALID_ARGUMENT', 'scan(cursor, count): count must be an integer from 1 to 100000')
+      return settle(engine.page(cursor, count, pageOf))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
   // Locks and HTTP Sessions' read/write/purge, where the engine has locks,
   // or from another store given as `lockManager` (e.g. a --lock daemon).
   let lockEngine = engine.lock ? engine : null
@@ -274,6 +289,24 @@ function makeStore(engine, opts, extra = {}) {
     clear: () => call(() => engine.clear()),
     /** Ids of all live sessions. */
     ids: () => call(() => engine.keys()),
+    /**
+     * A page of up to `count` sessions after `cursor` (`''`: the first):
+     * `{ cursor, sessions: [{ id, text, ttl, bytes }] }`, `cursor` `''` when
+     * it was the last. `text` is the session's JSON (null when it does not
+     * decode), `ttl` seconds (-1: no expiry), `bytes` its stored size. Walks
+     * a store of any size with bounded memory (SCAN, a directory or object
+     * listing); sessions changed during a walk may be seen twice or not.
+     */
+    scan,
+    /** Every session, page by page: `for await (const s of store.walk()) …` (see scan). */
+    async *walk({ count = 1000 } = {}) {
+      let cursor = ''
+      do {
+        const page = await scan(cursor, count)
+        yield* page.sessions
+        cursor = page.cursor
+      } while (cursor !== '')
+    },
     /** All live sessions, as an array of session objects. */
     all: () => call(() => engine.entries((es) => es.map((e) => parse(e.value)))),
     /** All live sessions with their ids: [{ id, session }]. */

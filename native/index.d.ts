@@ -44,6 +44,11 @@ export declare class AsyncStore {
   qClear(): void
   qKeys(): void
   qEntries(): void
+  /**
+   * Queues a page of up to `count` sessions after `cursor` (`""`: the
+   * first); its reply is `[next, id, text | null, pttl, bytes, …]`.
+   */
+  qPage(cursor: string, count: number): void
   /** Hands the queued ops to the dispatcher; their replies arrive in order. */
   flush(): void
   /** Flushes, then closes the backend; one more reply (for the close) follows. */
@@ -139,6 +144,11 @@ export declare class NativeStore {
   clear(): number
   /** Ids of all live sessions. */
   keys(): Array<string>
+  /**
+   * A page of up to `count` sessions after `cursor` (`""`: the first):
+   * `[next, id, text | null, pttl, bytes, …]` (`next` `""` when done).
+   */
+  page(cursor: string, count: number): Array<string | number | null>
   /** All live sessions with their ids. */
   entries(): Array<StoredEntry>
   /**

@@ -63,7 +63,7 @@ use async_trait::async_trait;
 use parking_lot::{Condvar, Mutex};
 use super::file_cache::{slot_of, ReadCache};
 use super::record::{self, Record, EXT};
-use super::{shard_of, Backend, Cond, Op, Reply, Report, Ttl};
+use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -126,6 +126,9 @@ struct Inner {
   exchange: AtomicBool,
   /// Recently read sessions, coherent across processes.
   cache: Option<ReadCache>,
+  /// Directory listings `page` walks continue: a walk holds one listing,
+  /// not every name.
+  pages: Cursors<fs::ReadDir>,
 }
 
 /// How [`Inner::commit`] put the new file in place.
@@ -627,6 +630,35 @@ impl Inner {
     Ok(out)
   }
 
+  /// Up to `count` live sessions of the directory listing `cursor` names
+  /// (`""`: a new one), and the cursor to continue it (`""`: done).
+  fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    self.check_open()?;
+    let mut rd = match self.pages.take(cursor)? {
+      Some(rd) => rd,
+      None => fs::read_dir(&self.dir).map_err(|e| io_err("cannot list", &self.dir, e))?,
+    };
+    let now = now_ms();
+    let mut out = Vec::new();
+    while out.len() < count as usize {
+      let Some(ent) = rd.next() else { return Ok((String::new(), out)) };
+      let Ok(ent) = ent else { continue };
+      let p = ent.path();
+      if !p.extension().is_some_and(|x| x == EXT) {
+        continue;
+      }
+      match self.load(&p) {
+        Ok(Some(s)) if !is_expired(s.header.expires, now) => {
+          let ttl = s.header.expires.map_or(Ttl::Persistent, Ttl::At);
+          out.push((s.header.id, s.payload, ttl));
+        }
+        Ok(_) => {}
+        Err(e) => self.report(e),
+      }
+    }
+    Ok((self.pages.park(rd), out))
+  }
+
   /// Every live session; corrupt files are reported and skipped.
   fn live_files(&self) -> Result<Vec<(PathBuf, Stored)>> {
     let now = now_ms();
@@ -749,6 +781,7 @@ impl FileBackend {
       recycled: Mutex::new(std::collections::VecDeque::new()),
       exchange: AtomicBool::new(cfg!(target_os = "linux")),
       cache: if opts.read_cache_bytes > 0 { ReadCache::new(dir, opts.read_cache_bytes) } else { None },
+      pages: Cursors::new(),
     });
     let sweeper = match opts.sweep_interval {
       Some(every) => {
@@ -797,6 +830,10 @@ impl FileBackend {
       Op::Len => Reply::Count(inner.live_files()?.len() as u64),
       Op::Keys => Reply::Keys(inner.live_files()?.into_iter().map(|(_, s)| s.header.id).collect()),
       Op::Entries => Reply::Entries(inner.live_files()?.into_iter().map(|(_, s)| (s.header.id, s.payload)).collect()),
+      Op::Page(cursor, count) => {
+        let (next, page) = inner.page(cursor, *count)?;
+        Reply::Page(next, page)
+      }
       Op::Lock(id, token, ttl) => Reply::Bool(inner.lock(id, token, *ttl)?),
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),

@@ -21,6 +21,42 @@ pub mod record;
 pub mod redis;
 pub mod snapshot;
 
+/// Listings a `page` walk continues (a directory or object listing held
+/// open between pages): a cursor is a number naming one; one nobody
+/// continued for 5 minutes is dropped.
+pub(crate) struct Cursors<T> {
+  open: parking_lot::Mutex<(u64, std::collections::HashMap<u64, (T, std::time::Instant)>)>,
+}
+
+impl<T> Cursors<T> {
+  const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+  pub fn new() -> Self {
+    Cursors { open: parking_lot::Mutex::new((0, std::collections::HashMap::new())) }
+  }
+
+  /// The listing `cursor` names; `None` for `""` (start a new one).
+  pub fn take(&self, cursor: &str) -> Result<Option<T>> {
+    if cursor.is_empty() {
+      return Ok(None);
+    }
+    let bad = || StoreError::new(crate::error::Code::InvalidOption, format!("cursor {cursor:?} is unknown or expired"));
+    let n: u64 = cursor.parse().map_err(|_| bad())?;
+    let mut open = self.open.lock();
+    open.1.retain(|_, (_, at)| at.elapsed() < Self::IDLE);
+    open.1.remove(&n).map(|(t, _)| Some(t)).ok_or_else(bad)
+  }
+
+  /// Keeps `listing` for the next page; returns its cursor.
+  pub fn park(&self, listing: T) -> String {
+    let mut open = self.open.lock();
+    open.0 += 1;
+    let n = open.0;
+    open.1.insert(n, (listing, std::time::Instant::now()));
+    n.to_string()
+  }
+}
+
 /// Options for a new file that holds session ids or sessions: readable by
 /// its owner only (ids are bearer credentials, even with a secret set).
 pub(crate) fn private_file() -> std::fs::OpenOptions {
@@ -81,6 +117,9 @@ pub enum Op {
   Clear,
   Keys,
   Entries,
+  /// Up to `count` live sessions after `cursor` (`""`: from the start), for
+  /// walking a store of any size with bounded memory (the CLI).
+  Page(String, u32),
   /// Take the lock of an id if it is free: (id, token, ttl ms).
   Lock(String, String, u64),
   /// Release the lock if `token` still holds it.
@@ -103,7 +142,7 @@ impl Op {
       | Op::Lock(id, ..)
       | Op::Unlock(id, _)
       | Op::Renew(id, ..) => Some(id),
-      Op::Len | Op::Clear | Op::Keys | Op::Entries => None,
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => None,
     }
   }
 }
@@ -117,10 +156,16 @@ pub enum Reply {
   Count(u64),
   Keys(Vec<String>),
   Entries(Vec<(String, Vec<u8>)>),
+  /// A page of sessions with their ttl, and the cursor of the next page
+  /// (`""` when this was the last).
+  Page(String, Vec<(String, Vec<u8>, Ttl)>),
   /// A decoded session (binding layer, after the codec).
   Text(Option<String>),
   /// Decoded entries (binding layer, after the codec).
   TextEntries(Vec<(String, String)>),
+  /// A decoded page (binding layer): the next cursor, and per session its
+  /// id, its text (`None`: it does not decode), its ttl and stored size.
+  TextPage(String, Vec<(String, Option<String>, Ttl, usize)>),
   Done,
 }
 
@@ -180,6 +225,10 @@ pub async fn run_one<B: Backend + ?Sized>(b: &B, op: &Op) -> Result<Reply> {
     Op::Clear => Reply::Count(b.clear().await?),
     Op::Keys => Reply::Keys(b.keys().await?),
     Op::Entries => Reply::Entries(b.entries().await?),
+    Op::Page(cursor, count) => {
+      let (next, page) = b.page(cursor, *count).await?;
+      Reply::Page(next, page)
+    }
     Op::Lock(id, token, ttl) => Reply::Bool(b.lock(id, token, *ttl).await?),
     Op::Unlock(id, token) => Reply::Bool(b.unlock(id, token).await?),
     Op::Renew(id, token, ttl) => Reply::Bool(b.renew(id, token, *ttl).await?),
@@ -225,6 +274,13 @@ pub trait Backend: Send + Sync + 'static {
       }
     }
     Ok(out)
+  }
+  /// Up to `count` live sessions after `cursor` and the next cursor (`""`
+  /// when done). Backends walk their own listings (SCAN, a directory, an
+  /// object listing); those in memory page through their sorted ids
+  /// ([`SyncBackend::page_sync`]).
+  async fn page(&self, _cursor: &str, _count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    Err(StoreError::new(crate::error::Code::Internal, "this store cannot be walked page by page"))
   }
   /// Runs a batch of ops, answering each in order. The default runs them one
   /// after another; backends with pipelining (Redis) override it.
@@ -294,6 +350,22 @@ pub trait SyncBackend: Send + Sync + 'static {
   fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
     Err(no_locks())
   }
+  /// [`Backend::page`] for stores that hold their sessions in memory: the
+  /// sorted ids after `cursor`.
+  fn page_sync(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    let mut ids: Vec<String> = self.keys()?.into_iter().filter(|id| id.as_str() > cursor).collect();
+    ids.sort_unstable();
+    let more = ids.len() > count as usize;
+    ids.truncate(count as usize);
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+      if let (Some(v), ttl) = (self.get(&id)?, self.ttl(&id)?) {
+        out.push((id, v, ttl));
+      }
+    }
+    let next = if more { out.last().map(|(id, ..)| id.clone()).unwrap_or_default() } else { String::new() };
+    Ok((next, out))
+  }
   /// Waits until writes made so far are durable (may block: call it off the
   /// JS thread). Nothing to do for purely in-memory backends.
   fn flush(&self) -> Result<()> {
@@ -336,6 +408,9 @@ impl<T: SyncBackend> Backend for T {
   }
   async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
     SyncBackend::entries(self)
+  }
+  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    SyncBackend::page_sync(self, cursor, count)
   }
   async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
     SyncBackend::lock(self, id, token, ttl_ms)

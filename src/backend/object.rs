@@ -25,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tokio::sync::Notify;
 
 use super::record::{self, Record, EXT};
-use super::{run_one, shard_of, Backend, Cond, Op, Reply, Report, Ttl};
+use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -55,6 +55,8 @@ struct Inner {
   /// written (object_store creates them with the process's default mode).
   local: bool,
   container: Container,
+  /// Listings `page` walks continue.
+  pages: Cursors<futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>>,
 }
 
 /// Checks once that the bucket or container exists: a missing one is a
@@ -209,6 +211,35 @@ impl Inner {
     Ok(out)
   }
 
+  /// Up to `count` live sessions of the listing `cursor` names (`""`: a
+  /// new one), and the cursor to continue it (`""`: done). The listing
+  /// stays open between pages (a local directory lists in no set order, so
+  /// a start-after key cannot resume it).
+  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    let mut list = match self.pages.take(cursor)? {
+      Some(list) => list,
+      None => self.store()?.list(Some(&self.root)),
+    };
+    let now = now_ms();
+    let mut out = Vec::new();
+    while out.len() < count as usize {
+      let Some(meta) = futures::StreamExt::next(&mut list).await else { return Ok((String::new(), out)) };
+      let meta = meta.map_err(map_err)?;
+      if meta.location.extension() != Some(EXT) {
+        continue;
+      }
+      match self.read(&meta.location).await {
+        Ok(Some((r, _))) if !is_expired(r.header.expires, now) => {
+          let ttl = r.header.expires.map_or(Ttl::Persistent, Ttl::At);
+          out.push((r.header.id, r.payload, ttl));
+        }
+        Ok(_) => {}
+        Err(e) => self.report(e),
+      }
+    }
+    Ok((self.pages.park(list), out))
+  }
+
   fn report(&self, e: StoreError) {
     if let Some(r) = &self.report {
       r(e);
@@ -334,6 +365,10 @@ impl Inner {
       Op::Len => Reply::Count(self.live().await?.len() as u64),
       Op::Keys => Reply::Keys(self.live().await?.into_iter().map(|(_, r)| r.header.id).collect()),
       Op::Entries => Reply::Entries(self.live().await?.into_iter().map(|(_, r)| (r.header.id, r.payload)).collect()),
+      Op::Page(cursor, count) => {
+        let (next, page) = self.page(cursor, *count).await?;
+        Reply::Page(next, page)
+      }
       Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => return Err(super::no_locks()),
       Op::Clear => {
         let mut n = 0;
@@ -366,7 +401,7 @@ impl ObjectBackend {
   /// runtime this is called from (`sweep_interval: None` = no sweep).
   pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>, container: Container) -> Self {
     let local = container.name.is_none();
-    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report, local, container });
+    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report, local, container, pages: Cursors::new() });
     let sweeper = sweep_interval.map(|every| {
       let i = inner.clone();
       tokio::spawn(async move {
@@ -430,7 +465,7 @@ impl Backend for ObjectBackend {
     if ops.iter().any(|op| op.id().is_none()) {
       let mut out = Vec::with_capacity(ops.len());
       for op in &ops {
-        out.push(run_one(self, op).await);
+        out.push(self.inner.run_timed(op).await);
       }
       return out;
     }

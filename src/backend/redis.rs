@@ -215,7 +215,7 @@ impl Commands {
       Op::Lock(id, token, ttl) => cmd!("SET", self.lock_key(id), token, "NX", "PX", (*ttl).max(1)),
       Op::Unlock(id, token) => cmd!("EVAL", UNLOCK_LUA, 1, self.lock_key(id), token),
       Op::Renew(id, token, ttl) => cmd!("EVAL", RENEW_LUA, 1, self.lock_key(id), token, (*ttl).max(1)),
-      Op::Len | Op::Clear | Op::Entries | Op::Keys => 0,
+      Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => 0,
     }
   }
 
@@ -244,13 +244,18 @@ impl Commands {
         Value::Int(n) => n > 0,
         _ => true,
       }),
-      Op::Ttl(_) => Reply::Ttl(match int(&last)? {
-        -2 => Ttl::Missing,
-        -1 => Ttl::Persistent,
-        ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
-      }),
-      Op::Len | Op::Clear | Op::Entries | Op::Keys => unreachable!("scans are not pipelined"),
+      Op::Ttl(_) => Reply::Ttl(pttl_to_ttl(int(&last)?)),
+      Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => unreachable!("scans are not pipelined"),
     })
+  }
+}
+
+/// A `PTTL` answer as a [`Ttl`].
+pub(crate) fn pttl_to_ttl(ms: i64) -> Ttl {
+  match ms {
+    -2 => Ttl::Missing,
+    -1 => Ttl::Persistent,
+    ms => Ttl::At(now_ms().saturating_add(ms.max(0) as u64)),
   }
 }
 
@@ -690,6 +695,44 @@ impl Backend for RedisBackend {
       }
     }
     Ok(out)
+  }
+
+  /// A page of one `SCAN` step; the cursor is `<master>:<SCAN cursor>` (on
+  /// a cluster every master is walked in turn).
+  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    let bad = || StoreError::new(Code::InvalidOption, format!("not a cursor of this store: {cursor:?}"));
+    let (node_at, scan_at) = match cursor.split_once(':') {
+      None if cursor.is_empty() => (0usize, 0u64),
+      Some((n, c)) => (n.parse().map_err(|_| bad())?, c.parse().map_err(|_| bad())?),
+      None => return Err(bad()),
+    };
+    let conn = self.conn().await?;
+    let masters = self.masters(&conn).await?;
+    let Some(node) = masters.get(node_at) else { return Ok((String::new(), Vec::new())) };
+    let cmd = redis::cmd("SCAN").arg(scan_at).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(count.max(1)).clone();
+    let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(self.on_node(&conn, node, cmd).await?).map_err(parse_err)?;
+    let keys: Vec<(Vec<u8>, String)> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
+    let mut cmds = Vec::with_capacity(keys.len() * 2);
+    for (k, _) in &keys {
+      cmds.push(redis::cmd("GET").arg(k).clone());
+      cmds.push(redis::cmd("PTTL").arg(k).clone());
+    }
+    let values = if cmds.is_empty() { Vec::new() } else { self.node_pipeline(&conn, node, cmds).await? };
+    let mut out = Vec::with_capacity(keys.len());
+    let mut values = values.into_iter();
+    for (_, id) in keys {
+      let (Some(v), Some(t)) = (values.next(), values.next()) else { break };
+      // Gone between SCAN and GET: skipped.
+      if let Some(v) = redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(parse_err)? {
+        out.push((id, v, pttl_to_ttl(redis::from_redis_value::<i64>(t).map_err(parse_err)?)));
+      }
+    }
+    let next = match (next, node_at + 1 < masters.len()) {
+      (0, false) => String::new(),
+      (0, true) => format!("{}:0", node_at + 1),
+      (c, _) => format!("{node_at}:{c}"),
+    };
+    Ok((next, out))
   }
 
   async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {

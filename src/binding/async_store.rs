@@ -38,6 +38,12 @@ use crate::expiry::now_ms;
 /// of strings, or an Error carrying a `code`.
 pub struct JsReply(crate::error::Result<Reply>);
 
+impl JsReply {
+  pub(crate) fn ok(r: Reply) -> Self {
+    JsReply(Ok(r))
+  }
+}
+
 impl TypeName for JsReply {
   fn type_name() -> &'static str {
     "undefined | null | string | boolean | number | string[] | Error"
@@ -68,12 +74,13 @@ impl ToNapiValue for JsReply {
         }
         Vec::<String>::to_napi_value(env, flat)
       }
+      Reply::TextPage(next, es) => page_to_js(env, next, es),
       Reply::Bool(b) => bool::to_napi_value(env, b),
       Reply::Ttl(t) => f64::to_napi_value(env, t.pttl() as f64),
       Reply::Count(n) => f64::to_napi_value(env, n as f64),
       Reply::Keys(k) => Vec::<String>::to_napi_value(env, k),
       // run_batch decodes sessions (Value → Text, Entries → TextEntries).
-      r @ (Reply::Value(Some(_)) | Reply::Entries(_)) => {
+      r @ (Reply::Value(Some(_)) | Reply::Entries(_) | Reply::Page(..)) => {
         error(StoreError::new(Code::Internal, format!("undecoded reply {r:?}")))
       }
     }
@@ -118,6 +125,29 @@ impl ToNapiValue for Fed {
 /// external Buffer (no copy) costs a finalizer that the GC must run.
 fn copied<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<BufferSlice<'env>, Code> {
   BufferSlice::copy_from(env, bytes).map_err(|e| napi::Error::new(Code::Internal, e.reason.clone()))
+}
+
+/// A page as one flat array: `[next, id, text | null, pttl, bytes, id, …]`.
+pub(crate) unsafe fn page_to_js(env: sys::napi_env, next: String, es: Vec<(String, Option<String>, crate::backend::Ttl, usize)>) -> napi::Result<sys::napi_value> {
+  let mut arr = std::ptr::null_mut();
+  napi::check_status!(unsafe { sys::napi_create_array_with_length(env, 1 + es.len() * 4, &mut arr) })?;
+  let mut i = 0u32;
+  let mut put = |v: sys::napi_value| -> napi::Result<()> {
+    napi::check_status!(unsafe { sys::napi_set_element(env, arr, i, v) })?;
+    i += 1;
+    Ok(())
+  };
+  put(unsafe { text_to_js(env, &next)? })?;
+  for (id, text, ttl, bytes) in es {
+    put(unsafe { String::to_napi_value(env, id)? })?;
+    put(match text {
+      Some(t) => unsafe { text_to_js(env, &t)? },
+      None => unsafe { Null::to_napi_value(env, Null)? },
+    })?;
+    put(unsafe { f64::to_napi_value(env, ttl.pttl() as f64)? })?;
+    put(unsafe { f64::to_napi_value(env, bytes as f64)? })?;
+  }
+  Ok(arr)
 }
 
 /// A JS string of `s`: ASCII (most JSON) is copied as Latin-1, which V8
@@ -237,6 +267,16 @@ fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) ->
   match r {
     Ok(Reply::Value(Some(b))) => Ok(Reply::Text(get_id.and_then(|id| core.decode(id, b)))),
     Ok(Reply::Entries(es)) => Ok(Reply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect())),
+    Ok(Reply::Page(next, es)) => Ok(Reply::TextPage(
+      next,
+      es.into_iter()
+        .map(|(id, v, ttl)| {
+          let bytes = v.len();
+          let text = core.decode(&id, v);
+          (id, text, ttl, bytes)
+        })
+        .collect(),
+    )),
     other => other,
   }
 }
@@ -551,6 +591,13 @@ impl AsyncStore {
   #[napi(catch_unwind)]
   pub fn q_entries(&self) {
     self.push(Op::Entries)
+  }
+
+  /// Queues a page of up to `count` sessions after `cursor` (`""`: the
+  /// first); its reply is `[next, id, text | null, pttl, bytes, …]`.
+  #[napi(catch_unwind)]
+  pub fn q_page(&self, cursor: String, count: u32) {
+    self.push(Op::Page(cursor, count.max(1)))
   }
 
   /// Hands the queued ops to the dispatcher; their replies arrive in order.

@@ -199,6 +199,23 @@ impl NativeStore {
     Ok(o.backend.keys()?)
   }
 
+  /// A page of up to `count` sessions after `cursor` (`""`: the first):
+  /// `[next, id, text | null, pttl, bytes, …]` (`next` `""` when done).
+  #[napi(catch_unwind, ts_return_type = "Array<string | number | null>")]
+  pub fn page(&self, cursor: String, count: u32) -> napi::Result<super::JsReply, Code> {
+    let o = self.open()?;
+    let (next, page) = o.backend.page_sync(&cursor, count.max(1))?;
+    let es = page
+      .into_iter()
+      .map(|(id, v, ttl)| {
+        let bytes = v.len();
+        let text = o.core.decode(&id, v);
+        (id, text, ttl, bytes)
+      })
+      .collect();
+    Ok(super::JsReply::ok(crate::backend::Reply::TextPage(next, es)))
+  }
+
   /// All live sessions with their ids.
   #[napi(catch_unwind)]
   pub fn entries(&self) -> napi::Result<Vec<StoredEntry>, Code> {

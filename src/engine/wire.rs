@@ -20,8 +20,8 @@ use combine::parser::combinator::AnySendSyncPartialState;
 use combine::stream::PointerOffset;
 use redis::{Cmd, Value};
 
-use crate::backend::redis::{map_err, Commands};
-use crate::backend::{Op, Reply};
+use crate::backend::redis::{map_err, pttl_to_ttl, Commands};
+use crate::backend::{Op, Reply, Ttl};
 use crate::error::{Code, Result, StoreError};
 
 /// Keys per `SCAN` step.
@@ -49,6 +49,10 @@ struct Scan {
   count: u64,
   found: Vec<String>,
   entries: Vec<(String, Vec<u8>)>,
+  /// `page`: one SCAN step, then a GET and a PTTL per key; the cursor to
+  /// continue from.
+  page: Vec<(String, Vec<u8>, Ttl)>,
+  page_next: String,
 }
 
 type Decoder = combine::stream::Decoder<AnySendSyncPartialState, PointerOffset<[u8]>>;
@@ -133,7 +137,13 @@ impl Wire {
     while self.scan.is_none() {
       let Some(op) = self.held.pop_front() else { break };
       if op.id().is_none() {
-        self.scan = Some(Scan { op, next: Some(0), ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new() });
+        let next = match &op {
+          Op::Page(cursor, _) if cursor.is_empty() => Some(0),
+          Op::Page(cursor, _) => Some(cursor.parse().map_err(|_| ()).unwrap_or(0)),
+          _ => Some(0),
+        };
+        let scan = Scan { op, next, ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new(), page: Vec::new(), page_next: String::new() };
+        self.scan = Some(scan);
         self.scan_step();
         break;
       }
@@ -152,8 +162,13 @@ impl Wire {
 
   /// Sends the next `SCAN` of the whole-store op in progress.
   fn scan_step(&mut self) {
-    let Some(cursor) = self.scan.as_ref().and_then(|s| s.next) else { return };
-    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(SCAN_COUNT).write_packed_command(&mut self.out);
+    let Some(scan) = self.scan.as_ref() else { return };
+    let Some(cursor) = scan.next else { return };
+    let count = match scan.op {
+      Op::Page(_, n) => n.max(1) as usize,
+      _ => SCAN_COUNT,
+    };
+    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(count).write_packed_command(&mut self.out);
     self.inflight.push_back(Expect::Step { left: 1, values: Vec::with_capacity(1) });
   }
 
@@ -233,6 +248,7 @@ impl Wire {
       Op::Len => Reply::Count(scan.count),
       Op::Clear => Reply::Count(scan.count),
       Op::Keys => Reply::Keys(scan.found),
+      Op::Page(..) => Reply::Page(scan.page_next, scan.page),
       _ => Reply::Entries(scan.entries),
     }))
   }
@@ -245,6 +261,17 @@ impl Wire {
     }
     let scan = self.scan.as_mut().expect("a scan in progress");
     let bad = |e: redis::ParsingError| StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"));
+    if !scan.ids.is_empty() && matches!(scan.op, Op::Page(..)) {
+      // A GET and a PTTL per key; a key gone between SCAN and GET is skipped.
+      let mut values = values.into_iter();
+      for id in std::mem::take(&mut scan.ids) {
+        let (Some(v), Some(t)) = (values.next(), values.next()) else { break };
+        if let Some(b) = redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)? {
+          scan.page.push((id, b, pttl_to_ttl(redis::from_redis_value::<i64>(t).map_err(bad)?)));
+        }
+      }
+      return Ok(());
+    }
     if !scan.ids.is_empty() {
       // The GETs or UNLINKs of the last step's keys.
       for (id, v) in std::mem::take(&mut scan.ids).into_iter().zip(values) {
@@ -260,8 +287,23 @@ impl Wire {
     let [v] = <[Value; 1]>::try_from(values).map_err(|_| StoreError::new(Code::Internal, "a SCAN step has one reply"))?;
     let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(v).map_err(bad)?;
     scan.next = (next != 0).then_some(next);
+    if let Op::Page(..) = scan.op {
+      // One step only: the caller continues from `next`.
+      scan.page_next = scan.next.map(|n| n.to_string()).unwrap_or_default();
+      scan.next = None;
+    }
     let keys: Vec<(Vec<u8>, String)> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
     match scan.op {
+      Op::Page(..) if !keys.is_empty() => {
+        for (k, _) in &keys {
+          redis::cmd("GET").arg(k).write_packed_command(&mut self.out);
+          redis::cmd("PTTL").arg(k).write_packed_command(&mut self.out);
+        }
+        scan.ids = keys.into_iter().map(|(_, id)| id).collect();
+        self.inflight.push_back(Expect::Step { left: scan.ids.len() * 2, values: Vec::with_capacity(scan.ids.len() * 2) });
+        return Ok(());
+      }
+      Op::Page(..) => {}
       Op::Len => scan.count += keys.len() as u64,
       Op::Keys => scan.found.extend(keys.into_iter().map(|(_, id)| id)),
       _ if !keys.is_empty() => {
