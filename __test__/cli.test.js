@@ -11,7 +11,7 @@ const path = require('node:path')
 const { spawn } = require('node:child_process')
 const rs = require('..')
 const { startRedis, sleep, waitFor } = require('./support/redis-servers')
-const { startDaemon } = require('./support/daemon')
+const { redisAndDaemon } = require('./support/daemon')
 
 const BIN = path.join(__dirname, '../bin/rs-store.js')
 const tmp = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-cli-${name}-`))
@@ -37,19 +37,10 @@ const ok = async (args, opts) => {
 }
 const json = async (args, opts) => JSON.parse((await ok([...args, '--json'], opts)).out)
 
-let redis
-let daemon
-test.before(async () => {
-  redis = await startRedis()
-  daemon = await startDaemon(0)
-})
-test.after(async () => {
-  await redis.stop()
-  await daemon.stop()
-})
+const servers = redisAndDaemon(test)
 
 test('cli: every command on Redis, with --json output for scripts', async () => {
-  const R = redis.url
+  const R = servers.redis.url
   const P = ['--prefix', 'c1:']
   await ok(['set', R, 'ada', '{"user":"ada","n":1}', '--ttl', '600', ...P])
   await ok(['set', R, 'bob', '-', '--ttl', '7200', ...P], { input: '{"user":"bob"}' })
@@ -100,7 +91,7 @@ test('cli: every command on Redis, with --json output for scripts', async () => 
 })
 
 test('cli: usage errors exit 2, --help on every command, --version names the binary', async () => {
-  for (const args of [['frob'], ['ls'], ['get', redis.url], ['ls', redis.url, '--nope'], ['ls', 'nokind:x'], []]) {
+  for (const args of [['frob'], ['ls'], ['get', servers.redis.url], ['ls', servers.redis.url, '--nope'], ['ls', 'nokind:x'], []]) {
     const r = await cli(args)
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`)
   }
@@ -130,7 +121,7 @@ test('cli: files, sessions.json, the daemon and object storage (a directory, S3)
   const { port } = await s3.run()
   const s3env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_ENDPOINT: `http://127.0.0.1:${port}`, AWS_ALLOW_HTTP: 'true', AWS_VIRTUAL_HOSTED_STYLE_REQUEST: 'false' }
   const dir = tmp('files')
-  const specs = [`file:${dir}`, `json:${path.join(tmp('json'), 'sessions.json')}`, `daemon:${daemon.port}`, `dir:${tmp('objects')}`, 's3://bucket/tenant-a']
+  const specs = [`file:${dir}`, `json:${path.join(tmp('json'), 'sessions.json')}`, `daemon:${servers.daemon.port}`, `dir:${tmp('objects')}`, 's3://bucket/tenant-a']
   try {
     for (const spec of specs) {
       const env = spec.startsWith('s3:') ? s3env : {}
@@ -176,9 +167,9 @@ test('cli: migrate from what session-file-store and connect-redis wrote (the rea
   const cookie = (ms) => ({ originalMaxAge: ms, expires: new Date(Date.now() + ms).toISOString(), httpOnly: true, path: '/' })
   await new Promise((r, j) => sfs.set('sfs-1', { cookie: cookie(600_000), user: 'ada' }, (e) => (e ? j(e) : r())))
   await new Promise((r, j) => sfs.set('sfs-2', { cookie: { httpOnly: true, path: '/' }, user: 'bob' }, (e) => (e ? j(e) : r())))
-  const moved = await json(['migrate', `session-file-store:${sfsDir}`, redis.url, '--prefix', 'from-sfs:'])
+  const moved = await json(['migrate', `session-file-store:${sfsDir}`, servers.redis.url, '--prefix', 'from-sfs:'])
   assert.deepEqual(moved, { migrated: 2, skipped: 0 })
-  const R = rs.redis({ url: redis.url, prefix: 'from-sfs:' })
+  const R = rs.redis({ url: servers.redis.url, prefix: 'from-sfs:' })
   assert.equal((await R.get('sfs-1')).user, 'ada')
   const t1 = await R.ttl('sfs-1')
   assert.ok(t1 > 590 && t1 <= 600, `cookie.expires kept (${t1})`)
@@ -189,26 +180,26 @@ test('cli: migrate from what session-file-store and connect-redis wrote (the rea
   // connect-redis: plain JSON under sess:, read as it is
   const { RedisStore } = require('connect-redis')
   const { createClient } = require('redis')
-  const client = createClient({ url: redis.url })
+  const client = createClient({ url: servers.redis.url })
   await client.connect()
   const cr = new RedisStore({ client, prefix: 'sess:' })
   await cr.set('cr-1', { cookie: cookie(900_000), user: 'grace' })
   await client.quit()
-  const got = await json(['get', `connect-redis:${redis.url}`, 'cr-1'])
+  const got = await json(['get', `connect-redis:${servers.redis.url}`, 'cr-1'])
   assert.equal(got.user, 'grace', 'rs-store reads connect-redis values as they are')
   assert.equal(got.cookie.originalMaxAge, 900_000)
   const dest = tmp('from-cr')
-  assert.equal((await json(['migrate', `connect-redis:${redis.url}`, `file:${dest}`, '--delete-source'])).migrated, 1)
+  assert.equal((await json(['migrate', `connect-redis:${servers.redis.url}`, `file:${dest}`, '--delete-source'])).migrated, 1)
   const f = rs.file({ dir: dest })
   assert.equal((await f.get('cr-1')).user, 'grace')
   assert.ok((await f.ttl('cr-1')) > 890)
   await f.close()
-  assert.equal(await redis.cli('exists', 'sess:cr-1'), '0', '--delete-source moved it')
+  assert.equal(await servers.redis.cli('exists', 'sess:cr-1'), '0', '--delete-source moved it')
 })
 
 test('cli: watch prints each change of a session as it happens', async () => {
-  const R = rs.redis({ url: redis.url, prefix: 'w:' })
-  const child = spawn(process.execPath, [BIN, 'watch', redis.url, 'x', '--prefix', 'w:', '--interval', '50', '--json'])
+  const R = rs.redis({ url: servers.redis.url, prefix: 'w:' })
+  const child = spawn(process.execPath, [BIN, 'watch', servers.redis.url, 'x', '--prefix', 'w:', '--interval', '50', '--json'])
   let out = ''
   child.stdout.on('data', (d) => (out += d))
   try {

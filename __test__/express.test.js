@@ -10,21 +10,12 @@ const path = require('node:path')
 const rs = require('..')
 const { ExpressStore } = require('../express')
 const { startRedis, waitFor, sleep } = require('./support/redis-servers')
-const { startDaemon } = require('./support/daemon')
+const { redisAndDaemon } = require('./support/daemon')
 const { startApp, spawnApp, client } = require('./support/web-apps')
 
 const tmp = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${name}-`))
 
-let redis
-let daemon
-test.before(async () => {
-  redis = await startRedis()
-  daemon = await startDaemon(0)
-})
-test.after(async () => {
-  await redis.stop()
-  await daemon.stop()
-})
+const servers = redisAndDaemon(test)
 
 /** A store description for the app (see web-apps.js), and a way to look into that backend. */
 function backend(kind) {
@@ -36,9 +27,9 @@ function backend(kind) {
       return { spec: { kind, dir }, peek: () => rs.file({ dir, readCacheBytes: 0 }) }
     }
     case 'redis':
-      return { spec: { kind, url: redis.url }, peek: () => rs.redis(redis.url) }
+      return { spec: { kind, url: servers.redis.url }, peek: () => rs.redis(servers.redis.url) }
     case 'daemon':
-      return { spec: { kind, port: daemon.port }, peek: () => rs.daemon(daemon.port) }
+      return { spec: { kind, port: servers.daemon.port }, peek: () => rs.daemon(servers.daemon.port) }
   }
 }
 
@@ -96,22 +87,22 @@ for (const kind of ['redis', 'file', 'daemon']) {
 }
 
 test('express: sessions move between connect-redis and rs-store on one redis-server, both ways', async () => {
-  await redis.cli('flushall')
-  const peer = await startApp('express', { spec: { kind: 'connect-redis', url: redis.url } })
-  const ours = await startApp('express', { spec: { kind: 'redis', url: redis.url } })
+  await servers.redis.cli('flushall')
+  const peer = await startApp('express', { spec: { kind: 'connect-redis', url: servers.redis.url } })
+  const ours = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url } })
   try {
     const c = client(peer.port)
     assert.equal((await c.get('/login?user=grace')).text, 'hello grace')
     assert.equal((await c.get('/')).text, 'visits: 1')
     // connect-redis's value is the session's JSON text under sess:<id>
-    const raw = JSON.parse(await redis.cli('get', `sess:${c.sessionId()}`))
+    const raw = JSON.parse(await servers.redis.cli('get', `sess:${c.sessionId()}`))
     assert.equal(raw.user, 'grace')
     c.port = ours.port
     assert.equal((await c.get('/')).text, 'visits: 2', 'rs-store reads what connect-redis wrote')
     assert.equal((await c.get('/')).text, 'visits: 3')
-    const ttl = Number(await redis.cli('ttl', `sess:${c.sessionId()}`))
+    const ttl = Number(await servers.redis.cli('ttl', `sess:${c.sessionId()}`))
     assert.ok(ttl > 3590 && ttl <= 3600, `rs-store keeps the cookie's ttl (${ttl})`)
-    assert.equal(JSON.parse(await redis.cli('get', `sess:${c.sessionId()}`)).visits, 3, 'and writes plain JSON')
+    assert.equal(JSON.parse(await servers.redis.cli('get', `sess:${c.sessionId()}`)).visits, 3, 'and writes plain JSON')
     c.port = peer.port
     assert.equal((await c.get('/')).text, 'visits: 4', 'connect-redis reads what rs-store wrote')
     assert.equal((await c.get('/peek')).text, 'visits: 4')
@@ -142,7 +133,7 @@ async function concurrentAdds(spec, adapter) {
 }
 
 test('express: without lockRequests, concurrent requests of one browser lose updates (the problem)', async () => {
-  const items = await concurrentAdds({ kind: 'redis', url: redis.url })
+  const items = await concurrentAdds({ kind: 'redis', url: servers.redis.url })
   assert.ok(items.length < 20, `the last save wins: ${items.length} of 20 items kept`)
 })
 
@@ -156,7 +147,7 @@ for (const kind of ['redis', 'daemon', 'file']) {
 
 for (const write of [true, false]) {
   test(`express: a slow ${write ? 'writing' : 'reading'} request started before a logout does not bring the session back`, async () => {
-    const app = await startApp('express', { spec: { kind: 'redis', url: redis.url } })
+    const app = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url } })
     try {
       const c = client(app.port)
       assert.equal((await c.get('/')).text, 'visits: 1')
@@ -165,7 +156,7 @@ for (const write of [true, false]) {
       await sleep(50)
       assert.equal((await c.get('/logout')).text, 'bye')
       assert.equal((await slow).text, 'slow done')
-      assert.equal(await redis.cli('exists', `sess:${id}`), '0', 'the logout stands')
+      assert.equal(await servers.redis.cli('exists', `sess:${id}`), '0', 'the logout stands')
       assert.equal((await c.get('/peek')).text, 'visits: 0')
     } finally {
       await app.close()
@@ -217,9 +208,9 @@ test('express: Redis killed under load: every request answers within the timeout
 })
 
 test('express: touch only extends the expiry, and touchAfter skips touches of recently written sessions', async () => {
-  const lazy = await startApp('express', { spec: { kind: 'redis', url: redis.url }, adapter: { touchAfter: 60 } })
-  const eager = await startApp('express', { spec: { kind: 'redis', url: redis.url } })
-  const pexpires = async () => Number((/cmdstat_pexpire:calls=(\d+)/.exec(await redis.cli('info', 'commandstats')) || [0, 0])[1])
+  const lazy = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url }, adapter: { touchAfter: 60 } })
+  const eager = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url } })
+  const pexpires = async () => Number((/cmdstat_pexpire:calls=(\d+)/.exec(await servers.redis.cli('info', 'commandstats')) || [0, 0])[1])
   try {
     for (const [app, want] of [
       [lazy, 0],
@@ -227,10 +218,10 @@ test('express: touch only extends the expiry, and touchAfter skips touches of re
     ]) {
       const c = client(app.port)
       assert.equal((await c.get('/')).text, 'visits: 1')
-      await redis.cli('config', 'resetstat')
+      await servers.redis.cli('config', 'resetstat')
       for (let i = 0; i < 10; i++) assert.equal((await c.get('/peek')).text, 'visits: 1')
       assert.equal(await pexpires(), want)
-      assert.equal(Number(await redis.cli('strlen', `sess:${c.sessionId()}`)) > 0, true)
+      assert.equal(Number(await servers.redis.cli('strlen', `sess:${c.sessionId()}`)) > 0, true)
     }
   } finally {
     await lazy.close()

@@ -9,25 +9,16 @@ const path = require('node:path')
 const rs = require('..')
 const { FastifyStore } = require('../fastify')
 const { startRedis, sleep } = require('./support/redis-servers')
-const { startDaemon } = require('./support/daemon')
+const { redisAndDaemon } = require('./support/daemon')
 const { startApp, spawnApp, client } = require('./support/web-apps')
 
-let redis
-let daemon
-test.before(async () => {
-  redis = await startRedis()
-  daemon = await startDaemon(0)
-})
-test.after(async () => {
-  await redis.stop()
-  await daemon.stop()
-})
+const servers = redisAndDaemon(test)
 
 const specs = () => ({
   memory: { kind: 'memory' },
   file: { kind: 'file', dir: fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-fastify-')) },
-  redis: { kind: 'redis', url: redis.url },
-  daemon: { kind: 'daemon', port: daemon.port },
+  redis: { kind: 'redis', url: servers.redis.url },
+  daemon: { kind: 'daemon', port: servers.daemon.port },
 })
 
 for (const kind of ['memory', 'file', 'redis', 'daemon']) {
@@ -39,15 +30,15 @@ for (const kind of ['memory', 'file', 'redis', 'daemon']) {
       for (let i = 1; i <= 3; i++) assert.equal((await c.get('/')).text, `visits: ${i}`)
       const id = c.sessionId()
       if (kind === 'redis') {
-        const s = JSON.parse(await redis.cli('get', `sess:${id}`))
+        const s = JSON.parse(await servers.redis.cli('get', `sess:${id}`))
         assert.equal(s.user, 'ada')
         assert.equal(s.visits, 3)
-        const ttl = Number(await redis.cli('ttl', `sess:${id}`))
+        const ttl = Number(await servers.redis.cli('ttl', `sess:${id}`))
         assert.ok(ttl > 3590 && ttl <= 3600, `the cookie's maxAge is the ttl (${ttl})`)
       }
       assert.equal((await c.get('/logout')).text, 'bye')
       assert.equal((await c.get('/peek')).text, 'visits: 0')
-      if (kind === 'redis') assert.equal(await redis.cli('exists', `sess:${id}`), '0')
+      if (kind === 'redis') assert.equal(await servers.redis.cli('exists', `sess:${id}`), '0')
     } finally {
       await app.close()
     }
@@ -81,7 +72,7 @@ test('fastify: a session that cannot be stored is a coded error, the stored one 
       assert.equal(res.status, 500)
       assert.equal(JSON.parse(res.text).code, code)
     }
-    assert.deepEqual(Object.keys(JSON.parse(await redis.cli('get', `fy:${c.sessionId()}`))).sort(), ['cookie', 'visits'])
+    assert.deepEqual(Object.keys(JSON.parse(await servers.redis.cli('get', `fy:${c.sessionId()}`))).sort(), ['cookie', 'visits'])
     assert.equal((await c.get('/peek')).text, 'visits: 1')
   } finally {
     await app.close()

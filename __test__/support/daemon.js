@@ -28,4 +28,22 @@ async function startDaemon(...args) {
   }
 }
 
-module.exports = { startDaemon, BIN }
+/**
+ * A redis-server and a daemon for the tests of one file: started before
+ * them, stopped after; `servers.redis` and `servers.daemon` once started.
+ */
+function redisAndDaemon(test) {
+  const { startRedis } = require('./redis-servers')
+  const servers = {}
+  test.before(async () => {
+    servers.redis = await startRedis()
+    servers.daemon = await startDaemon(0)
+  })
+  test.after(async () => {
+    await servers.redis.stop()
+    await servers.daemon.stop()
+  })
+  return servers
+}
+
+module.exports = { startDaemon, redisAndDaemon, BIN }
