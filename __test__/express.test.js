@@ -229,6 +229,20 @@ test('express: touch only extends the expiry, and touchAfter skips touches of re
   }
 })
 
+test('ExpressStore with lockRequests: a get through the Promise form (no request to hold the lock) leaves no lock behind', async () => {
+  const inner = rs.memory()
+  const store = new ExpressStore({ store: inner, lockRequests: { waitMs: 300 } })
+  try {
+    await store.set('s', { cookie: { expires: new Date(Date.now() + 60_000).toISOString() }, n: 1 })
+    assert.equal((await store.get('s')).n, 1)
+    assert.equal((await store.get('s')).n, 1, 'the second get takes the lock again at once')
+    const lock = await inner.lock('s', { waitMs: 0 })
+    await lock.release()
+  } finally {
+    await inner.close()
+  }
+})
+
 test('ExpressStore: callbacks once and asynchronously, Promises too, connect-redis TTL rule, bad input refused', async () => {
   const inner = rs.memory({ timeoutUnit: 'min', maxSessionBytes: 1000 })
   const store = new ExpressStore({ store: inner })

@@ -276,6 +276,18 @@ test('redis: wrong password is ERR_STORE_AUTH; the right one works', async () =>
   }
 })
 
+test('redis: an idle connection the server closes is made again by the next call, which does not fail', async () => {
+  const s = rs.redis({ url: server.url, prefix: 'idle:' })
+  try {
+    await s.set('a', { n: 1 }, 60_000)
+    await server.cli('client', 'kill', 'type', 'normal')
+    await sleep(100) // the close has arrived
+    assert.deepEqual(await s.get('a'), { n: 1 })
+  } finally {
+    await s.close()
+  }
+})
+
 test('redis: close() lets Node exit, and an idle store never holds a process open', async () => {
   const script = (close) => `
     const rs = require(${JSON.stringify(path.join(__dirname, '..'))})

@@ -205,9 +205,13 @@ function output(o) {
 const ttlText = (s) => (s === -1 ? 'none' : s < 0 ? 'missing' : s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : s < 2 * DAY_S ? `${Math.round(s / 3600)}h` : `${Math.round(s / DAY_S)}d`)
 const sizeText = (b) => (b < 1024 ? `${b} B` : b < 1 << 20 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / (1 << 20)).toFixed(1)} MiB`)
 
-/** A progress bar on stderr (a terminal only) with rate and ETA; `total` may be unknown (0). */
-function progress(total, what) {
+/**
+ * A progress bar on stderr (a terminal only) with rate and ETA; `total()`
+ * is asked only then (counting a big store is a walk of its own).
+ */
+async function progress(total, what) {
   if (!process.stderr.isTTY) return { tick: () => {}, stop: () => {} }
+  total = await total()
   const { SingleBar, Presets } = require('cli-progress')
   const start = Date.now()
   const bar = new SingleBar(
@@ -342,7 +346,7 @@ const run = {
     if (!o.yes && !(await confirm('Remove every session of this store? Type yes: '))) {
       throw new UsageError('clear removes every session: confirm on a terminal, or pass --yes')
     }
-    const bar = progress(await countOf(store), 'clear')
+    const bar = await progress(() => countOf(store), 'clear')
     let removed = 0
     await pool(store.walk(), async (s) => {
       if (await store.remove(s.id)) removed++
@@ -353,7 +357,7 @@ const run = {
   },
   async export(store, [file], o, out) {
     const sink = file === undefined || file === '-' ? process.stdout : fs.createWriteStream(file, { mode: 0o600 })
-    const bar = progress(sink === process.stdout ? 0 : await countOf(store), 'export')
+    const bar = await progress(() => (sink === process.stdout ? 0 : countOf(store)), 'export')
     let n = 0
     let skipped = 0
     for await (const s of store.walk()) {
@@ -373,7 +377,7 @@ const run = {
     else if (skipped) process.stderr.write(`rs-store: ${note}\n`)
   },
   async import(store, [file], o, out) {
-    const bar = progress(0, 'import')
+    const bar = await progress(() => 0, 'import')
     let n = 0
     let expired = 0
     let lineNo = 0
@@ -401,7 +405,7 @@ const run = {
     need(toSpec, 'the store to migrate to')
     const to = open(toSpec, { create: true })
     try {
-      const bar = progress(await countOf(from), 'migrate')
+      const bar = await progress(() => countOf(from), 'migrate')
       let n = 0
       let skipped = 0
       await pool(from.walk(), async (s) => {

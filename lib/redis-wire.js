@@ -125,12 +125,21 @@ function wireIo(native, deliver, o) {
         if (sends.length && !timer) arm()
       }
     })
-    s.on('error', (e) => {
-      if (socket === s) fail(unavailable(e.message))
-    })
-    s.on('close', () => {
-      if (socket === s) fail(unavailable('the connection closed'))
-    })
+    // A connection closed while nothing waits on it (the server's idle
+    // timeout, a restart between calls) is simply made again on the next
+    // call; only calls it leaves unanswered fail.
+    const lost = (why) => {
+      if (socket !== s) return
+      if (ready && answered >= total) {
+        socket = null
+        ready = false
+        s.destroy()
+        return
+      }
+      fail(unavailable(why))
+    }
+    s.on('error', (e) => lost(e.message))
+    s.on('close', () => lost('the connection closed'))
   }
 
   function finishClose() {

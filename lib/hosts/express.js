@@ -84,17 +84,21 @@ class ExpressStore extends Store {
       this._handoff = { sid, lock }
       return sess
     })
-    if (typeof cb !== 'function') return answer(p, cb, this._orphan)
     // express-session calls createSession(req, sess) inside the callback;
-    // a lock nobody claimed there (no such request) is released at once.
+    // a lock nobody claimed there (no such request: a caller of the
+    // Promise form, or load()) is released at once.
+    const unclaimed = () => {
+      const h = this._handoff
+      this._handoff = null
+      if (h) h.lock.release().catch(this._orphan)
+    }
+    if (typeof cb !== 'function') return answer(p.finally(unclaimed), cb, this._orphan)
     p.then(
       (sess) => {
         try {
           cb(null, sess)
         } finally {
-          const h = this._handoff
-          this._handoff = null
-          if (h) h.lock.release().catch(this._orphan)
+          unclaimed()
         }
       },
       (e) => cb(e),

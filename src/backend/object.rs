@@ -362,7 +362,18 @@ impl Inner {
         Some((r, _)) => r.header.expires.map_or(Ttl::Persistent, Ttl::At),
       }),
       Op::Exists(id) => Reply::Bool(self.read_live(id).await?.is_some()),
-      Op::Len => Reply::Count(self.live().await?.len() as u64),
+      Op::Len => {
+        // Page by page: a count holds no session in memory.
+        let (mut n, mut cursor) = (0u64, String::new());
+        loop {
+          let (next, page) = self.page(&cursor, 1000).await?;
+          n += page.len() as u64;
+          if next.is_empty() {
+            break Reply::Count(n);
+          }
+          cursor = next;
+        }
+      }
       Op::Keys => Reply::Keys(self.live().await?.into_iter().map(|(_, r)| r.header.id).collect()),
       Op::Entries => Reply::Entries(self.live().await?.into_iter().map(|(_, r)| (r.header.id, r.payload)).collect()),
       Op::Page(cursor, count) => {
