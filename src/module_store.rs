@@ -85,9 +85,7 @@ impl ModuleStore {
     match self.store.get(path).await {
       Ok(r) => {
         let bytes = r.bytes().await.map_err(map_err)?;
-        String::from_utf8(bytes.to_vec())
-          .map(Some)
-          .map_err(|_| StoreError::new(Code::Corrupt, format!("{path} is not UTF-8 text")))
+        String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| StoreError::new(Code::Corrupt, format!("{path} is not UTF-8 text")))
       }
       Err(object_store::Error::NotFound { .. }) => Ok(None),
       Err(e) => Err(map_err(e)),

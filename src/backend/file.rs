@@ -59,13 +59,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use parking_lot::{Condvar, Mutex};
 use super::file_cache::{slot_of, ReadCache};
 use super::record::{self, Record, EXT};
 use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
+use async_trait::async_trait;
+use parking_lot::{Condvar, Mutex};
 
 const TMP_PREFIX: &str = ".tmp-";
 /// Temp files older than this are leftovers of a killed writer.
@@ -224,7 +224,11 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
   let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
   // SAFETY: two valid NUL-terminated paths; no memory is handed over.
   let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-  if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+  if r == 0 {
+    Ok(())
+  } else {
+    Err(std::io::Error::last_os_error())
+  }
 }
 
 impl Inner {
@@ -536,8 +540,7 @@ impl Inner {
   fn try_create_lock(&self, path: &Path, token: &str, ttl_ms: u64) -> Result<bool> {
     match super::private_file().write(true).create_new(true).open(path) {
       Ok(mut f) => {
-        f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes())
-          .map_err(|e| io_err("cannot write", path, e))?;
+        f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()).map_err(|e| io_err("cannot write", path, e))?;
         Ok(true)
       }
       Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
@@ -578,21 +581,19 @@ impl Inner {
 
   fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
     let path = self.lock_path(id);
-    self.guarded(|| {
-      match Self::read_lock(&path) {
-        Some((t, exp)) if t == token && exp > now_ms() => {
-          let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
-          super::private_file()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
-            .and_then(|_| fs::rename(&tmp, &path))
-            .map_err(|e| io_err("cannot renew", &path, e))?;
-          Ok(true)
-        }
-        _ => Ok(false),
+    self.guarded(|| match Self::read_lock(&path) {
+      Some((t, exp)) if t == token && exp > now_ms() => {
+        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
+        super::private_file()
+          .write(true)
+          .create_new(true)
+          .open(&tmp)
+          .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
+          .and_then(|_| fs::rename(&tmp, &path))
+          .map_err(|e| io_err("cannot renew", &path, e))?;
+        Ok(true)
       }
+      _ => Ok(false),
     })
   }
 
@@ -770,9 +771,7 @@ impl FileBackend {
   pub fn new(opts: FileOptions) -> Result<Self> {
     let dir = &opts.dir;
     match fs::metadata(dir) {
-      Ok(m) if !m.is_dir() => {
-        return Err(StoreError::new(Code::InvalidOption, format!("{} exists and is not a directory", dir.display())))
-      }
+      Ok(m) if !m.is_dir() => return Err(StoreError::new(Code::InvalidOption, format!("{} exists and is not a directory", dir.display()))),
       Ok(_) => {}
       Err(e) if e.kind() == ErrorKind::NotFound => {
         let mut b = fs::DirBuilder::new();
@@ -867,9 +866,7 @@ impl FileBackend {
 
   async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> T + Send + 'static) -> Result<T> {
     let inner = self.inner.clone();
-    tokio::task::spawn_blocking(move || f(&inner))
-      .await
-      .map_err(|e| StoreError::new(Code::Internal, format!("file task failed: {e}")))
+    tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::new(Code::Internal, format!("file task failed: {e}")))
   }
 
   async fn one(&self, op: Op) -> Result<Reply> {
@@ -1025,9 +1022,10 @@ impl Backend for FileBackend {
       let g = op.id().map_or(0, |id| (shard_of(id) % shards as u64) as usize);
       groups[g].push((i, op));
     }
-    let tasks = groups.into_iter().filter(|g| !g.is_empty()).map(|group| {
-      self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>())
-    });
+    let tasks = groups
+      .into_iter()
+      .filter(|g| !g.is_empty())
+      .map(|group| self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>()));
     let mut out: Vec<Option<Result<Reply>>> = (0..n).map(|_| None).collect();
     for r in futures::future::join_all(tasks).await {
       match r {

@@ -89,9 +89,7 @@ impl Gens {
     }
     // SAFETY: a fresh shared mapping of `bytes` bytes of an open file at
     // least that long; checked for MAP_FAILED below.
-    let ptr = unsafe {
-      libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
-    };
+    let ptr = unsafe { libc::mmap(std::ptr::null_mut(), bytes, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0) };
     if ptr == libc::MAP_FAILED {
       return Err(std::io::Error::last_os_error());
     }

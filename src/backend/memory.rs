@@ -256,13 +256,7 @@ impl MemoryBackend {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
-    Ok(
-      st.map
-        .iter()
-        .filter(|(_, e)| !is_expired(e.expires, now))
-        .map(|(k, e)| (k.to_string(), e.value.to_vec(), e.expires))
-        .collect(),
-    )
+    Ok(st.map.iter().filter(|(_, e)| !is_expired(e.expires, now)).map(|(k, e)| (k.to_string(), e.value.to_vec(), e.expires)).collect())
   }
 
   /// Reclaims every expired entry now; returns how many.
@@ -285,17 +279,13 @@ impl MemoryBackend {
   }
 }
 
-
 impl MemoryBackend {
   /// `set`, or with a condition `set_if`; true when written.
   fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>) -> Result<bool> {
     let size = charge(id, value.len());
     if let Some(max) = self.opts.max_bytes {
       if size > max {
-        return Err(StoreError::new(
-          Code::SessionTooLarge,
-          format!("entry of {size} bytes exceeds the store's maxBytes ({max})"),
-        ));
+        return Err(StoreError::new(Code::SessionTooLarge, format!("entry of {size} bytes exceeds the store's maxBytes ({max})")));
       }
     }
     let mut st = self.shared.state.lock();
@@ -539,8 +529,7 @@ mod tests {
 
   #[test]
   fn background_sweeper_reclaims_without_reads() {
-    let m = MemoryBackend::new(MemoryOptions { sweep_interval: Some(Duration::from_millis(20)), ..Default::default() })
-      .unwrap();
+    let m = MemoryBackend::new(MemoryOptions { sweep_interval: Some(Duration::from_millis(20)), ..Default::default() }).unwrap();
     for i in 0..3000 {
       m.set(&format!("s{i}"), vec![b'x'; 10], Some(after_ms(30))).unwrap();
     }

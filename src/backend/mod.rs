@@ -174,32 +174,53 @@ impl Reply {
     StoreError::new(crate::error::Code::Internal, format!("unexpected reply {self:?}"))
   }
   pub fn into_value(self) -> Result<Option<Vec<u8>>> {
-    if let Reply::Value(v) = self { Ok(v) } else { Err(self.unexpected()) }
+    if let Reply::Value(v) = self {
+      Ok(v)
+    } else {
+      Err(self.unexpected())
+    }
   }
   pub fn into_bool(self) -> Result<bool> {
-    if let Reply::Bool(b) = self { Ok(b) } else { Err(self.unexpected()) }
+    if let Reply::Bool(b) = self {
+      Ok(b)
+    } else {
+      Err(self.unexpected())
+    }
   }
   pub fn into_ttl(self) -> Result<Ttl> {
-    if let Reply::Ttl(t) = self { Ok(t) } else { Err(self.unexpected()) }
+    if let Reply::Ttl(t) = self {
+      Ok(t)
+    } else {
+      Err(self.unexpected())
+    }
   }
   pub fn into_count(self) -> Result<u64> {
-    if let Reply::Count(n) = self { Ok(n) } else { Err(self.unexpected()) }
+    if let Reply::Count(n) = self {
+      Ok(n)
+    } else {
+      Err(self.unexpected())
+    }
   }
   pub fn into_keys(self) -> Result<Vec<String>> {
-    if let Reply::Keys(k) = self { Ok(k) } else { Err(self.unexpected()) }
+    if let Reply::Keys(k) = self {
+      Ok(k)
+    } else {
+      Err(self.unexpected())
+    }
   }
   pub fn into_entries(self) -> Result<Vec<(String, Vec<u8>)>> {
-    if let Reply::Entries(e) = self { Ok(e) } else { Err(self.unexpected()) }
+    if let Reply::Entries(e) = self {
+      Ok(e)
+    } else {
+      Err(self.unexpected())
+    }
   }
 }
 
 /// One op through a backend's own `exec_batch`. For backends that override
 /// `exec_batch` (the default one calls the per-op methods back).
 pub(crate) async fn single<B: Backend + ?Sized>(b: &B, op: Op) -> Result<Reply> {
-  b.exec_batch(vec![op])
-    .await
-    .pop()
-    .unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))
+  b.exec_batch(vec![op]).await.pop().unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))
 }
 
 /// A cheap, stable hash of an id (FNV-1a), to split a batch into groups that

@@ -100,7 +100,8 @@ impl Container {
 /// A listing error that means the bucket or container is not there.
 fn missing(e: &object_store::Error) -> bool {
   let text = e.to_string();
-  matches!(e, object_store::Error::NotFound { .. }) || ["NoSuchBucket", "ContainerNotFound", "bucket does not exist"].iter().any(|s| text.contains(s))
+  matches!(e, object_store::Error::NotFound { .. })
+    || ["NoSuchBucket", "ContainerNotFound", "bucket does not exist"].iter().any(|s| text.contains(s))
 }
 
 pub(crate) fn map_err(e: object_store::Error) -> StoreError {
@@ -176,7 +177,13 @@ impl Inner {
 
   /// Writes the record; the object_store error is returned as is so callers
   /// can tell a failed precondition or an unsupported mode from a failure.
-  async fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, mode: PutMode) -> Result<std::result::Result<(), object_store::Error>> {
+  async fn put(
+    &self,
+    id: &str,
+    payload: &[u8],
+    expires: Option<Expiry>,
+    mode: PutMode,
+  ) -> Result<std::result::Result<(), object_store::Error>> {
     let store = self.store()?;
     let body = PutPayload::from(record::encode(id, expires, payload)?);
     let key = self.key(id);
@@ -400,19 +407,32 @@ impl Inner {
 pub async fn within<T>(timeout: Duration, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
   match tokio::time::timeout(timeout, call).await {
     Ok(r) => r,
-    Err(_) => Err(StoreError::new(
-      Code::StoreUnavailable,
-      format!("object storage did not answer within {} ms", timeout.as_millis()),
-    )),
+    Err(_) => Err(StoreError::new(Code::StoreUnavailable, format!("object storage did not answer within {} ms", timeout.as_millis()))),
   }
 }
 
 impl ObjectBackend {
   /// Sessions under `root` in `store`; the sweep starts at once on the tokio
   /// runtime this is called from (`sweep_interval: None` = no sweep).
-  pub fn new(store: Arc<dyn ObjectStore>, root: Path, timeout: Duration, sweep_interval: Option<Duration>, report: Option<Report>, container: Container) -> Self {
+  pub fn new(
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    timeout: Duration,
+    sweep_interval: Option<Duration>,
+    report: Option<Report>,
+    container: Container,
+  ) -> Self {
     let local = container.name.is_none();
-    let inner = Arc::new(Inner { store: parking_lot::RwLock::new(Some(store)), root, timeout, stop: Notify::new(), report, local, container, pages: Cursors::new() });
+    let inner = Arc::new(Inner {
+      store: parking_lot::RwLock::new(Some(store)),
+      root,
+      timeout,
+      stop: Notify::new(),
+      report,
+      local,
+      container,
+      pages: Cursors::new(),
+    });
     let sweeper = sweep_interval.map(|every| {
       let i = inner.clone();
       tokio::spawn(async move {
@@ -523,7 +543,8 @@ mod tests {
 
   #[tokio::test]
   async fn sessions_in_memory_object_store() {
-    let b = ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), Duration::from_secs(5), None, None, Container::of("file:///"));
+    let b =
+      ObjectBackend::new(Arc::new(InMemory::new()), Path::from("sessions"), Duration::from_secs(5), None, None, Container::of("file:///"));
     b.set("a", b"{\"n\":1}".to_vec(), Some(after_ms(60_000))).await.unwrap();
     b.set("old", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
     b.set("old2", b"{}".to_vec(), Some(now_ms() - 5)).await.unwrap();
@@ -534,7 +555,8 @@ mod tests {
     assert!(!b.touch("nope", None).await.unwrap());
     assert_eq!(b.sweep_now().await, 1, "old2 swept");
     assert_eq!(b.len().await.unwrap(), 1);
-    let r = b.exec_batch(vec![Op::Set("x".into(), b"1".to_vec(), None), Op::Get("x".into()), Op::Remove("x".into()), Op::Get("x".into())]).await;
+    let r =
+      b.exec_batch(vec![Op::Set("x".into(), b"1".to_vec(), None), Op::Get("x".into()), Op::Remove("x".into()), Op::Get("x".into())]).await;
     assert_eq!(r[1].as_ref().unwrap(), &Reply::Value(Some(b"1".to_vec())));
     assert_eq!(r[3].as_ref().unwrap(), &Reply::Value(None));
     assert_eq!(b.clear().await.unwrap(), 1);

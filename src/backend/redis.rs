@@ -30,8 +30,7 @@ use crate::expiry::{now_ms, Expiry};
 /// Release a lock only if the caller's token still holds it.
 const UNLOCK_LUA: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
 /// Extend a lock only if the caller's token still holds it.
-const RENEW_LUA: &str =
-  "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+const RENEW_LUA: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 /// Keys per SCAN step and per UNLINK/GET batch.
 const SCAN_COUNT: usize = 1000;
@@ -274,7 +273,9 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
       StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}"))
     }
     _ if msg.contains("WRONGTYPE") => StoreError::new(Code::Corrupt, format!("a key under the prefix is not a string: {msg}")),
-    _ if e.kind() == ErrorKind::Parse => StoreError::new(Code::StoreUnavailable, format!("the server answered something that is not RESP (is it a Redis server?): {msg}")),
+    _ if e.kind() == ErrorKind::Parse => {
+      StoreError::new(Code::StoreUnavailable, format!("the server answered something that is not RESP (is it a Redis server?): {msg}"))
+    }
     _ => StoreError::new(Code::StoreUnavailable, msg),
   }
 }
@@ -316,11 +317,13 @@ impl RedisBackend {
     let connector = match &cfg.topology {
       Topology::Single(url) => {
         let info = node_info(url, &cfg)?;
-        Connector::Single(match certs {
-          Some(c) => Client::build_with_tls(info, c),
-          None => Client::open(info),
-        }
-        .map_err(bad)?)
+        Connector::Single(
+          match certs {
+            Some(c) => Client::build_with_tls(info, c),
+            None => Client::open(info),
+          }
+          .map_err(bad)?,
+        )
       }
       Topology::Cluster(nodes) => {
         let infos = nodes.iter().map(|n| node_info(n, &cfg)).collect::<Result<Vec<_>>>()?;
@@ -395,9 +398,7 @@ impl RedisBackend {
       }
     }
     let timeout = self.connect_timeout.min(self.command_timeout);
-    let config = AsyncConnectionConfig::new()
-      .set_connection_timeout(Some(timeout))
-      .set_response_timeout(Some(self.command_timeout));
+    let config = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(self.command_timeout));
     let fut = async {
       match &mut st.connector {
         Connector::Single(client) => client.get_multiplexed_async_connection_with_config(&config).await.map(Conn::Single),
@@ -504,9 +505,7 @@ impl RedisBackend {
     self
       .timed("a pipeline", async move {
         match (conn, node) {
-          (Conn::Cluster(mut c), Some((host, port))) => {
-            c.route_pipeline(pipe, 0, n, SingleNodeRoutingInfo::ByAddress { host, port }).await
-          }
+          (Conn::Cluster(mut c), Some((host, port))) => c.route_pipeline(pipe, 0, n, SingleNodeRoutingInfo::ByAddress { host, port }).await,
           (Conn::Cluster(mut c), None) => pipe.query_async::<Vec<Value>>(&mut c).await,
           (Conn::Single(mut c), _) => pipe.query_async::<Vec<Value>>(&mut c).await,
         }
@@ -553,7 +552,6 @@ impl RedisBackend {
       .await?;
     Ok(batches)
   }
-
 
   /// One pipeline for a batch of per-id ops (single server / sentinel).
   async fn pipeline(&self, conn: MultiplexedConnection, ops: &[Op]) -> Vec<Result<Reply>> {

@@ -80,11 +80,8 @@ fn expires_path(file: &Path) -> PathBuf {
 
 fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
   let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-  let tmp = dir.join(format!(
-    ".{}.tmp-{}",
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-    std::process::id()
-  ));
+  let tmp =
+    dir.join(format!(".{}.tmp-{}", path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
   let r = (|| -> std::io::Result<()> {
     let mut f = super::private_file().write(true).create(true).truncate(true).open(&tmp)?;
     f.write_all(bytes)?;
@@ -135,9 +132,8 @@ fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary:
     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
     Err(e) => return Err(io_err("cannot read", file, e)),
   };
-  let sessions: HashMap<String, &RawValue> = serde_json::from_slice(&text).map_err(|e| {
-    StoreError::new(Code::Corrupt, format!("{} is not a JSON object of sessions ({e}); fix or move it", file.display()))
-  })?;
+  let sessions: HashMap<String, &RawValue> = serde_json::from_slice(&text)
+    .map_err(|e| StoreError::new(Code::Corrupt, format!("{} is not a JSON object of sessions ({e}); fix or move it", file.display())))?;
   let expires: HashMap<String, u64> = fs::read(expires_path(file))
     .ok()
     .and_then(|t| serde_json::from_slice::<HashMap<String, serde_json::Value>>(&t).ok())

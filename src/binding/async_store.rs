@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesOrdered, StreamExt};
 
 use napi::bindgen_prelude::{BufferSlice, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
-use napi::{Env, JsValue};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, JsValue};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -128,7 +128,11 @@ fn copied<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<BufferSlice<'env>,
 }
 
 /// A page as one flat array: `[next, id, text | null, pttl, bytes, id, …]`.
-pub(crate) unsafe fn page_to_js(env: sys::napi_env, next: String, es: Vec<(String, Option<String>, crate::backend::Ttl, usize)>) -> napi::Result<sys::napi_value> {
+pub(crate) unsafe fn page_to_js(
+  env: sys::napi_env,
+  next: String,
+  es: Vec<(String, Option<String>, crate::backend::Ttl, usize)>,
+) -> napi::Result<sys::napi_value> {
   let mut arr = std::ptr::null_mut();
   napi::check_status!(unsafe { sys::napi_create_array_with_length(env, 1 + es.len() * 4, &mut arr) })?;
   let mut i = 0u32;
@@ -526,7 +530,13 @@ impl AsyncStore {
   /// Redis `SET … NX`) or, with `present`, only when one has (`replace`,
   /// `SET … XX`); its reply is true when written.
   #[napi(catch_unwind)]
-  pub fn q_set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<(), Code> {
+  pub fn q_set_if(
+    &self,
+    id: String,
+    #[napi(ts_arg_type = "string")] value: Utf8Text,
+    ttl_ms: Option<f64>,
+    present: bool,
+  ) -> napi::Result<(), Code> {
     check_id(&id)?;
     self.core.limits.check(value.as_str())?;
     let value = self.value(&id, value)?;

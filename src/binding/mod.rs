@@ -46,12 +46,7 @@ pub use sync_store::{MemoryStoreOptions, NativeStore, StoredEntry};
 /// pool.
 #[napi_derive::module_init]
 fn init_runtime() {
-  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
-    .worker_threads(1)
-    .thread_name("rs-store-io")
-    .enable_all()
-    .build()
-  {
+  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("rs-store-io").enable_all().build() {
     napi::bindgen_prelude::create_custom_tokio_runtime(rt);
   }
 }
@@ -116,10 +111,7 @@ fn check_id(id: &str) -> Result<()> {
     return Err(StoreError::new(Code::InvalidId, "session id must not be empty"));
   }
   if id.len() > MAX_ID_BYTES {
-    return Err(StoreError::new(
-      Code::InvalidId,
-      format!("session id is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len()),
-    ));
+    return Err(StoreError::new(Code::InvalidId, format!("session id is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len())));
   }
   Ok(())
 }
@@ -128,9 +120,7 @@ fn check_id(id: &str) -> Result<()> {
 fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
   match ttl_ms {
     None => Ok(None),
-    Some(t) if t.is_nan() || t < 0.0 => {
-      Err(StoreError::new(Code::InvalidTimeout, format!("ttl must be a number >= 0, got {t}")))
-    }
+    Some(t) if t.is_nan() || t < 0.0 => Err(StoreError::new(Code::InvalidTimeout, format!("ttl must be a number >= 0, got {t}"))),
     Some(t) if t.is_infinite() => Ok(None),
     // `as u64` saturates, and after_ms saturates: no overflow for huge ttls.
     Some(t) => Ok(Some(after_ms(t.ceil() as u64))),
@@ -197,7 +187,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-  pub(crate) fn new(max_session_bytes: Option<u32>, secrets: Option<Vec<String>>, compress: Option<bool>, report: Option<Report>) -> Result<Self> {
+  pub(crate) fn new(
+    max_session_bytes: Option<u32>,
+    secrets: Option<Vec<String>>,
+    compress: Option<bool>,
+    report: Option<Report>,
+  ) -> Result<Self> {
     Ok(Core {
       limits: SessionLimits::new(max_session_bytes)?,
       codec: Codec::new(&secrets.unwrap_or_default(), compress.unwrap_or(false))?,
@@ -212,9 +207,10 @@ impl Core {
   /// The stored session as text, or `None` (reported) when it cannot be
   /// decoded: tampered, wrong key, not UTF-8.
   pub fn decode(&self, id: &str, stored: Vec<u8>) -> Option<String> {
-    let r = self.codec.decode(id, stored).and_then(|b| {
-      String::from_utf8(b).map_err(|_| StoreError::new(Code::Corrupt, "stored session is not UTF-8 text"))
-    });
+    let r = self
+      .codec
+      .decode(id, stored)
+      .and_then(|b| String::from_utf8(b).map_err(|_| StoreError::new(Code::Corrupt, "stored session is not UTF-8 text")));
     match r {
       Ok(t) => Some(t),
       Err(e) => {
@@ -293,7 +289,11 @@ impl SessionCodec {
 /// An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
 /// with expired sessions reclaimed in the background.
 #[napi(catch_unwind, ts_args_type = "options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void")]
-pub fn memory_store(env: Env, options: Option<MemoryStoreOptions>, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<NativeStore, Code> {
+pub fn memory_store(
+  env: Env,
+  options: Option<MemoryStoreOptions>,
+  on_report: Option<Function<'_, JsReply, ()>>,
+) -> napi::Result<NativeStore, Code> {
   let o = options.unwrap_or(MemoryStoreOptions {
     max_entries: None,
     max_bytes: None,
@@ -351,7 +351,10 @@ pub struct RedisStoreConfig {
 
 /// A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
 /// through `onDone(replies)`, in the order the calls were queued.
-#[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void")]
+#[napi(
+  catch_unwind,
+  ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void"
+)]
 pub fn redis_store(
   env: Env,
   config: RedisStoreConfig,
@@ -362,10 +365,9 @@ pub fn redis_store(
   let topology = match config.mode.as_str() {
     "single" | "daemon" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
     "cluster" => Topology::Cluster(config.urls),
-    "sentinel" => Topology::Sentinel {
-      sentinels: config.urls,
-      master: config.master_name.ok_or_else(|| opt("sentinel mode needs the master's name"))?,
-    },
+    "sentinel" => {
+      Topology::Sentinel { sentinels: config.urls, master: config.master_name.ok_or_else(|| opt("sentinel mode needs the master's name"))? }
+    }
     m => return Err(opt(&format!("unknown Redis mode {m:?}"))),
   };
   let client_tls = match (config.tls_cert, config.tls_key) {
@@ -397,13 +399,14 @@ pub fn redis_store(
 /// through `opened`/`pack`/`feed`/`abort` (see `engine::wire`). The URL
 /// gives the credentials and database (`username`, `password`, `db` win).
 #[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onReport?: (err: Error) => void")]
-pub fn redis_wire_store(env: Env, config: RedisStoreConfig, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<AsyncStore, Code> {
+pub fn redis_wire_store(
+  env: Env,
+  config: RedisStoreConfig,
+  on_report: Option<Function<'_, JsReply, ()>>,
+) -> napi::Result<AsyncStore, Code> {
   use redis::IntoConnectionInfo;
   let url = config.urls.first().ok_or_else(|| napi::Error::new(Code::InvalidOption, "a Redis URL is needed".to_string()))?;
-  let info = url
-    .as_str()
-    .into_connection_info()
-    .map_err(|e| napi::Error::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
+  let info = url.as_str().into_connection_info().map_err(|e| napi::Error::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
   let settings = info.redis_settings();
   let address = match info.addr() {
     redis::ConnectionAddr::Unix(p) => p.display().to_string(),
@@ -446,7 +449,10 @@ pub const READ_CACHE_BYTES: usize = 32 << 20;
 /// A file store. Replies arrive through `onDone(replies)` in call order;
 /// problems found in the directory (corrupt or foreign files) through
 /// `onReport(error)`.
-#[napi(catch_unwind, ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+#[napi(
+  catch_unwind,
+  ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
+)]
 pub fn file_store(
   env: Env,
   config: FileStoreConfig,
@@ -467,7 +473,8 @@ pub fn file_store(
   // Its own thread, spinning as Redis's dispatcher does: at one call in
   // flight a set took ~170 µs with a hop to the blocking pool and back and
   // ~80 µs run right on a dispatcher that is awake (this project's VM).
-  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file")).map(|s| charged(&env, s))
+  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file"))
+    .map(|s| charged(&env, s))
 }
 
 /// Options of Synchro's single-file session store.

@@ -53,7 +53,10 @@ pub struct ObjectStoreConfig {
 
 /// Sessions in object storage; replies through `onDone` in call order,
 /// problems (corrupt objects, decode failures) through `onReport`.
-#[napi(catch_unwind, ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void")]
+#[napi(
+  catch_unwind,
+  ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
+)]
 pub fn object_session_store(
   env: napi::Env,
   config: ObjectStoreConfig,
@@ -78,8 +81,9 @@ pub fn object_session_store(
   let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
   let every = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
   let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
-  let backend =
-    napi::bindgen_prelude::within_runtime_if_available(|| ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url)));
+  let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
+    ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
+  });
   async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(|s| super::charged(&env, s))
 }
 

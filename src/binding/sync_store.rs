@@ -107,7 +107,13 @@ impl NativeStore {
   /// `present`, only when one has (`replace`); true when written. For
   /// `add`, `ttlMs` must be undefined (never expires) or in the future.
   #[napi(catch_unwind)]
-  pub fn set_if(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>, present: bool) -> napi::Result<bool, Code> {
+  pub fn set_if(
+    &self,
+    id: String,
+    #[napi(ts_arg_type = "string")] value: Utf8Text,
+    ttl_ms: Option<f64>,
+    present: bool,
+  ) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
     o.core.limits.check(value.as_str())?;
@@ -261,4 +267,3 @@ impl NativeStore {
     panic!("deliberate panic (test hook)");
   }
 }
-

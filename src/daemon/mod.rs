@@ -210,7 +210,11 @@ struct Capped<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for Capped<R> {
-  fn poll_read(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> std::task::Poll<std::io::Result<()>> {
+  fn poll_read(
+    mut self: std::pin::Pin<&mut Self>,
+    cx: &mut std::task::Context<'_>,
+    buf: &mut tokio::io::ReadBuf<'_>,
+  ) -> std::task::Poll<std::io::Result<()>> {
     if self.since > self.max {
       return std::task::Poll::Ready(Err(std::io::Error::other("request too large")));
     }
@@ -272,10 +276,7 @@ fn text(arg: &[u8]) -> std::result::Result<&str, Reply> {
 }
 
 fn number(arg: &[u8]) -> std::result::Result<i64, Reply> {
-  std::str::from_utf8(arg)
-    .ok()
-    .and_then(|s| s.parse().ok())
-    .ok_or_else(|| Reply::error("ERR", "value is not an integer or out of range"))
+  std::str::from_utf8(arg).ok().and_then(|s| s.parse().ok()).ok_or_else(|| Reply::error("ERR", "value is not an integer or out of range"))
 }
 
 /// A key argument: UTF-8, non-empty, at most [`MAX_KEY_BYTES`].
@@ -304,7 +305,11 @@ async fn execute(shared: &Shared, conn: u64, args: Vec<Vec<u8>>) -> Reply {
     ("COMMAND", _) => Ok(Reply::Array(vec![])),
     ("INFO", _) => {
       let mode = if shared.storage.is_some() { "storage" } else { "lock" };
-      let info = format!("# Server\r\nrs_store_daemon_version:{}\r\nmode:{mode}\r\nlocks_held:{}\r\n", env!("CARGO_PKG_VERSION"), shared.locks.len());
+      let info = format!(
+        "# Server\r\nrs_store_daemon_version:{}\r\nmode:{mode}\r\nlocks_held:{}\r\n",
+        env!("CARGO_PKG_VERSION"),
+        shared.locks.len()
+      );
       Ok(Reply::Bulk(Some(info.into_bytes())))
     }
     ("LOCK", 3) | ("RENEW", 3) => (|| {
@@ -367,10 +372,12 @@ async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec
     ("EXPIRE", 2) => done(s.touch(key(&a[0])?, Some(expiry_in(number(&a[1])?.saturating_mul(1000)))).await.map(Reply::bool)),
     ("PERSIST", 1) => done(s.touch(key(&a[0])?, None).await.map(Reply::bool)),
     ("PTTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| Reply::Int(t.pttl()))),
-    ("TTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| Reply::Int(match t.pttl() {
-      ms if ms < 0 => ms,
-      ms => (ms + 500) / 1000,
-    }))),
+    ("TTL", 1) => done(s.ttl(key(&a[0])?).await.map(|t| {
+      Reply::Int(match t.pttl() {
+        ms if ms < 0 => ms,
+        ms => (ms + 500) / 1000,
+      })
+    })),
     ("EXISTS" | "DEL" | "UNLINK", n) if n >= 1 => {
       let mut count = 0;
       for k in a {

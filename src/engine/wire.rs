@@ -142,7 +142,8 @@ impl Wire {
           Op::Page(cursor, _) => Some(cursor.parse().map_err(|_| ()).unwrap_or(0)),
           _ => Some(0),
         };
-        let scan = Scan { op, next, ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new(), page: Vec::new(), page_next: String::new() };
+        let scan =
+          Scan { op, next, ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new(), page: Vec::new(), page_next: String::new() };
         self.scan = Some(scan);
         self.scan_step();
         break;
