@@ -15,6 +15,28 @@ const native = require('../lib/native')
 const ROOT = path.join(__dirname, '..')
 const pkg = require('../package.json')
 
+/**
+ * The main package's runtime dependencies, transitively (from the lockfile),
+ * packed from node_modules: an offline install can take them from there
+ * (npm's cache holds the tarballs of `npm install` but not the registry
+ * metadata an install of new ranges asks for).
+ */
+function packedDeps(dest) {
+  const lock = require('../package-lock.json').packages
+  const names = new Set()
+  const todo = Object.keys(pkg.dependencies || {})
+  while (todo.length) {
+    const name = todo.pop()
+    if (names.has(name)) continue
+    names.add(name)
+    todo.push(...Object.keys(lock[`node_modules/${name}`].dependencies || {}))
+  }
+  if (!names.size) return []
+  const dirs = [...names].map((n) => path.join(ROOT, 'node_modules', n))
+  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', dest, ...dirs], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  return out.trim().split('\n').map((f) => path.join(dest, f.trim()))
+}
+
 /** PATH without any folder that holds cargo or rustc. */
 const noRust = () =>
   process.env.PATH.split(path.delimiter)
@@ -40,7 +62,7 @@ test('install from packed tarballs: no build, no network, no cargo; the platform
   const app = path.join(tmp, 'app')
   fs.mkdirSync(app)
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
-  npm(['install', '--offline', '--no-audit', '--no-fund', platformTgz, mainTgz], app, { PATH: noRust() })
+  npm(['install', '--offline', '--no-audit', '--no-fund', ...packedDeps(tmp), platformTgz, mainTgz], app, { PATH: noRust() })
   assert.ok(!fs.existsSync(path.join(app, 'node_modules/rs-store/native', node)), 'nothing was built')
   fs.symlinkSync(path.join(ROOT, 'node_modules/simples'), path.join(app, 'node_modules/simples'))
   const script = `

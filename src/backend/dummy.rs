@@ -1,53 +1,28 @@
 //! Stores nothing (HTTP Sessions' `DummyStorage`): every read misses, every
 //! write succeeds. Useful in tests and to measure host overhead.
 
-use super::{SyncBackend, Ttl};
+use super::{Cond, Op, Reply, SyncBackend, Ttl};
 use crate::error::Result;
-use crate::expiry::Expiry;
 
 #[derive(Debug, Default)]
 pub struct DummyBackend;
 
 impl SyncBackend for DummyBackend {
-  fn get(&self, _id: &str) -> Result<Option<Vec<u8>>> {
-    Ok(None)
-  }
-  fn set(&self, _id: &str, _value: Vec<u8>, _expires: Option<Expiry>) -> Result<()> {
-    Ok(())
-  }
-  fn remove(&self, _id: &str) -> Result<bool> {
-    Ok(false)
-  }
-  fn touch(&self, _id: &str, _expires: Option<Expiry>) -> Result<bool> {
-    Ok(false)
-  }
-  fn ttl(&self, _id: &str) -> Result<Ttl> {
-    Ok(Ttl::Missing)
-  }
-  fn exists(&self, _id: &str) -> Result<bool> {
-    Ok(false)
-  }
-  fn len(&self) -> Result<u64> {
-    Ok(0)
-  }
-  fn clear(&self) -> Result<u64> {
-    Ok(0)
-  }
-  fn keys(&self) -> Result<Vec<String>> {
-    Ok(Vec::new())
-  }
-  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    Ok(Vec::new())
-  }
-  /// Like HTTP Sessions' DummyStorage: every lock is granted, none is exclusive.
-  fn lock(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Ok(true)
-  }
-  fn unlock(&self, _id: &str, _token: &str) -> Result<bool> {
-    Ok(true)
-  }
-  fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Ok(true)
+  fn run(&self, op: Op) -> Result<Reply> {
+    Ok(match op {
+      Op::Get(_) => Reply::Value(None),
+      Op::Set(..) => Reply::Done,
+      // An add is "written" (nothing is there); a replace finds nothing.
+      Op::SetIf(.., cond) => Reply::Bool(cond == Cond::Absent),
+      Op::Remove(_) | Op::Touch(..) | Op::Exists(_) => Reply::Bool(false),
+      Op::Ttl(_) => Reply::Ttl(Ttl::Missing),
+      Op::Len | Op::Clear => Reply::Count(0),
+      Op::Keys => Reply::Keys(Vec::new()),
+      Op::Entries => Reply::Entries(Vec::new()),
+      Op::Page(..) => Reply::Page(String::new(), Vec::new()),
+      // Like HTTP Sessions' DummyStorage: every lock is granted, none is exclusive.
+      Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(true),
+    })
   }
   fn close(&self) -> Result<()> {
     Ok(())
@@ -61,10 +36,12 @@ mod tests {
   #[test]
   fn stores_nothing() {
     let d = DummyBackend;
-    d.set("a", b"x".to_vec(), None).unwrap();
-    assert_eq!(SyncBackend::get(&d, "a").unwrap(), None);
-    assert!(!d.exists("a").unwrap());
-    assert_eq!(d.len().unwrap(), 0);
-    assert_eq!(d.ttl("a").unwrap(), Ttl::Missing);
+    assert_eq!(d.run(Op::Set("a".into(), b"x".to_vec(), None)).unwrap(), Reply::Done);
+    assert_eq!(d.run(Op::Get("a".into())).unwrap(), Reply::Value(None));
+    assert_eq!(d.run(Op::SetIf("a".into(), b"x".to_vec(), None, Cond::Absent)).unwrap(), Reply::Bool(true));
+    assert_eq!(d.run(Op::SetIf("a".into(), b"x".to_vec(), None, Cond::Present)).unwrap(), Reply::Bool(false));
+    assert_eq!(d.run(Op::Exists("a".into())).unwrap(), Reply::Bool(false));
+    assert_eq!(d.run(Op::Len).unwrap(), Reply::Count(0));
+    assert_eq!(d.run(Op::Ttl("a".into())).unwrap(), Reply::Ttl(Ttl::Missing));
   }
 }

@@ -868,10 +868,6 @@ impl FileBackend {
     let inner = self.inner.clone();
     tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::new(Code::Internal, format!("file task failed: {e}")))
   }
-
-  async fn one(&self, op: Op) -> Result<Reply> {
-    self.blocking(move |i| Self::run_sync(i, &op)).await?
-  }
 }
 
 /// Reads that never wait on the disk (Linux: `openat2(RESOLVE_CACHED)` +
@@ -966,52 +962,9 @@ impl Backend for FileBackend {
     self.inner.get_now(id)
   }
 
-  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    self.one(Op::Get(id.into())).await?.into_value()
-  }
-  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.one(Op::Set(id.into(), value, expires)).await.map(|_| ())
-  }
-  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    self.one(Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
-  }
-  async fn remove(&self, id: &str) -> Result<bool> {
-    self.one(Op::Remove(id.into())).await?.into_bool()
-  }
-  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    self.one(Op::Touch(id.into(), expires)).await?.into_bool()
-  }
-  async fn ttl(&self, id: &str) -> Result<Ttl> {
-    self.one(Op::Ttl(id.into())).await?.into_ttl()
-  }
-  async fn exists(&self, id: &str) -> Result<bool> {
-    self.one(Op::Exists(id.into())).await?.into_bool()
-  }
-  async fn len(&self) -> Result<u64> {
-    self.one(Op::Len).await?.into_count()
-  }
-  async fn clear(&self) -> Result<u64> {
-    self.one(Op::Clear).await?.into_count()
-  }
-  async fn keys(&self) -> Result<Vec<String>> {
-    self.one(Op::Keys).await?.into_keys()
-  }
-  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    self.one(Op::Entries).await?.into_entries()
-  }
-  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    self.one(Op::Lock(id.into(), token.into(), ttl_ms)).await?.into_bool()
-  }
-  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
-    self.one(Op::Unlock(id.into(), token.into())).await?.into_bool()
-  }
-  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    self.one(Op::Renew(id.into(), token.into(), ttl_ms)).await?.into_bool()
-  }
-
   /// Splits the batch by id into parallel groups (see the module docs); a
   /// batch with a whole-directory op runs as one group.
-  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+  async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
     let n = ops.len();
     if self.inline_small_batches && n <= INLINE_MAX {
       return ops.iter().map(|op| Self::run_sync(&self.inner, op)).collect();

@@ -19,7 +19,7 @@ use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use parking_lot::{Condvar, Mutex};
 
-use super::{Cond, SyncBackend, Ttl};
+use super::{Cond, Op, Reply, SyncBackend, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -322,30 +322,31 @@ impl MemoryBackend {
   }
 }
 
-impl SyncBackend for MemoryBackend {
-  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+/// The ops, one method each ([`SyncBackend::run`] picks one).
+impl MemoryBackend {
+  pub(crate) fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     Ok(st.live(id, now_ms()).map(|e| e.value.to_vec()))
   }
 
-  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+  pub(crate) fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
     self.put(id, value, expires, None).map(|_| ())
   }
 
   /// Atomic: the check and the write happen under one lock.
-  fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+  pub(crate) fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
     self.put(id, value, expires, Some(cond))
   }
 
-  fn remove(&self, id: &str) -> Result<bool> {
+  pub(crate) fn remove(&self, id: &str) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
     Ok(st.remove(id).is_some_and(|(_, e)| !is_expired(e.expires, now)))
   }
 
-  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+  pub(crate) fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     if st.live(id, now_ms()).is_none() {
@@ -354,7 +355,7 @@ impl SyncBackend for MemoryBackend {
     Ok(st.reindex(id, expires))
   }
 
-  fn ttl(&self, id: &str) -> Result<Ttl> {
+  pub(crate) fn ttl(&self, id: &str) -> Result<Ttl> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     Ok(match st.live(id, now_ms()) {
@@ -364,19 +365,19 @@ impl SyncBackend for MemoryBackend {
     })
   }
 
-  fn exists(&self, id: &str) -> Result<bool> {
+  pub(crate) fn exists(&self, id: &str) -> Result<bool> {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     Ok(st.map.get(id).is_some_and(|e| !is_expired(e.expires, now_ms())))
   }
 
-  fn len(&self) -> Result<u64> {
+  pub(crate) fn len(&self) -> Result<u64> {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     Ok((st.map.len() - st.expired_count(now_ms())) as u64)
   }
 
-  fn clear(&self) -> Result<u64> {
+  pub(crate) fn clear(&self) -> Result<u64> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let live = (st.map.len() - st.expired_count(now_ms())) as u64;
@@ -386,14 +387,14 @@ impl SyncBackend for MemoryBackend {
     Ok(live)
   }
 
-  fn keys(&self) -> Result<Vec<String>> {
+  pub(crate) fn keys(&self) -> Result<Vec<String>> {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
     Ok(st.map.iter().filter(|(_, e)| !is_expired(e.expires, now)).map(|(k, _)| k.to_string()).collect())
   }
 
-  fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+  pub(crate) fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
@@ -406,7 +407,7 @@ impl SyncBackend for MemoryBackend {
     }
   }
 
-  fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+  pub(crate) fn unlock(&self, id: &str, token: &str) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     if st.locks.get(id).is_some_and(|(t, _)| t == token) {
@@ -416,7 +417,7 @@ impl SyncBackend for MemoryBackend {
     Ok(false)
   }
 
-  fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+  pub(crate) fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
@@ -429,8 +430,52 @@ impl SyncBackend for MemoryBackend {
     }
   }
 
-  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+  pub(crate) fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
     Ok(self.snapshot()?.into_iter().map(|(k, v, _)| (k, v)).collect())
+  }
+
+  /// The sorted ids after `cursor`, up to `count` with their sessions.
+  pub(crate) fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    let mut ids: Vec<String> = self.keys()?.into_iter().filter(|id| id.as_str() > cursor).collect();
+    ids.sort_unstable();
+    let more = ids.len() > count as usize;
+    ids.truncate(count as usize);
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+      if let (Some(v), ttl) = (self.get(&id)?, self.ttl(&id)?) {
+        out.push((id, v, ttl));
+      }
+    }
+    let next = if more { out.last().map(|(id, ..)| id.clone()).unwrap_or_default() } else { String::new() };
+    Ok((next, out))
+  }
+}
+
+impl SyncBackend for MemoryBackend {
+  fn run(&self, op: Op) -> Result<Reply> {
+    Ok(match op {
+      Op::Get(id) => Reply::Value(self.get(&id)?),
+      Op::Set(id, v, at) => {
+        self.set(&id, v, at)?;
+        Reply::Done
+      }
+      Op::SetIf(id, v, at, cond) => Reply::Bool(self.set_if(&id, v, at, cond)?),
+      Op::Remove(id) => Reply::Bool(self.remove(&id)?),
+      Op::Touch(id, at) => Reply::Bool(self.touch(&id, at)?),
+      Op::Ttl(id) => Reply::Ttl(self.ttl(&id)?),
+      Op::Exists(id) => Reply::Bool(self.exists(&id)?),
+      Op::Len => Reply::Count(self.len()?),
+      Op::Clear => Reply::Count(self.clear()?),
+      Op::Keys => Reply::Keys(self.keys()?),
+      Op::Entries => Reply::Entries(self.entries()?),
+      Op::Page(cursor, count) => {
+        let (next, page) = self.page(&cursor, count)?;
+        Reply::Page(next, page)
+      }
+      Op::Lock(id, token, ttl) => Reply::Bool(self.lock(&id, &token, ttl)?),
+      Op::Unlock(id, token) => Reply::Bool(self.unlock(&id, &token)?),
+      Op::Renew(id, token, ttl) => Reply::Bool(self.renew(&id, &token, ttl)?),
+    })
   }
 
   fn close(&self) -> Result<()> {
@@ -465,20 +510,20 @@ mod tests {
     let m = store(None, None);
     assert!(m.set_if("a", b"1".to_vec(), None, Cond::Absent).unwrap());
     assert!(!m.set_if("a", b"2".to_vec(), None, Cond::Absent).unwrap());
-    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"1"[..]));
     m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
     assert!(m.set_if("old", b"y".to_vec(), None, Cond::Absent).unwrap(), "an expired entry is not in the way");
-    assert_eq!(SyncBackend::get(&m, "old").unwrap().as_deref(), Some(&b"y"[..]));
+    assert_eq!(m.get("old").unwrap().as_deref(), Some(&b"y"[..]));
   }
 
   #[test]
   fn replace_only_when_present() {
     let m = store(None, None);
     assert!(!m.set_if("a", b"1".to_vec(), None, Cond::Present).unwrap());
-    assert_eq!(SyncBackend::get(&m, "a").unwrap(), None, "nothing created");
+    assert_eq!(m.get("a").unwrap(), None, "nothing created");
     m.set("a", b"1".to_vec(), None).unwrap();
     assert!(m.set_if("a", b"2".to_vec(), None, Cond::Present).unwrap());
-    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"2"[..]));
     m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
     assert!(!m.set_if("old", b"y".to_vec(), None, Cond::Present).unwrap(), "an expired entry does not count");
   }
@@ -487,13 +532,13 @@ mod tests {
   fn set_get_remove() {
     let m = store(None, None);
     m.set("a", b"{\"n\":1}".to_vec(), None).unwrap();
-    assert_eq!(SyncBackend::get(&m, "a").unwrap().as_deref(), Some(&b"{\"n\":1}"[..]));
+    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"{\"n\":1}"[..]));
     assert!(m.exists("a").unwrap());
     assert_eq!(m.ttl("a").unwrap(), Ttl::Persistent);
     assert_eq!(m.len().unwrap(), 1);
-    assert!(SyncBackend::remove(&m, "a").unwrap());
-    assert!(!SyncBackend::remove(&m, "a").unwrap());
-    assert_eq!(SyncBackend::get(&m, "a").unwrap(), None);
+    assert!(m.remove("a").unwrap());
+    assert!(!m.remove("a").unwrap());
+    assert_eq!(m.get("a").unwrap(), None);
     assert_eq!(m.bytes(), 0);
   }
 
@@ -506,7 +551,7 @@ mod tests {
     let t = after_ms(50_000);
     assert!(m.touch("a", Some(t)).unwrap());
     assert_eq!(m.ttl("a").unwrap(), Ttl::At(t));
-    SyncBackend::remove(&m, "a").unwrap();
+    m.remove("a").unwrap();
     assert!(!m.touch("a", Some(t)).unwrap());
     assert_eq!(m.len().unwrap(), 0);
   }
@@ -517,7 +562,7 @@ mod tests {
     let past = now_ms() - 1;
     m.set("old", b"x".to_vec(), Some(past)).unwrap();
     m.set("new", b"y".to_vec(), Some(after_ms(60_000))).unwrap();
-    assert_eq!(SyncBackend::get(&m, "old").unwrap(), None);
+    assert_eq!(m.get("old").unwrap(), None);
     m.set("old2", b"x".to_vec(), Some(past)).unwrap();
     assert!(!m.exists("old2").unwrap());
     assert_eq!(m.len().unwrap(), 1);
@@ -546,7 +591,7 @@ mod tests {
     for id in ["a", "b", "c"] {
       m.set(id, b"v".to_vec(), None).unwrap();
     }
-    SyncBackend::get(&m, "a").unwrap(); // a becomes most recently used
+    m.get("a").unwrap(); // a becomes most recently used
     m.set("d", b"v".to_vec(), None).unwrap();
     assert!(!m.exists("b").unwrap(), "b was least recently used");
     assert!(m.exists("a").unwrap() && m.exists("c").unwrap() && m.exists("d").unwrap());
@@ -580,7 +625,7 @@ mod tests {
     let m = MemoryBackend::new(MemoryOptions::default()).unwrap();
     m.set("a", b"1".to_vec(), None).unwrap();
     SyncBackend::close(&m).unwrap();
-    assert_eq!(SyncBackend::get(&m, "a").unwrap_err().code, Code::StoreClosed);
+    assert_eq!(m.get("a").unwrap_err().code, Code::StoreClosed);
     SyncBackend::close(&m).unwrap(); // idempotent
   }
 

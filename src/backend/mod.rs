@@ -1,11 +1,11 @@
-//! Storage backends. Every backend satisfies one async trait, [`Backend`],
-//! and knows nothing about hosts: it stores opaque bytes under a string id
-//! with an absolute expiry (epoch ms, see [`crate::expiry`]).
+//! Storage backends. Every backend meets one contract, [`Backend::exec`]:
+//! a batch of [`Op`]s in, a [`Reply`] per op out. A backend knows nothing
+//! about hosts: it stores opaque bytes under a string id with an absolute
+//! expiry (epoch ms, see [`crate::expiry`]).
 //!
-//! Backends that never block (memory, dummy) implement [`SyncBackend`]
-//! instead; a blanket impl makes every `SyncBackend` a `Backend`, and the
-//! `#[napi]` layer calls the sync methods directly on the JS thread (no
-//! thread hop on the hot path).
+//! Backends that never block (memory, dummy, sessions.json) implement
+//! [`SyncBackend::run`] instead; a blanket impl makes each a `Backend`, and
+//! the `#[napi]` layer runs their ops on the JS thread (no thread hop).
 
 use async_trait::async_trait;
 
@@ -102,7 +102,7 @@ pub enum Cond {
   Present,
 }
 
-/// One operation of a batch (see [`Backend::exec_batch`]).
+/// One operation of a batch (see [`Backend::exec`]).
 #[derive(Debug, Clone)]
 pub enum Op {
   Get(String),
@@ -215,12 +215,13 @@ impl Reply {
       Err(self.unexpected())
     }
   }
-}
-
-/// One op through a backend's own `exec_batch`. For backends that override
-/// `exec_batch` (the default one calls the per-op methods back).
-pub(crate) async fn single<B: Backend + ?Sized>(b: &B, op: Op) -> Result<Reply> {
-  b.exec_batch(vec![op]).await.pop().unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))
+  pub fn into_page(self) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    if let Reply::Page(next, page) = self {
+      Ok((next, page))
+    } else {
+      Err(self.unexpected())
+    }
+  }
 }
 
 /// A cheap, stable hash of an id (FNV-1a), to split a batch into groups that
@@ -229,106 +230,24 @@ pub(crate) fn shard_of(id: &str) -> u64 {
   id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
 }
 
-/// Runs one op through the per-op methods of `b`.
-pub async fn run_one<B: Backend + ?Sized>(b: &B, op: &Op) -> Result<Reply> {
-  Ok(match op {
-    Op::Get(id) => Reply::Value(b.get(id).await?),
-    Op::Set(id, v, exp) => {
-      b.set(id, v.clone(), *exp).await?;
-      Reply::Done
-    }
-    Op::SetIf(id, v, exp, cond) => Reply::Bool(b.set_if(id, v.clone(), *exp, *cond).await?),
-    Op::Remove(id) => Reply::Bool(b.remove(id).await?),
-    Op::Touch(id, exp) => Reply::Bool(b.touch(id, *exp).await?),
-    Op::Ttl(id) => Reply::Ttl(b.ttl(id).await?),
-    Op::Exists(id) => Reply::Bool(b.exists(id).await?),
-    Op::Len => Reply::Count(b.len().await?),
-    Op::Clear => Reply::Count(b.clear().await?),
-    Op::Keys => Reply::Keys(b.keys().await?),
-    Op::Entries => Reply::Entries(b.entries().await?),
-    Op::Page(cursor, count) => {
-      let (next, page) = b.page(cursor, *count).await?;
-      Reply::Page(next, page)
-    }
-    Op::Lock(id, token, ttl) => Reply::Bool(b.lock(id, token, *ttl).await?),
-    Op::Unlock(id, token) => Reply::Bool(b.unlock(id, token).await?),
-    Op::Renew(id, token, ttl) => Reply::Bool(b.renew(id, token, *ttl).await?),
-  })
-}
-
 pub(crate) fn no_locks() -> StoreError {
   StoreError::new(crate::error::Code::InvalidOption, "this store has no lock manager")
 }
 
-/// The one storage contract. `expires: None` means "never expires".
-/// Expired entries must be invisible to every method at once, whether or not
-/// a sweep has reclaimed them yet.
+/// The one backend contract, as redis-rs's `ConnectionLike`: operations as
+/// data. A backend runs a batch of [`Op`]s and answers each in order; the
+/// typed calls ([`Ops`]) are written once on top. Expired entries must be
+/// invisible to every op at once, whether or not a sweep has reclaimed
+/// them yet.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
-  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
-  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
-  /// Sets only when `cond` holds (no live entry has `id`, or one has); true
-  /// when written. Memory: one lock; Redis and the daemon: `SET … NX|XX`;
-  /// object storage: a create-only or a conditional write; files: among
-  /// conditional sets, by a flock; other [`SyncBackend`]s: checked, then
-  /// written (all on the JS thread).
-  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool>;
-  /// Returns whether a live entry was removed.
-  async fn remove(&self, id: &str) -> Result<bool>;
-  /// Moves the expiry of a live entry; returns false (and creates nothing)
-  /// when it is missing, so a touch can never resurrect a removed session.
-  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool>;
-  async fn ttl(&self, id: &str) -> Result<Ttl>;
-  async fn exists(&self, id: &str) -> Result<bool>;
-  /// Number of live entries.
-  async fn len(&self) -> Result<u64>;
-  /// Removes every entry; returns how many were removed.
-  async fn clear(&self) -> Result<u64>;
-  /// Ids of all live entries (no order promised).
-  async fn keys(&self) -> Result<Vec<String>>;
-  /// All live entries. Backends with a batch read override this.
-  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    for id in self.keys().await? {
-      if let Some(v) = self.get(&id).await? {
-        out.push((id, v));
-      }
-    }
-    Ok(out)
-  }
-  /// Up to `count` live sessions after `cursor` and the next cursor (`""`
-  /// when done). Backends walk their own listings (SCAN, a directory, an
-  /// object listing); those in memory page through their sorted ids
-  /// ([`SyncBackend::page_sync`]).
-  async fn page(&self, _cursor: &str, _count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
-    Err(StoreError::new(crate::error::Code::Internal, "this store cannot be walked page by page"))
-  }
-  /// Runs a batch of ops, answering each in order. The default runs them one
-  /// after another; backends with pipelining (Redis) override it.
-  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
-    let mut out = Vec::with_capacity(ops.len());
-    for op in &ops {
-      out.push(run_one(self, op).await);
-    }
-    out
-  }
-  /// Takes the lock of `id` for `token` if it is free (or its holder's ttl has
-  /// run out): a lock dies with its holder. Never waits.
-  async fn lock(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Err(no_locks())
-  }
-  /// Releases the lock if `token` still holds it.
-  async fn unlock(&self, _id: &str, _token: &str) -> Result<bool> {
-    Err(no_locks())
-  }
-  /// Extends the lock if `token` still holds it.
-  async fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Err(no_locks())
-  }
+  /// Runs `ops`, answering each in order. Ops on one id apply in order;
+  /// backends may run ops on different ids concurrently.
+  async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>>;
   /// A get answered at once on the calling thread, without waiting on any
   /// I/O, or `None` when the backend must be asked the normal way.
   /// `Some(None)`: missing. Only called when no change to `id` by this
-  /// process is still pending. Default: `None` (no such fast path).
+  /// process is still pending.
   fn get_now(&self, _id: &str) -> Option<Option<Vec<u8>>> {
     None
   }
@@ -342,51 +261,11 @@ pub trait Backend: Send + Sync + 'static {
   async fn close(&self) -> Result<()>;
 }
 
-/// The same contract for backends that never block; see the module docs.
+/// The contract for backends that never block (memory, dummy,
+/// sessions.json): one op at a time on the caller's thread, so the
+/// `#[napi]` layer runs them on the JS thread with no thread hop.
 pub trait SyncBackend: Send + Sync + 'static {
-  fn get(&self, id: &str) -> Result<Option<Vec<u8>>>;
-  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()>;
-  /// See [`Backend::set_if`]; the default checks, then writes.
-  fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    if self.exists(id)? != (cond == Cond::Present) {
-      return Ok(false);
-    }
-    self.set(id, value, expires)?;
-    Ok(true)
-  }
-  fn remove(&self, id: &str) -> Result<bool>;
-  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool>;
-  fn ttl(&self, id: &str) -> Result<Ttl>;
-  fn exists(&self, id: &str) -> Result<bool>;
-  fn len(&self) -> Result<u64>;
-  fn clear(&self) -> Result<u64>;
-  fn keys(&self) -> Result<Vec<String>>;
-  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>>;
-  fn lock(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Err(no_locks())
-  }
-  fn unlock(&self, _id: &str, _token: &str) -> Result<bool> {
-    Err(no_locks())
-  }
-  fn renew(&self, _id: &str, _token: &str, _ttl_ms: u64) -> Result<bool> {
-    Err(no_locks())
-  }
-  /// [`Backend::page`] for stores that hold their sessions in memory: the
-  /// sorted ids after `cursor`.
-  fn page_sync(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
-    let mut ids: Vec<String> = self.keys()?.into_iter().filter(|id| id.as_str() > cursor).collect();
-    ids.sort_unstable();
-    let more = ids.len() > count as usize;
-    ids.truncate(count as usize);
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-      if let (Some(v), ttl) = (self.get(&id)?, self.ttl(&id)?) {
-        out.push((id, v, ttl));
-      }
-    }
-    let next = if more { out.last().map(|(id, ..)| id.clone()).unwrap_or_default() } else { String::new() };
-    Ok((next, out))
-  }
+  fn run(&self, op: Op) -> Result<Reply>;
   /// Waits until writes made so far are durable (may block: call it off the
   /// JS thread). Nothing to do for purely in-memory backends.
   fn flush(&self) -> Result<()> {
@@ -397,52 +276,73 @@ pub trait SyncBackend: Send + Sync + 'static {
 
 #[async_trait]
 impl<T: SyncBackend> Backend for T {
-  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    SyncBackend::get(self, id)
-  }
-  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    SyncBackend::set(self, id, value, expires)
-  }
-  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    SyncBackend::set_if(self, id, value, expires, cond)
-  }
-  async fn remove(&self, id: &str) -> Result<bool> {
-    SyncBackend::remove(self, id)
-  }
-  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    SyncBackend::touch(self, id, expires)
-  }
-  async fn ttl(&self, id: &str) -> Result<Ttl> {
-    SyncBackend::ttl(self, id)
-  }
-  async fn exists(&self, id: &str) -> Result<bool> {
-    SyncBackend::exists(self, id)
-  }
-  async fn len(&self) -> Result<u64> {
-    SyncBackend::len(self)
-  }
-  async fn clear(&self) -> Result<u64> {
-    SyncBackend::clear(self)
-  }
-  async fn keys(&self) -> Result<Vec<String>> {
-    SyncBackend::keys(self)
-  }
-  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    SyncBackend::entries(self)
-  }
-  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
-    SyncBackend::page_sync(self, cursor, count)
-  }
-  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    SyncBackend::lock(self, id, token, ttl_ms)
-  }
-  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
-    SyncBackend::unlock(self, id, token)
-  }
-  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    SyncBackend::renew(self, id, token, ttl_ms)
+  async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    ops.into_iter().map(|op| self.run(op)).collect()
   }
   async fn close(&self) -> Result<()> {
     SyncBackend::close(self)
   }
 }
+
+/// One op through [`Backend::exec`].
+pub async fn one<B: Backend + ?Sized>(b: &B, op: Op) -> Result<Reply> {
+  b.exec(vec![op]).await.pop().unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))
+}
+
+/// Typed calls over [`Backend::exec`], for Rust callers (the daemon, tests).
+/// `expires: None` means "never expires".
+#[async_trait]
+pub trait Ops: Backend {
+  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+    one(self, Op::Get(id.into())).await?.into_value()
+  }
+  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
+    one(self, Op::Set(id.into(), value, expires)).await.map(|_| ())
+  }
+  /// Sets only when `cond` holds; true when written.
+  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
+    one(self, Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
+  }
+  /// Whether a live entry was removed.
+  async fn remove(&self, id: &str) -> Result<bool> {
+    one(self, Op::Remove(id.into())).await?.into_bool()
+  }
+  /// Moves the expiry of a live entry; false (and nothing created) when it
+  /// is missing, so a touch never resurrects a removed session.
+  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
+    one(self, Op::Touch(id.into(), expires)).await?.into_bool()
+  }
+  async fn ttl(&self, id: &str) -> Result<Ttl> {
+    one(self, Op::Ttl(id.into())).await?.into_ttl()
+  }
+  async fn exists(&self, id: &str) -> Result<bool> {
+    one(self, Op::Exists(id.into())).await?.into_bool()
+  }
+  async fn len(&self) -> Result<u64> {
+    one(self, Op::Len).await?.into_count()
+  }
+  /// Removes every entry; how many were live.
+  async fn clear(&self) -> Result<u64> {
+    one(self, Op::Clear).await?.into_count()
+  }
+  async fn keys(&self) -> Result<Vec<String>> {
+    one(self, Op::Keys).await?.into_keys()
+  }
+  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    one(self, Op::Entries).await?.into_entries()
+  }
+  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+    one(self, Op::Page(cursor.into(), count)).await?.into_page()
+  }
+  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    one(self, Op::Lock(id.into(), token.into(), ttl_ms)).await?.into_bool()
+  }
+  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
+    one(self, Op::Unlock(id.into(), token.into())).await?.into_bool()
+  }
+  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
+    one(self, Op::Renew(id.into(), token.into(), ttl_ms)).await?.into_bool()
+  }
+}
+
+impl<B: Backend + ?Sized> Ops for B {}

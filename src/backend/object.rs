@@ -458,41 +458,7 @@ impl ObjectBackend {
 
 #[async_trait]
 impl Backend for ObjectBackend {
-  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    self.inner.run_timed(&Op::Get(id.into())).await?.into_value()
-  }
-  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.inner.run_timed(&Op::Set(id.into(), value, expires)).await.map(|_| ())
-  }
-  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    self.inner.run_timed(&Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
-  }
-  async fn remove(&self, id: &str) -> Result<bool> {
-    self.inner.run_timed(&Op::Remove(id.into())).await?.into_bool()
-  }
-  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    self.inner.run_timed(&Op::Touch(id.into(), expires)).await?.into_bool()
-  }
-  async fn ttl(&self, id: &str) -> Result<Ttl> {
-    self.inner.run_timed(&Op::Ttl(id.into())).await?.into_ttl()
-  }
-  async fn exists(&self, id: &str) -> Result<bool> {
-    self.inner.run_timed(&Op::Exists(id.into())).await?.into_bool()
-  }
-  async fn len(&self) -> Result<u64> {
-    self.inner.run_timed(&Op::Len).await?.into_count()
-  }
-  async fn clear(&self) -> Result<u64> {
-    self.inner.run_timed(&Op::Clear).await?.into_count()
-  }
-  async fn keys(&self) -> Result<Vec<String>> {
-    self.inner.run_timed(&Op::Keys).await?.into_keys()
-  }
-  async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    self.inner.run_timed(&Op::Entries).await?.into_entries()
-  }
-
-  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+  async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
     if ops.iter().any(|op| op.id().is_none()) {
       let mut out = Vec::with_capacity(ops.len());
       for op in &ops {
@@ -538,6 +504,7 @@ impl Backend for ObjectBackend {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::backend::Ops;
   use crate::expiry::after_ms;
   use object_store::memory::InMemory;
 
@@ -555,8 +522,7 @@ mod tests {
     assert!(!b.touch("nope", None).await.unwrap());
     assert_eq!(b.sweep_now().await, 1, "old2 swept");
     assert_eq!(b.len().await.unwrap(), 1);
-    let r =
-      b.exec_batch(vec![Op::Set("x".into(), b"1".to_vec(), None), Op::Get("x".into()), Op::Remove("x".into()), Op::Get("x".into())]).await;
+    let r = b.exec(vec![Op::Set("x".into(), b"1".to_vec(), None), Op::Get("x".into()), Op::Remove("x".into()), Op::Get("x".into())]).await;
     assert_eq!(r[1].as_ref().unwrap(), &Reply::Value(Some(b"1".to_vec())));
     assert_eq!(r[3].as_ref().unwrap(), &Reply::Value(None));
     assert_eq!(b.clear().await.unwrap(), 1);

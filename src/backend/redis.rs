@@ -6,7 +6,7 @@
 //!
 //! Connections are made lazily and remade after a connection-level failure,
 //! so a store created while Redis is down works as soon as Redis is back.
-//! A batch of operations ([`Backend::exec_batch`]) becomes one pipeline on a
+//! A batch of operations ([`Backend::exec`]) becomes one pipeline on a
 //! single server (one write, one round trip); on a cluster every command is
 //! routed to its node, and commands on one id stay in call order.
 
@@ -23,9 +23,9 @@ use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType}
 use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
 use tokio::sync::Mutex;
 
-use super::{single, Backend, Cond, Op, Reply, Ttl};
+use super::{Backend, Cond, Op, Reply, Ttl};
 use crate::error::{Code, Result, StoreError};
-use crate::expiry::{now_ms, Expiry};
+use crate::expiry::now_ms;
 
 /// Release a lock only if the caller's token still holds it.
 const UNLOCK_LUA: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -360,10 +360,14 @@ impl RedisBackend {
     };
     let hosts = |urls: &[String]| urls.iter().map(|u| u.split("://").last().unwrap_or(u).to_string()).collect::<Vec<_>>().join(", ");
     let place = match &cfg.topology {
-      Topology::Single(url) if cfg.daemon => format!("rs-store daemon at {}", hosts(std::slice::from_ref(url))),
+      Topology::Single(url) if cfg.daemon => {
+        format!("rs-store daemon at {}", hosts(std::slice::from_ref(url)))
+      }
       Topology::Single(url) => format!("Redis at {}", hosts(std::slice::from_ref(url))),
       Topology::Cluster(nodes) => format!("Redis Cluster at {}", hosts(nodes)),
-      Topology::Sentinel { sentinels, master } => format!("Redis Sentinel at {} (master {master})", hosts(sentinels)),
+      Topology::Sentinel { sentinels, master } => {
+        format!("Redis Sentinel at {} (master {master})", hosts(sentinels))
+      }
     };
     Ok(RedisBackend {
       place,
@@ -619,33 +623,20 @@ fn escape_glob(s: &str) -> String {
   out
 }
 
-#[async_trait]
-impl Backend for RedisBackend {
-  async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    single(self, Op::Get(id.into())).await?.into_value()
-  }
-
-  async fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    single(self, Op::Set(id.into(), value, expires)).await.map(|_| ())
-  }
-  async fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    single(self, Op::SetIf(id.into(), value, expires, cond)).await?.into_bool()
-  }
-
-  async fn remove(&self, id: &str) -> Result<bool> {
-    single(self, Op::Remove(id.into())).await?.into_bool()
-  }
-
-  async fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    single(self, Op::Touch(id.into(), expires)).await?.into_bool()
-  }
-
-  async fn ttl(&self, id: &str) -> Result<Ttl> {
-    single(self, Op::Ttl(id.into())).await?.into_ttl()
-  }
-
-  async fn exists(&self, id: &str) -> Result<bool> {
-    single(self, Op::Exists(id.into())).await?.into_bool()
+/// The whole-store ops: SCAN walks, one node at a time.
+impl RedisBackend {
+  async fn whole(&self, op: &Op) -> Result<Reply> {
+    Ok(match op {
+      Op::Len => Reply::Count(self.len().await?),
+      Op::Clear => Reply::Count(self.clear().await?),
+      Op::Keys => Reply::Keys(self.keys().await?),
+      Op::Entries => Reply::Entries(self.entries().await?),
+      Op::Page(cursor, count) => {
+        let (next, page) = self.page(cursor, *count).await?;
+        Reply::Page(next, page)
+      }
+      op => unreachable!("{op:?} is pipelined"),
+    })
   }
 
   async fn len(&self) -> Result<u64> {
@@ -732,14 +723,17 @@ impl Backend for RedisBackend {
     };
     Ok((next, out))
   }
+}
 
-  async fn exec_batch(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
+#[async_trait]
+impl Backend for RedisBackend {
+  async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
     // Scans cannot join a pipeline: run the batch in segments around them.
     let mut out = Vec::with_capacity(ops.len());
     let mut i = 0;
     while i < ops.len() {
       if ops[i].id().is_none() {
-        out.push(super::run_one(self, &ops[i]).await);
+        out.push(self.whole(&ops[i]).await);
         i += 1;
         continue;
       }
@@ -753,16 +747,6 @@ impl Backend for RedisBackend {
       i = end;
     }
     out
-  }
-
-  async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    single(self, Op::Lock(id.into(), token.into(), ttl_ms)).await?.into_bool()
-  }
-  async fn unlock(&self, id: &str, token: &str) -> Result<bool> {
-    single(self, Op::Unlock(id.into(), token.into())).await?.into_bool()
-  }
-  async fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    single(self, Op::Renew(id.into(), token.into(), ttl_ms)).await?.into_bool()
   }
 
   /// One server: each batch is one pipeline, submitted on the multiplexed
@@ -783,6 +767,7 @@ impl Backend for RedisBackend {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::backend::Ops;
 
   #[test]
   fn glob_escape() {

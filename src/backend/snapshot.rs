@@ -29,7 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use super::memory::{MemoryBackend, MemoryOptions};
-use super::{Report, SyncBackend, Ttl};
+use super::{Op, Reply, Report, SyncBackend};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, now_ms, Expiry};
 
@@ -161,7 +161,7 @@ fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary:
       },
       _ => raw.get().as_bytes().to_vec(),
     };
-    SyncBackend::set(mem, &id, stored, at)?;
+    mem.set(&id, stored, at)?;
   }
   Ok(())
 }
@@ -272,54 +272,14 @@ impl SnapshotBackend {
 }
 
 impl SyncBackend for SnapshotBackend {
-  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    SyncBackend::get(&*self.mem, id)
-  }
-  fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    SyncBackend::set(&*self.mem, id, value, expires)?;
-    self.changed();
-    Ok(())
-  }
-  fn remove(&self, id: &str) -> Result<bool> {
-    let r = SyncBackend::remove(&*self.mem, id)?;
-    self.changed();
-    Ok(r)
-  }
-  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    let r = SyncBackend::touch(&*self.mem, id, expires)?;
-    if r {
+  fn run(&self, op: Op) -> Result<Reply> {
+    let changes = matches!(op, Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) | Op::Clear);
+    let r = self.mem.run(op)?;
+    // A refused add or a touch of nothing changed nothing to write.
+    if changes && r != Reply::Bool(false) {
       self.changed();
     }
     Ok(r)
-  }
-  fn ttl(&self, id: &str) -> Result<Ttl> {
-    SyncBackend::ttl(&*self.mem, id)
-  }
-  fn exists(&self, id: &str) -> Result<bool> {
-    SyncBackend::exists(&*self.mem, id)
-  }
-  fn len(&self) -> Result<u64> {
-    SyncBackend::len(&*self.mem)
-  }
-  fn clear(&self) -> Result<u64> {
-    let n = SyncBackend::clear(&*self.mem)?;
-    self.changed();
-    Ok(n)
-  }
-  fn keys(&self) -> Result<Vec<String>> {
-    SyncBackend::keys(&*self.mem)
-  }
-  fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
-    SyncBackend::entries(&*self.mem)
-  }
-  fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    SyncBackend::lock(&*self.mem, id, token, ttl_ms)
-  }
-  fn unlock(&self, id: &str, token: &str) -> Result<bool> {
-    SyncBackend::unlock(&*self.mem, id, token)
-  }
-  fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    SyncBackend::renew(&*self.mem, id, token, ttl_ms)
   }
   /// Blocks until every change made before the call is on disk.
   fn flush(&self) -> Result<()> {
@@ -358,6 +318,7 @@ impl Drop for SnapshotBackend {
 #[cfg(test)]
 mod tests {
   use super::*;
+  use crate::backend::Ttl;
 
   fn opts(file: &Path) -> SnapshotOptions {
     SnapshotOptions {
@@ -378,9 +339,9 @@ mod tests {
     {
       let s = SnapshotBackend::new(opts(&file)).unwrap();
       for i in 0..100 {
-        s.set(&format!("id{i}"), format!("{{\"n\":{i}}}").into_bytes(), Some(after_ms(60_000))).unwrap();
+        s.run(Op::Set(format!("id{i}"), format!("{{\"n\":{i}}}").into_bytes(), Some(after_ms(60_000)))).unwrap();
       }
-      s.set("forever", b"{\"p\":true}".to_vec(), None).unwrap();
+      s.run(Op::Set("forever".into(), b"{\"p\":true}".to_vec(), None)).unwrap();
       s.flush().unwrap();
       let text: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
       assert_eq!(text["id7"]["n"], 7);
@@ -388,9 +349,9 @@ mod tests {
       s.close().unwrap();
     }
     let s = SnapshotBackend::new(opts(&file)).unwrap();
-    assert_eq!(SyncBackend::get(&s, "id42").unwrap().unwrap(), b"{\"n\":42}");
-    assert!(matches!(s.ttl("id42").unwrap(), Ttl::At(_)));
-    assert_eq!(s.ttl("forever").unwrap(), Ttl::Persistent);
+    assert_eq!(s.run(Op::Get("id42".into())).unwrap().into_value().unwrap().unwrap(), b"{\"n\":42}");
+    assert!(matches!(s.run(Op::Ttl("id42".into())).unwrap(), Reply::Ttl(Ttl::At(_))));
+    assert_eq!(s.run(Op::Ttl("forever".into())).unwrap(), Reply::Ttl(Ttl::Persistent));
     s.close().unwrap();
     fs::write(&file, b"[1,2]").unwrap();
     assert_eq!(SnapshotBackend::new(opts(&file)).err().unwrap().code, Code::Corrupt);

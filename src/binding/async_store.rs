@@ -6,7 +6,7 @@
 //!   checked and converted here, on the JS thread, at call time) and calls
 //!   `flush()` once per tick; `flush` hands the tick's ops to the dispatcher.
 //! * One dispatcher task per store answers batches in call order: it merges
-//!   every batch that queued up meanwhile into one [`Backend::exec_batch`]
+//!   every batch that queued up meanwhile into one [`Backend::exec`]
 //!   call (one Redis pipeline) and, where the backend allows, keeps several
 //!   in flight, started in call order; calls on one id apply in call order.
 //! * Replies go back through one long-lived threadsafe function as one array
@@ -348,7 +348,7 @@ async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> 
     });
     run.push(op);
   }
-  let mut replies = backend.exec_batch(run).await.into_iter();
+  let mut replies = backend.exec(run).await.into_iter();
   let mut failed = failed.into_iter().peekable();
   let mut out = Vec::with_capacity(n);
   for (i, get_id) in ids.into_iter().enumerate() {

@@ -85,7 +85,7 @@ impl NativeStore {
     if check_id(&id).is_err() {
       return Ok(None);
     }
-    Ok(o.backend.get(&id)?.and_then(|b| o.core.decode(&id, b)))
+    Ok(o.backend.run(Op::Get(id.clone()))?.into_value()?.and_then(|b| o.core.decode(&id, b)))
   }
 
   /// Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now.
@@ -94,12 +94,14 @@ impl NativeStore {
     let o = self.open()?;
     check_id(&id)?;
     o.core.limits.check(value.as_str())?;
-    match expiry_for(ttl_ms)? {
-      Some(at) if at <= now_ms() => {
-        o.backend.remove(&id)?;
+    let op = match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => Op::Remove(id),
+      at => {
+        let v = o.core.encode(&id, value.into_bytes())?;
+        Op::Set(id, v, at)
       }
-      at => o.backend.set(&id, o.core.encode(&id, value.into_bytes())?, at)?,
-    }
+    };
+    o.backend.run(op)?;
     Ok(())
   }
 
@@ -117,11 +119,11 @@ impl NativeStore {
     let o = self.open()?;
     check_id(&id)?;
     o.core.limits.check(value.as_str())?;
-    Ok(match set_if_op(id, value.into_bytes(), ttl_ms, present)? {
-      Op::SetIf(id, v, at, cond) => o.backend.set_if(&id, o.core.encode(&id, v)?, at, cond)?,
-      Op::Remove(id) => o.backend.remove(&id)?,
-      op => unreachable!("set_if_op made {op:?}"),
-    })
+    let op = match set_if_op(id, value.into_bytes(), ttl_ms, present)? {
+      Op::SetIf(id, v, at, cond) => Op::SetIf(id.clone(), o.core.encode(&id, v)?, at, cond),
+      op => op,
+    };
+    Ok(o.backend.run(op)?.into_bool()?)
   }
 
   /// Removes a session; true when a live one was removed.
@@ -129,7 +131,7 @@ impl NativeStore {
   pub fn remove(&self, id: String) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
-    Ok(o.backend.remove(&id)?)
+    Ok(o.backend.run(Op::Remove(id))?.into_bool()?)
   }
 
   /// Moves the expiry of a live session (never creates one); true when found.
@@ -137,10 +139,11 @@ impl NativeStore {
   pub fn touch(&self, id: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
-    match expiry_for(ttl_ms)? {
-      Some(at) if at <= now_ms() => Ok(o.backend.remove(&id)?),
-      at => Ok(o.backend.touch(&id, at)?),
-    }
+    let op = match expiry_for(ttl_ms)? {
+      Some(at) if at <= now_ms() => Op::Remove(id),
+      at => Op::Touch(id, at),
+    };
+    Ok(o.backend.run(op)?.into_bool()?)
   }
 
   /// Remaining lifetime in ms: -2 when missing, -1 when it never expires.
@@ -150,7 +153,7 @@ impl NativeStore {
     if check_id(&id).is_err() {
       return Ok(-2.0);
     }
-    Ok(o.backend.ttl(&id)?.pttl() as f64)
+    Ok(o.backend.run(Op::Ttl(id))?.into_ttl()?.pttl() as f64)
   }
 
   /// Takes the lock of `id` for `token` if free (never waits).
@@ -158,21 +161,21 @@ impl NativeStore {
   pub fn lock(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
-    Ok(o.backend.lock(&id, &token, lock_ttl(ttl_ms)?)?)
+    Ok(o.backend.run(Op::Lock(id, token, lock_ttl(ttl_ms)?))?.into_bool()?)
   }
 
   #[napi(catch_unwind)]
   pub fn unlock(&self, id: String, token: String) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
-    Ok(o.backend.unlock(&id, &token)?)
+    Ok(o.backend.run(Op::Unlock(id, token))?.into_bool()?)
   }
 
   #[napi(catch_unwind)]
   pub fn renew(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
     let o = self.open()?;
     check_id(&id)?;
-    Ok(o.backend.renew(&id, &token, lock_ttl(ttl_ms)?)?)
+    Ok(o.backend.run(Op::Renew(id, token, lock_ttl(ttl_ms)?))?.into_bool()?)
   }
 
   #[napi(catch_unwind)]
@@ -181,28 +184,28 @@ impl NativeStore {
     if check_id(&id).is_err() {
       return Ok(false);
     }
-    Ok(o.backend.exists(&id)?)
+    Ok(o.backend.run(Op::Exists(id))?.into_bool()?)
   }
 
   /// Number of live sessions.
   #[napi(catch_unwind)]
   pub fn len(&self) -> napi::Result<f64, Code> {
     let o = self.open()?;
-    Ok(o.backend.len()? as f64)
+    Ok(o.backend.run(Op::Len)?.into_count()? as f64)
   }
 
   /// Removes every session; returns how many were live.
   #[napi(catch_unwind)]
   pub fn clear(&self) -> napi::Result<f64, Code> {
     let o = self.open()?;
-    Ok(o.backend.clear()? as f64)
+    Ok(o.backend.run(Op::Clear)?.into_count()? as f64)
   }
 
   /// Ids of all live sessions.
   #[napi(catch_unwind)]
   pub fn keys(&self) -> napi::Result<Vec<String>, Code> {
     let o = self.open()?;
-    Ok(o.backend.keys()?)
+    Ok(o.backend.run(Op::Keys)?.into_keys()?)
   }
 
   /// A page of up to `count` sessions after `cursor` (`""`: the first):
@@ -210,7 +213,7 @@ impl NativeStore {
   #[napi(catch_unwind, ts_return_type = "Array<string | number | null>")]
   pub fn page(&self, cursor: String, count: u32) -> napi::Result<super::JsReply, Code> {
     let o = self.open()?;
-    let (next, page) = o.backend.page_sync(&cursor, count.max(1))?;
+    let (next, page) = o.backend.run(Op::Page(cursor, count.max(1)))?.into_page()?;
     let es = page
       .into_iter()
       .map(|(id, v, ttl)| {
@@ -227,7 +230,7 @@ impl NativeStore {
   pub fn entries(&self) -> napi::Result<Vec<StoredEntry>, Code> {
     let o = self.open()?;
     let mut out = Vec::new();
-    for (id, v) in o.backend.entries()? {
+    for (id, v) in o.backend.run(Op::Entries)?.into_entries()? {
       if let Some(value) = o.core.decode(&id, v) {
         out.push(StoredEntry { id, value });
       }

@@ -46,7 +46,7 @@ use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::{Backend, Cond};
+use crate::backend::{Backend, Cond, Ops};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::after_ms;
 use locks::LockTable;
