@@ -17,3 +17,18 @@ test('types: tsc --strict accepts the .d.ts files as the README uses them', asyn
   const files = stdout.split('\n').map((f) => path.relative(path.join(__dirname, '..'), f))
   for (const f of ['index.d.ts', 'express.d.ts', 'fastify.d.ts', 'simples-0.8.d.ts']) assert.ok(files.includes(f), `${f} was checked`)
 })
+
+test('types: StoreErrorCode in index.d.ts lists exactly the codes the addon has (src/error.rs)', () => {
+  const fs = require('node:fs')
+  const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')
+  const union = /export type StoreErrorCode =([^;]*);?\n\n/.exec(dts)[1]
+  const typed = [...union.matchAll(/'(ERR_[A-Z_]+)'/g)].map((m) => m[1]).sort()
+  const native = Object.keys(require('../lib/native').errorCodes()).sort()
+  assert.ok(native.length >= 16, `the addon lists its codes: ${native}`)
+  assert.deepEqual(typed, native)
+  const { CODES } = require('../lib/errors')
+  assert.deepEqual(Object.keys(CODES).sort(), native)
+  assert.equal(CODES.ERR_SESSION_TOO_LARGE, RangeError)
+  assert.equal(CODES.ERR_NOT_SERIALIZABLE, TypeError)
+  assert.equal(CODES.ERR_STORE_UNAVAILABLE, Error)
+})

@@ -26,6 +26,7 @@
 //   destroyExternalSession, checkClient, all(prefix).
 const fs = require('node:fs')
 const path = require('node:path')
+const { codedError, invalidType } = require('./errors')
 
 const SESSIONS = '{approuter-sessions}'
 const EXTERNAL = '{external-sessions}'
@@ -91,13 +92,11 @@ function redisFromCredentials(c) {
   }
   if (host) return { host, port, tls: tlsFromCredentials(c, tls), ...auth }
   if (c.uri) return { url: c.uri.split('#')[0] }
-  throw Object.assign(new Error('rs-store approuter: the bound Redis service has no hostname or uri in its credentials'), {
-    code: 'ERR_INVALID_OPTION',
-  })
+  throw codedError('ERR_INVALID_OPTION', 'rs-store approuter: the bound Redis service has no hostname or uri in its credentials')
 }
 
 function createApprouterStore(ext, { rs = require('..'), env = process.env, log = defaultLog } = {}) {
-  if (!ext || typeof ext !== 'object') throw Object.assign(new TypeError('getStore(extSessionMgt) needs the EXT_SESSION_MGT object'), { code: 'ERR_INVALID_OPTION' })
+  if (!ext || typeof ext !== 'object') throw invalidType('ERR_INVALID_OPTION', 'getStore(extSessionMgt) needs the EXT_SESSION_MGT object')
   const storageType = String(env.RS_STORE_BACKEND || ext.storageType || 'redis').toLowerCase()
   const common = { secret: ext.sessionSecret, compress: true, timeoutUnit: 'ms', onError: (e) => log(e) }
   let make
@@ -107,9 +106,7 @@ function createApprouterStore(ext, { rs = require('..'), env = process.env, log 
     else {
       const creds = serviceCredentials(ext.instanceName, env)
       if (!creds) {
-        throw Object.assign(new Error(`rs-store approuter: no bound service named ${JSON.stringify(ext.instanceName)} in VCAP_SERVICES or default-env.json, and RS_STORE_REDIS_URL is not set`), {
-          code: 'ERR_INVALID_OPTION',
-        })
+        throw codedError('ERR_INVALID_OPTION', `rs-store approuter: no bound service named ${JSON.stringify(ext.instanceName)} in VCAP_SERVICES or default-env.json, and RS_STORE_REDIS_URL is not set`)
       }
       cfg = redisFromCredentials(creds)
     }
@@ -120,7 +117,7 @@ function createApprouterStore(ext, { rs = require('..'), env = process.env, log 
   } else if (storageType === 'memory') {
     make = () => rs.memory(common)
   } else {
-    throw Object.assign(new Error(`rs-store approuter: storageType ${JSON.stringify(storageType)} is not supported (redis, file, memory)`), { code: 'ERR_INVALID_OPTION' })
+    throw codedError('ERR_INVALID_OPTION', `rs-store approuter: storageType ${JSON.stringify(storageType)} is not supported (redis, file, memory)`)
   }
 
   const stores = new Map()

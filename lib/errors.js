@@ -2,28 +2,12 @@
 // The one place that maps errors: every error rs-store hands to JS carries a
 // stable `code`; the class (TypeError / RangeError / Error) follows the code.
 // Native errors arrive as plain Errors with `code` set by the Rust layer
-// (src/error.rs); anything else from native code (e.g. a caught Rust panic)
+// (src/error.rs, which also lists the codes); anything else from native code (e.g. a caught Rust panic)
 // becomes ERR_INTERNAL.
 
-/** Codes and the class their errors have. */
-const CODES = Object.freeze({
-  ERR_INVALID_ID: RangeError, // wrong type → TypeError, see invalidType()
-  ERR_INVALID_TIMEOUT: RangeError,
-  ERR_INVALID_OPTION: RangeError,
-  ERR_NOT_SERIALIZABLE: TypeError,
-  ERR_SESSION_TOO_LARGE: RangeError,
-  ERR_STORE_CLOSED: Error,
-  ERR_STORE_UNAVAILABLE: Error,
-  ERR_STORE_AUTH: Error,
-  ERR_CORRUPT_DATA: Error,
-  ERR_STORE_IO: Error,
-  ERR_LOCK_TIMEOUT: Error,
-  ERR_INVALID_PATH: RangeError,
-  ERR_NOT_FOUND: Error,
-  ERR_ALREADY_EXISTS: Error,
-  ERR_INVALID_ARGUMENT: TypeError,
-  ERR_INTERNAL: Error,
-})
+/** Codes and the class their errors have: the list is src/error.rs's. */
+const CLASSES = { Error, TypeError, RangeError }
+const CODES = Object.freeze(Object.fromEntries(Object.entries(require('./native').errorCodes()).map(([code, cls]) => [code, CLASSES[cls]])))
 
 function codedError(code, message, cause, Cls = CODES[code] || Error) {
   const err = new Cls(message, cause === undefined ? undefined : { cause })

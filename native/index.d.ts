@@ -213,6 +213,9 @@ export interface DaemonConfig {
 /** A store that keeps nothing (HTTP Sessions' DummyStorage). */
 export declare function dummyStore(): NativeStore
 
+/** Every error code and the JS class of its errors (`lib/errors.js`). */
+export declare function errorCodes(): Record<string, 'Error' | 'TypeError' | 'RangeError'>
+
 /**
  * A file store. Replies arrive through `onDone(replies)` in call order;
  * problems found in the directory (corrupt or foreign files) through

@@ -843,6 +843,7 @@ module.exports.SessionCodec = nativeBinding.SessionCodec
 module.exports.addonVersion = nativeBinding.addonVersion
 module.exports.checkJson = nativeBinding.checkJson
 module.exports.dummyStore = nativeBinding.dummyStore
+module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.fileStore = nativeBinding.fileStore
 module.exports.memoryStore = nativeBinding.memoryStore
 module.exports.objectSessionStore = nativeBinding.objectSessionStore

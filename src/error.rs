@@ -1,8 +1,9 @@
 //! One error type for the whole crate, with stable `ERR_*` codes.
 //!
-//! Every error that reaches JavaScript carries its code in `error.code`; the
-//! JS facade (`lib/errors.js`) picks the JS class (TypeError, RangeError,
-//! Error) from the code, so the mapping lives in exactly one table there.
+//! Every error that reaches JavaScript carries its code in `error.code` and
+//! the JS class its code names ([`Code::class`]). The list of codes and
+//! their classes lives here only: `lib/errors.js` reads it from the addon
+//! (`errorCodes()`), and a test checks `index.d.ts` against it.
 
 use std::fmt;
 
@@ -67,7 +68,26 @@ impl Code {
 }
 
 impl Code {
-  const ALL: [Code; 16] = [
+  /// The JS class of its errors. Wrong values are RangeErrors, wrong kinds
+  /// TypeErrors (an id of the wrong type is a TypeError too: the facade
+  /// makes that one itself), failures of the store plain Errors.
+  pub const fn class(self) -> &'static str {
+    match self {
+      Code::InvalidId | Code::InvalidTimeout | Code::InvalidOption | Code::SessionTooLarge | Code::InvalidPath => "RangeError",
+      Code::NotSerializable | Code::InvalidArgument => "TypeError",
+      Code::StoreClosed
+      | Code::StoreUnavailable
+      | Code::StoreAuth
+      | Code::Corrupt
+      | Code::Io
+      | Code::LockTimeout
+      | Code::NotFound
+      | Code::AlreadyExists
+      | Code::Internal => "Error",
+    }
+  }
+
+  pub const ALL: [Code; 16] = [
     Code::InvalidId,
     Code::InvalidTimeout,
     Code::NotSerializable,
