@@ -129,6 +129,11 @@ impl StoreError {
   pub fn new(code: Code, message: impl Into<String>) -> Self {
     StoreError { code, message: message.into() }
   }
+
+  /// Every call on a closed store fails with this.
+  pub fn closed() -> Self {
+    StoreError::new(Code::StoreClosed, "the store is closed")
+  }
 }
 
 impl fmt::Display for StoreError {

@@ -22,14 +22,6 @@ pub fn is_expired(at: Option<Expiry>, now: u64) -> bool {
   matches!(at, Some(t) if t <= now)
 }
 
-/// Redis-style TTL in ms for an entry: -1 = no expiry, otherwise remaining ms (>= 0).
-pub fn remaining_ms(at: Option<Expiry>, now: u64) -> i64 {
-  match at {
-    None => -1,
-    Some(t) => t.saturating_sub(now) as i64,
-  }
-}
-
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -40,9 +32,6 @@ mod tests {
     assert!(is_expired(Some(1_000), now));
     assert!(!is_expired(Some(1_001), now));
     assert!(!is_expired(None, now));
-    assert_eq!(remaining_ms(None, now), -1);
-    assert_eq!(remaining_ms(Some(1_500), now), 500);
-    assert_eq!(remaining_ms(Some(10), now), 0);
     // 30 days and far beyond do not overflow
     let thirty_days = 30 * 24 * 3600 * 1000u64;
     assert!(after_ms(thirty_days) > now_ms());

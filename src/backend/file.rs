@@ -238,7 +238,7 @@ impl Inner {
 
   fn check_open(&self) -> Result<()> {
     if self.closed.load(Ordering::Acquire) {
-      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+      return Err(StoreError::closed());
     }
     Ok(())
   }
@@ -633,7 +633,7 @@ impl Inner {
 
   /// Up to `count` live sessions of the directory listing `cursor` names
   /// (`""`: a new one), and the cursor to continue it (`""`: done).
-  fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  fn page(&self, cursor: &str, count: u32) -> Result<super::Page> {
     self.check_open()?;
     let mut rd = match self.pages.take(cursor)? {
       Some(rd) => rd,

@@ -273,7 +273,7 @@ impl MemoryBackend {
 
   fn check_open(st: &State) -> Result<()> {
     if st.closed {
-      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+      return Err(StoreError::closed());
     }
     Ok(())
   }
@@ -435,7 +435,7 @@ impl MemoryBackend {
   }
 
   /// The sorted ids after `cursor`, up to `count` with their sessions.
-  pub(crate) fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  pub(crate) fn page(&self, cursor: &str, count: u32) -> Result<super::Page> {
     let mut ids: Vec<String> = self.keys()?.into_iter().filter(|id| id.as_str() > cursor).collect();
     ids.sort_unstable();
     let more = ids.len() > count as usize;

@@ -147,6 +147,10 @@ impl Op {
   }
 }
 
+/// A page of a walk: the next cursor (`""` after the last page) and the
+/// sessions with their ttl.
+pub type Page = (String, Vec<(String, Vec<u8>, Ttl)>);
+
 /// The answer to one [`Op`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -215,7 +219,7 @@ impl Reply {
       Err(self.unexpected())
     }
   }
-  pub fn into_page(self) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  pub fn into_page(self) -> Result<Page> {
     if let Reply::Page(next, page) = self {
       Ok((next, page))
     } else {
@@ -331,7 +335,7 @@ pub trait Ops: Backend {
   async fn entries(&self) -> Result<Vec<(String, Vec<u8>)>> {
     one(self, Op::Entries).await?.into_entries()
   }
-  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  async fn page(&self, cursor: &str, count: u32) -> Result<Page> {
     one(self, Op::Page(cursor.into(), count)).await?.into_page()
   }
   async fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {

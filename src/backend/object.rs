@@ -120,7 +120,7 @@ impl Inner {
 
   /// The object store, unless the store was closed.
   fn store(&self) -> Result<Arc<dyn ObjectStore>> {
-    self.store.read().clone().ok_or_else(|| StoreError::new(Code::StoreClosed, "the store is closed"))
+    self.store.read().clone().ok_or_else(StoreError::closed)
   }
 
   /// The record at `key` with its version, `None` when absent.
@@ -222,7 +222,7 @@ impl Inner {
   /// new one), and the cursor to continue it (`""`: done). The listing
   /// stays open between pages (a local directory lists in no set order, so
   /// a start-after key cannot resume it).
-  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  async fn page(&self, cursor: &str, count: u32) -> Result<super::Page> {
     let mut list = match self.pages.take(cursor)? {
       Some(list) => list,
       None => self.store()?.list(Some(&self.root)),

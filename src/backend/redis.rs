@@ -391,7 +391,7 @@ impl RedisBackend {
   async fn conn(&self) -> Result<Conn> {
     let mut st = self.state.lock().await;
     if st.closed {
-      return Err(StoreError::new(Code::StoreClosed, "the store is closed"));
+      return Err(StoreError::closed());
     }
     if let Some(c) = &st.conn {
       return Ok(c.clone());
@@ -688,7 +688,7 @@ impl RedisBackend {
 
   /// A page of one `SCAN` step; the cursor is `<master>:<SCAN cursor>` (on
   /// a cluster every master is walked in turn).
-  async fn page(&self, cursor: &str, count: u32) -> Result<(String, Vec<(String, Vec<u8>, Ttl)>)> {
+  async fn page(&self, cursor: &str, count: u32) -> Result<super::Page> {
     let bad = || StoreError::new(Code::InvalidOption, format!("not a cursor of this store: {cursor:?}"));
     let (node_at, scan_at) = match cursor.split_once(':') {
       None if cursor.is_empty() => (0usize, 0u64),

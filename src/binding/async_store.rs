@@ -453,7 +453,7 @@ impl AsyncStore {
 
   fn dispatch(&self, msg: Msg) -> crate::error::Result<()> {
     match &self.run {
-      Run::Dispatch { tx, .. } => tx.send(msg).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed")),
+      Run::Dispatch { tx, .. } => tx.send(msg).map_err(|_| StoreError::closed()),
       Run::Wire(_) => Err(StoreError::new(Code::Internal, "this store's connection is driven from JS")),
     }
   }

@@ -72,7 +72,7 @@ impl NativeStore {
   }
 
   fn open(&self) -> Result<MappedRwLockReadGuard<'_, Open>, StoreError> {
-    RwLockReadGuard::try_map(self.open.read(), Option::as_ref).map_err(|_| StoreError::new(Code::StoreClosed, "the store is closed"))
+    RwLockReadGuard::try_map(self.open.read(), Option::as_ref).map_err(|_| StoreError::closed())
   }
 }
 
