@@ -151,6 +151,10 @@ impl State {
         n += 1;
       }
     }
+    if n < limit {
+      // Locks whose holder died without releasing them (the last chunk only).
+      self.locks.retain(|_, (_, exp)| *exp > now);
+    }
     n
   }
 
@@ -484,6 +488,7 @@ impl SyncBackend for MemoryBackend {
       st.closed = true;
       st.map.clear();
       st.index.clear();
+      st.locks.clear();
       st.bytes = 0;
     }
     Ok(())
@@ -641,6 +646,20 @@ mod tests {
     std::thread::sleep(Duration::from_millis(5));
     assert!(m.lock("s", "t3", 60_000).unwrap(), "a dead holder's lock expires");
     assert!(!m.renew("s", "t2", 60_000).unwrap());
+  }
+
+  #[test]
+  fn dead_locks_are_swept_and_close_frees_every_lock() {
+    let m = store(None, None);
+    for i in 0..100 {
+      assert!(m.lock(&format!("gone{i}"), "t", 1).unwrap());
+    }
+    assert!(m.lock("held", "t", 60_000).unwrap());
+    std::thread::sleep(Duration::from_millis(5));
+    m.sweep_now();
+    assert_eq!(m.shared.state.lock().locks.len(), 1, "only the live lock is kept");
+    SyncBackend::close(&m).unwrap();
+    assert!(m.shared.state.lock().locks.is_empty());
   }
 
   #[test]

@@ -21,9 +21,9 @@
 //! | `UNLOCK k token`, `RENEW k token ttl-ms` | `:1` when `token` holds `k` |
 //! | `SELECT 0`, `CLIENT …`, `COMMAND …`, `INFO` | accepted for client compatibility |
 //!
-//! A lock lives until `UNLOCK` or until the connection that took it closes
-//! (the holder process died or disconnected); the ttl of `LOCK`/`RENEW` is
-//! accepted for compatibility with Redis-style lock clients and not used.
+//! A lock lives until `UNLOCK`, until its ttl (`LOCK`/`RENEW`) runs out, or
+//! until the connection that took it closes (the holder process died or
+//! disconnected), whichever comes first.
 //! Errors are `-ERR_… message` with rs-store's codes. A request too large
 //! for the value limit is cut off while it is read: the daemon answers
 //! `ERR_SESSION_TOO_LARGE` and closes that connection.
@@ -318,7 +318,12 @@ async fn execute(shared: &Shared, conn: u64, args: Vec<Vec<u8>>) -> Reply {
       if ttl < 1 {
         return Err(Reply::error(Code::InvalidTimeout.as_str(), "lock ttl must be at least 1 ms"));
       }
-      Ok(Reply::bool(if name == "LOCK" { shared.locks.lock(conn, k.as_bytes(), token) } else { shared.locks.holds(k.as_bytes(), token) }))
+      let ttl = ttl as u64;
+      Ok(Reply::bool(if name == "LOCK" {
+        shared.locks.lock(conn, k.as_bytes(), token, ttl)
+      } else {
+        shared.locks.renew(k.as_bytes(), token, ttl)
+      }))
     })(),
     ("UNLOCK", 2) => key(&a[0]).map(|k| Reply::bool(shared.locks.unlock(k.as_bytes(), &a[1]))),
     ("LOCK" | "RENEW" | "UNLOCK" | "PING" | "ECHO" | "SELECT", _) => Ok(wrong_args(&name)),
