@@ -14,7 +14,6 @@ use crate::expiry::Expiry;
 
 pub mod dummy;
 pub mod file;
-pub mod file_cache;
 pub mod memory;
 pub mod object;
 pub mod record;

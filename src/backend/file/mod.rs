@@ -39,7 +39,7 @@
 //!   and the read then takes the normal path through the blocking pool. This
 //!   saves the two thread hops of a normal read (~100 µs on small VMs) for a
 //!   few µs of syscalls.
-//! * Before that, the read cache ([`super::file_cache`]) may answer with no
+//! * Before that, the read cache ([`cache`]) may answer with no
 //!   system call at all: a session read or written recently by this store,
 //!   served only while no process has changed its file since, so writes by
 //!   other processes still show at once.
@@ -50,6 +50,11 @@
 //! into up to `SHARDS` groups that run in parallel (file systems overlap
 //! metadata writes well); one id always lands in one group, so its calls
 //! apply in call order.
+//!
+//! Here: the options, the store and its ops; `read.rs` (one file, no-wait
+//! reads, walks), `write.rs` (atomic writes, recycled inodes, remove,
+//! touch), `locks.rs`, `sweep.rs` (the store's thread), `cache.rs` (the read
+//! cache shared by the processes on one directory).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -59,12 +64,18 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::file_cache::{slot_of, ReadCache};
+mod cache;
+mod locks;
+mod read;
+mod sweep;
+mod write;
+
 use super::record::{self, Record, EXT};
 use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 use async_trait::async_trait;
+use cache::{slot_of, ReadCache};
 use parking_lot::{Condvar, Mutex};
 
 const TMP_PREFIX: &str = ".tmp-";
@@ -101,7 +112,7 @@ pub struct FileOptions {
   pub sweep_interval: Option<Duration>,
   pub report: Option<Report>,
   /// Bytes of sessions kept by the read cache (see
-  /// [`super::file_cache`]); 0: no cache.
+  /// [`cache`]); 0: no cache.
   pub read_cache_bytes: usize,
   /// Run a batch of at most `INLINE_MAX` calls on the thread that asks for
   /// it instead of the blocking pool: for a caller whose thread is the
@@ -159,76 +170,9 @@ fn parse(path: &Path, bytes: Vec<u8>) -> Result<Stored> {
   record::decode(&path.display(), bytes)
 }
 
-/// A number no other temp file of this process has: one counter for every
-/// store of the process (two stores on one directory must not pick the same
-/// temp name; the pid tells processes apart).
-fn next_tmp() -> u64 {
-  static COUNTER: AtomicU64 = AtomicU64::new(0);
-  COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Whether the open `file` is (still) the file at `path`. A recycled inode
-/// (see [`Inner::write`]) can be rewritten, with the next version of some
-/// session, after it left its session file's name: what a reader got from it
-/// then may be a version not yet in place, and a later read could go back to
-/// the older one in place. Only a read of the inode still at the path counts;
-/// otherwise the reader reads again. Writers wait `REUSE_QUIET` before
-/// rewriting such an inode, so a read that took less than that from its open
-/// needs no check (the usual case: a few µs).
-fn same_file(file: &File, path: &Path) -> bool {
-  #[cfg(unix)]
-  {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), fs::metadata(path)) {
-      (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
-      _ => false,
-    }
-  }
-  #[cfg(not(unix))]
-  {
-    let _ = (file, path);
-    true
-  }
-}
-
-/// The bytes of the file at `path`, or `None` when the inode read is no
-/// longer the one at `path` by the end of the read (checked only when the
-/// read took `REUSE_QUIET` or more; see [`same_file`]).
-fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-  let opened = std::time::Instant::now();
-  let mut f = File::open(path)?;
-  let mut bytes = Vec::new();
-  f.read_to_end(&mut bytes)?;
-  if opened.elapsed() >= REUSE_QUIET && !same_file(&f, path) {
-    fs::metadata(path)?; // removed meanwhile: NotFound
-    return Ok(None);
-  }
-  Ok(Some(bytes))
-}
-
 /// The read-cache slot of a session file's path.
 fn slot_of_path(path: &Path) -> usize {
   path.file_name().and_then(|n| n.to_str()).map_or(0, slot_of)
-}
-
-/// Whether `path` is the file of session `id`.
-fn names(path: &Path, id: &str) -> bool {
-  path.file_name().is_some_and(|n| *n == *record::name_for(id))
-}
-
-/// `renameat2(a, b, RENAME_EXCHANGE)`: swaps two names in one step.
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
-  use std::os::unix::ffi::OsStrExt;
-  let a = std::ffi::CString::new(a.as_os_str().as_bytes())?;
-  let b = std::ffi::CString::new(b.as_os_str().as_bytes())?;
-  // SAFETY: two valid NUL-terminated paths; no memory is handed over.
-  let r = unsafe { libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE) };
-  if r == 0 {
-    Ok(())
-  } else {
-    Err(std::io::Error::last_os_error())
-  }
 }
 
 impl Inner {
@@ -247,521 +191,6 @@ impl Inner {
     if let Some(r) = &self.report {
       r(e);
     }
-  }
-
-  /// The stored file of `id`, if present and really holding `id`.
-  fn read(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
-    self.check_open()?;
-    let path = self.path_for(id);
-    match self.load(&path) {
-      Ok(s) => Ok(s.map(|s| (path, s))),
-      // A corrupt session file reads as missing and is reported, as a
-      // session the codec cannot decode is.
-      Err(e) if e.code == Code::Corrupt => {
-        self.report(e);
-        Ok(None)
-      }
-      Err(e) => Err(e),
-    }
-  }
-
-  /// Reads and parses the session file at `path`; `None` when absent. A read
-  /// that does not parse, fails its checksum or holds a record whose id does
-  /// not name this file may have met a write in progress (a recycled inode,
-  /// see [`Inner::write`]): it is read again, up to `READ_TRIES` times, before
-  /// it counts as corrupt. A torn read is never returned.
-  fn load(&self, path: &Path) -> Result<Option<Stored>> {
-    let mut last = None;
-    for _ in 0..READ_TRIES {
-      let bytes = match read_in_place(path) {
-        Ok(Some(b)) => b,
-        // The inode read left `path` meanwhile (see same_file).
-        Ok(None) => {
-          last = Some(corrupt(path, "it was replaced while being read"));
-          continue;
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("cannot read", path, e)),
-      };
-      match parse(path, bytes) {
-        Ok(s) if names(path, &s.header.id) => return Ok(Some(s)),
-        Ok(_) => last = Some(corrupt(path, "it holds another id")),
-        Err(e) => last = Some(e),
-      }
-    }
-    Err(last.unwrap_or_else(|| corrupt(path, "unreadable")))
-  }
-
-  /// [`Backend::get_now`]: the live session of `id` read without waiting on
-  /// the disk, or `None` when that cannot be done.
-  fn get_now(&self, id: &str) -> Option<Option<Vec<u8>>> {
-    if self.closed.load(Ordering::Acquire) {
-      return None;
-    }
-    let now = now_ms();
-    if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(id, now)) {
-      return Some(Some(hit));
-    }
-    if !self.fast_reads.load(Ordering::Relaxed) {
-      return None;
-    }
-    let name = record::name_for(id);
-    let seen = self.cache.as_ref().map(|c| c.before_read(slot_of(&name)));
-    let path = self.dir.join(name);
-    let bytes = match nowait::read(&path) {
-      nowait::Read::Done(b) => b,
-      nowait::Read::Missing => return Some(None),
-      nowait::Read::WouldBlock => return None,
-      nowait::Read::Unsupported => {
-        self.fast_reads.store(false, Ordering::Relaxed);
-        return None;
-      }
-    };
-    // Anything unusual (corrupt, foreign, expired: deleted by the normal
-    // path or the sweep) goes the normal way, which reports and cleans up.
-    match parse(&path, bytes) {
-      Ok(s) if s.header.id == id && !is_expired(s.header.expires, now) => {
-        if let (Some(c), Some(seen)) = (&self.cache, seen) {
-          c.after_read(seen, id, s.header.expires, &s.payload, now);
-        }
-        Some(Some(s.payload))
-      }
-      _ => None,
-    }
-  }
-
-  /// `get` the normal way (off the JS thread): from the read cache, else
-  /// from the file (then cached).
-  fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-    self.check_open()?;
-    let cache = self.cache.as_ref();
-    if let Some(hit) = cache.and_then(|c| c.get(id, now_ms())) {
-      return Ok(Some(hit));
-    }
-    let seen = cache.map(|c| (c, c.before_read(slot_of(&record::name_for(id)))));
-    Ok(self.read_live(id)?.map(|(_, s)| {
-      if let Some((c, seen)) = seen {
-        c.after_read(seen, id, s.header.expires, &s.payload, now_ms());
-      }
-      s.payload
-    }))
-  }
-
-  /// Runs `f`, a change of the session file at `path` (of `id` when known),
-  /// announced to the read caches of every process (see
-  /// [`super::file_cache`]).
-  fn changing<T>(&self, id: Option<&str>, path: &Path, f: impl FnOnce() -> T) -> T {
-    let Some(c) = &self.cache else { return f() };
-    let change = c.begin(id, slot_of_path(path));
-    let r = f();
-    c.end(change, None);
-    r
-  }
-
-  /// The live file of `id`; an expired one is deleted on the way.
-  fn read_live(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
-    match self.read(id)? {
-      Some((path, s)) if is_expired(s.header.expires, now_ms()) => {
-        let _ = self.changing(Some(id), &path, || fs::remove_file(&path));
-        Ok(None)
-      }
-      other => Ok(other),
-    }
-  }
-
-  /// Writes the session file atomically: the new record goes into a temp
-  /// file, which then takes the session file's name in one step, so readers
-  /// see the old or the new record, never a torn one.
-  ///
-  /// Linux: the temp file and the session file are swapped with
-  /// `renameat2(RENAME_EXCHANGE)`, and the temp name, now holding the old
-  /// inode, is recycled as the temp file of a later write (overwritten in
-  /// place). A write then creates and frees no inode and allocates no blocks:
-  /// on this project's ext4 VM that is ~0.03 ms instead of 0.3-0.9 ms for a
-  /// new temp file renamed over the old one. A reader that opened the old
-  /// inode just before the swap may read it while it is being reused: the
-  /// record's checksum and id catch a torn read, [`same_file`] a whole next
-  /// version not yet in place, and [`Inner::load`] reads again. Elsewhere
-  /// (or where the file system refuses the exchange) the temp file is new
-  /// and renamed over the session file.
-  fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
-    self.check_open()?;
-    let path = self.path_for(id);
-    let buf = record::encode(id, expires, payload)?;
-    let Some(c) = &self.cache else { return self.write_file(&path, &buf) };
-    // The session written is cached (the file holds it) unless another
-    // change of the slot overlapped this one.
-    let change = c.begin(Some(id), slot_of_path(&path));
-    let r = self.write_file(&path, &buf);
-    c.end(change, r.is_ok().then_some((id, expires, payload, now_ms())));
-    r
-  }
-
-  /// [`Inner::write`]'s file work: `buf` (a whole record) becomes the file
-  /// at `path`.
-  fn write_file(&self, path: &Path, buf: &[u8]) -> Result<()> {
-    loop {
-      let (tmp, born, reused) = match self.take_recycled() {
-        Some((tmp, born)) => (tmp, born, true),
-        None => {
-          let born = now_ms();
-          (self.tmp_path(born), born, false)
-        }
-      };
-      let file = super::private_file().write(true).create_new(!reused).open(&tmp);
-      match file.and_then(|f| self.commit(f, &tmp, buf, path, reused)) {
-        Ok(placed) => {
-          self.recycle(placed, tmp, born);
-          return Ok(());
-        }
-        // A recycled one removed under us (a sweep): the next one, or a new file.
-        Err(e) if reused && e.kind() == ErrorKind::NotFound => {}
-        Err(e) => {
-          let _ = fs::remove_file(&tmp);
-          return Err(io_err("cannot write", path, e));
-        }
-      }
-    }
-  }
-
-  /// A new temp file name; the birth time in it lets any process's sweep
-  /// remove the leftovers of a killed writer.
-  fn tmp_path(&self, born: u64) -> PathBuf {
-    self.dir.join(format!("{TMP_PREFIX}{born}-{}-{}", std::process::id(), next_tmp()))
-  }
-
-  /// Fills the temp file `f` (at `tmp`; `reused`: it holds an old record)
-  /// and puts it in place at `path`.
-  fn commit(&self, mut f: File, tmp: &Path, buf: &[u8], path: &Path, reused: bool) -> std::io::Result<Placed> {
-    // Just opened: written from its start.
-    f.write_all(buf)?;
-    if reused && f.metadata()?.len() > buf.len() as u64 {
-      f.set_len(buf.len() as u64)?;
-    }
-    if self.durable {
-      f.sync_all()?;
-    }
-    drop(f);
-    let placed = self.place(tmp, path)?;
-    if self.durable {
-      File::open(&self.dir)?.sync_all()?;
-    }
-    Ok(placed)
-  }
-
-  /// Swaps `tmp` and `path` where the system can, else renames.
-  fn place(&self, tmp: &Path, path: &Path) -> std::io::Result<Placed> {
-    #[cfg(target_os = "linux")]
-    if self.exchange.load(Ordering::Relaxed) {
-      match exchange(tmp, path) {
-        Ok(()) => return Ok(Placed::Swapped),
-        // No session file yet (or no temp file: the rename below says so).
-        Err(e) if e.kind() == ErrorKind::NotFound => {}
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP)) => {
-          self.exchange.store(false, Ordering::Relaxed);
-        }
-        Err(e) => return Err(e),
-      }
-    }
-    fs::rename(tmp, path)?;
-    Ok(Placed::Renamed)
-  }
-
-  /// After a swap, keeps the temp name (it holds the old inode) for a later
-  /// write, up to `RECYCLED` of them.
-  fn recycle(&self, placed: Placed, tmp: PathBuf, born: u64) {
-    if let Placed::Swapped = placed {
-      let mut r = self.recycled.lock();
-      if r.len() < RECYCLED {
-        r.push_back((tmp, born, std::time::Instant::now()));
-        return;
-      }
-      drop(r);
-      let _ = fs::remove_file(&tmp);
-    }
-  }
-
-  /// The oldest recycled temp file that has been out of place for
-  /// `REUSE_QUIET` (else `None`: the write takes a new file); ones old
-  /// enough for a sweep to count as leftovers are removed on the way.
-  fn take_recycled(&self) -> Option<(PathBuf, u64)> {
-    loop {
-      let mut r = self.recycled.lock();
-      let (_, born, left) = r.front()?;
-      if *born + RECYCLED_MAX_AGE_MS <= now_ms() {
-        let (tmp, ..) = r.pop_front()?;
-        drop(r);
-        let _ = fs::remove_file(&tmp);
-        continue;
-      }
-      if left.elapsed() < REUSE_QUIET {
-        return None;
-      }
-      let (tmp, born, _) = r.pop_front()?;
-      return Some((tmp, born));
-    }
-  }
-
-  /// Removes every recycled temp file (they hold old records).
-  fn drop_recycled(&self) {
-    let all: Vec<_> = self.recycled.lock().drain(..).collect();
-    for (tmp, ..) in all {
-      let _ = fs::remove_file(&tmp);
-    }
-  }
-
-  fn lock_path(&self, id: &str) -> PathBuf {
-    let name = record::name_for(id);
-    self.dir.join(format!("{}.lock", name.trim_end_matches(&format!(".{EXT}"))))
-  }
-
-  /// Runs `f` holding the directory's short lock-maintenance flock.
-  fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let guard_path = self.dir.join(".locks");
-    let guard = super::private_file()
-      .create(true)
-      .truncate(false)
-      .write(true)
-      .open(&guard_path)
-      .map_err(|e| io_err("cannot open", &guard_path, e))?;
-    guard.lock().map_err(|e| io_err("cannot lock", &guard_path, e))?;
-    let r = f();
-    let _ = guard.unlock();
-    r
-  }
-
-  /// (token, expires) of the lock file, `None` when absent or unreadable.
-  fn read_lock(path: &Path) -> Option<(String, u64)> {
-    let text = fs::read_to_string(path).ok()?;
-    let (token, exp) = text.trim().split_once(' ')?;
-    Some((token.to_string(), exp.parse().ok()?))
-  }
-
-  fn try_create_lock(&self, path: &Path, token: &str, ttl_ms: u64) -> Result<bool> {
-    match super::private_file().write(true).create_new(true).open(path) {
-      Ok(mut f) => {
-        f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()).map_err(|e| io_err("cannot write", path, e))?;
-        Ok(true)
-      }
-      Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-      Err(e) => Err(io_err("cannot create", path, e)),
-    }
-  }
-
-  fn lock(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    self.check_open()?;
-    let path = self.lock_path(id);
-    if self.try_create_lock(&path, token, ttl_ms)? {
-      return Ok(true);
-    }
-    let Some((stale, exp)) = Self::read_lock(&path) else { return Ok(false) };
-    if exp > now_ms() {
-      return Ok(false);
-    }
-    // Stale: remove it if it is still the same lock, then compete again.
-    self.guarded(|| {
-      if Self::read_lock(&path).is_some_and(|(t, e)| t == stale && e <= now_ms()) {
-        let _ = fs::remove_file(&path);
-      }
-      Ok(())
-    })?;
-    self.try_create_lock(&path, token, ttl_ms)
-  }
-
-  fn unlock(&self, id: &str, token: &str) -> Result<bool> {
-    let path = self.lock_path(id);
-    self.guarded(|| {
-      if Self::read_lock(&path).is_some_and(|(t, _)| t == token) {
-        fs::remove_file(&path).map_err(|e| io_err("cannot delete", &path, e))?;
-        return Ok(true);
-      }
-      Ok(false)
-    })
-  }
-
-  fn renew(&self, id: &str, token: &str, ttl_ms: u64) -> Result<bool> {
-    let path = self.lock_path(id);
-    self.guarded(|| match Self::read_lock(&path) {
-      Some((t, exp)) if t == token && exp > now_ms() => {
-        let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
-        super::private_file()
-          .write(true)
-          .create_new(true)
-          .open(&tmp)
-          .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
-          .and_then(|_| fs::rename(&tmp, &path))
-          .map_err(|e| io_err("cannot renew", &path, e))?;
-        Ok(true)
-      }
-      _ => Ok(false),
-    })
-  }
-
-  fn remove(&self, id: &str) -> Result<bool> {
-    let live = self.read_live(id).unwrap_or(None).is_some();
-    let path = self.path_for(id);
-    match self.changing(Some(id), &path, || fs::remove_file(&path)) {
-      Ok(()) => Ok(live),
-      Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-      Err(e) => Err(io_err("cannot delete", &path, e)),
-    }
-  }
-
-  fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    match self.read_live(id)? {
-      None => Ok(false),
-      Some((_, s)) => {
-        self.write(id, &s.payload, expires)?;
-        Ok(true)
-      }
-    }
-  }
-
-  /// Every session file name in the directory.
-  fn files(&self) -> Result<Vec<PathBuf>> {
-    self.check_open()?;
-    let rd = fs::read_dir(&self.dir).map_err(|e| io_err("cannot list", &self.dir, e))?;
-    let mut out = Vec::new();
-    for ent in rd.flatten() {
-      let p = ent.path();
-      if p.extension().is_some_and(|x| x == EXT) {
-        out.push(p);
-      }
-    }
-    Ok(out)
-  }
-
-  /// Up to `count` live sessions of the directory listing `cursor` names
-  /// (`""`: a new one), and the cursor to continue it (`""`: done).
-  fn page(&self, cursor: &str, count: u32) -> Result<super::Page> {
-    self.check_open()?;
-    let mut rd = match self.pages.take(cursor)? {
-      Some(rd) => rd,
-      None => fs::read_dir(&self.dir).map_err(|e| io_err("cannot list", &self.dir, e))?,
-    };
-    let now = now_ms();
-    let mut out = Vec::new();
-    while out.len() < count as usize {
-      let Some(ent) = rd.next() else { return Ok((String::new(), out)) };
-      let Ok(ent) = ent else { continue };
-      let p = ent.path();
-      if !p.extension().is_some_and(|x| x == EXT) {
-        continue;
-      }
-      match self.load(&p) {
-        Ok(Some(s)) if !is_expired(s.header.expires, now) => {
-          let ttl = s.header.expires.map_or(Ttl::Persistent, Ttl::At);
-          out.push((s.header.id, s.payload, ttl));
-        }
-        Ok(_) => {}
-        Err(e) => self.report(e),
-      }
-    }
-    Ok((self.pages.park(rd), out))
-  }
-
-  /// How many live sessions, reading one file at a time (a count holds no
-  /// session in memory).
-  fn live_count(&self) -> Result<u64> {
-    let now = now_ms();
-    let mut n = 0;
-    for p in self.files()? {
-      match self.load(&p) {
-        Ok(Some(s)) if !is_expired(s.header.expires, now) => n += 1,
-        Ok(_) => {}
-        Err(e) => self.report(e),
-      }
-    }
-    Ok(n)
-  }
-
-  /// Every live session; corrupt files are reported and skipped.
-  fn live_files(&self) -> Result<Vec<(PathBuf, Stored)>> {
-    let now = now_ms();
-    let mut out = Vec::new();
-    for p in self.files()? {
-      match self.load(&p) {
-        Ok(None) => {}
-        Err(e) => self.report(e),
-        Ok(Some(s)) if is_expired(s.header.expires, now) => {}
-        Ok(Some(s)) => out.push((p, s)),
-      }
-    }
-    Ok(out)
-  }
-
-  /// Deletes expired session files and a killed writer's leftovers.
-  fn sweep(&self) -> usize {
-    if let Some(c) = &self.cache {
-      c.check_shared();
-    }
-    let Ok(rd) = fs::read_dir(&self.dir) else { return 0 };
-    let now = now_ms();
-    let mut removed = 0;
-    for ent in rd.flatten() {
-      if *self.stop.lock() {
-        break;
-      }
-      let p = ent.path();
-      let name = ent.file_name();
-      let name = name.to_string_lossy();
-      if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
-        let born: u64 = rest.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
-        if born + TMP_MAX_AGE_MS < now && fs::remove_file(&p).is_ok() {
-          removed += 1;
-        }
-        continue;
-      }
-      if p.extension().is_some_and(|x| x == "lock") {
-        // A lock whose holder died and nobody asked for again: removed as a
-        // takeover would, re-checked under the maintenance flock.
-        if let Some((token, exp)) = Self::read_lock(&p).filter(|(_, exp)| *exp <= now) {
-          let gone = self.guarded(|| {
-            let same = Self::read_lock(&p).is_some_and(|(t, e)| t == token && e == exp);
-            Ok(same && fs::remove_file(&p).is_ok())
-          });
-          removed += usize::from(gone.unwrap_or(false));
-        }
-        continue;
-      }
-      if !p.extension().is_some_and(|x| x == EXT) {
-        continue;
-      }
-      let mut head = Vec::with_capacity(2048);
-      let Ok(f) = File::open(&p) else { continue };
-      if (&f).take(4096).read_to_end(&mut head).is_err() {
-        continue;
-      }
-      // Only the header is read (the payload may be cut off); one whose id
-      // does not name this file was read while a write swapped it: skipped.
-      // The file is deleted only if it is still the one read: a session set
-      // again since then is a new file at the same name.
-      match record::decode_header(&p.display(), &head) {
-        Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
-          if same_file(&f, &p) && self.changing(Some(&h.id), &p, || fs::remove_file(&p)).is_ok() {
-            removed += 1;
-          }
-        }
-        Ok(_) => {}
-        Err(e) => self.report(e),
-      }
-    }
-    removed
-  }
-}
-
-fn sweep_loop(inner: Arc<Inner>, every: Duration) {
-  loop {
-    {
-      let mut stop = inner.stop.lock();
-      if !*stop {
-        inner.wake.wait_for(&mut stop, every);
-      }
-      if *stop {
-        return;
-      }
-    }
-    inner.sweep();
   }
 }
 
@@ -803,7 +232,7 @@ impl FileBackend {
         Some(
           std::thread::Builder::new()
             .name("rs-store-file-sweep".into())
-            .spawn(move || sweep_loop(i, every))
+            .spawn(move || sweep::sweep_loop(i, every))
             .map_err(|e| StoreError::new(Code::Internal, format!("cannot start sweeper: {e}")))?,
         )
       }
@@ -870,92 +299,6 @@ impl FileBackend {
   }
 }
 
-/// Reads that never wait on the disk (Linux: `openat2(RESOLVE_CACHED)` +
-/// `preadv2(RWF_NOWAIT)`).
-mod nowait {
-  use std::path::Path;
-
-  /// Larger files are left to the normal path.
-  #[cfg(target_os = "linux")]
-  const MAX_NOW_BYTES: usize = 4 * 1024 * 1024;
-
-  pub enum Read {
-    Done(Vec<u8>),
-    Missing,
-    /// Path or data not in the kernel's caches: read the normal way.
-    WouldBlock,
-    /// This kernel or file system cannot do it: stop trying.
-    Unsupported,
-  }
-
-  #[cfg(target_os = "linux")]
-  pub fn read(path: &Path) -> Read {
-    use std::ffi::CString;
-    use std::fs::File;
-    use std::os::fd::FromRawFd;
-    use std::os::unix::ffi::OsStrExt;
-
-    let Ok(cpath) = CString::new(path.as_os_str().as_bytes()) else { return Read::Unsupported };
-    let opened = std::time::Instant::now();
-    let errno = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-    // SAFETY: open_how is plain data; zeroed is a valid value for every field.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    // O_NOATIME: a read must not dirty the inode (an atime update is a
-    // journal write); allowed on files we own, which ours are.
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOATIME) as u64;
-    how.resolve = libc::RESOLVE_CACHED;
-    // SAFETY: valid NUL-terminated path and open_how of the size we pass.
-    let fd = unsafe {
-      libc::syscall(libc::SYS_openat2, libc::AT_FDCWD, cpath.as_ptr(), &how as *const libc::open_how, std::mem::size_of::<libc::open_how>())
-    };
-    if fd < 0 {
-      return match errno() {
-        libc::ENOENT => Read::Missing,
-        libc::EAGAIN => Read::WouldBlock,
-        libc::ENOSYS | libc::EINVAL | libc::E2BIG => Read::Unsupported,
-        // EPERM: O_NOATIME on a file we do not own (or a sandbox): normal path
-        _ => Read::WouldBlock, // the normal path reports real errors
-      };
-    }
-    // SAFETY: fd is a fresh descriptor we own; File closes it.
-    let file = unsafe { File::from_raw_fd(fd as i32) };
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    loop {
-      if buf.len() > MAX_NOW_BYTES {
-        return Read::WouldBlock; // not a session this thread should copy
-      }
-      if buf.capacity() - buf.len() < 1024 {
-        buf.reserve(buf.capacity());
-      }
-      let spare = buf.capacity() - buf.len();
-      let iov = libc::iovec { iov_base: unsafe { buf.as_mut_ptr().add(buf.len()) } as *mut libc::c_void, iov_len: spare };
-      // SAFETY: iov points into buf's spare capacity; the fd is open.
-      let n = unsafe { libc::preadv2(std::os::fd::AsRawFd::as_raw_fd(&file), &iov, 1, buf.len() as libc::off_t, libc::RWF_NOWAIT) };
-      if n < 0 {
-        return match errno() {
-          libc::EAGAIN => Read::WouldBlock,
-          libc::EOPNOTSUPP | libc::ENOSYS | libc::EINVAL => Read::Unsupported,
-          _ => Read::WouldBlock,
-        };
-      }
-      // SAFETY: the kernel initialized n more bytes.
-      unsafe { buf.set_len(buf.len() + n as usize) };
-      // A short read of a regular file is its end: no second call to learn
-      // it. (A file rewritten meanwhile is caught by the record's checksum.)
-      if n == 0 || (n as usize) < spare {
-        // See `Inner::write`: a slow read may have met a recycled inode's reuse.
-        let quick = opened.elapsed() < super::REUSE_QUIET;
-        return if quick || super::same_file(&file, path) { Read::Done(buf) } else { Read::WouldBlock };
-      }
-    }
-  }
-
-  #[cfg(not(target_os = "linux"))]
-  pub fn read(_: &Path) -> Read {
-    Read::Unsupported
-  }
-}
-
 #[async_trait]
 impl Backend for FileBackend {
   fn get_now(&self, id: &str) -> Option<Option<Vec<u8>>> {
@@ -1017,6 +360,8 @@ impl Drop for FileBackend {
 
 #[cfg(test)]
 mod tests {
+  use super::read::{read_in_place, same_file};
+  use super::write::exchange;
   use super::*;
   use crate::expiry::after_ms;
 
@@ -1169,12 +514,12 @@ mod tests {
     i.write("x", b"1", None).unwrap();
     edit_by_hand(i, "x", b"hand");
     assert_eq!(i.get_now("x"), Some(Some(b"1".to_vec())));
-    std::thread::sleep(Duration::from_millis(super::super::file_cache::MAX_AGE_MS + 50));
+    std::thread::sleep(Duration::from_millis(super::cache::MAX_AGE_MS + 50));
     assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())), "read again once older than the max age");
     assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())));
     edit_by_hand(i, "x", b"hand2");
     assert_eq!(i.get_now("x"), Some(Some(b"hand".to_vec())), "and cached again");
-    fs::remove_file(d.join(super::super::file_cache::GENS_FILE)).unwrap();
+    fs::remove_file(d.join(super::cache::GENS_FILE)).unwrap();
     s.sweep_now();
     assert_eq!(i.get_now("x"), Some(Some(b"hand2".to_vec())), "table gone: the cache turned itself off");
     edit_by_hand(i, "x", b"hand3");

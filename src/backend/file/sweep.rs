@@ -1,0 +1,81 @@
+//! The sweep: expired sessions, stale lock files and leftover temp files,
+//! one file at a time, on the store's own thread (joined on close).
+
+use super::read::{names, same_file};
+use super::*;
+
+impl Inner {
+  /// Deletes expired session files and a killed writer's leftovers.
+  pub(super) fn sweep(&self) -> usize {
+    if let Some(c) = &self.cache {
+      c.check_shared();
+    }
+    let Ok(rd) = fs::read_dir(&self.dir) else { return 0 };
+    let now = now_ms();
+    let mut removed = 0;
+    for ent in rd.flatten() {
+      if *self.stop.lock() {
+        break;
+      }
+      let p = ent.path();
+      let name = ent.file_name();
+      let name = name.to_string_lossy();
+      if let Some(rest) = name.strip_prefix(TMP_PREFIX) {
+        let born: u64 = rest.split('-').next().and_then(|t| t.parse().ok()).unwrap_or(0);
+        if born + TMP_MAX_AGE_MS < now && fs::remove_file(&p).is_ok() {
+          removed += 1;
+        }
+        continue;
+      }
+      if p.extension().is_some_and(|x| x == "lock") {
+        // A lock whose holder died and nobody asked for again: removed as a
+        // takeover would, re-checked under the maintenance flock.
+        if let Some((token, exp)) = Self::read_lock(&p).filter(|(_, exp)| *exp <= now) {
+          let gone = self.guarded(|| {
+            let same = Self::read_lock(&p).is_some_and(|(t, e)| t == token && e == exp);
+            Ok(same && fs::remove_file(&p).is_ok())
+          });
+          removed += usize::from(gone.unwrap_or(false));
+        }
+        continue;
+      }
+      if !p.extension().is_some_and(|x| x == EXT) {
+        continue;
+      }
+      let mut head = Vec::with_capacity(2048);
+      let Ok(f) = File::open(&p) else { continue };
+      if (&f).take(4096).read_to_end(&mut head).is_err() {
+        continue;
+      }
+      // Only the header is read (the payload may be cut off); one whose id
+      // does not name this file was read while a write swapped it: skipped.
+      // The file is deleted only if it is still the one read: a session set
+      // again since then is a new file at the same name.
+      match record::decode_header(&p.display(), &head) {
+        Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
+          if same_file(&f, &p) && self.changing(Some(&h.id), &p, || fs::remove_file(&p)).is_ok() {
+            removed += 1;
+          }
+        }
+        Ok(_) => {}
+        Err(e) => self.report(e),
+      }
+    }
+    removed
+  }
+}
+
+pub(super) fn sweep_loop(inner: Arc<Inner>, every: Duration) {
+  loop {
+    {
+      let mut stop = inner.stop.lock();
+      if !*stop {
+        inner.wake.wait_for(&mut stop, every);
+      }
+      if *stop {
+        return;
+      }
+    }
+    inner.sweep();
+  }
+}
