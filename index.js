@@ -11,25 +11,6 @@ const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
 const { CODES, fromNative, invalidType } = require('./lib/errors')
 
-/**
- * Encryption and compression options, the same for every store:
- * `secret` (string) or `secrets` ([newest, ...older], each at least 64
- * characters; the newest encrypts, all decrypt) and `compress` (boolean).
- */
-function codecOptions(o) {
-  let secrets
-  if (o.secrets !== undefined) {
-    if (!Array.isArray(o.secrets) || o.secrets.length === 0 || !o.secrets.every((x) => typeof x === 'string')) {
-      throw invalidType('ERR_INVALID_OPTION', 'option secrets must be a non-empty array of strings (newest first)')
-    }
-    secrets = o.secrets
-  } else if (o.secret !== undefined) {
-    secrets = [options.string(o, 'secret')]
-  }
-  if (o.compress !== undefined && typeof o.compress !== 'boolean') throw invalidType('ERR_INVALID_OPTION', 'option compress must be a boolean')
-  return { secrets, compress: o.compress }
-}
-
 function nativeCall(fn) {
   try {
     return fn()
@@ -50,9 +31,8 @@ function memory(opts) {
       {
         maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
         maxBytes: options.number(o, 'maxBytes', { min: 1 }),
-        maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
         sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-        ...codecOptions(o),
+        session: options.session(o),
       },
       // No report callback: what this process encoded in memory always
       // decodes, and a callback (a threadsafe function) per store is memory
@@ -75,7 +55,7 @@ function dummy(opts) {
  */
 function redis(cfg) {
   const o = typeof cfg === 'string' ? {} : options.known(cfg, 'redis')
-  return redisStore({ ...redisConfig(cfg), ...codecOptions(o) }, o)
+  return redisStore({ ...redisConfig(cfg), session: options.session(o) }, o)
 }
 
 /**
@@ -99,13 +79,13 @@ function redisStore(config, o) {
  * Client of rs-store's session daemon (`npx rs-store-daemon <port | socket>
  * [storage-dir]`, see docs/daemon.md): a port, a socket path, or { port |
  * socket, prefix, connectTimeoutMs, commandTimeoutMs, secret(s), compress,
- * onError }. Its locks are shared by every client of the daemon and die with
- * the connection that holds them. For a `--lock` daemon, pass this store as
+ * onError }. Its locks are shared by every client of the daemon and end with
+ * their ttl or, sooner, with the connection that holds them. For a `--lock` daemon, pass this store as
  * another store's `lockManager`.
  */
 function daemon(cfg) {
   const o = typeof cfg === 'object' && cfg !== null ? options.known(cfg, 'daemon') : {}
-  return redisStore({ ...daemonConfig(cfg), ...codecOptions(o) }, o)
+  return redisStore({ ...daemonConfig(cfg), session: options.session(o) }, o)
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
@@ -140,9 +120,8 @@ function sessionStateFile(o) {
         coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
         maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
         maxBytes: options.number(o, 'maxBytes', { min: 1 }),
-        maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
         sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-        ...codecOptions(o),
+        session: options.session(o),
       },
       report,
     ),
@@ -176,8 +155,7 @@ function file(opts) {
     fastReads: options.boolean(o, 'fastReads'),
     sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
     readCacheBytes: options.number(o, 'readCacheBytes', { min: 0, max: 2 ** 32 - 1, integer: true }),
-    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
-    ...codecOptions(o),
+    session: options.session(o),
   }
   const report = reporter(o)
   const getNow = config.fastReads !== false || config.readCacheBytes !== 0
@@ -212,8 +190,7 @@ function objectStore(cfg) {
     prefix: options.string(o, 'prefix'),
     sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
     commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
-    ...codecOptions(o),
+    session: options.session(o),
   }
   const report = reporter(o)
   return makeStore(batchEngine((onDone) => nativeCall(() => native.objectSessionStore(config, onDone, report))), o)

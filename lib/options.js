@@ -78,6 +78,26 @@ function only(opts, what, known) {
 }
 
 /** Options every store factory takes (lib/store.js, the codec, reports). */
+/**
+ * The session limit and codec options, the same for every store
+ * (src/options.rs, SessionOptions): `maxSessionBytes`, `secret` (string)
+ * or `secrets` ([newest, ...older], each at least 64 characters; the newest
+ * encrypts, all decrypt) and `compress` (boolean).
+ */
+function session(o) {
+  let secrets
+  if (o.secrets !== undefined) {
+    if (!Array.isArray(o.secrets) || o.secrets.length === 0 || !o.secrets.every((x) => typeof x === 'string')) {
+      throw invalidType('ERR_INVALID_OPTION', 'option secrets must be a non-empty array of strings (newest first)')
+    }
+    secrets = o.secrets
+  } else if (o.secret !== undefined) {
+    secrets = [string(o, 'secret')]
+  }
+  if (o.compress !== undefined && typeof o.compress !== 'boolean') throw invalidType('ERR_INVALID_OPTION', 'option compress must be a boolean')
+  return { maxSessionBytes: number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }), secrets, compress: o.compress }
+}
+
 const COMMON = ['timeoutUnit', 'defaultTtl', 'maxSessionBytes', 'secret', 'secrets', 'compress', 'onError', 'lockManager']
 /** Where object storage is (lib/modules.js): a URL, a directory, or PkgCloud-style settings. */
 const OBJECT_STORAGE = ['url', 'options', 'directory', 'provider', 'keyId', 'key', 'region', 'storageAccount', 'storageAccessKey', 'keyFilename', 'projectId', 'credentials', 'container', 'bucket', 'endpoint']
@@ -99,4 +119,4 @@ function known(opts, what) {
   return only(object(opts, what), what, KNOWN[what])
 }
 
-module.exports = { object, number, string, boolean, only, known, KNOWN }
+module.exports = { object, number, string, boolean, only, known, KNOWN, session }

@@ -106,7 +106,6 @@ function redisConfig(cfg) {
     ...tlsOptions(o),
     connectTimeoutMs: options.number(o, 'connectTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.connectTimeoutMs }),
     commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.commandTimeoutMs }),
-    maxSessionBytes: options.number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
     spinMicros: options.number(o, 'spinMicros', { min: 0, max: 1_000_000, integer: true }),
     ioThread: options.boolean(o, 'ioThread', { def: false }),
   }
@@ -115,7 +114,7 @@ function redisConfig(cfg) {
 /**
  * The native config for rs-store's session daemon (bin/rs-store-daemon.js):
  * a port (number or digits), a socket path, or { port | socket, prefix
- * (default ''), connectTimeoutMs, commandTimeoutMs, maxSessionBytes }.
+ * (default ''), connectTimeoutMs, commandTimeoutMs }.
  * The client is the Redis store's: one multiplexed connection, remade after
  * a failure (so a restarted daemon is reached again by itself).
  */
@@ -131,7 +130,7 @@ function daemonConfig(cfg) {
     url = `redis://127.0.0.1:${port}`
   }
   return {
-    ...redisConfig({ url, prefix: options.string(o, 'prefix', { def: '' }), connectTimeoutMs: o.connectTimeoutMs, commandTimeoutMs: o.commandTimeoutMs, maxSessionBytes: o.maxSessionBytes, spinMicros: o.spinMicros }),
+    ...redisConfig({ url, prefix: options.string(o, 'prefix', { def: '' }), connectTimeoutMs: o.connectTimeoutMs, commandTimeoutMs: o.commandTimeoutMs, spinMicros: o.spinMicros }),
     mode: 'daemon',
   }
 }

@@ -241,9 +241,8 @@ export interface FileStoreConfig {
    * process has changed their files (default 32 MiB; 0: off).
    */
   readCacheBytes?: number
-  maxSessionBytes?: number
-  secrets?: Array<string>
-  compress?: boolean
+  /** Session size limit and codec. */
+  session?: SessionOptions
 }
 
 /**
@@ -258,14 +257,10 @@ export interface MemoryStoreOptions {
   maxEntries?: number
   /** Most bytes kept (ids + values + 96 bytes per entry). */
   maxBytes?: number
-  /** Largest serialized session accepted, in bytes (default 1 MiB). */
-  maxSessionBytes?: number
+  /** Session size limit and codec. */
+  session?: SessionOptions
   /** How often expired sessions are reclaimed in the background (default 1000 ms). */
   sweepIntervalMs?: number
-  /** Encryption secrets, newest first (each at least 64 characters). */
-  secrets?: Array<string>
-  /** Compress sessions (zstd) when it pays. */
-  compress?: boolean
 }
 
 /**
@@ -286,9 +281,8 @@ export interface ObjectStoreConfig {
   sweepIntervalMs?: number
   /** Every call settles within this, retries included (default 10000 ms). */
   commandTimeoutMs?: number
-  maxSessionBytes?: number
-  secrets?: Array<string>
-  compress?: boolean
+  /** Session size limit and codec. */
+  session?: SessionOptions
 }
 
 /** The outcome of an async call: `code` and `message` are set on failure. */
@@ -325,16 +319,13 @@ export interface RedisStoreConfig {
   tlsKey?: string
   connectTimeoutMs: number
   commandTimeoutMs: number
-  maxSessionBytes?: number
+  /** Session size limit and codec. */
+  session?: SessionOptions
   /**
    * How long (µs) the I/O thread stays awake waiting for replies and
    * requests before it sleeps (default 100; 0 = never spin).
    */
   spinMicros?: number
-  /** Encryption secrets, newest first (each at least 64 characters). */
-  secrets?: Array<string>
-  /** Compress sessions (zstd) when it pays. */
-  compress?: boolean
 }
 
 /**
@@ -344,6 +335,16 @@ export interface RedisStoreConfig {
  * gives the credentials and database (`username`, `password`, `db` win).
  */
 export declare function redisWireStore(config: RedisStoreConfig, onReport?: (err: Error) => void): AsyncStore
+
+/** The session size limit and the codec (compress → encrypt) of a store. */
+export interface SessionOptions {
+  /** Largest serialized session accepted, in bytes (default 1 MiB). */
+  maxSessionBytes?: number
+  /** Encryption secrets, newest first (each at least 64 characters). */
+  secrets?: Array<string>
+  /** Compress sessions (zstd) when it pays. */
+  compress?: boolean
+}
 
 /** Synchro's FileSessionStore: sessions in memory, persisted to one JSON file. */
 export declare function snapshotStore(config: SnapshotStoreConfig, onReport: (err: Error) => void): NativeStore
@@ -358,10 +359,9 @@ export interface SnapshotStoreConfig {
   coalesceMs?: number
   maxEntries?: number
   maxBytes?: number
-  maxSessionBytes?: number
+  /** Session size limit and codec. */
+  session?: SessionOptions
   sweepIntervalMs?: number
-  secrets?: Array<string>
-  compress?: boolean
 }
 
 /** Starts the session daemon in this process. */

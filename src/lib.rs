@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod expiry;
 pub mod module_store;
+pub mod options;
 
 /// mimalloc instead of glibc malloc for Rust's allocations: buffers are
 /// allocated on the JS thread (queued calls) and freed on the I/O thread and

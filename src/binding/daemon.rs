@@ -2,7 +2,6 @@
 //! process; `bin/rs-store-daemon.js` is its command line.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use napi_derive::napi;
 use tokio::sync::Mutex;
@@ -64,7 +63,7 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
     _ => return Err(opt("give either a port (0-65535) or a socket path")),
   };
   let report: Report = Arc::new(|e: StoreError| eprintln!("rs-store-daemon: {}: {}", e.code.as_str(), e.message));
-  let sweep = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
+  let sweep = crate::options::sweep_every(config.sweep_interval_ms, crate::options::SWEEP_STORED_MS);
   let storage: Option<Arc<dyn Backend>> = match (config.lock_only.unwrap_or(false), config.dir) {
     (true, Some(_)) => return Err(opt("a lock-only daemon keeps no sessions: drop the storage directory")),
     (true, None) => None,

@@ -28,6 +28,7 @@ use crate::backend::{Cond, Op, Report};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, Expiry};
+use crate::options::{sweep_every, SessionOptions, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
 
 mod async_store;
 mod daemon;
@@ -187,15 +188,11 @@ pub(crate) struct Core {
 }
 
 impl Core {
-  pub(crate) fn new(
-    max_session_bytes: Option<u32>,
-    secrets: Option<Vec<String>>,
-    compress: Option<bool>,
-    report: Option<Report>,
-  ) -> Result<Self> {
+  pub(crate) fn new(session: Option<SessionOptions>, report: Option<Report>) -> Result<Self> {
+    let o = session.unwrap_or_default();
     Ok(Core {
-      limits: SessionLimits::new(max_session_bytes)?,
-      codec: Codec::new(&secrets.unwrap_or_default(), compress.unwrap_or(false))?,
+      limits: SessionLimits::new(o.max_session_bytes)?,
+      codec: Codec::new(&o.secrets.unwrap_or_default(), o.compress.unwrap_or(false))?,
       report,
     })
   }
@@ -300,26 +297,19 @@ pub fn memory_store(
   options: Option<MemoryStoreOptions>,
   on_report: Option<Function<'_, JsReply, ()>>,
 ) -> napi::Result<NativeStore, Code> {
-  let o = options.unwrap_or(MemoryStoreOptions {
-    max_entries: None,
-    max_bytes: None,
-    max_session_bytes: None,
-    sweep_interval_ms: None,
-    secrets: None,
-    compress: None,
-  });
+  let o = options.unwrap_or(MemoryStoreOptions { max_entries: None, max_bytes: None, sweep_interval_ms: None, session: None });
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),
-    sweep_interval: Some(Duration::from_millis(o.sweep_interval_ms.unwrap_or(1000).max(1) as u64)),
+    sweep_interval: Some(sweep_every(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
   })?;
-  Ok(charged(&env, NativeStore::new(Arc::new(backend), Core::new(o.max_session_bytes, o.secrets, o.compress, reporter_of(on_report)?)?)))
+  Ok(charged(&env, NativeStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).
 #[napi(catch_unwind)]
 pub fn dummy_store(env: Env) -> napi::Result<NativeStore, Code> {
-  Ok(charged(&env, NativeStore::new(Arc::new(DummyBackend), Core::new(None, None, None, None)?)))
+  Ok(charged(&env, NativeStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
 }
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -345,14 +335,11 @@ pub struct RedisStoreConfig {
   pub tls_key: Option<String>,
   pub connect_timeout_ms: u32,
   pub command_timeout_ms: u32,
-  pub max_session_bytes: Option<u32>,
+  /// Session size limit and codec.
+  pub session: Option<SessionOptions>,
   /// How long (µs) the I/O thread stays awake waiting for replies and
   /// requests before it sleeps (default 100; 0 = never spin).
   pub spin_micros: Option<u32>,
-  /// Encryption secrets, newest first (each at least 64 characters).
-  pub secrets: Option<Vec<String>>,
-  /// Compress sessions (zstd) when it pays.
-  pub compress: Option<bool>,
 }
 
 /// A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
@@ -395,7 +382,7 @@ pub fn redis_store(
     command_timeout: Duration::from_millis(config.command_timeout_ms.max(1) as u64),
     daemon: config.mode == "daemon",
   };
-  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
+  let core = Core::new(config.session, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
   async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared).map(|s| charged(&env, s))
 }
@@ -425,7 +412,7 @@ pub fn redis_wire_store(
     config.password.or_else(|| settings.password().map(str::to_string)),
     config.db.map(i64::from).or(Some(settings.db())),
   );
-  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, reporter_of(on_report)?)?;
+  let core = Core::new(config.session, reporter_of(on_report)?)?;
   Ok(charged(&env, async_store::wire(wire, core)))
 }
 
@@ -444,9 +431,8 @@ pub struct FileStoreConfig {
   /// Bytes of recently read sessions kept in memory, served while no
   /// process has changed their files (default 32 MiB; 0: off).
   pub read_cache_bytes: Option<u32>,
-  pub max_session_bytes: Option<u32>,
-  pub secrets: Option<Vec<String>>,
-  pub compress: Option<bool>,
+  /// Session size limit and codec.
+  pub session: Option<SessionOptions>,
 }
 
 /// Default of `FileStoreConfig::read_cache_bytes`.
@@ -470,12 +456,12 @@ pub fn file_store(
     dir: config.dir.into(),
     fast_reads: config.fast_reads.unwrap_or(true),
     durable: config.durable.unwrap_or(false),
-    sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64)),
+    sweep_interval: Some(sweep_every(config.sweep_interval_ms, SWEEP_STORED_MS)),
     report: Some(report.clone()),
     read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
     inline_small_batches: true,
   })?;
-  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report))?;
+  let core = Core::new(config.session, Some(report))?;
   // Its own thread, spinning as Redis's dispatcher does: at one call in
   // flight a set took ~170 µs with a hop to the blocking pool and back and
   // ~80 µs run right on a dispatcher that is awake (this project's VM).
@@ -494,24 +480,23 @@ pub struct SnapshotStoreConfig {
   pub coalesce_ms: Option<u32>,
   pub max_entries: Option<u32>,
   pub max_bytes: Option<f64>,
-  pub max_session_bytes: Option<u32>,
+  /// Session size limit and codec.
+  pub session: Option<SessionOptions>,
   pub sweep_interval_ms: Option<u32>,
-  pub secrets: Option<Vec<String>>,
-  pub compress: Option<bool>,
 }
 
 /// Synchro's FileSessionStore: sessions in memory, persisted to one JSON file.
 #[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
 pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<NativeStore, Code> {
   let report = async_store::reporter(on_report)?;
-  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
+  let core = Core::new(config.session, Some(report.clone()))?;
   let backend = SnapshotBackend::new(SnapshotOptions {
     binary: core.codec.is_active(),
     file: config.session_state_file.into(),
     memory: MemoryOptions {
       max_entries: config.max_entries.map(|n| n as usize),
       max_bytes: config.max_bytes.map(|n| n as usize),
-      sweep_interval: Some(Duration::from_millis(config.sweep_interval_ms.unwrap_or(1000).max(1) as u64)),
+      sweep_interval: Some(sweep_every(config.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
     },
     default_ttl: config.default_ttl_ms.filter(|t| t.is_finite() && *t >= 0.0).map(|t| Duration::from_millis(t as u64)),
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),

@@ -20,6 +20,7 @@ use super::Core;
 use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};
 use crate::module_store::ModuleStore;
+use crate::options::{sweep_every, SessionOptions, SWEEP_STORED_MS};
 
 /// An object store and its root from a URL and object_store settings.
 fn open(url: &str, options: Vec<Vec<String>>) -> crate::error::Result<(Arc<dyn ObjectStore>, Path)> {
@@ -46,9 +47,8 @@ pub struct ObjectStoreConfig {
   pub sweep_interval_ms: Option<u32>,
   /// Every call settles within this, retries included (default 10000 ms).
   pub command_timeout_ms: Option<u32>,
-  pub max_session_bytes: Option<u32>,
-  pub secrets: Option<Vec<String>>,
-  pub compress: Option<bool>,
+  /// Session size limit and codec.
+  pub session: Option<SessionOptions>,
 }
 
 /// Sessions in object storage; replies through `onDone` in call order,
@@ -78,8 +78,8 @@ pub fn object_session_store(
     b.create(&dir).map_err(|e| StoreError::new(Code::Io, format!("cannot create directory {dir}: {e}")))?;
   }
   let report = async_store::reporter(on_report)?;
-  let core = Core::new(config.max_session_bytes, config.secrets, config.compress, Some(report.clone()))?;
-  let every = Duration::from_millis(config.sweep_interval_ms.unwrap_or(60_000).max(1) as u64);
+  let core = Core::new(config.session, Some(report.clone()))?;
+  let every = sweep_every(config.sweep_interval_ms, SWEEP_STORED_MS);
   let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
   let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))

@@ -11,6 +11,7 @@ use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
+use crate::options::SessionOptions;
 
 /// The outcome of an async call: `code` and `message` are set on failure.
 #[napi(object)]
@@ -34,14 +35,10 @@ pub struct MemoryStoreOptions {
   pub max_entries: Option<u32>,
   /// Most bytes kept (ids + values + 96 bytes per entry).
   pub max_bytes: Option<f64>,
-  /// Largest serialized session accepted, in bytes (default 1 MiB).
-  pub max_session_bytes: Option<u32>,
+  /// Session size limit and codec.
+  pub session: Option<SessionOptions>,
   /// How often expired sessions are reclaimed in the background (default 1000 ms).
   pub sweep_interval_ms: Option<u32>,
-  /// Encryption secrets, newest first (each at least 64 characters).
-  pub secrets: Option<Vec<String>>,
-  /// Compress sessions (zstd) when it pays.
-  pub compress: Option<bool>,
 }
 
 /// A store over one backend. Methods take and return JSON text; the JS
