@@ -4,7 +4,7 @@
 // in native/, built by `npm install`) is only reached through these.
 const native = require('./lib/native')
 const options = require('./lib/options')
-const { makeStore, syncEngine, UNIT_MS, DEFAULT_TTL_MS } = require('./lib/store')
+const { makeStore, syncEngine, units } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
 const { wireIo } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
@@ -110,13 +110,11 @@ function outcomeError(out) {
  */
 function sessionStateFile(o) {
   const report = reporter(o)
-  const unitMs = UNIT_MS[options.string(o, 'timeoutUnit', { choices: Object.keys(UNIT_MS), def: 'ms' })]
-  const defaultTtl = options.number(o, 'defaultTtl', { min: 0, max: Infinity })
   const native_ = nativeCall(() =>
     native.snapshotStore(
       {
         sessionStateFile: path.resolve(options.string(o, 'sessionStateFile')),
-        defaultTtlMs: defaultTtl === undefined ? DEFAULT_TTL_MS : defaultTtl * unitMs,
+        defaultTtlMs: units(o).defaultTtlMs,
         coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
         maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
         maxBytes: options.number(o, 'maxBytes', { min: 1 }),

@@ -125,14 +125,19 @@ function syncEngine(native) {
   }
 }
 
+/** A store's units: `timeoutUnit` in ms, and `defaultTtl` in ms. */
+function units(opts) {
+  const unitMs = UNIT_MS[options.string(opts, 'timeoutUnit', { choices: Object.keys(UNIT_MS), def: 'ms' })]
+  return { unitMs, defaultTtlMs: options.number(opts, 'defaultTtl', { min: 0, max: Infinity, def: DEFAULT_TTL_MS / unitMs }) * unitMs }
+}
+
 /**
  * Builds the public store over `engine` (a native store).
  * @param {object} engine syncEngine() or batchEngine(): get/set/remove/touch/ttlMs/exists/len/clear/entries/close
  * @param {object} opts validated by the caller's factory; reads timeoutUnit, defaultTtl
  */
 function makeStore(engine, opts, extra = {}) {
-  const unitMs = UNIT_MS[options.string(opts, 'timeoutUnit', { choices: Object.keys(UNIT_MS), def: 'ms' })]
-  const defaultTtlMs = options.number(opts, 'defaultTtl', { min: 0, max: Infinity, def: DEFAULT_TTL_MS / unitMs }) * unitMs
+  const { unitMs, defaultTtlMs } = units(opts)
 
   function ttlMsOf(timeout) {
     if (timeout === undefined || timeout === null) return defaultTtlMs
@@ -323,4 +328,4 @@ function makeStore(engine, opts, extra = {}) {
   }
 }
 
-module.exports = { makeStore, syncEngine, serialize, parse, checkId, readable, noCallback, UNIT_MS, DEFAULT_TTL_MS, TIMEOUT_UNIT_MS }
+module.exports = { makeStore, syncEngine, serialize, parse, checkId, readable, noCallback, units, TIMEOUT_UNIT_MS }
