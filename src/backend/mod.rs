@@ -162,13 +162,6 @@ pub enum Reply {
   /// A page of sessions with their ttl, and the cursor of the next page
   /// (`""` when this was the last).
   Page(String, Vec<(String, Vec<u8>, Ttl)>),
-  /// A decoded session (binding layer, after the codec).
-  Text(Option<String>),
-  /// Decoded entries (binding layer, after the codec).
-  TextEntries(Vec<(String, String)>),
-  /// A decoded page (binding layer): the next cursor, and per session its
-  /// id, its text (`None`: it does not decode), its ttl and stored size.
-  TextPage(String, Vec<(String, Option<String>, Ttl, usize)>),
   Done,
 }
 

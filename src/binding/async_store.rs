@@ -35,12 +35,25 @@ use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
 
 /// One answer as JS sees it: null, a string, a boolean, a number, an array
-/// of strings, or an Error carrying a `code`.
-pub struct JsReply(crate::error::Result<Reply>);
+/// of strings, or an Error carrying a `code`. A backend's [`Reply`] as it
+/// is, or, where it holds sessions, with them decoded to text ([`decoded`]).
+pub enum JsReply {
+  Failed(StoreError),
+  Reply(Reply),
+  Text(Option<String>),
+  /// `all()`: sessions that decode, with their ids.
+  TextEntries(Vec<(String, String)>),
+  /// A page of a walk: the next cursor, and per session its id, its text
+  /// (`None`: it does not decode), its ttl and its stored size.
+  TextPage(String, Vec<(String, Option<String>, crate::backend::Ttl, usize)>),
+}
 
-impl JsReply {
-  pub(crate) fn ok(r: Reply) -> Self {
-    JsReply(Ok(r))
+impl From<crate::error::Result<Reply>> for JsReply {
+  fn from(r: crate::error::Result<Reply>) -> Self {
+    match r {
+      Ok(r) => JsReply::Reply(r),
+      Err(e) => JsReply::Failed(e),
+    }
   }
 }
 
@@ -56,25 +69,26 @@ impl TypeName for JsReply {
 impl ToNapiValue for JsReply {
   unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
     let error = |e: StoreError| <napi::Error<Code> as ToNapiValue>::to_napi_value(env, e.into());
-    let reply = match val.0 {
-      Err(e) => return error(e),
-      Ok(r) => r,
-    };
-    match reply {
-      Reply::Text(None) | Reply::Value(None) => Null::to_napi_value(env, Null),
-      // `set` resolves undefined, as on the memory store.
-      Reply::Done => Undefined::to_napi_value(env, ()),
-      Reply::Text(Some(s)) => text_to_js(env, &s),
-      Reply::TextEntries(es) => {
+    let reply = match val {
+      JsReply::Failed(e) => return error(e),
+      JsReply::Text(None) => return Null::to_napi_value(env, Null),
+      JsReply::Text(Some(s)) => return text_to_js(env, &s),
+      JsReply::TextEntries(es) => {
         // Flat [id, text, id, text, …]
         let mut flat = Vec::with_capacity(es.len() * 2);
         for (id, t) in es {
           flat.push(id);
           flat.push(t);
         }
-        Vec::<String>::to_napi_value(env, flat)
+        return Vec::<String>::to_napi_value(env, flat);
       }
-      Reply::TextPage(next, es) => page_to_js(env, next, es),
+      JsReply::TextPage(next, es) => return page_to_js(env, next, es),
+      JsReply::Reply(r) => r,
+    };
+    match reply {
+      Reply::Value(None) => Null::to_napi_value(env, Null),
+      // `set` resolves undefined, as on the memory store.
+      Reply::Done => Undefined::to_napi_value(env, ()),
       Reply::Bool(b) => bool::to_napi_value(env, b),
       Reply::Ttl(t) => f64::to_napi_value(env, t.pttl() as f64),
       Reply::Count(n) => f64::to_napi_value(env, n as f64),
@@ -177,7 +191,7 @@ pub(crate) fn reporter(on_report: Function<'_, JsReply, ()>) -> napi::Result<cra
     .build_callback(|ctx| Ok(ctx.value))
     .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the report callback: {e}")))?;
   Ok(Arc::new(move |e: StoreError| {
-    tsfn.call(JsReply(Err(e)), ThreadsafeFunctionCallMode::NonBlocking);
+    tsfn.call(JsReply::Failed(e), ThreadsafeFunctionCallMode::NonBlocking);
   }))
 }
 
@@ -266,12 +280,12 @@ pub(crate) fn wire(wire: Wire, core: Core) -> AsyncStore {
   AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core: Arc::new(core), run: Run::Wire(Mutex::new(wire)) }
 }
 
-/// A reply with its session decoded (run on the thread that answers).
-fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) -> crate::error::Result<Reply> {
+/// A reply with its sessions decoded (run on the thread that answers).
+fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) -> JsReply {
   match r {
-    Ok(Reply::Value(Some(b))) => Ok(Reply::Text(get_id.and_then(|id| core.decode(id, b)))),
-    Ok(Reply::Entries(es)) => Ok(Reply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect())),
-    Ok(Reply::Page(next, es)) => Ok(Reply::TextPage(
+    Ok(Reply::Value(Some(b))) => JsReply::Text(get_id.and_then(|id| core.decode(id, b))),
+    Ok(Reply::Entries(es)) => JsReply::TextEntries(es.into_iter().filter_map(|(id, v)| core.decode(&id, v).map(|t| (id, t))).collect()),
+    Ok(Reply::Page(next, es)) => JsReply::TextPage(
       next,
       es.into_iter()
         .map(|(id, v, ttl)| {
@@ -280,8 +294,8 @@ fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) ->
           (id, text, ttl, bytes)
         })
         .collect(),
-    )),
-    other => other,
+    ),
+    other => other.into(),
   }
 }
 
@@ -314,7 +328,7 @@ async fn spin_race<F: Future>(fut: F, spin: Duration) -> F::Output {
   }
 }
 
-type Replies = Vec<crate::error::Result<Reply>>;
+type Replies = Vec<JsReply>;
 
 enum Event {
   Done(Replies),
@@ -353,7 +367,7 @@ async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> 
   let mut out = Vec::with_capacity(n);
   for (i, get_id) in ids.into_iter().enumerate() {
     if failed.peek().is_some_and(|(j, _)| *j == i) {
-      out.push(Err(failed.next().expect("peeked").1));
+      out.push(JsReply::Failed(failed.next().expect("peeked").1));
       continue;
     }
     let r = replies.next().unwrap_or_else(|| Err(StoreError::new(Code::Internal, "missing reply")));
@@ -375,11 +389,11 @@ async fn dispatch(backend: Arc<dyn Backend>, core: Arc<Core>, mut rx: mpsc::Unbo
   let mut last_batch = 0usize;
   let overlap = backend.overlapping_batches_keep_order();
   let deliver = |r: Replies| {
-    done.call(r.into_iter().map(JsReply).collect(), ThreadsafeFunctionCallMode::NonBlocking);
+    done.call(r, ThreadsafeFunctionCallMode::NonBlocking);
   };
   loop {
     if closing && inflight.is_empty() {
-      deliver(vec![backend.close().await.map(|_| Reply::Done)]);
+      deliver(vec![backend.close().await.map(|_| Reply::Done).into()]);
       return;
     }
     let has_inflight = !inflight.is_empty();
@@ -655,7 +669,7 @@ impl AsyncStore {
   pub fn feed(&self, chunk: BufferSlice<'_>) -> napi::Result<Fed, Code> {
     let mut wire = self.wire()?.lock();
     let replies = wire.feed(&chunk)?;
-    let replies = replies.into_iter().map(|(get_id, r)| JsReply(decoded(&self.core, get_id.as_deref(), r))).collect();
+    let replies = replies.into_iter().map(|(get_id, r)| decoded(&self.core, get_id.as_deref(), r)).collect();
     let more = if wire.has_more() { wire.pack(std::mem::take(&mut *self.queue.lock())) } else { None };
     Ok(Fed { replies, more })
   }
@@ -666,6 +680,6 @@ impl AsyncStore {
   pub fn abort(&self, code: String, message: String) -> napi::Result<Vec<JsReply>, Code> {
     let e = StoreError::new(Code::parse(&code).unwrap_or(Code::StoreUnavailable), message);
     let queued = std::mem::take(&mut *self.queue.lock());
-    Ok(self.wire()?.lock().abort(queued, &e).into_iter().map(JsReply).collect())
+    Ok(self.wire()?.lock().abort(queued, &e).into_iter().map(JsReply::from).collect())
   }
 }

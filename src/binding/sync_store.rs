@@ -219,7 +219,7 @@ impl NativeStore {
         (id, text, ttl, bytes)
       })
       .collect();
-    Ok(super::JsReply::ok(crate::backend::Reply::TextPage(next, es)))
+    Ok(super::JsReply::TextPage(next, es))
   }
 
   /// All live sessions with their ids.
