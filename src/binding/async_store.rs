@@ -5,20 +5,14 @@
 //! * The JS facade queues each call with a sync `q*` method (arguments are
 //!   checked and converted here, on the JS thread, at call time) and calls
 //!   `flush()` once per tick; `flush` hands the tick's ops to the dispatcher.
-//! * One dispatcher task per store answers batches in call order: it merges
-//!   every batch that queued up meanwhile into one [`Backend::exec`]
-//!   call (one Redis pipeline) and, where the backend allows, keeps several
-//!   in flight, started in call order; calls on one id apply in call order.
+//! * One dispatcher per store ([`crate::engine::dispatch`]) answers the
+//!   batches in call order; or, for one Redis server and the daemon, the
+//!   socket on the JS thread (`pack`/`feed`, [`crate::engine::wire`]).
 //! * Replies go back through one long-lived threadsafe function as one array
 //!   in op order; the facade keeps its pending Promises in the same order.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
-use std::time::{Duration, Instant};
-
-use futures::stream::{FuturesOrdered, StreamExt};
+use std::time::Duration;
 
 use napi::bindgen_prelude::{BufferSlice, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
 use napi::sys;
@@ -30,6 +24,8 @@ use tokio::sync::mpsc;
 
 use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
 use crate::backend::{Backend, Op, Reply};
+use crate::engine::dispatch::{self, Msg};
+pub(crate) use crate::engine::dispatch::{Runs, DEFAULT_SPIN};
 use crate::engine::wire::Wire;
 use crate::error::{Code, StoreError};
 use crate::expiry::now_ms;
@@ -197,11 +193,6 @@ pub(crate) fn reporter(on_report: Function<'_, JsReply, ()>) -> napi::Result<cra
 
 type Done = ThreadsafeFunction<Vec<JsReply>, (), Vec<JsReply>, napi::Status, false, true>;
 
-enum Msg {
-  Batch(Vec<Op>),
-  Close,
-}
-
 /// A store over an I/O backend; see the module docs for the call protocol.
 #[napi(custom_finalize)]
 pub struct AsyncStore {
@@ -226,18 +217,6 @@ enum Run {
   Wire(Mutex<Wire>),
 }
 
-/// Where a store's dispatcher runs.
-pub(crate) enum Runs {
-  /// On the shared runtime (backends whose I/O is async: Redis, object
-  /// storage).
-  Shared,
-  /// On a thread of the store's own, with a current-thread runtime: the
-  /// backend may block it (the file store runs small batches right there,
-  /// [`crate::backend::file::FileOptions::inline_small_batches`], instead of
-  /// a hop to the blocking pool and back).
-  OwnThread(&'static str),
-}
-
 pub(crate) fn start(
   backend: Arc<dyn Backend>,
   on_done: Function<'_, Vec<JsReply>, ()>,
@@ -251,26 +230,19 @@ pub(crate) fn start(
     .weak::<true>()
     .build_callback(|ctx| Ok(ctx.value))
     .map_err(|e| StoreError::new(Code::Internal, format!("cannot create the completion callback: {e}")))?;
-  let (tx, rx) = mpsc::unbounded_channel();
   let core = Arc::new(core);
-  let dispatcher = dispatch(backend.clone(), core.clone(), rx, done, spin);
-  match runs {
-    Runs::Shared => {
-      napi::bindgen_prelude::spawn(dispatcher);
-    }
-    Runs::OwnThread(name) => {
-      let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| StoreError::new(Code::Internal, format!("cannot start the store's runtime: {e}")))?;
-      // Ends when the dispatcher does: after close(), or once the store is
-      // dropped (its sender with it).
-      std::thread::Builder::new()
-        .name(name.into())
-        .spawn(move || rt.block_on(dispatcher))
-        .map_err(|e| StoreError::new(Code::Internal, format!("cannot start the store's thread: {e}")))?;
-    }
-  }
+  let (encoder, decoder) = (core.clone(), core.clone());
+  let tx = dispatch::start(
+    backend.clone(),
+    Arc::new(move |id: &str, v: Vec<u8>| encoder.encode(id, v)),
+    // Sessions are decoded here, on the dispatcher's thread, not on the JS thread.
+    move |answers: dispatch::Answers| {
+      let replies = answers.into_iter().map(|(get_id, r)| decoded(&decoder, get_id.as_deref(), r)).collect();
+      done.call(replies, ThreadsafeFunctionCallMode::NonBlocking);
+    },
+    spin,
+    runs,
+  )?;
   Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core, run: Run::Dispatch { backend, tx } })
 }
 
@@ -296,150 +268,6 @@ fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result<Reply>) ->
         .collect(),
     ),
     other => other.into(),
-  }
-}
-
-/// How long the dispatcher keeps its worker awake (yielding) while it waits
-/// for a reply or for the next request, before it parks. Parking and waking a
-/// thread costs tens of µs on small VMs, more than a Redis round trip, so at
-/// low concurrency the spin roughly halves latency. It only runs while the
-/// store is lightly loaded (recent batches of at most `SPIN_MAX_BATCH` calls):
-/// under load the worker is busy anyway and a spinner would take CPU from
-/// Node and Redis.
-pub(crate) const DEFAULT_SPIN: Duration = Duration::from_micros(100);
-const SPIN_MAX_BATCH: usize = 2;
-
-/// Polls `fut`, yielding to the scheduler between polls, for up to `spin`;
-/// then waits for it normally.
-async fn spin_race<F: Future>(fut: F, spin: Duration) -> F::Output {
-  let mut fut = std::pin::pin!(fut);
-  if spin.is_zero() {
-    return fut.await;
-  }
-  let start = Instant::now();
-  loop {
-    if let Poll::Ready(v) = futures::poll!(fut.as_mut()) {
-      return v;
-    }
-    if start.elapsed() > spin {
-      return fut.await;
-    }
-    tokio::task::yield_now().await;
-  }
-}
-
-type Replies = Vec<JsReply>;
-
-enum Event {
-  Done(Replies),
-  Msg(Option<Msg>),
-}
-
-/// One batch through the codec and the backend: session values are encoded
-/// before and decoded after, here on the I/O thread, not on the JS thread.
-async fn run_batch(backend: Arc<dyn Backend>, core: Arc<Core>, ops: Vec<Op>) -> Replies {
-  let n = ops.len();
-  let mut failed: Vec<(usize, StoreError)> = Vec::new();
-  let mut ids: Vec<Option<String>> = Vec::with_capacity(n);
-  let mut run = Vec::with_capacity(n);
-  for (i, op) in ops.into_iter().enumerate() {
-    let encoded = match op {
-      Op::Set(id, v, exp) => core.encode(&id, v).map(|enc| Op::Set(id, enc, exp)),
-      Op::SetIf(id, v, exp, cond) => core.encode(&id, v).map(|enc| Op::SetIf(id, enc, exp, cond)),
-      other => Ok(other),
-    };
-    let op = match encoded {
-      Ok(op) => op,
-      Err(e) => {
-        failed.push((i, e));
-        ids.push(None);
-        continue;
-      }
-    };
-    ids.push(match &op {
-      Op::Get(id) => Some(id.clone()),
-      _ => None,
-    });
-    run.push(op);
-  }
-  let mut replies = backend.exec(run).await.into_iter();
-  let mut failed = failed.into_iter().peekable();
-  let mut out = Vec::with_capacity(n);
-  for (i, get_id) in ids.into_iter().enumerate() {
-    if failed.peek().is_some_and(|(j, _)| *j == i) {
-      out.push(JsReply::Failed(failed.next().expect("peeked").1));
-      continue;
-    }
-    let r = replies.next().unwrap_or_else(|| Err(StoreError::new(Code::Internal, "missing reply")));
-    out.push(decoded(&core, get_id.as_deref(), r));
-  }
-  out
-}
-
-/// Runs batches and answers them in order. Per-id batches are pipelined when
-/// the backend allows it ([`Backend::overlapping_batches_keep_order`]): a new
-/// batch starts while earlier ones are still in flight (started in call
-/// order, so Redis applies them in call order). A batch with a whole-store op
-/// (length, clear, all) waits for everything before it and runs alone. No
-/// timeout here: every backend bounds its own waits (Redis: connect and
-/// command timeouts), so a batch always ends.
-async fn dispatch(backend: Arc<dyn Backend>, core: Arc<Core>, mut rx: mpsc::UnboundedReceiver<Msg>, done: Done, spin: Duration) {
-  let mut inflight: FuturesOrdered<Pin<Box<dyn Future<Output = Replies> + Send>>> = FuturesOrdered::new();
-  let mut closing = false;
-  let mut last_batch = 0usize;
-  let overlap = backend.overlapping_batches_keep_order();
-  let deliver = |r: Replies| {
-    done.call(r, ThreadsafeFunctionCallMode::NonBlocking);
-  };
-  loop {
-    if closing && inflight.is_empty() {
-      deliver(vec![backend.close().await.map(|_| Reply::Done).into()]);
-      return;
-    }
-    let has_inflight = !inflight.is_empty();
-    let spin_now = if last_batch <= SPIN_MAX_BATCH { spin } else { Duration::ZERO };
-    let event = spin_race(
-      async {
-        tokio::select! {
-          biased;
-          Some(r) = inflight.next(), if has_inflight => Event::Done(r),
-          m = rx.recv(), if !closing => Event::Msg(m),
-        }
-      },
-      spin_now,
-    )
-    .await;
-    let mut ops = match event {
-      Event::Done(r) => {
-        deliver(r);
-        continue;
-      }
-      Event::Msg(None) | Event::Msg(Some(Msg::Close)) => {
-        closing = true;
-        continue;
-      }
-      Event::Msg(Some(Msg::Batch(ops))) => ops,
-    };
-    // Merge whatever queued up meanwhile, up to a Close.
-    loop {
-      match rx.try_recv() {
-        Ok(Msg::Batch(more)) => ops.extend(more),
-        Ok(Msg::Close) => {
-          closing = true;
-          break;
-        }
-        Err(_) => break,
-      }
-    }
-    last_batch = ops.len();
-    if !overlap || ops.iter().any(|op| op.id().is_none()) {
-      while let Some(r) = inflight.next().await {
-        deliver(r);
-      }
-      deliver(run_batch(backend.clone(), core.clone(), ops).await);
-    } else {
-      inflight.push_back(Box::pin(run_batch(backend.clone(), core.clone(), ops)));
-    }
   }
 }
 

@@ -1,5 +1,6 @@
-//! How calls reach a backend. Today: [`wire`], the Redis connection driven
-//! from the JS thread. (The dispatcher of the stores that run on rs-store's
-//! I/O thread is in `binding/async_store.rs`.)
+//! How calls reach a backend: [`dispatch`], the per-store dispatcher on
+//! rs-store's threads, and [`wire`], the Redis connection driven from the
+//! JS thread.
 
+pub mod dispatch;
 pub mod wire;
