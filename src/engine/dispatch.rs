@@ -67,8 +67,8 @@ pub fn start(
 
 /// How long the dispatcher keeps its worker awake (yielding) while it waits
 /// for a reply or for the next request, before it parks. Parking and waking a
-/// thread costs tens of µs on small VMs, more than a Redis round trip, so at
-/// low concurrency the spin roughly halves latency. It only runs while the
+/// thread can cost more than a Redis round trip, so at low concurrency the
+/// spin roughly halves latency. It only runs while the
 /// store is lightly loaded (recent batches of at most `SPIN_MAX_BATCH` calls):
 /// under load the worker is busy anyway and a spinner would take CPU from
 /// Node and Redis.

@@ -19,7 +19,8 @@
 //!   and deleted by a sweeper thread that reads the header of one file at a
 //!   time (bounded open files), off the event loop. (Setting each file's mtime
 //!   to its expiry would let the sweep skip live files, but costs a second
-//!   metadata write per session write: measured +60% per write on ext4.)
+//!   metadata write per session write, which costs writes far more than the
+//!   sweep saves.)
 //! * Corrupt or foreign files are skipped and reported through the report
 //!   hook, never a crash.
 //!
@@ -37,8 +38,7 @@
 //!   can be served from the kernel's caches: `openat2(RESOLVE_CACHED)` and
 //!   `preadv2(RWF_NOWAIT)` fail with `EAGAIN` instead of waiting on the disk,
 //!   and the read then takes the normal path through the blocking pool. This
-//!   saves the two thread hops of a normal read (~100 µs on small VMs) for a
-//!   few µs of syscalls.
+//!   saves the two thread hops of a normal read for two cheap syscalls.
 //! * Before that, the read cache ([`cache`]) may answer with no
 //!   system call at all: a session read or written recently by this store,
 //!   served only while no process has changed its file since, so writes by
