@@ -113,10 +113,26 @@ export declare class NativeModuleStore {
 }
 
 /**
+ * The codec on its own (benchmarks, and tools that inspect stored values):
+ * the same pipeline every store applies.
+ */
+export declare class SessionCodec {
+  /** `secrets`: newest first (each at least 64 characters); `compress`: zstd. */
+  constructor(secrets?: Array<string> | undefined | null, compress?: boolean | undefined | null)
+  /** The bytes a store keeps for this session text under this id. */
+  encode(id: string, text: string): Buffer
+  /**
+   * The session text back from stored bytes (`ERR_CORRUPT_DATA` when they
+   * cannot be decoded with these secrets).
+   */
+  decode(id: string, stored: Buffer): string
+}
+
+/**
  * A store over one backend. Methods take and return JSON text; the JS
  * facade does `JSON.stringify`/`JSON.parse`.
  */
-export declare class NativeStore {
+export declare class SyncStore {
   /** The stored JSON text, or `null` when missing or expired. */
   get(id: string): string | null
   /** Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now. */
@@ -164,22 +180,6 @@ export declare class NativeStore {
   panicForTest(): void
 }
 
-/**
- * The codec on its own (benchmarks, and tools that inspect stored values):
- * the same pipeline every store applies.
- */
-export declare class SessionCodec {
-  /** `secrets`: newest first (each at least 64 characters); `compress`: zstd. */
-  constructor(secrets?: Array<string> | undefined | null, compress?: boolean | undefined | null)
-  /** The bytes a store keeps for this session text under this id. */
-  encode(id: string, text: string): Buffer
-  /**
-   * The session text back from stored bytes (`ERR_CORRUPT_DATA` when they
-   * cannot be decoded with these secrets).
-   */
-  decode(id: string, stored: Buffer): string
-}
-
 /** The addon's own version (Cargo.toml), to tell which binary runs. */
 export declare function addonVersion(): string
 
@@ -211,7 +211,7 @@ export interface DaemonConfig {
 }
 
 /** A store that keeps nothing (HTTP Sessions' DummyStorage). */
-export declare function dummyStore(): NativeStore
+export declare function dummyStore(): SyncStore
 
 /** Every error code and the JS class of its errors (`lib/errors.js`). */
 export declare function errorCodes(): Record<string, 'Error' | 'TypeError' | 'RangeError'>
@@ -249,7 +249,7 @@ export interface FileStoreConfig {
  * An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
  * with expired sessions reclaimed in the background.
  */
-export declare function memoryStore(options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void): NativeStore
+export declare function memoryStore(options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void): SyncStore
 
 /** Options of the memory store (validated again by the JS facade). */
 export interface MemoryStoreOptions {
@@ -347,7 +347,7 @@ export interface SessionOptions {
 }
 
 /** Synchro's FileSessionStore: sessions in memory, persisted to one JSON file. */
-export declare function snapshotStore(config: SnapshotStoreConfig, onReport: (err: Error) => void): NativeStore
+export declare function snapshotStore(config: SnapshotStoreConfig, onReport: (err: Error) => void): SyncStore
 
 /** Options of Synchro's single-file session store. */
 export interface SnapshotStoreConfig {

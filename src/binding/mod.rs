@@ -32,13 +32,13 @@ use crate::options::{sweep_every, SessionOptions, SWEEP_IN_MEMORY_MS, SWEEP_STOR
 
 mod async_store;
 mod daemon;
-mod modules;
+mod object_storage;
 mod sync_store;
 
 pub use async_store::{AsyncStore, JsReply};
 pub use daemon::{start_daemon, DaemonConfig, DaemonServer};
-pub use modules::{object_session_store, NativeModuleStore, ObjectStoreConfig};
-pub use sync_store::{MemoryStoreOptions, NativeStore, StoredEntry};
+pub use object_storage::{object_session_store, NativeModuleStore, ObjectStoreConfig};
+pub use sync_store::{MemoryStoreOptions, StoredEntry, SyncStore};
 
 /// All native async work (the dispatchers, the Redis connection drivers) runs
 /// on one tokio worker thread: a batch then crosses threads only twice (JS →
@@ -296,20 +296,20 @@ pub fn memory_store(
   env: Env,
   options: Option<MemoryStoreOptions>,
   on_report: Option<Function<'_, JsReply, ()>>,
-) -> napi::Result<NativeStore, Code> {
+) -> napi::Result<SyncStore, Code> {
   let o = options.unwrap_or(MemoryStoreOptions { max_entries: None, max_bytes: None, sweep_interval_ms: None, session: None });
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),
     sweep_interval: Some(sweep_every(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
   })?;
-  Ok(charged(&env, NativeStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
+  Ok(charged(&env, SyncStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).
 #[napi(catch_unwind)]
-pub fn dummy_store(env: Env) -> napi::Result<NativeStore, Code> {
-  Ok(charged(&env, NativeStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
+pub fn dummy_store(env: Env) -> napi::Result<SyncStore, Code> {
+  Ok(charged(&env, SyncStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
 }
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -487,7 +487,7 @@ pub struct SnapshotStoreConfig {
 
 /// Synchro's FileSessionStore: sessions in memory, persisted to one JSON file.
 #[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
-pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<NativeStore, Code> {
+pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<SyncStore, Code> {
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.session, Some(report.clone()))?;
   let backend = SnapshotBackend::new(SnapshotOptions {
@@ -502,7 +502,7 @@ pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),
     report: Some(report),
   })?;
-  Ok(charged(&env, NativeStore::new(Arc::new(backend), core)))
+  Ok(charged(&env, SyncStore::new(Arc::new(backend), core)))
 }
 
 #[cfg(test)]

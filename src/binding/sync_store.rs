@@ -44,7 +44,7 @@ pub struct MemoryStoreOptions {
 /// A store over one backend. Methods take and return JSON text; the JS
 /// facade does `JSON.stringify`/`JSON.parse`.
 #[napi(custom_finalize)]
-pub struct NativeStore {
+pub struct SyncStore {
   /// `None` once closed: `close()` frees the sessions, the codec and the
   /// report callback at once, not when the GC collects the JS object
   /// (Node runs that finalizer only once its event loop turns).
@@ -56,16 +56,16 @@ struct Open {
   core: Core,
 }
 
-impl napi::bindgen_prelude::ObjectFinalize for NativeStore {
+impl napi::bindgen_prelude::ObjectFinalize for SyncStore {
   fn finalize(self, env: napi::Env) -> napi::Result<()> {
     let _ = env.adjust_external_memory(-super::NATIVE_COST);
     Ok(())
   }
 }
 
-impl NativeStore {
+impl SyncStore {
   pub(crate) fn new(backend: Arc<dyn SyncBackend>, core: Core) -> Self {
-    NativeStore { open: RwLock::new(Some(Open { backend, core })) }
+    SyncStore { open: RwLock::new(Some(Open { backend, core })) }
   }
 
   fn open(&self) -> Result<MappedRwLockReadGuard<'_, Open>, StoreError> {
@@ -74,7 +74,7 @@ impl NativeStore {
 }
 
 #[napi]
-impl NativeStore {
+impl SyncStore {
   /// The stored JSON text, or `null` when missing or expired.
   #[napi(catch_unwind)]
   pub fn get(&self, id: String) -> napi::Result<Option<String>, Code> {
