@@ -176,8 +176,6 @@ export declare class SyncStore {
   flush(): Promise<Outcome>
   /** Stops background work; later calls fail with `ERR_STORE_CLOSED`. */
   close(): void
-  /** Test hook: proves that a Rust panic surfaces as a JS error. */
-  panicForTest(): void
 }
 
 /** The addon's own version (Cargo.toml), to tell which binary runs. */
