@@ -222,8 +222,31 @@ impl Reply {
 
 /// A cheap, stable hash of an id (FNV-1a), to split a batch into groups that
 /// may run concurrently while one id always lands in one group.
-pub(crate) fn shard_of(id: &str) -> u64 {
+fn shard_of(id: &str) -> u64 {
   id.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+}
+
+/// Splits a batch into up to `most` groups that may run concurrently, each
+/// op tagged with its place: one id always lands in one group (its ops keep
+/// their order), and a batch with a whole-store op stays one group.
+pub(crate) fn shards(ops: Vec<Op>, most: usize) -> Vec<Vec<(usize, Op)>> {
+  let n = if ops.iter().any(|op| op.id().is_none()) { 1 } else { most.min(ops.len()).max(1) };
+  let mut groups: Vec<Vec<(usize, Op)>> = (0..n).map(|_| Vec::new()).collect();
+  for (i, op) in ops.into_iter().enumerate() {
+    let g = op.id().map_or(0, |id| (shard_of(id) % n as u64) as usize);
+    groups[g].push((i, op));
+  }
+  groups.retain(|g| !g.is_empty());
+  groups
+}
+
+/// The answers of `n` ops, tagged with their places, back in op order.
+pub(crate) fn in_order(n: usize, answers: impl IntoIterator<Item = (usize, Result<Reply>)>) -> Vec<Result<Reply>> {
+  let mut out: Vec<Option<Result<Reply>>> = (0..n).map(|_| None).collect();
+  for (i, r) in answers {
+    out[i] = Some(r);
+  }
+  out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))).collect()
 }
 
 pub(crate) fn no_locks() -> StoreError {

@@ -25,7 +25,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 use tokio::sync::Notify;
 
 use super::record::{self, Record, EXT};
-use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
+use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -459,35 +459,15 @@ impl ObjectBackend {
 #[async_trait]
 impl Backend for ObjectBackend {
   async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
-    if ops.iter().any(|op| op.id().is_none()) {
-      let mut out = Vec::with_capacity(ops.len());
-      for op in &ops {
-        out.push(self.inner.run_timed(op).await);
-      }
-      return out;
-    }
-    let n = ops.len();
-    let shards = SHARDS.min(n).max(1);
-    let mut groups: Vec<Vec<(usize, Op)>> = (0..shards).map(|_| Vec::new()).collect();
-    for (i, op) in ops.into_iter().enumerate() {
-      let g = op.id().map_or(0, |id| (shard_of(id) % shards as u64) as usize);
-      groups[g].push((i, op));
-    }
-    let inner = &self.inner;
-    let runs = groups.into_iter().map(|group| async move {
+    let (n, inner) = (ops.len(), &self.inner);
+    let runs = shards(ops, SHARDS).into_iter().map(|group| async move {
       let mut out = Vec::with_capacity(group.len());
       for (i, op) in group {
         out.push((i, inner.run_timed(&op).await));
       }
       out
     });
-    let mut out: Vec<Option<Result<Reply>>> = (0..n).map(|_| None).collect();
-    for pairs in futures::future::join_all(runs).await {
-      for (i, r) in pairs {
-        out[i] = Some(r);
-      }
-    }
-    out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::new(Code::Internal, "no reply")))).collect()
+    in_order(n, futures::future::join_all(runs).await.into_iter().flatten())
   }
 
   async fn close(&self) -> Result<()> {

@@ -71,7 +71,7 @@ mod sweep;
 mod write;
 
 use super::record::{self, Record, EXT};
-use super::{shard_of, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
+use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 use async_trait::async_trait;
@@ -312,24 +312,12 @@ impl Backend for FileBackend {
     if self.inline_small_batches && n <= INLINE_MAX {
       return ops.iter().map(|op| Self::run_sync(&self.inner, op)).collect();
     }
-    let shards = if ops.iter().any(|op| op.id().is_none()) { 1 } else { SHARDS.min(n) };
-    let mut groups: Vec<Vec<(usize, Op)>> = (0..shards).map(|_| Vec::new()).collect();
-    for (i, op) in ops.into_iter().enumerate() {
-      let g = op.id().map_or(0, |id| (shard_of(id) % shards as u64) as usize);
-      groups[g].push((i, op));
-    }
-    let tasks = groups
-      .into_iter()
-      .filter(|g| !g.is_empty())
-      .map(|group| self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>()));
-    let mut out: Vec<Option<Result<Reply>>> = (0..n).map(|_| None).collect();
-    for r in futures::future::join_all(tasks).await {
-      match r {
-        Ok(pairs) => pairs.into_iter().for_each(|(i, r)| out[i] = Some(r)),
-        Err(e) => out.iter_mut().filter(|o| o.is_none()).for_each(|o| *o = Some(Err(e.clone()))),
-      }
-    }
-    out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::new(Code::Internal, "no reply")))).collect()
+    let tasks = shards(ops, SHARDS).into_iter().map(|group| {
+      let places: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+      let run = self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>());
+      async move { run.await.unwrap_or_else(|e| places.into_iter().map(|i| (i, Err(e.clone()))).collect()) }
+    });
+    in_order(n, futures::future::join_all(tasks).await.into_iter().flatten())
   }
 
   async fn close(&self) -> Result<()> {
