@@ -130,6 +130,11 @@ impl StoreError {
     StoreError { code, message: message.into() }
   }
 
+  /// A failed file system call: what was tried, on which path, and why.
+  pub fn io(what: &str, path: &std::path::Path, e: std::io::Error) -> Self {
+    StoreError::new(Code::Io, format!("{what} {}: {e}", path.display()))
+  }
+
   /// Every call on a closed store fails with this.
   pub fn closed() -> Self {
     StoreError::new(Code::StoreClosed, "the store is closed")

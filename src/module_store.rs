@@ -30,14 +30,13 @@ pub struct ModuleStore {
   container: Container,
 }
 
+/// As the object session store maps errors, plus the two a module store
+/// reports as such.
 fn map_err(e: object_store::Error) -> StoreError {
   match e {
     object_store::Error::NotFound { path, .. } => StoreError::new(Code::NotFound, format!("{path} does not exist")),
     object_store::Error::AlreadyExists { path, .. } => StoreError::new(Code::AlreadyExists, format!("{path} already exists")),
-    object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
-      StoreError::new(Code::StoreAuth, e.to_string())
-    }
-    other => StoreError::new(Code::StoreUnavailable, other.to_string()),
+    other => crate::backend::object::map_err(other),
   }
 }
 

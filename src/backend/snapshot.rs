@@ -68,10 +68,6 @@ pub struct SnapshotBackend {
   writer: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-  StoreError::new(Code::Io, format!("{what} {}: {e}", path.display()))
-}
-
 fn expires_path(file: &Path) -> PathBuf {
   let mut name = file.as_os_str().to_owned();
   name.push(".expires");
@@ -91,7 +87,7 @@ fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
   })();
   r.map_err(|e| {
     let _ = fs::remove_file(&tmp);
-    io_err("cannot write", path, e)
+    StoreError::io("cannot write", path, e)
   })
 }
 
@@ -130,7 +126,7 @@ fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary:
   let text = match fs::read(file) {
     Ok(t) => t,
     Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-    Err(e) => return Err(io_err("cannot read", file, e)),
+    Err(e) => return Err(StoreError::io("cannot read", file, e)),
   };
   let sessions: HashMap<String, &RawValue> = serde_json::from_slice(&text)
     .map_err(|e| StoreError::new(Code::Corrupt, format!("{} is not a JSON object of sessions ({e}); fix or move it", file.display())))?;

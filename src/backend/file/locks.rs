@@ -18,8 +18,8 @@ impl Inner {
       .truncate(false)
       .write(true)
       .open(&guard_path)
-      .map_err(|e| io_err("cannot open", &guard_path, e))?;
-    guard.lock().map_err(|e| io_err("cannot lock", &guard_path, e))?;
+      .map_err(|e| StoreError::io("cannot open", &guard_path, e))?;
+    guard.lock().map_err(|e| StoreError::io("cannot lock", &guard_path, e))?;
     let r = f();
     let _ = guard.unlock();
     r
@@ -35,11 +35,12 @@ impl Inner {
   pub(super) fn try_create_lock(&self, path: &Path, token: &str, ttl_ms: u64) -> Result<bool> {
     match crate::backend::private_file().write(true).create_new(true).open(path) {
       Ok(mut f) => {
-        f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()).map_err(|e| io_err("cannot write", path, e))?;
+        f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes())
+          .map_err(|e| StoreError::io("cannot write", path, e))?;
         Ok(true)
       }
       Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(false),
-      Err(e) => Err(io_err("cannot create", path, e)),
+      Err(e) => Err(StoreError::io("cannot create", path, e)),
     }
   }
 
@@ -67,7 +68,7 @@ impl Inner {
     let path = self.lock_path(id);
     self.guarded(|| {
       if Self::read_lock(&path).is_some_and(|(t, _)| t == token) {
-        fs::remove_file(&path).map_err(|e| io_err("cannot delete", &path, e))?;
+        fs::remove_file(&path).map_err(|e| StoreError::io("cannot delete", &path, e))?;
         return Ok(true);
       }
       Ok(false)
@@ -85,7 +86,7 @@ impl Inner {
           .open(&tmp)
           .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
           .and_then(|_| fs::rename(&tmp, &path))
-          .map_err(|e| io_err("cannot renew", &path, e))?;
+          .map_err(|e| StoreError::io("cannot renew", &path, e))?;
         Ok(true)
       }
       _ => Ok(false),

@@ -156,10 +156,6 @@ pub struct FileBackend {
   sweeper: Mutex<Option<JoinHandle<()>>>,
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-  StoreError::new(Code::Io, format!("{what} {}: {e}", path.display()))
-}
-
 fn corrupt(path: &Path, why: &str) -> StoreError {
   StoreError::new(Code::Corrupt, format!("{} is not an rs-store session file: {why}", path.display()))
 }
@@ -207,12 +203,12 @@ impl FileBackend {
         b.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-        b.create(dir).map_err(|e| io_err("cannot create directory", dir, e))?;
+        b.create(dir).map_err(|e| StoreError::io("cannot create directory", dir, e))?;
       }
-      Err(e) => return Err(io_err("cannot use directory", dir, e)),
+      Err(e) => return Err(StoreError::io("cannot use directory", dir, e)),
     }
     let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}", now_ms(), std::process::id()));
-    File::create(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| io_err("cannot write in", dir, e))?;
+    File::create(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| StoreError::io("cannot write in", dir, e))?;
     let inner = Arc::new(Inner {
       fast_reads: AtomicBool::new(opts.fast_reads),
       dir: dir.clone(),

@@ -80,7 +80,7 @@ impl Inner {
           continue;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_err("cannot read", path, e)),
+        Err(e) => return Err(StoreError::io("cannot read", path, e)),
       };
       match parse(path, bytes) {
         Ok(s) if names(path, &s.header.id) => return Ok(Some(s)),
@@ -160,7 +160,7 @@ impl Inner {
   /// Every session file name in the directory.
   pub(super) fn files(&self) -> Result<Vec<PathBuf>> {
     self.check_open()?;
-    let rd = fs::read_dir(&self.dir).map_err(|e| io_err("cannot list", &self.dir, e))?;
+    let rd = fs::read_dir(&self.dir).map_err(|e| StoreError::io("cannot list", &self.dir, e))?;
     let mut out = Vec::new();
     for ent in rd.flatten() {
       let p = ent.path();
@@ -177,7 +177,7 @@ impl Inner {
     self.check_open()?;
     let mut rd = match self.pages.take(cursor)? {
       Some(rd) => rd,
-      None => fs::read_dir(&self.dir).map_err(|e| io_err("cannot list", &self.dir, e))?,
+      None => fs::read_dir(&self.dir).map_err(|e| StoreError::io("cannot list", &self.dir, e))?,
     };
     let now = now_ms();
     let mut out = Vec::new();

@@ -88,7 +88,7 @@ impl Inner {
         Err(e) if reused && e.kind() == ErrorKind::NotFound => {}
         Err(e) => {
           let _ = fs::remove_file(&tmp);
-          return Err(io_err("cannot write", path, e));
+          return Err(StoreError::io("cannot write", path, e));
         }
       }
     }
@@ -186,7 +186,7 @@ impl Inner {
     match self.changing(Some(id), &path, || fs::remove_file(&path)) {
       Ok(()) => Ok(live),
       Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-      Err(e) => Err(io_err("cannot delete", &path, e)),
+      Err(e) => Err(StoreError::io("cannot delete", &path, e)),
     }
   }
 
