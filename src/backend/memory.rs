@@ -116,7 +116,9 @@ impl State {
     let Some((k, e)) = self.map.get_key_value(id) else { return false };
     let (k, old) = (k.clone(), e.expires);
     reslot(&mut self.index, &k, old, expires);
-    self.map.get_mut(id).map(|e| e.expires = expires);
+    if let Some(e) = self.map.get_mut(id) {
+      e.expires = expires;
+    }
     true
   }
 

@@ -80,7 +80,7 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
   };
   let max_value = match config.max_value_bytes {
     None => crate::daemon::MAX_VALUE_BYTES,
-    Some(n) if n >= 1.0 && n <= 1e12 => n as usize,
+    Some(n) if (1.0..=1e12).contains(&n) => n as usize,
     Some(n) => return Err(opt(&format!("maxValueBytes must be at least 1, got {n}"))),
   };
   let daemon = Daemon::start(listen, storage, max_value).await?;

@@ -146,6 +146,8 @@ fn set_if_op(id: String, value: Vec<u8>, ttl_ms: Option<f64>, present: bool) -> 
 
 /// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).
 fn lock_ttl(ttl_ms: f64) -> Result<u64> {
+  // Written so that NaN is refused too.
+  #[allow(clippy::neg_cmp_op_on_partial_ord)]
   if !(ttl_ms >= 1.0) {
     return Err(StoreError::new(Code::InvalidTimeout, format!("lock ttl must be a number >= 1 ms, got {ttl_ms}")));
   }

@@ -185,7 +185,7 @@ impl Inner {
       let Some(ent) = rd.next() else { return Ok((String::new(), out)) };
       let Ok(ent) = ent else { continue };
       let p = ent.path();
-      if !p.extension().is_some_and(|x| x == EXT) {
+      if p.extension().is_none_or(|x| x != EXT) {
         continue;
       }
       match self.load(&p) {

@@ -39,7 +39,7 @@ impl Inner {
         }
         continue;
       }
-      if !p.extension().is_some_and(|x| x == EXT) {
+      if p.extension().is_none_or(|x| x != EXT) {
         continue;
       }
       let mut head = Vec::with_capacity(2048);
