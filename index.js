@@ -138,7 +138,7 @@ function sessionStateFile(o) {
 }
 
 /**
- * File store. With `dir`: one file per session (see src/backend/file.rs):
+ * File store. With `dir`: one file per session (see src/backend/file/):
  * { dir, durable, fastReads, readCacheBytes, sweepIntervalMs, maxSessionBytes,
  * onError }. With
  * `sessionStateFile`: Synchro's single JSON file of sessions.
