@@ -32,7 +32,7 @@ use crate::expiry::now_ms;
 
 /// One answer as JS sees it: null, a string, a boolean, a number, an array
 /// of strings, or an Error carrying a `code`. A backend's [`Reply`] as it
-/// is, or, where it holds sessions, with them decoded to text ([`decoded`]).
+/// is, or, where it holds sessions, with them decoded to text (`decoded`).
 pub enum JsReply {
   Failed(StoreError),
   Reply(Reply),

@@ -39,7 +39,7 @@
 //!   `preadv2(RWF_NOWAIT)` fail with `EAGAIN` instead of waiting on the disk,
 //!   and the read then takes the normal path through the blocking pool. This
 //!   saves the two thread hops of a normal read for two cheap syscalls.
-//! * Before that, the read cache ([`cache`]) may answer with no
+//! * Before that, the read cache (`cache.rs`) may answer with no
 //!   system call at all: a session read or written recently by this store,
 //!   served only while no process has changed its file since, so writes by
 //!   other processes still show at once.
@@ -112,7 +112,7 @@ pub struct FileOptions {
   pub sweep_interval: Option<Duration>,
   pub report: Option<Report>,
   /// Bytes of sessions kept by the read cache (see
-  /// [`cache`]); 0: no cache.
+  /// `cache.rs`); 0: no cache.
   pub read_cache_bytes: usize,
   /// Run a batch of at most `INLINE_MAX` calls on the thread that asks for
   /// it instead of the blocking pool: for a caller whose thread is the

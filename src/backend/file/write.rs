@@ -30,7 +30,7 @@ pub(super) fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 impl Inner {
   /// Runs `f`, a change of the session file at `path` (of `id` when known),
   /// announced to the read caches of every process (see
-  /// [`super::cache`]).
+  /// `cache.rs`).
   pub(super) fn changing<T>(&self, id: Option<&str>, path: &Path, f: impl FnOnce() -> T) -> T {
     let Some(c) = &self.cache else { return f() };
     let change = c.begin(id, slot_of_path(path));
