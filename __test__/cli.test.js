@@ -79,6 +79,10 @@ test('cli: every command on Redis, with --json output for scripts', async () => 
   assert.ok((await json(['ttl', R, 'ada', '--prefix', 'c2:'])).ttl > 1190)
   const piped = await json(['import', R, '--prefix', 'c3:'], { input: '{"id":"x","ttlMs":-1,"session":{"a":1}}\n{"id":"old","ttlMs":0,"session":{}}\n' })
   assert.deepEqual(piped, { imported: 1, expired: 1 })
+  const bad = await cli(['import', R, '--prefix', 'c4:'], { input: '{"id":"y","ttlMs":60000,"session":{}}\nnot json\n' })
+  assert.equal(bad.code, 1)
+  assert.match(bad.err, /^rs-store: ERR_NOT_SERIALIZABLE: line 2 is not JSON/, 'one coded line, not an unhandled rejection')
+  assert.doesNotMatch(bad.err, /\n\s+at /, 'no stack trace')
   assert.equal((await json(['ttl', R, 'x', '--prefix', 'c3:'])).ttl, -1)
   // clear: refused without --yes when nobody can confirm, --dry-run lists
   const refused = await cli(['clear', R, ...P])

@@ -229,15 +229,27 @@ async function progress(total, what) {
   }
 }
 
-/** Runs `fn` over `items` (an async iterable) with at most IN_FLIGHT at once. */
+/**
+ * Runs `fn` over `items` (an async iterable) with at most IN_FLIGHT at once;
+ * the first failure stops taking items and is thrown once the running ones
+ * have settled (each is caught at once: none may reject unobserved).
+ */
 async function pool(items, fn) {
   const running = new Set()
+  let failure = null
   for await (const item of items) {
-    const p = Promise.resolve(fn(item)).finally(() => running.delete(p))
+    if (failure) break
+    const p = Promise.resolve()
+      .then(() => fn(item))
+      .catch((e) => {
+        failure ??= { e }
+      })
+      .finally(() => running.delete(p))
     running.add(p)
     if (running.size >= IN_FLIGHT) await Promise.race(running)
   }
   await Promise.all(running)
+  if (failure) throw failure.e
 }
 
 /** Lines of a file or of stdin. */
@@ -252,10 +264,6 @@ async function confirm(question) {
   const answer = await new Promise((r) => rl.question(question, r))
   rl.close()
   return answer.trim() === 'yes'
-}
-
-async function countOf(store) {
-  return typeof store.length === 'function' ? store.length() : 0
 }
 
 const run = {
@@ -307,7 +315,7 @@ const run = {
     if (out.json) out.value({ id, ttl: s })
   },
   async count(store, [], o, out) {
-    const n = await countOf(store)
+    const n = await store.length()
     out.json ? out.value({ count: n }) : out.line(String(n))
   },
   async stats(store, [], o, out) {
@@ -346,7 +354,7 @@ const run = {
     if (!o.yes && !(await confirm('Remove every session of this store? Type yes: '))) {
       throw new UsageError('clear removes every session: confirm on a terminal, or pass --yes')
     }
-    const bar = await progress(() => countOf(store), 'clear')
+    const bar = await progress(() => store.length(), 'clear')
     let removed = 0
     await pool(store.walk(), async (s) => {
       if (await store.remove(s.id)) removed++
@@ -357,7 +365,7 @@ const run = {
   },
   async export(store, [file], o, out) {
     const sink = file === undefined || file === '-' ? process.stdout : fs.createWriteStream(file, { mode: 0o600 })
-    const bar = await progress(() => (sink === process.stdout ? 0 : countOf(store)), 'export')
+    const bar = await progress(() => (sink === process.stdout ? 0 : store.length()), 'export')
     let n = 0
     let skipped = 0
     for await (const s of store.walk()) {
@@ -403,24 +411,19 @@ const run = {
   },
   async migrate(from, [toSpec], o, out, open) {
     need(toSpec, 'the store to migrate to')
-    const to = open(toSpec, { create: true })
-    try {
-      const bar = await progress(() => countOf(from), 'migrate')
-      let n = 0
-      let skipped = 0
-      await pool(from.walk(), async (s) => {
-        if (s.text === null) return void skipped++
-        await to.set(s.id, s.text, s.ttl === -1 ? Infinity : s.ttl * 1000)
-        if (o['delete-source']) await from.remove(s.id)
-        n++
-        bar.tick()
-      })
-      bar.stop()
-      const note = { migrated: n, skipped }
-      out.json ? out.value(note) : out.line(`migrated ${n}${skipped ? `, ${skipped} that do not decode left in place` : ''}`)
-    } finally {
-      await to.close()
-    }
+    const to = open(toSpec, { create: true }) // closed by main(), as every store opened
+    const bar = await progress(() => from.length(), 'migrate')
+    let n = 0
+    let skipped = 0
+    await pool(from.walk(), async (s) => {
+      if (s.text === null) return void skipped++
+      await to.set(s.id, s.text, s.ttl === -1 ? Infinity : s.ttl * 1000)
+      if (o['delete-source']) await from.remove(s.id)
+      n++
+      bar.tick()
+    })
+    bar.stop()
+    out.json ? out.value({ migrated: n, skipped }) : out.line(`migrated ${n}${skipped ? `, ${skipped} that do not decode left in place` : ''}`)
   },
   async watch(store, [id], o, out) {
     need(id, 'an id')
