@@ -80,8 +80,8 @@ function redisStore(config, o) {
  * [storage-dir]`, see docs/daemon.md): a port, a socket path, or { port |
  * socket, prefix, connectTimeoutMs, commandTimeoutMs, secret(s), compress,
  * onError }. Its locks are shared by every client of the daemon and end with
- * their ttl or, sooner, with the connection that holds them. For a `--lock` daemon, pass this store as
- * another store's `lockManager`.
+ * their ttl or, sooner, with the connection that holds them. For a `--lock`
+ * daemon, pass this store as another store's `lockManager`.
  */
 function daemon(cfg) {
   const o = typeof cfg === 'object' && cfg !== null ? options.known(cfg, 'daemon') : {}

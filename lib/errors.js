@@ -2,8 +2,8 @@
 // The one place that maps errors: every error rs-store hands to JS carries a
 // stable `code`; the class (TypeError / RangeError / Error) follows the code.
 // Native errors arrive as plain Errors with `code` set by the Rust layer
-// (src/error.rs, which also lists the codes); anything else from native code (e.g. a caught Rust panic)
-// becomes ERR_INTERNAL.
+// (src/error.rs, which also lists the codes); anything else from native
+// code (e.g. a caught Rust panic) becomes ERR_INTERNAL.
 
 /** Codes and the class their errors have: the list is src/error.rs's. */
 const CLASSES = { Error, TypeError, RangeError }

@@ -77,7 +77,6 @@ function only(opts, what, known) {
   return opts
 }
 
-/** Options every store factory takes (lib/store.js, the codec, reports). */
 /**
  * The session limit and codec options, the same for every store
  * (src/options.rs, SessionOptions): `maxSessionBytes`, `secret` (string)
@@ -98,6 +97,7 @@ function session(o) {
   return { maxSessionBytes: number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }), secrets, compress: o.compress }
 }
 
+/** Options every store factory takes (lib/store.js, the codec, reports). */
 const COMMON = ['timeoutUnit', 'defaultTtl', 'maxSessionBytes', 'secret', 'secrets', 'compress', 'onError', 'lockManager']
 /** Where object storage is (lib/modules.js): a URL, a directory, or PkgCloud-style settings. */
 const OBJECT_STORAGE = ['url', 'options', 'directory', 'provider', 'keyId', 'key', 'region', 'storageAccount', 'storageAccessKey', 'keyFilename', 'projectId', 'credentials', 'container', 'bucket', 'endpoint']

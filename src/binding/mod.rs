@@ -299,7 +299,7 @@ pub fn memory_store(
   options: Option<MemoryStoreOptions>,
   on_report: Option<Function<'_, JsReply, ()>>,
 ) -> napi::Result<SyncStore, Code> {
-  let o = options.unwrap_or(MemoryStoreOptions { max_entries: None, max_bytes: None, sweep_interval_ms: None, session: None });
+  let o = options.unwrap_or_default();
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),

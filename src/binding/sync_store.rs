@@ -30,6 +30,7 @@ pub struct StoredEntry {
 
 /// Options of the memory store (validated again by the JS facade).
 #[napi(object)]
+#[derive(Default)]
 pub struct MemoryStoreOptions {
   /// Most sessions kept; least recently used are evicted beyond it.
   pub max_entries: Option<u32>,

@@ -18,12 +18,6 @@ struct Holder {
   expires: u64,
 }
 
-impl Holder {
-  fn live(&self, token: &[u8], now: u64) -> bool {
-    self.token == token && self.expires > now
-  }
-}
-
 #[derive(Default)]
 pub struct LockTable {
   held: Mutex<HashMap<Vec<u8>, Holder>>,
@@ -56,7 +50,7 @@ impl LockTable {
   pub fn renew(&self, key: &[u8], token: &[u8], ttl_ms: u64) -> bool {
     let now = now_ms();
     match self.held.lock().get_mut(key) {
-      Some(h) if h.live(token, now) => {
+      Some(h) if h.token == token && h.expires > now => {
         h.expires = now.saturating_add(ttl_ms);
         true
       }
@@ -65,13 +59,17 @@ impl LockTable {
   }
 
   /// Releases `key` when `token` still holds it.
+  /// An expired lock of `token` is dropped too, and answers false.
   pub fn unlock(&self, key: &[u8], token: &[u8]) -> bool {
     let mut held = self.held.lock();
-    let live = held.get(key).is_some_and(|h| h.live(token, now_ms()));
-    if live || held.get(key).is_some_and(|h| h.token == token) {
-      held.remove(key);
+    match held.get(key) {
+      Some(h) if h.token == token => {
+        let live = h.expires > now_ms();
+        held.remove(key);
+        live
+      }
+      _ => false,
     }
-    live
   }
 
   /// Drops every lock of a closed connection; answers how many.
