@@ -3,7 +3,8 @@
 // `create(onDone)` returns the native store, or { native, io } when its I/O
 // is driven from JS (lib/redis-wire.js): native queues the calls, io sends
 // them (`flush(n)`) and closes.
-// Each call is queued natively at once (arguments checked at call time); one
+// Each call is an op as data (`call(op, id, text, ms, map)`), queued natively
+// at once (arguments checked at call time); one
 // flush per tick (a microtask) hands the tick's calls over as one batch, and
 // the replies come back in call order through `onDone`, so the pending
 // Promises are settled from a FIFO. Methods that take a `map` apply it to the
@@ -22,7 +23,7 @@ const EAGER = 32
 const COMPACT = 256
 const ALL = Symbol('every id')
 
-/** `locks`: the backend has a lock manager (lock/unlock/renew are offered). */
+/** `locks`: the backend has a lock manager (the lock/unlock/renew ops). */
 function batchEngine(create, { locks = false, getNow = false } = {}) {
   let resolvers = []
   let rejecters = []
@@ -133,88 +134,19 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     if (closed) throw codedError('ERR_STORE_CLOSED', 'the store is closed')
   }
 
-  const pairs = (flat) => {
-    const out = []
-    for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i], value: flat[i + 1] })
-    return out
-  }
+  const CHANGED = [undefined, null, ALL] // by what native.q answers (null: the call's id)
 
   const engine = {
-    get(id, map) {
+    locks,
+    /** One op, given as data (see Op::from_call in src/backend/op.rs). */
+    call(op, id, text, ms, map = null) {
       open()
-      if (getNow && changingAll === 0 && !changing.has(id)) {
-        const text = native.getNow(id)
-        if (text !== undefined) return map(text)
+      if (getNow && op === 'get' && changingAll === 0 && !changing.has(id)) {
+        const now = native.getNow(id)
+        if (now !== undefined) return map(now)
       }
-      return native.qGet(id) ? pending(map) : map(null)
-    },
-    set(id, text, ttlMs) {
-      open()
-      native.qSet(id, text, ttlMs)
-      return pending(null, id)
-    },
-    setIf(id, text, ttlMs, present) {
-      open()
-      native.qSetIf(id, text, ttlMs, present)
-      return pending(null, id)
-    },
-    remove(id) {
-      open()
-      native.qRemove(id)
-      return pending(null, id)
-    },
-    touch(id, ttlMs) {
-      open()
-      native.qTouch(id, ttlMs)
-      return pending(null, id)
-    },
-    ttlMs(id, map) {
-      open()
-      return native.qTtl(id) ? pending(map) : map(-2)
-    },
-    exists(id) {
-      open()
-      return native.qExists(id) ? pending() : false
-    },
-    lock(id, token, ttlMs) {
-      open()
-      native.qLock(id, token, ttlMs)
-      return pending()
-    },
-    unlock(id, token) {
-      open()
-      native.qUnlock(id, token)
-      return pending()
-    },
-    renew(id, token, ttlMs) {
-      open()
-      native.qRenew(id, token, ttlMs)
-      return pending()
-    },
-    len() {
-      open()
-      native.qLen()
-      return pending()
-    },
-    clear() {
-      open()
-      native.qClear()
-      return pending(null, ALL)
-    },
-    keys() {
-      open()
-      native.qKeys()
-      return pending()
-    },
-    page(cursor, count, map) {
-      open()
-      native.qPage(cursor, count)
-      return pending(map)
-    },
-    entries(map) {
-      open()
-      native.qEntries()
-      return pending((flat) => map(pairs(flat)))
+      const change = CHANGED[native.q(op, id, text, ms)]
+      return pending(map, change === null ? id : change)
     },
     close() {
       if (closed) return undefined
@@ -226,11 +158,6 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       scheduled = true // nothing more to flush: the microtask must not run native.flush
       return done.finally(() => clearInterval(keepAlive))
     },
-  }
-  if (!locks) {
-    delete engine.lock
-    delete engine.unlock
-    delete engine.renew
   }
   return engine
 }

@@ -31,7 +31,7 @@ function lockOptions(opts = {}) {
 }
 
 /**
- * @param engine { lock(id, token, ttlMs), unlock(id, token), renew(id, token, ttlMs) } (values or Promises)
+ * @param engine an engine with locks: call('lock' | 'renew', id, token, ttlMs), call('unlock', id, token) (values or Promises)
  * @param ops { checkId, get(id), setMs(id, data, ms), remove(id) }
  */
 function locking(engine, { checkId, get, setMs, remove }) {
@@ -65,7 +65,7 @@ function locking(engine, { checkId, get, setMs, remove }) {
     let delay = 1
     try {
       for (;;) {
-        if (await engine.lock(id, token, ttlMs)) break
+        if (await engine.call('lock', id, token, ttlMs)) break
         const left = deadline - Date.now()
         if (left <= 0) throw timeout()
         await sleep(Math.min(delay + Math.random() * delay, left))
@@ -79,7 +79,7 @@ function locking(engine, { checkId, get, setMs, remove }) {
     // nothing here may throw where no caller can catch it.
     const renew = () => {
       try {
-        Promise.resolve(engine.renew(id, token, ttlMs)).catch(() => {})
+        Promise.resolve(engine.call('renew', id, token, ttlMs)).catch(() => {})
       } catch {}
     }
     const renewal = setInterval(renew, Math.max(1, ttlMs / 3))
@@ -93,7 +93,7 @@ function locking(engine, { checkId, get, setMs, remove }) {
         held.delete(lock)
         clearInterval(renewal)
         try {
-          await engine.unlock(id, token)
+          await engine.call('unlock', id, token)
         } finally {
           leave()
         }

@@ -19,6 +19,8 @@ const options = require('./options')
 const { locking } = require('./lock')
 const native = require('./native')
 
+const { MAX_ID_BYTES } = native
+
 const UNIT_MS = Object.freeze({ ms: 1, s: 1000, min: 60_000 })
 /** Default lifetime when a call gives no timeout: one day (as connect-redis). */
 const DEFAULT_TTL_MS = 86_400_000
@@ -33,17 +35,23 @@ const TIMEOUT_UNIT_MS = Symbol.for('rs-store.timeoutUnitMs')
 /**
  * A session id a write may use: a string without lone surrogates (two ids
  * that differ only there would be one stored key: UTF-8 cannot hold them).
- * Reads of an id no write can use answer "missing" (see `readable`).
+ * The native layer refuses empty ids and ids over MAX_ID_BYTES.
  */
 function checkId(id) {
   if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
   if (!id.isWellFormed()) throw codedError('ERR_INVALID_ID', 'session id contains a lone UTF-16 surrogate')
 }
 
-/** Type-checks a read's id; false when no session can have it (the read answers "missing"). */
+/**
+ * Type-checks a read's id; false when no session can have it, and the read
+ * answers "missing" without asking the store. Ids come from cookies:
+ * simpleS answers a rejected get with a 500 and then hangs the response on
+ * the follow-up update, whereas "missing" makes it issue a fresh session.
+ */
 function readable(id) {
   if (typeof id !== 'string') throw invalidType('ERR_INVALID_ID', `session id must be a string, got ${id === null ? 'null' : typeof id}`)
-  return id.isWellFormed()
+  // (A UTF-16 unit is at most 3 UTF-8 bytes: short ids need no count.)
+  return id !== '' && (id.length * 3 <= MAX_ID_BYTES || Buffer.byteLength(id) <= MAX_ID_BYTES) && id.isWellFormed()
 }
 
 /** rs-store's methods return Promises: a callback where a timeout (or nothing) goes is a mistake to point out. */
@@ -101,26 +109,13 @@ function settle(value) {
 }
 
 /**
- * The engine over a sync native store (memory, dummy): same calls as the
- * batch engine (lib/batch.js); results come back at once.
+ * The engine over a sync native store (memory, dummy, sessions.json): the
+ * batch engine's `call` (lib/batch.js), answered at once.
  */
 function syncEngine(native) {
   return {
-    get: (id, map) => map(native.get(id)),
-    set: (id, text, ttlMs) => native.set(id, text, ttlMs),
-    setIf: (id, text, ttlMs, present) => native.setIf(id, text, ttlMs, present),
-    remove: (id) => native.remove(id),
-    touch: (id, ttlMs) => native.touch(id, ttlMs),
-    ttlMs: (id, map) => map(native.ttlMs(id)),
-    exists: (id) => native.exists(id),
-    lock: (id, token, ttlMs) => native.lock(id, token, ttlMs),
-    unlock: (id, token) => native.unlock(id, token),
-    renew: (id, token, ttlMs) => native.renew(id, token, ttlMs),
-    len: () => native.len(),
-    clear: () => native.clear(),
-    keys: () => native.keys(),
-    page: (cursor, count, map) => map(native.page(cursor, count)),
-    entries: (map) => map(native.entries()),
+    locks: true,
+    call: (op, id, text, ms, map) => (map ? map(native.call(op, id, text, ms)) : native.call(op, id, text, ms)),
     close: () => native.close(),
   }
 }
@@ -133,7 +128,7 @@ function units(opts) {
 
 /**
  * Builds the public store over `engine` (a native store).
- * @param {object} engine syncEngine() or batchEngine(): get/set/remove/touch/ttlMs/exists/len/clear/entries/close
+ * @param {object} engine syncEngine() or batchEngine(): call(op, id, text, ms, map), close(), locks
  * @param {object} opts validated by the caller's factory; reads timeoutUnit, defaultTtl
  */
 function makeStore(engine, opts, extra = {}) {
@@ -155,7 +150,7 @@ function makeStore(engine, opts, extra = {}) {
   const get = (id, extra) => {
     try {
       noCallback(extra)
-      return readable(id) ? settle(engine.get(id, parse)) : Promise.resolve(null)
+      return readable(id) ? settle(engine.call('get', id, undefined, undefined, parse)) : Promise.resolve(null)
     } catch (e) {
       return rejectNative(e)
     }
@@ -163,7 +158,7 @@ function makeStore(engine, opts, extra = {}) {
   const set = (id, session, timeout) => {
     try {
       checkId(id)
-      return settle(engine.set(id, serialize(session), ttlMsOf(timeout)))
+      return settle(engine.call('set', id, serialize(session), ttlMsOf(timeout)))
     } catch (e) {
       return rejectNative(e)
     }
@@ -174,7 +169,7 @@ function makeStore(engine, opts, extra = {}) {
       const text = serialize(session)
       const ms = ttlMsOf(timeout)
       // Already expired: nothing to write (set() would remove the session).
-      return ms === 0 ? Promise.resolve(false) : settle(engine.setIf(id, text, ms, false))
+      return ms === 0 ? Promise.resolve(false) : settle(engine.call('add', id, text, ms))
     } catch (e) {
       return rejectNative(e)
     }
@@ -182,7 +177,7 @@ function makeStore(engine, opts, extra = {}) {
   const replace = (id, session, timeout) => {
     try {
       checkId(id)
-      return settle(engine.setIf(id, serialize(session), ttlMsOf(timeout), true))
+      return settle(engine.call('replace', id, serialize(session), ttlMsOf(timeout)))
     } catch (e) {
       return rejectNative(e)
     }
@@ -191,7 +186,7 @@ function makeStore(engine, opts, extra = {}) {
     try {
       noCallback(extra)
       checkId(id)
-      return settle(engine.remove(id))
+      return settle(engine.call('remove', id))
     } catch (e) {
       return rejectNative(e)
     }
@@ -199,7 +194,7 @@ function makeStore(engine, opts, extra = {}) {
   const touch = (id, timeout) => {
     try {
       checkId(id)
-      return settle(engine.touch(id, ttlMsOf(timeout)))
+      return settle(engine.call('touch', id, undefined, ttlMsOf(timeout)))
     } catch (e) {
       return rejectNative(e)
     }
@@ -207,7 +202,7 @@ function makeStore(engine, opts, extra = {}) {
   const ttl = (id, extra) => {
     try {
       noCallback(extra)
-      return readable(id) ? settle(engine.ttlMs(id, toSeconds)) : Promise.resolve(-2)
+      return readable(id) ? settle(engine.call('ttl', id, undefined, undefined, toSeconds)) : Promise.resolve(-2)
     } catch (e) {
       return rejectNative(e)
     }
@@ -216,7 +211,7 @@ function makeStore(engine, opts, extra = {}) {
     try {
       noCallback(extra)
       if (!readable(id)) return Promise.resolve(false)
-      return settle(decodes ? engine.get(id, found) : engine.exists(id))
+      return settle(engine.call(decodes ? 'get' : 'exists', id, undefined, undefined, decodes ? found : null))
     } catch (e) {
       return rejectNative(e)
     }
@@ -228,7 +223,17 @@ function makeStore(engine, opts, extra = {}) {
       return rejectNative(e)
     }
   }
-  const parseEntries = (entries) => entries.map((e) => ({ id: e.id, session: parse(e.value) }))
+  // entries' reply: [id, text, id, text, …]
+  const parseEntries = (flat) => {
+    const out = []
+    for (let i = 0; i < flat.length; i += 2) out.push({ id: flat[i], session: parse(flat[i + 1]) })
+    return out
+  }
+  const parseAll = (flat) => {
+    const out = []
+    for (let i = 1; i < flat.length; i += 2) out.push(parse(flat[i]))
+    return out
+  }
   const pageOf = (flat) => {
     const sessions = []
     for (let i = 1; i < flat.length; i += 4) sessions.push({ id: flat[i], text: flat[i + 1], ttl: toSeconds(flat[i + 2]), bytes: flat[i + 3] })
@@ -238,14 +243,14 @@ function makeStore(engine, opts, extra = {}) {
     try {
       if (typeof cursor !== 'string') throw invalidType('ERR_INVALID_ARGUMENT', 'scan(cursor, count): cursor must be a string (\'\' for the first page)')
       if (!Number.isInteger(count) || count < 1 || count > 100_000) throw codedError('ERR_INVALID_ARGUMENT', 'scan(cursor, count): count must be an integer from 1 to 100000')
-      return settle(engine.page(cursor, count, pageOf))
+      return settle(engine.call('page', cursor, undefined, count, pageOf))
     } catch (e) {
       return rejectNative(e)
     }
   }
   // Locks and HTTP Sessions' read/write/purge, where the engine has locks,
   // or from another store given as `lockManager` (e.g. a --lock daemon).
-  let lockEngine = engine.lock ? engine : null
+  let lockEngine = engine.locks ? engine : null
   if (opts.lockManager !== undefined) {
     lockEngine = opts.lockManager && opts.lockManager[LOCK_ENGINE]
     if (!lockEngine) throw invalidType('ERR_INVALID_OPTION', 'option lockManager must be an rs-store store with locks (e.g. rs.daemon(port), rs.redis(cfg))')
@@ -255,7 +260,7 @@ function makeStore(engine, opts, extra = {}) {
     : locking(lockEngine, {
         checkId,
         get,
-        setMs: (id, data, ms) => settle(engine.set(id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
+        setMs: (id, data, ms) => settle(engine.call('set', id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
         remove,
       })
 
@@ -289,11 +294,11 @@ function makeStore(engine, opts, extra = {}) {
     ttl,
     exists,
     /** Number of live sessions. */
-    length: () => call(() => engine.len()),
+    length: () => call(() => engine.call('len')),
     /** Removes all sessions; resolves how many were removed. */
-    clear: () => call(() => engine.clear()),
+    clear: () => call(() => engine.call('clear')),
     /** Ids of all live sessions. */
-    ids: () => call(() => engine.keys()),
+    ids: () => call(() => engine.call('keys')),
     /**
      * A page of up to `count` sessions after `cursor` (`''`: the first):
      * `{ cursor, sessions: [{ id, text, ttl, bytes }] }`, `cursor` `''` when
@@ -313,9 +318,9 @@ function makeStore(engine, opts, extra = {}) {
       } while (cursor !== '')
     },
     /** All live sessions, as an array of session objects. */
-    all: () => call(() => engine.entries((es) => es.map((e) => parse(e.value)))),
+    all: () => call(() => engine.call('entries', undefined, undefined, undefined, parseAll)),
     /** All live sessions with their ids: [{ id, session }]. */
-    entries: () => call(() => engine.entries(parseEntries)),
+    entries: () => call(() => engine.call('entries', undefined, undefined, undefined, parseEntries)),
     /**
      * Releases the locks still held (ending their renewals), stops
      * background work and connections; later calls reject ERR_STORE_CLOSED.

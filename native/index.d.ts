@@ -12,10 +12,14 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 /** A store over an I/O backend; see the module docs for the call protocol. */
 export declare class AsyncStore {
   /**
-   * Queues a get. Returns false (nothing queued) for an id that cannot name
-   * a session: the facade answers "missing" itself.
+   * Queues one op, given as data (see `Op::from_call`; arguments as for
+   * `SyncStore.call`), checked now: a bad argument throws and queues
+   * nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
+   * session (the facade holds fast reads back behind pending changes).
+   * Sessions are encoded now when the socket is on the JS thread (an
+   * encoding error then rejects the call at once), else on the I/O thread.
    */
-  qGet(id: string): boolean
+  q(op: string, id?: string | undefined | null, text?: string, ms?: number | undefined | null): number
   /**
    * A get answered at once when the backend can do it without waiting on
    * I/O (the file store's fast reads): the session text, `null` when
@@ -24,31 +28,6 @@ export declare class AsyncStore {
    * apply in call order.
    */
   getNow(id: string): string | null | undefined
-  qExists(id: string): boolean
-  qTtl(id: string): boolean
-  /** Queues a set; `ttlMs` undefined = never expires, 0 = remove. */
-  qSet(id: string, value: string, ttlMs?: number | undefined | null): void
-  /**
-   * Queues a set that only writes when no live session has `id` (`add`,
-   * Redis `SET … NX`) or, with `present`, only when one has (`replace`,
-   * `SET … XX`); its reply is true when written.
-   */
-  qSetIf(id: string, value: string, ttlMs: number | undefined | null, present: boolean): void
-  qRemove(id: string): void
-  qTouch(id: string, ttlMs?: number | undefined | null): void
-  /** Queues a try-lock of `id` for `token` (never waits; true when taken). */
-  qLock(id: string, token: string, ttlMs: number): void
-  qUnlock(id: string, token: string): void
-  qRenew(id: string, token: string, ttlMs: number): void
-  qLen(): void
-  qClear(): void
-  qKeys(): void
-  qEntries(): void
-  /**
-   * Queues a page of up to `count` sessions after `cursor` (`""`: the
-   * first); its reply is `[next, id, text | null, pttl, bytes, …]`.
-   */
-  qPage(cursor: string, count: number): void
   /** Hands the queued ops to the dispatcher; their replies arrive in order. */
   flush(): void
   /** Flushes, then closes the backend; one more reply (for the close) follows. */
@@ -133,40 +112,13 @@ export declare class SessionCodec {
  * facade does `JSON.stringify`/`JSON.parse`.
  */
 export declare class SyncStore {
-  /** The stored JSON text, or `null` when missing or expired. */
-  get(id: string): string | null
-  /** Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now. */
-  set(id: string, value: string, ttlMs?: number | undefined | null): void
   /**
-   * Stores JSON text only when no live session has `id` (`add`) or, with
-   * `present`, only when one has (`replace`); true when written. For
-   * `add`, `ttlMs` must be undefined (never expires) or in the future.
+   * Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
+   * is the session id (`page`: the cursor), `text` the session's JSON
+   * (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
+   * the async stores' replies are; failures throw coded errors.
    */
-  setIf(id: string, value: string, ttlMs: number | undefined | null, present: boolean): boolean
-  /** Removes a session; true when a live one was removed. */
-  remove(id: string): boolean
-  /** Moves the expiry of a live session (never creates one); true when found. */
-  touch(id: string, ttlMs?: number | undefined | null): boolean
-  /** Remaining lifetime in ms: -2 when missing, -1 when it never expires. */
-  ttlMs(id: string): number
-  /** Takes the lock of `id` for `token` if free (never waits). */
-  lock(id: string, token: string, ttlMs: number): boolean
-  unlock(id: string, token: string): boolean
-  renew(id: string, token: string, ttlMs: number): boolean
-  exists(id: string): boolean
-  /** Number of live sessions. */
-  len(): number
-  /** Removes every session; returns how many were live. */
-  clear(): number
-  /** Ids of all live sessions. */
-  keys(): Array<string>
-  /**
-   * A page of up to `count` sessions after `cursor` (`""`: the first):
-   * `[next, id, text | null, pttl, bytes, …]` (`next` `""` when done).
-   */
-  page(cursor: string, count: number): Array<string | number | null>
-  /** All live sessions with their ids. */
-  entries(): Array<StoredEntry>
+  call(op: string, id?: string | undefined | null, text?: string, ms?: number | undefined | null): undefined | null | string | boolean | number | Array<string | number | null>
   /**
    * Resolves when every change made so far is persisted (sessionStateFile
    * stores; at once for in-memory stores), with the failure if the last
@@ -242,6 +194,12 @@ export interface FileStoreConfig {
   /** Session size limit and codec. */
   session?: SessionOptions
 }
+
+/**
+ * Longest accepted session id, in UTF-8 bytes (the JS facade answers
+ * reads of longer ids "missing" itself).
+ */
+export declare const MAX_ID_BYTES: number
 
 /**
  * An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
@@ -364,10 +322,3 @@ export interface SnapshotStoreConfig {
 
 /** Starts the session daemon in this process. */
 export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer>
-
-/** A live entry as handed to JS by `entries()`. */
-export interface StoredEntry {
-  id: string
-  /** The stored JSON text. */
-  value: string
-}

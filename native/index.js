@@ -845,6 +845,7 @@ module.exports.checkJson = nativeBinding.checkJson
 module.exports.dummyStore = nativeBinding.dummyStore
 module.exports.errorCodes = nativeBinding.errorCodes
 module.exports.fileStore = nativeBinding.fileStore
+module.exports.MAX_ID_BYTES = nativeBinding.MAX_ID_BYTES
 module.exports.memoryStore = nativeBinding.memoryStore
 module.exports.objectSessionStore = nativeBinding.objectSessionStore
 module.exports.redisStore = nativeBinding.redisStore

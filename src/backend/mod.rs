@@ -12,10 +12,13 @@ use async_trait::async_trait;
 use crate::error::{Result, StoreError};
 use crate::expiry::Expiry;
 
+pub use op::{Changes, Cond, Op, Page, Reply, Ttl, MAX_ID_BYTES};
+
 pub mod dummy;
 pub mod file;
 pub mod memory;
 pub mod object;
+mod op;
 pub mod record;
 pub mod redis;
 pub mod snapshot;
@@ -68,157 +71,6 @@ pub(crate) fn private_file() -> std::fs::OpenOptions {
 /// Called with a problem a backend found on its own (a corrupt file met by a
 /// sweep, …), as opposed to the answer to a call.
 pub type Report = std::sync::Arc<dyn Fn(StoreError) + Send + Sync>;
-
-/// What `ttl` reports for one id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ttl {
-  /// No such (live) entry.
-  Missing,
-  /// The entry never expires.
-  Persistent,
-  /// The entry expires at this absolute time (epoch ms).
-  At(Expiry),
-}
-
-impl Ttl {
-  /// As Redis's PTTL answers: `-2` missing, `-1` no expiry, else ms left.
-  pub fn pttl(self) -> i64 {
-    match self {
-      Ttl::Missing => -2,
-      Ttl::Persistent => -1,
-      Ttl::At(at) => at.saturating_sub(crate::expiry::now_ms()) as i64,
-    }
-  }
-}
-
-/// When a conditional set writes: Redis's `SET … NX` and `SET … XX`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cond {
-  /// Only when no live entry has the id (`add`).
-  Absent,
-  /// Only when a live entry has the id (`replace`): never recreates a
-  /// session removed meanwhile.
-  Present,
-}
-
-/// One operation of a batch (see [`Backend::exec`]).
-#[derive(Debug, Clone)]
-pub enum Op {
-  Get(String),
-  Set(String, Vec<u8>, Option<Expiry>),
-  /// Set only when `Cond` holds; answers `Bool(true)` when written.
-  SetIf(String, Vec<u8>, Option<Expiry>, Cond),
-  Remove(String),
-  Touch(String, Option<Expiry>),
-  Ttl(String),
-  Exists(String),
-  Len,
-  Clear,
-  Keys,
-  Entries,
-  /// Up to `count` live sessions after `cursor` (`""`: from the start), for
-  /// walking a store of any size with bounded memory (the CLI).
-  Page(String, u32),
-  /// Take the lock of an id if it is free: (id, token, ttl ms).
-  Lock(String, String, u64),
-  /// Release the lock if `token` still holds it.
-  Unlock(String, String),
-  /// Extend the lock to `ttl ms` from now if `token` still holds it.
-  Renew(String, String, u64),
-}
-
-impl Op {
-  /// The session id the op is about, or `None` for whole-store ops.
-  pub fn id(&self) -> Option<&str> {
-    match self {
-      Op::Get(id)
-      | Op::Set(id, ..)
-      | Op::SetIf(id, ..)
-      | Op::Remove(id)
-      | Op::Touch(id, _)
-      | Op::Ttl(id)
-      | Op::Exists(id)
-      | Op::Lock(id, ..)
-      | Op::Unlock(id, _)
-      | Op::Renew(id, ..) => Some(id),
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => None,
-    }
-  }
-}
-
-/// A page of a walk: the next cursor (`""` after the last page) and the
-/// sessions with their ttl.
-pub type Page = (String, Vec<(String, Vec<u8>, Ttl)>);
-
-/// The answer to one [`Op`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-  Value(Option<Vec<u8>>),
-  Bool(bool),
-  Ttl(Ttl),
-  Count(u64),
-  Keys(Vec<String>),
-  Entries(Vec<(String, Vec<u8>)>),
-  /// A page of sessions with their ttl, and the cursor of the next page
-  /// (`""` when this was the last).
-  Page(String, Vec<(String, Vec<u8>, Ttl)>),
-  Done,
-}
-
-impl Reply {
-  fn unexpected(self) -> StoreError {
-    StoreError::new(crate::error::Code::Internal, format!("unexpected reply {self:?}"))
-  }
-  pub fn into_value(self) -> Result<Option<Vec<u8>>> {
-    if let Reply::Value(v) = self {
-      Ok(v)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_bool(self) -> Result<bool> {
-    if let Reply::Bool(b) = self {
-      Ok(b)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_ttl(self) -> Result<Ttl> {
-    if let Reply::Ttl(t) = self {
-      Ok(t)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_count(self) -> Result<u64> {
-    if let Reply::Count(n) = self {
-      Ok(n)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_keys(self) -> Result<Vec<String>> {
-    if let Reply::Keys(k) = self {
-      Ok(k)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_entries(self) -> Result<Vec<(String, Vec<u8>)>> {
-    if let Reply::Entries(e) = self {
-      Ok(e)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_page(self) -> Result<Page> {
-    if let Reply::Page(next, page) = self {
-      Ok((next, page))
-    } else {
-      Err(self.unexpected())
-    }
-  }
-}
 
 /// A cheap, stable hash of an id (FNV-1a), to split a batch into groups that
 /// may run concurrently while one id always lands in one group.

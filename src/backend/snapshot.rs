@@ -29,7 +29,7 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use super::memory::{MemoryBackend, MemoryOptions};
-use super::{Op, Reply, Report, SyncBackend};
+use super::{Changes, Op, Reply, Report, SyncBackend};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, now_ms, Expiry};
 
@@ -269,7 +269,7 @@ impl SnapshotBackend {
 
 impl SyncBackend for SnapshotBackend {
   fn run(&self, op: Op) -> Result<Reply> {
-    let changes = matches!(op, Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) | Op::Clear);
+    let changes = op.changes() != Changes::Nothing;
     let r = self.mem.run(op)?;
     // A refused add or a touch of nothing changed nothing to write.
     if changes && r != Reply::Bool(false) {

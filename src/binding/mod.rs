@@ -1,16 +1,12 @@
-//! The one thin `#[napi]` layer: argument checks that need bytes (id and
-//! session sizes), ttl → absolute expiry, error codes. Host quirks (units,
-//! callbacks, never-reject) live in the JS facades under `lib/`.
+//! The one thin `#[napi]` layer: store constructors, and one generic call
+//! per store kind that takes an op as data (`call`, `q`; see
+//! [`crate::backend::Op::from_call`]). It converts arguments and results,
+//! applies the session size limit and the codec, and gives errors their
+//! codes. Host quirks (units, callbacks, never-reject, reads of ids no
+//! session can have) live in the JS facades under `lib/`.
 //!
 //! Every sync export is `catch_unwind`: a panic becomes a JS error with code
 //! `ERR_INTERNAL` instead of aborting Node.
-//!
-//! Id rule: an id that cannot name a stored session (empty, or over
-//! [`MAX_ID_BYTES`]) makes writes (`set`, `touch`, `remove`) fail with
-//! `ERR_INVALID_ID`, while reads (`get`, `exists`, `ttl`) answer "missing".
-//! Ids arrive from cookies: simpleS answers a rejected `get` with a 500 and
-//! then hangs the response on the follow-up `update`, whereas "missing" makes
-//! it issue a fresh session. Nothing is ever stored under such an id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,21 +20,22 @@ use crate::backend::file::{FileBackend, FileOptions};
 use crate::backend::memory::{MemoryBackend, MemoryOptions};
 use crate::backend::redis::{RedisBackend, RedisConfig, Topology};
 use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
-use crate::backend::{Cond, Op, Report};
+use crate::backend::{Op, Report};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
-use crate::expiry::{after_ms, Expiry};
 use crate::options::{sweep_every, SessionOptions, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
 
 mod async_store;
 mod daemon;
 mod object_storage;
+mod reply;
 mod sync_store;
 
-pub use async_store::{AsyncStore, JsReply};
+pub use async_store::AsyncStore;
 pub use daemon::{start_daemon, DaemonConfig, DaemonServer};
 pub use object_storage::{object_session_store, NativeModuleStore, ObjectStoreConfig};
-pub use sync_store::{MemoryStoreOptions, StoredEntry, SyncStore};
+pub use reply::JsReply;
+pub use sync_store::{MemoryStoreOptions, SyncStore};
 
 /// All native async work (the dispatchers, the Redis connection drivers) runs
 /// on one tokio worker thread: a batch then crosses threads only twice (JS →
@@ -52,8 +49,10 @@ fn init_runtime() {
   }
 }
 
-/// Longest accepted session id, in UTF-8 bytes.
-pub const MAX_ID_BYTES: usize = 1024;
+/// Longest accepted session id, in UTF-8 bytes (the JS facade answers
+/// reads of longer ids "missing" itself).
+#[napi]
+pub const MAX_ID_BYTES: u32 = crate::backend::MAX_ID_BYTES as u32;
 /// Default for `maxSessionBytes`: 1 MiB of serialized session.
 pub const DEFAULT_MAX_SESSION_BYTES: u32 = 1024 * 1024;
 
@@ -107,52 +106,9 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
   }
 }
 
-fn check_id(id: &str) -> Result<()> {
-  if id.is_empty() {
-    return Err(StoreError::new(Code::InvalidId, "session id must not be empty"));
-  }
-  if id.len() > MAX_ID_BYTES {
-    return Err(StoreError::new(Code::InvalidId, format!("session id is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len())));
-  }
-  Ok(())
-}
-
-/// `None` = never expires. A ttl of 0 is an expiry in the past.
-fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
-  match ttl_ms {
-    None => Ok(None),
-    Some(t) if t.is_nan() || t < 0.0 => Err(StoreError::new(Code::InvalidTimeout, format!("ttl must be a number >= 0, got {t}"))),
-    Some(t) if t.is_infinite() => Ok(None),
-    // `as u64` saturates, and after_ms saturates: no overflow for huge ttls.
-    Some(t) => Ok(Some(after_ms(t.ceil() as u64))),
-  }
-}
-
-/// The op of a conditional set (`add`: `present` false; `replace`: true).
-/// A timeout that has already run out removes on `replace` (as `set` does)
-/// and is refused on `add`, which writes or does nothing (the facade answers
-/// `false` for it itself).
-fn set_if_op(id: String, value: Vec<u8>, ttl_ms: Option<f64>, present: bool) -> Result<Op> {
-  let at = expiry_for(ttl_ms)?;
-  let cond = if present { Cond::Present } else { Cond::Absent };
-  match at {
-    Some(at) if at <= crate::expiry::now_ms() => match cond {
-      Cond::Present => Ok(Op::Remove(id)),
-      Cond::Absent => Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future")),
-    },
-    at => Ok(Op::SetIf(id, value, at, cond)),
-  }
-}
-
-/// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).
-fn lock_ttl(ttl_ms: f64) -> Result<u64> {
-  // Written so that NaN is refused too.
-  #[allow(clippy::neg_cmp_op_on_partial_ord)]
-  if !(ttl_ms >= 1.0) {
-    return Err(StoreError::new(Code::InvalidTimeout, format!("lock ttl must be a number >= 1 ms, got {ttl_ms}")));
-  }
-  Ok(ttl_ms.min(1e15) as u64)
-}
+/// A call as JS makes it: the op's name and its arguments (see
+/// [`Op::from_call`]).
+type Call = (String, Option<String>, Option<Utf8Text>, Option<f64>);
 
 /// Per-session limits checked on the JS thread before anything is queued.
 #[derive(Debug, Clone, Copy)]
@@ -168,7 +124,7 @@ impl SessionLimits {
     }
   }
 
-  fn check(&self, value: &str) -> Result<()> {
+  fn check(&self, value: &[u8]) -> Result<()> {
     if value.len() > self.max_session_bytes {
       return Err(StoreError::new(
         Code::SessionTooLarge,
@@ -201,6 +157,19 @@ impl Core {
 
   pub fn encode(&self, id: &str, text: Vec<u8>) -> Result<Vec<u8>> {
     self.codec.encode(id, text)
+  }
+
+  /// The op of a JS call, its session held to the size limit and, with
+  /// `encode`, encoded now (else on the thread that runs it).
+  fn op(&self, call: Call, encode: bool) -> Result<Op> {
+    let mut op = Op::from_call(&call.0, call.1, call.2.map(Utf8Text::into_bytes), call.3)?;
+    if let Some((id, v)) = op.value_mut() {
+      self.limits.check(v)?;
+      if encode {
+        *v = self.codec.encode(id, std::mem::take(v))?;
+      }
+    }
+    Ok(op)
   }
 
   /// The stored session as text, or `None` (reported) when it cannot be
@@ -505,31 +474,4 @@ pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function
     report: Some(report),
   })?;
   Ok(charged(&env, SyncStore::new(Arc::new(backend), core)))
-}
-
-#[cfg(test)]
-mod tests {
-  use super::*;
-  use crate::expiry::now_ms;
-
-  #[test]
-  fn id_rules() {
-    assert!(check_id("abc").is_ok());
-    assert_eq!(check_id("").unwrap_err().code, Code::InvalidId);
-    assert!(check_id(&"x".repeat(MAX_ID_BYTES)).is_ok());
-    assert_eq!(check_id(&"x".repeat(MAX_ID_BYTES + 1)).unwrap_err().code, Code::InvalidId);
-    // bytes, not chars: 400 three-byte chars are over the limit
-    assert!(check_id(&"€".repeat(400)).is_err());
-  }
-
-  #[test]
-  fn ttl_rules() {
-    assert_eq!(expiry_for(None).unwrap(), None);
-    assert_eq!(expiry_for(Some(f64::INFINITY)).unwrap(), None);
-    assert_eq!(expiry_for(Some(f64::NAN)).unwrap_err().code, Code::InvalidTimeout);
-    assert_eq!(expiry_for(Some(-1.0)).unwrap_err().code, Code::InvalidTimeout);
-    let at = expiry_for(Some(1000.0)).unwrap().unwrap();
-    assert!(at >= now_ms() + 999 && at <= now_ms() + 1000);
-    assert_eq!(expiry_for(Some(1e300)).unwrap(), Some(u64::MAX));
-  }
 }

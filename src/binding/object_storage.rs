@@ -15,7 +15,8 @@ use napi::bindgen_prelude::Function;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use super::async_store::{self, AsyncStore, JsReply};
+use super::async_store::{self, AsyncStore};
+use super::reply::JsReply;
 use super::Core;
 use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};

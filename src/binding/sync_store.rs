@@ -7,10 +7,10 @@ use std::sync::Arc;
 use napi_derive::napi;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
-use super::{check_id, expiry_for, lock_ttl, set_if_op, Core, Utf8Text};
+use super::reply::{decoded, JsReply};
+use super::{Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
-use crate::expiry::now_ms;
 use crate::options::SessionOptions;
 
 /// The outcome of an async call: `code` and `message` are set on failure.
@@ -18,14 +18,6 @@ use crate::options::SessionOptions;
 pub struct Outcome {
   pub code: Option<String>,
   pub message: Option<String>,
-}
-
-/// A live entry as handed to JS by `entries()`.
-#[napi(object)]
-pub struct StoredEntry {
-  pub id: String,
-  /// The stored JSON text.
-  pub value: String,
 }
 
 /// Options of the memory store (validated again by the JS facade).
@@ -76,164 +68,26 @@ impl SyncStore {
 
 #[napi]
 impl SyncStore {
-  /// The stored JSON text, or `null` when missing or expired.
-  #[napi(catch_unwind)]
-  pub fn get(&self, id: String) -> napi::Result<Option<String>, Code> {
-    let o = self.open()?;
-    if check_id(&id).is_err() {
-      return Ok(None);
-    }
-    Ok(o.backend.run(Op::Get(id.clone()))?.into_value()?.and_then(|b| o.core.decode(&id, b)))
-  }
-
-  /// Stores JSON text; `ttlMs` undefined = never expires, 0 = remove now.
-  #[napi(catch_unwind)]
-  pub fn set(&self, id: String, #[napi(ts_arg_type = "string")] value: Utf8Text, ttl_ms: Option<f64>) -> napi::Result<(), Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    o.core.limits.check(value.as_str())?;
-    let op = match expiry_for(ttl_ms)? {
-      Some(at) if at <= now_ms() => Op::Remove(id),
-      at => {
-        let v = o.core.encode(&id, value.into_bytes())?;
-        Op::Set(id, v, at)
-      }
-    };
-    o.backend.run(op)?;
-    Ok(())
-  }
-
-  /// Stores JSON text only when no live session has `id` (`add`) or, with
-  /// `present`, only when one has (`replace`); true when written. For
-  /// `add`, `ttlMs` must be undefined (never expires) or in the future.
-  #[napi(catch_unwind)]
-  pub fn set_if(
+  /// Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
+  /// is the session id (`page`: the cursor), `text` the session's JSON
+  /// (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
+  /// the async stores' replies are; failures throw coded errors.
+  #[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
+  pub fn call(
     &self,
-    id: String,
-    #[napi(ts_arg_type = "string")] value: Utf8Text,
-    ttl_ms: Option<f64>,
-    present: bool,
-  ) -> napi::Result<bool, Code> {
+    op: String,
+    id: Option<String>,
+    #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
+    ms: Option<f64>,
+  ) -> napi::Result<JsReply, Code> {
     let o = self.open()?;
-    check_id(&id)?;
-    o.core.limits.check(value.as_str())?;
-    let op = match set_if_op(id, value.into_bytes(), ttl_ms, present)? {
-      Op::SetIf(id, v, at, cond) => Op::SetIf(id.clone(), o.core.encode(&id, v)?, at, cond),
-      op => op,
+    let op = o.core.op((op, id, text, ms), true)?;
+    let get_id = match &op {
+      Op::Get(id) => Some(id.clone()),
+      _ => None,
     };
-    Ok(o.backend.run(op)?.into_bool()?)
-  }
-
-  /// Removes a session; true when a live one was removed.
-  #[napi(catch_unwind)]
-  pub fn remove(&self, id: String) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    Ok(o.backend.run(Op::Remove(id))?.into_bool()?)
-  }
-
-  /// Moves the expiry of a live session (never creates one); true when found.
-  #[napi(catch_unwind)]
-  pub fn touch(&self, id: String, ttl_ms: Option<f64>) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    let op = match expiry_for(ttl_ms)? {
-      Some(at) if at <= now_ms() => Op::Remove(id),
-      at => Op::Touch(id, at),
-    };
-    Ok(o.backend.run(op)?.into_bool()?)
-  }
-
-  /// Remaining lifetime in ms: -2 when missing, -1 when it never expires.
-  #[napi(catch_unwind)]
-  pub fn ttl_ms(&self, id: String) -> napi::Result<f64, Code> {
-    let o = self.open()?;
-    if check_id(&id).is_err() {
-      return Ok(-2.0);
-    }
-    Ok(o.backend.run(Op::Ttl(id))?.into_ttl()?.pttl() as f64)
-  }
-
-  /// Takes the lock of `id` for `token` if free (never waits).
-  #[napi(catch_unwind)]
-  pub fn lock(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    Ok(o.backend.run(Op::Lock(id, token, lock_ttl(ttl_ms)?))?.into_bool()?)
-  }
-
-  #[napi(catch_unwind)]
-  pub fn unlock(&self, id: String, token: String) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    Ok(o.backend.run(Op::Unlock(id, token))?.into_bool()?)
-  }
-
-  #[napi(catch_unwind)]
-  pub fn renew(&self, id: String, token: String, ttl_ms: f64) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    check_id(&id)?;
-    Ok(o.backend.run(Op::Renew(id, token, lock_ttl(ttl_ms)?))?.into_bool()?)
-  }
-
-  #[napi(catch_unwind)]
-  pub fn exists(&self, id: String) -> napi::Result<bool, Code> {
-    let o = self.open()?;
-    if check_id(&id).is_err() {
-      return Ok(false);
-    }
-    Ok(o.backend.run(Op::Exists(id))?.into_bool()?)
-  }
-
-  /// Number of live sessions.
-  #[napi(catch_unwind)]
-  pub fn len(&self) -> napi::Result<f64, Code> {
-    let o = self.open()?;
-    Ok(o.backend.run(Op::Len)?.into_count()? as f64)
-  }
-
-  /// Removes every session; returns how many were live.
-  #[napi(catch_unwind)]
-  pub fn clear(&self) -> napi::Result<f64, Code> {
-    let o = self.open()?;
-    Ok(o.backend.run(Op::Clear)?.into_count()? as f64)
-  }
-
-  /// Ids of all live sessions.
-  #[napi(catch_unwind)]
-  pub fn keys(&self) -> napi::Result<Vec<String>, Code> {
-    let o = self.open()?;
-    Ok(o.backend.run(Op::Keys)?.into_keys()?)
-  }
-
-  /// A page of up to `count` sessions after `cursor` (`""`: the first):
-  /// `[next, id, text | null, pttl, bytes, …]` (`next` `""` when done).
-  #[napi(catch_unwind, ts_return_type = "Array<string | number | null>")]
-  pub fn page(&self, cursor: String, count: u32) -> napi::Result<super::JsReply, Code> {
-    let o = self.open()?;
-    let (next, page) = o.backend.run(Op::Page(cursor, count.max(1)))?.into_page()?;
-    let es = page
-      .into_iter()
-      .map(|(id, v, ttl)| {
-        let bytes = v.len();
-        let text = o.core.decode(&id, v);
-        (id, text, ttl, bytes)
-      })
-      .collect();
-    Ok(super::JsReply::TextPage(next, es))
-  }
-
-  /// All live sessions with their ids.
-  #[napi(catch_unwind)]
-  pub fn entries(&self) -> napi::Result<Vec<StoredEntry>, Code> {
-    let o = self.open()?;
-    let mut out = Vec::new();
-    for (id, v) in o.backend.run(Op::Entries)?.into_entries()? {
-      if let Some(value) = o.core.decode(&id, v) {
-        out.push(StoredEntry { id, value });
-      }
-    }
-    Ok(out)
+    let r = o.backend.run(op)?;
+    Ok(decoded(&o.core, get_id.as_deref(), Ok(r)))
   }
 
   /// Resolves when every change made so far is persisted (sessionStateFile

@@ -113,20 +113,17 @@ async fn run_batch(backend: Arc<dyn Backend>, encode: Encode, ops: Vec<Op>) -> A
   let mut failed: Vec<(usize, StoreError)> = Vec::new();
   let mut ids: Vec<Option<String>> = Vec::with_capacity(n);
   let mut run = Vec::with_capacity(n);
-  for (i, op) in ops.into_iter().enumerate() {
-    let encoded = match op {
-      Op::Set(id, v, exp) => encode(&id, v).map(|enc| Op::Set(id, enc, exp)),
-      Op::SetIf(id, v, exp, cond) => encode(&id, v).map(|enc| Op::SetIf(id, enc, exp, cond)),
-      other => Ok(other),
-    };
-    let op = match encoded {
-      Ok(op) => op,
-      Err(e) => {
-        failed.push((i, e));
-        ids.push(None);
-        continue;
+  for (i, mut op) in ops.into_iter().enumerate() {
+    if let Some((id, v)) = op.value_mut() {
+      match encode(id, std::mem::take(v)) {
+        Ok(enc) => *v = enc,
+        Err(e) => {
+          failed.push((i, e));
+          ids.push(None);
+          continue;
+        }
       }
-    };
+    }
     ids.push(match &op {
       Op::Get(id) => Some(id.clone()),
       _ => None,

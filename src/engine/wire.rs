@@ -151,11 +151,10 @@ impl Wire {
       let out = &mut self.out;
       let n = self.cmds.each(&op, |c| c.write_packed_command(out));
       // The value was sent; only the op's kind and id are needed for its reply.
-      let op = match op {
-        Op::Set(id, _, exp) => Op::Set(id, Vec::new(), exp),
-        Op::SetIf(id, _, exp, cond) => Op::SetIf(id, Vec::new(), exp, cond),
-        op => op,
-      };
+      let mut op = op;
+      if let Some((_, v)) = op.value_mut() {
+        *v = Vec::new();
+      }
       self.inflight.push_back(Expect::Op { op, left: n, values: Vec::with_capacity(n) });
     }
     (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))

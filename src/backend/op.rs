@@ -1,0 +1,323 @@
+//! The operations every backend answers, as data: [`Op`] in, [`Reply`] out.
+//! JS calls name an op and pass up to three arguments ([`Op::from_call`]);
+//! the `#[napi]` layer and the engines pass ops on without knowing them.
+
+use crate::error::{Code, Result, StoreError};
+use crate::expiry::{after_ms, now_ms, Expiry};
+
+/// Longest accepted session id, in UTF-8 bytes.
+pub const MAX_ID_BYTES: usize = 1024;
+
+/// What `ttl` reports for one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+  /// No such (live) entry.
+  Missing,
+  /// The entry never expires.
+  Persistent,
+  /// The entry expires at this absolute time (epoch ms).
+  At(Expiry),
+}
+
+impl Ttl {
+  /// As Redis's PTTL answers: `-2` missing, `-1` no expiry, else ms left.
+  pub fn pttl(self) -> i64 {
+    match self {
+      Ttl::Missing => -2,
+      Ttl::Persistent => -1,
+      Ttl::At(at) => at.saturating_sub(crate::expiry::now_ms()) as i64,
+    }
+  }
+}
+
+/// When a conditional set writes: Redis's `SET … NX` and `SET … XX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cond {
+  /// Only when no live entry has the id (`add`).
+  Absent,
+  /// Only when a live entry has the id (`replace`): never recreates a
+  /// session removed meanwhile.
+  Present,
+}
+
+/// One operation of a batch (see [`Backend::exec`]).
+#[derive(Debug, Clone)]
+pub enum Op {
+  Get(String),
+  Set(String, Vec<u8>, Option<Expiry>),
+  /// Set only when `Cond` holds; answers `Bool(true)` when written.
+  SetIf(String, Vec<u8>, Option<Expiry>, Cond),
+  Remove(String),
+  Touch(String, Option<Expiry>),
+  Ttl(String),
+  Exists(String),
+  Len,
+  Clear,
+  Keys,
+  Entries,
+  /// Up to `count` live sessions after `cursor` (`""`: from the start), for
+  /// walking a store of any size with bounded memory (the CLI).
+  Page(String, u32),
+  /// Take the lock of an id if it is free: (id, token, ttl ms).
+  Lock(String, String, u64),
+  /// Release the lock if `token` still holds it.
+  Unlock(String, String),
+  /// Extend the lock to `ttl ms` from now if `token` still holds it.
+  Renew(String, String, u64),
+}
+
+impl Op {
+  /// The session id the op is about, or `None` for whole-store ops.
+  pub fn id(&self) -> Option<&str> {
+    match self {
+      Op::Get(id)
+      | Op::Set(id, ..)
+      | Op::SetIf(id, ..)
+      | Op::Remove(id)
+      | Op::Touch(id, _)
+      | Op::Ttl(id)
+      | Op::Exists(id)
+      | Op::Lock(id, ..)
+      | Op::Unlock(id, _)
+      | Op::Renew(id, ..) => Some(id),
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => None,
+    }
+  }
+}
+
+/// A page of a walk: the next cursor (`""` after the last page) and the
+/// sessions with their ttl.
+pub type Page = (String, Vec<(String, Vec<u8>, Ttl)>);
+
+/// The answer to one [`Op`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+  Value(Option<Vec<u8>>),
+  Bool(bool),
+  Ttl(Ttl),
+  Count(u64),
+  Keys(Vec<String>),
+  Entries(Vec<(String, Vec<u8>)>),
+  /// A page of sessions with their ttl, and the cursor of the next page
+  /// (`""` when this was the last).
+  Page(String, Vec<(String, Vec<u8>, Ttl)>),
+  Done,
+}
+
+impl Reply {
+  fn unexpected(self) -> StoreError {
+    StoreError::new(crate::error::Code::Internal, format!("unexpected reply {self:?}"))
+  }
+  pub fn into_value(self) -> Result<Option<Vec<u8>>> {
+    if let Reply::Value(v) = self {
+      Ok(v)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_bool(self) -> Result<bool> {
+    if let Reply::Bool(b) = self {
+      Ok(b)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_ttl(self) -> Result<Ttl> {
+    if let Reply::Ttl(t) = self {
+      Ok(t)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_count(self) -> Result<u64> {
+    if let Reply::Count(n) = self {
+      Ok(n)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_keys(self) -> Result<Vec<String>> {
+    if let Reply::Keys(k) = self {
+      Ok(k)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_entries(self) -> Result<Vec<(String, Vec<u8>)>> {
+    if let Reply::Entries(e) = self {
+      Ok(e)
+    } else {
+      Err(self.unexpected())
+    }
+  }
+  pub fn into_page(self) -> Result<Page> {
+    if let Reply::Page(next, page) = self {
+      Ok((next, page))
+    } else {
+      Err(self.unexpected())
+    }
+  }
+}
+
+/// What an op changes, for engines that answer some reads without the
+/// backend (the file store's fast reads wait for pending changes of an id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Changes {
+  Nothing = 0,
+  Its = 1,
+  All = 2,
+}
+
+impl Op {
+  /// The op a JS call names, its arguments checked: `id` is the session id
+  /// (`page`: the cursor), `text` the session's JSON (`lock`, `unlock`,
+  /// `renew`: the lock's token), `ms` a ttl in ms from now (`undefined`:
+  /// never expires; `page`: how many sessions). A ttl that has run out makes
+  /// `set`, `replace` and `touch` a `remove`.
+  pub fn from_call(name: &str, id: Option<String>, text: Option<Vec<u8>>, ms: Option<f64>) -> Result<Op> {
+    let need = |what: &str| StoreError::new(Code::InvalidArgument, format!("{name}() needs {what}"));
+    let id_of = |id: Option<String>| -> Result<String> {
+      let id = id.ok_or_else(|| need("a session id"))?;
+      check_id(&id)?;
+      Ok(id)
+    };
+    let session = |t: Option<Vec<u8>>| t.ok_or_else(|| need("the session text"));
+    let token = |t: Option<Vec<u8>>| String::from_utf8(t.ok_or_else(|| need("a lock token"))?).map_err(|_| need("a lock token"));
+    Ok(match name {
+      "get" => Op::Get(id_of(id)?),
+      "set" => match expiry_for(ms)? {
+        Some(at) if at <= now_ms() => Op::Remove(id_of(id)?),
+        at => Op::Set(id_of(id)?, session(text)?, at),
+      },
+      "add" => set_if(id_of(id)?, session(text)?, ms, Cond::Absent)?,
+      "replace" => set_if(id_of(id)?, session(text)?, ms, Cond::Present)?,
+      "remove" => Op::Remove(id_of(id)?),
+      "touch" => match expiry_for(ms)? {
+        Some(at) if at <= now_ms() => Op::Remove(id_of(id)?),
+        at => Op::Touch(id_of(id)?, at),
+      },
+      "ttl" => Op::Ttl(id_of(id)?),
+      "exists" => Op::Exists(id_of(id)?),
+      "len" => Op::Len,
+      "clear" => Op::Clear,
+      "keys" => Op::Keys,
+      "entries" => Op::Entries,
+      "page" => Op::Page(id.unwrap_or_default(), ms.map_or(1, |n| (n.clamp(1.0, u32::MAX as f64) as u32).max(1))),
+      "lock" => Op::Lock(id_of(id)?, token(text)?, lock_ttl(ms)?),
+      "unlock" => Op::Unlock(id_of(id)?, token(text)?),
+      "renew" => Op::Renew(id_of(id)?, token(text)?, lock_ttl(ms)?),
+      _ => return Err(StoreError::new(Code::InvalidArgument, format!("unknown operation {name:?}"))),
+    })
+  }
+
+  /// The session value an op writes, with its id (to encode it, or to drop
+  /// it once sent).
+  pub fn value_mut(&mut self) -> Option<(&str, &mut Vec<u8>)> {
+    match self {
+      Op::Set(id, v, _) | Op::SetIf(id, v, ..) => Some((id, v)),
+      _ => None,
+    }
+  }
+
+  pub fn changes(&self) -> Changes {
+    match self {
+      Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) => Changes::Its,
+      Op::Clear => Changes::All,
+      _ => Changes::Nothing,
+    }
+  }
+}
+
+/// An id that can name a stored session: not empty, at most
+/// [`MAX_ID_BYTES`]. (Reads of other ids answer "missing" in the JS facade,
+/// which never passes them here.)
+pub fn check_id(id: &str) -> Result<()> {
+  if id.is_empty() {
+    return Err(StoreError::new(Code::InvalidId, "session id must not be empty"));
+  }
+  if id.len() > MAX_ID_BYTES {
+    return Err(StoreError::new(Code::InvalidId, format!("session id is {} bytes; at most {MAX_ID_BYTES} are allowed", id.len())));
+  }
+  Ok(())
+}
+
+/// `None` = never expires. A ttl of 0 is an expiry in the past.
+pub fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
+  match ttl_ms {
+    None => Ok(None),
+    Some(t) if t.is_nan() || t < 0.0 => Err(StoreError::new(Code::InvalidTimeout, format!("ttl must be a number >= 0, got {t}"))),
+    Some(t) if t.is_infinite() => Ok(None),
+    // `as u64` saturates, and after_ms saturates: no overflow for huge ttls.
+    Some(t) => Ok(Some(after_ms(t.ceil() as u64))),
+  }
+}
+
+/// A conditional set. A timeout that has already run out removes on
+/// `replace` (as `set` does) and is refused on `add`, which writes or does
+/// nothing (the facade answers `false` for it itself).
+fn set_if(id: String, value: Vec<u8>, ttl_ms: Option<f64>, cond: Cond) -> Result<Op> {
+  match expiry_for(ttl_ms)? {
+    Some(at) if at <= now_ms() => match cond {
+      Cond::Present => Ok(Op::Remove(id)),
+      Cond::Absent => Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future")),
+    },
+    at => Ok(Op::SetIf(id, value, at, cond)),
+  }
+}
+
+/// A lock's ttl in ms: at least 1 (huge values are clamped, never overflow).
+fn lock_ttl(ttl_ms: Option<f64>) -> Result<u64> {
+  let t = ttl_ms.unwrap_or(f64::NAN);
+  // Written so that NaN is refused too.
+  #[allow(clippy::neg_cmp_op_on_partial_ord)]
+  if !(t >= 1.0) {
+    return Err(StoreError::new(Code::InvalidTimeout, format!("lock ttl must be a number >= 1 ms, got {t}")));
+  }
+  Ok(t.min(1e15) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn id_rules() {
+    assert!(check_id("abc").is_ok());
+    assert_eq!(check_id("").unwrap_err().code, Code::InvalidId);
+    assert!(check_id(&"x".repeat(MAX_ID_BYTES)).is_ok());
+    assert_eq!(check_id(&"x".repeat(MAX_ID_BYTES + 1)).unwrap_err().code, Code::InvalidId);
+    // bytes, not chars: 400 three-byte chars are over the limit
+    assert!(check_id(&"€".repeat(400)).is_err());
+  }
+
+  #[test]
+  fn ttl_rules() {
+    assert_eq!(expiry_for(None).unwrap(), None);
+    assert_eq!(expiry_for(Some(f64::INFINITY)).unwrap(), None);
+    assert_eq!(expiry_for(Some(f64::NAN)).unwrap_err().code, Code::InvalidTimeout);
+    assert_eq!(expiry_for(Some(-1.0)).unwrap_err().code, Code::InvalidTimeout);
+    let at = expiry_for(Some(1000.0)).unwrap().unwrap();
+    assert!(at >= now_ms() + 999 && at <= now_ms() + 1000);
+    assert_eq!(expiry_for(Some(1e300)).unwrap(), Some(u64::MAX));
+  }
+
+  #[test]
+  fn calls() {
+    let call = |name: &str, id: Option<&str>, text: Option<&str>, ms: Option<f64>| {
+      Op::from_call(name, id.map(str::to_string), text.map(|t| t.as_bytes().to_vec()), ms)
+    };
+    assert!(matches!(call("set", Some("a"), Some("{}"), Some(1000.0)), Ok(Op::Set(..))));
+    assert!(matches!(call("set", Some("a"), Some("{}"), Some(0.0)), Ok(Op::Remove(_))));
+    assert!(matches!(call("replace", Some("a"), Some("{}"), Some(0.0)), Ok(Op::Remove(_))));
+    assert_eq!(call("add", Some("a"), Some("{}"), Some(0.0)).unwrap_err().code, Code::InvalidTimeout);
+    assert!(matches!(call("add", Some("a"), Some("{}"), None), Ok(Op::SetIf(_, _, None, Cond::Absent))));
+    assert_eq!(call("get", Some(""), None, None).unwrap_err().code, Code::InvalidId);
+    assert_eq!(call("set", Some("a"), None, None).unwrap_err().code, Code::InvalidArgument);
+    assert_eq!(call("lock", Some("a"), Some("t"), Some(0.5)).unwrap_err().code, Code::InvalidTimeout);
+    assert!(matches!(call("lock", Some("a"), Some("t"), Some(1e300)), Ok(Op::Lock(_, _, 1_000_000_000_000_000))));
+    assert!(matches!(call("page", None, None, Some(0.0)), Ok(Op::Page(c, 1)) if c.is_empty()));
+    assert_eq!(call("frobnicate", None, None, None).unwrap_err().code, Code::InvalidArgument);
+    assert_eq!(call("clear", None, None, None).unwrap().changes(), Changes::All);
+    assert_eq!(call("touch", Some("a"), None, None).unwrap().changes(), Changes::Its);
+  }
+}
