@@ -12,9 +12,11 @@
 // 'host:port' strings or { host, port } objects.
 const path = require('node:path')
 const options = require('./options')
+const native = require('./native')
 const { codedError, invalidType } = require('./errors')
 
-const DEFAULTS = { prefix: 'sess:', connectTimeoutMs: 5000, commandTimeoutMs: 5000 }
+// Timeouts default in Rust (src/options.rs); the socket's timers here need them too.
+const DEFAULTS = { prefix: 'sess:', connectTimeoutMs: native.REDIS_TIMEOUT_MS, commandTimeoutMs: native.REDIS_TIMEOUT_MS }
 
 function hostPort(host, port) {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`

@@ -248,6 +248,12 @@ export interface Outcome {
 }
 
 /**
+ * Default `connectTimeoutMs` and `commandTimeoutMs` of Redis and the
+ * daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
+ */
+export declare const REDIS_TIMEOUT_MS: number
+
+/**
  * A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
  * through `onDone(replies)`, in the order the calls were queued.
  */
@@ -273,8 +279,9 @@ export interface RedisStoreConfig {
   /** Client certificate and key (PEM), for mutual TLS. */
   tlsCert?: string
   tlsKey?: string
-  connectTimeoutMs: number
-  commandTimeoutMs: number
+  /** Default [`crate::options::REDIS_TIMEOUT_MS`], as the next one. */
+  connectTimeoutMs?: number
+  commandTimeoutMs?: number
   /** Session size limit and codec. */
   session?: SessionOptions
   /**

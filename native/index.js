@@ -848,6 +848,7 @@ module.exports.fileStore = nativeBinding.fileStore
 module.exports.MAX_ID_BYTES = nativeBinding.MAX_ID_BYTES
 module.exports.memoryStore = nativeBinding.memoryStore
 module.exports.objectSessionStore = nativeBinding.objectSessionStore
+module.exports.REDIS_TIMEOUT_MS = nativeBinding.REDIS_TIMEOUT_MS
 module.exports.redisStore = nativeBinding.redisStore
 module.exports.redisWireStore = nativeBinding.redisWireStore
 module.exports.snapshotStore = nativeBinding.snapshotStore

@@ -1,5 +1,5 @@
 //! Options every store's config shares: the session limit and the codec in
-//! one struct, and the sweep defaults in one place. The JS facade checks
+//! one struct, and the sweep and timeout defaults in one place. The JS facade checks
 //! types and host units; what a value means is decided here.
 
 use std::time::Duration;
@@ -23,6 +23,21 @@ pub const SWEEP_IN_MEMORY_MS: u32 = 1000;
 /// The default sweep of stores on disk or in a bucket: each sweep reads
 /// every entry's header, so once a minute.
 pub const SWEEP_STORED_MS: u32 = 60_000;
+
+/// Default `connectTimeoutMs` and `commandTimeoutMs` of Redis and the
+/// daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
+#[napi]
+pub const REDIS_TIMEOUT_MS: u32 = 5000;
+/// Default `commandTimeoutMs` of sessions in object storage: every call
+/// settles within it, retries included.
+pub const OBJECT_SESSION_TIMEOUT_MS: u32 = 10_000;
+/// Default timeout of a module store's calls (modules are larger).
+pub const MODULE_TIMEOUT_MS: u32 = 30_000;
+
+/// A timeout option in ms, or its default (at least 1 ms).
+pub fn timeout(ms: Option<u32>, default_ms: u32) -> Duration {
+  Duration::from_millis(ms.unwrap_or(default_ms).max(1) as u64)
+}
 
 /// `sweepIntervalMs`, or the store's default.
 pub fn sweep_every(ms: Option<u32>, default_ms: u32) -> Duration {

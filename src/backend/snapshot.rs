@@ -19,17 +19,16 @@ use std::fs;
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use std::collections::HashMap;
 
 use base64::Engine;
-use parking_lot::{Condvar, Mutex};
 use serde_json::value::RawValue;
 
 use super::memory::{MemoryBackend, MemoryOptions};
 use super::{Changes, Op, Reply, Report, SyncBackend};
+use crate::engine::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, now_ms, Expiry};
 
@@ -51,21 +50,14 @@ struct WriterState {
   changed: u64,
   /// The `changed` value the file reflects.
   written: u64,
-  stop: bool,
   /// A flush() is waiting: write now, do not wait out the coalescing window.
   flush_wanted: bool,
   last_error: Option<StoreError>,
 }
 
-struct Shared {
-  state: Mutex<WriterState>,
-  cv: Condvar,
-}
-
 pub struct SnapshotBackend {
   mem: Arc<MemoryBackend>,
-  shared: Arc<Shared>,
-  writer: Mutex<Option<JoinHandle<()>>>,
+  writer: Worker<WriterState>,
 }
 
 fn expires_path(file: &Path) -> PathBuf {
@@ -196,12 +188,19 @@ fn alive(pid: u32) -> bool {
   }
 }
 
-fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coalesce: Duration, report: Option<Report>, binary: bool) {
+fn writer_loop(
+  mem: Arc<MemoryBackend>,
+  shared: &Shared<WriterState>,
+  file: PathBuf,
+  coalesce: Duration,
+  report: Option<Report>,
+  binary: bool,
+) {
   loop {
     {
-      let mut st = shared.state.lock();
+      let mut st = shared.lock();
       while st.changed == st.written && !st.stop {
-        shared.cv.wait(&mut st);
+        shared.wait(&mut st, None);
       }
       if st.changed == st.written && st.stop {
         return;
@@ -210,19 +209,19 @@ fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coal
       // the deadline; only a stop or a flush cuts the wait short.
       let deadline = std::time::Instant::now() + coalesce;
       while !st.stop && !st.flush_wanted {
-        if shared.cv.wait_until(&mut st, deadline).timed_out() {
+        if shared.wait(&mut st, Some(deadline)) {
           break;
         }
       }
       st.flush_wanted = false;
     }
-    let target = shared.state.lock().changed;
+    let target = shared.lock().changed;
     let result = mem.snapshot().and_then(|entries| {
       let (main, exp) = render(&entries, binary);
       atomic_write(&expires_path(&file), &exp)?;
       atomic_write(&file, &main)
     });
-    let mut st = shared.state.lock();
+    let mut st = shared.lock();
     match result {
       Ok(()) => {
         st.written = target;
@@ -238,7 +237,7 @@ fn writer_loop(mem: Arc<MemoryBackend>, shared: Arc<Shared>, file: PathBuf, coal
         st.written = target;
       }
     }
-    shared.cv.notify_all();
+    shared.notify();
   }
 }
 
@@ -252,18 +251,14 @@ impl SnapshotBackend {
     if !dir.is_dir() {
       return Err(StoreError::new(Code::InvalidOption, format!("{} is not a directory", dir.display())));
     }
-    let shared = Arc::new(Shared { state: Mutex::new(WriterState::default()), cv: Condvar::new() });
-    let (m, s, f, c, r, b) = (mem.clone(), shared.clone(), opts.file.clone(), opts.coalesce, opts.report.clone(), opts.binary);
-    let writer = std::thread::Builder::new()
-      .name("rs-store-snapshot".into())
-      .spawn(move || writer_loop(m, s, f, c, r, b))
-      .map_err(|e| StoreError::new(Code::Internal, format!("cannot start writer: {e}")))?;
-    Ok(SnapshotBackend { mem, shared, writer: Mutex::new(Some(writer)) })
+    let (m, f, c, r, b) = (mem.clone(), opts.file.clone(), opts.coalesce, opts.report.clone(), opts.binary);
+    let writer = Worker::spawn("rs-store-snapshot", WriterState::default(), move |w| writer_loop(m, w, f, c, r, b))?;
+    Ok(SnapshotBackend { mem, writer })
   }
 
   fn changed(&self) {
-    self.shared.state.lock().changed += 1;
-    self.shared.cv.notify_all();
+    self.writer.lock().changed += 1;
+    self.writer.notify();
   }
 }
 
@@ -279,14 +274,14 @@ impl SyncBackend for SnapshotBackend {
   }
   /// Blocks until every change made before the call is on disk.
   fn flush(&self) -> Result<()> {
-    let mut st = self.shared.state.lock();
+    let mut st = self.writer.lock();
     let target = st.changed;
     if st.written < target {
       st.flush_wanted = true;
-      self.shared.cv.notify_all();
+      self.writer.notify();
     }
     while st.written < target {
-      self.shared.cv.wait(&mut st);
+      self.writer.wait(&mut st, None);
     }
     match &st.last_error {
       Some(e) => Err(e.clone()),
@@ -295,11 +290,7 @@ impl SyncBackend for SnapshotBackend {
   }
   fn close(&self) -> Result<()> {
     let flushed = self.flush();
-    self.shared.state.lock().stop = true;
-    self.shared.cv.notify_all();
-    if let Some(h) = self.writer.lock().take() {
-      let _ = h.join();
-    }
+    self.writer.stop();
     SyncBackend::close(&*self.mem)?;
     flushed
   }

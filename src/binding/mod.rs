@@ -23,7 +23,7 @@ use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
 use crate::backend::{Op, Report};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
-use crate::options::{sweep_every, SessionOptions, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
+use crate::options::{sweep_every, timeout, SessionOptions, REDIS_TIMEOUT_MS, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
 
 mod async_store;
 mod daemon;
@@ -304,8 +304,9 @@ pub struct RedisStoreConfig {
   /// Client certificate and key (PEM), for mutual TLS.
   pub tls_cert: Option<String>,
   pub tls_key: Option<String>,
-  pub connect_timeout_ms: u32,
-  pub command_timeout_ms: u32,
+  /// Default [`crate::options::REDIS_TIMEOUT_MS`], as the next one.
+  pub connect_timeout_ms: Option<u32>,
+  pub command_timeout_ms: Option<u32>,
   /// Session size limit and codec.
   pub session: Option<SessionOptions>,
   /// How long (µs) the I/O thread stays awake waiting for replies and
@@ -349,8 +350,8 @@ pub fn redis_store(
     password: config.password,
     db: config.db.map(i64::from),
     prefix: config.prefix,
-    connect_timeout: Duration::from_millis(config.connect_timeout_ms.max(1) as u64),
-    command_timeout: Duration::from_millis(config.command_timeout_ms.max(1) as u64),
+    connect_timeout: timeout(config.connect_timeout_ms, REDIS_TIMEOUT_MS),
+    command_timeout: timeout(config.command_timeout_ms, REDIS_TIMEOUT_MS),
     daemon: config.mode == "daemon",
   };
   let core = Core::new(config.session, reporter_of(on_report)?)?;

@@ -81,7 +81,7 @@ pub fn object_session_store(
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.session, Some(report.clone()))?;
   let every = sweep_every(config.sweep_interval_ms, SWEEP_STORED_MS);
-  let timeout = Duration::from_millis(config.command_timeout_ms.unwrap_or(10_000).max(1) as u64);
+  let timeout = crate::options::timeout(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
   let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
   });
@@ -112,7 +112,7 @@ impl NativeModuleStore {
   #[napi(constructor, catch_unwind)]
   pub fn new(url: String, options: Vec<Vec<String>>, command_timeout_ms: Option<u32>) -> napi::Result<Self, Code> {
     let (store, root) = open(&url, options)?;
-    let timeout = Duration::from_millis(command_timeout_ms.unwrap_or(30_000).max(1) as u64);
+    let timeout = crate::options::timeout(command_timeout_ms, crate::options::MODULE_TIMEOUT_MS);
     Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root, Container::of(&url))), timeout })
   }
 

@@ -61,7 +61,6 @@ use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 mod cache;
@@ -72,11 +71,12 @@ mod write;
 
 use super::record::{self, Record, EXT};
 use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
+use crate::engine::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 use async_trait::async_trait;
 use cache::{slot_of, ReadCache};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 const TMP_PREFIX: &str = ".tmp-";
 /// Temp files older than this are leftovers of a killed writer.
@@ -127,8 +127,6 @@ struct Inner {
   durable: bool,
   closed: AtomicBool,
   report: Option<Report>,
-  stop: Mutex<bool>,
-  wake: Condvar,
   /// Temp files holding a replaced file's old inode, oldest first, with the
   /// birth time in their names and when they left the session file's name
   /// (see [`Inner::write`]).
@@ -153,7 +151,7 @@ enum Placed {
 pub struct FileBackend {
   inner: Arc<Inner>,
   inline_small_batches: bool,
-  sweeper: Mutex<Option<JoinHandle<()>>>,
+  sweeper: Mutex<Option<Worker<()>>>,
 }
 
 fn corrupt(path: &Path, why: &str) -> StoreError {
@@ -215,8 +213,6 @@ impl FileBackend {
       durable: opts.durable,
       closed: AtomicBool::new(false),
       report: opts.report,
-      stop: Mutex::new(false),
-      wake: Condvar::new(),
       recycled: Mutex::new(std::collections::VecDeque::new()),
       exchange: AtomicBool::new(cfg!(target_os = "linux")),
       cache: if opts.read_cache_bytes > 0 { ReadCache::new(dir, opts.read_cache_bytes) } else { None },
@@ -225,12 +221,7 @@ impl FileBackend {
     let sweeper = match opts.sweep_interval {
       Some(every) => {
         let i = inner.clone();
-        Some(
-          std::thread::Builder::new()
-            .name("rs-store-file-sweep".into())
-            .spawn(move || sweep::sweep_loop(i, every))
-            .map_err(|e| StoreError::new(Code::Internal, format!("cannot start sweeper: {e}")))?,
-        )
+        Some(Worker::spawn("rs-store-file-sweep", (), move |w| sweep::sweep_loop(i, every, w))?)
       }
       None => None,
     };
@@ -239,7 +230,7 @@ impl FileBackend {
 
   /// Deletes expired files now; returns how many files were removed.
   pub fn sweep_now(&self) -> usize {
-    self.inner.sweep()
+    self.inner.sweep(&|| false)
   }
 
   /// Runs one op synchronously (on the calling thread).
@@ -318,11 +309,9 @@ impl Backend for FileBackend {
 
   async fn close(&self) -> Result<()> {
     self.inner.closed.store(true, Ordering::Release);
-    *self.inner.stop.lock() = true;
-    self.inner.wake.notify_all();
-    let handle = self.sweeper.lock().take();
-    if let Some(h) = handle {
-      let _ = tokio::task::spawn_blocking(move || h.join()).await;
+    let sweeper = self.sweeper.lock().take();
+    if let Some(w) = sweeper {
+      let _ = tokio::task::spawn_blocking(move || w.stop()).await;
     }
     self.inner.drop_recycled();
     Ok(())
@@ -332,13 +321,6 @@ impl Backend for FileBackend {
 impl Drop for Inner {
   fn drop(&mut self) {
     self.drop_recycled();
-  }
-}
-
-impl Drop for FileBackend {
-  fn drop(&mut self) {
-    *self.inner.stop.lock() = true;
-    self.inner.wake.notify_all();
   }
 }
 

@@ -1,12 +1,13 @@
 //! The sweep: expired sessions, stale lock files and leftover temp files,
-//! one file at a time, on the store's own thread (joined on close).
+//! one file at a time, on the store's own worker (stopped and joined on
+//! close).
 
 use super::read::{names, same_file};
 use super::*;
 
 impl Inner {
   /// Deletes expired session files and a killed writer's leftovers.
-  pub(super) fn sweep(&self) -> usize {
+  pub(super) fn sweep(&self, stopping: &dyn Fn() -> bool) -> usize {
     if let Some(c) = &self.cache {
       c.check_shared();
     }
@@ -14,7 +15,7 @@ impl Inner {
     let now = now_ms();
     let mut removed = 0;
     for ent in rd.flatten() {
-      if *self.stop.lock() {
+      if stopping() {
         break;
       }
       let p = ent.path();
@@ -65,17 +66,16 @@ impl Inner {
   }
 }
 
-pub(super) fn sweep_loop(inner: Arc<Inner>, every: Duration) {
+pub(super) fn sweep_loop(inner: Arc<Inner>, every: Duration, w: &Shared<()>) {
   loop {
     {
-      let mut stop = inner.stop.lock();
-      if !*stop {
-        inner.wake.wait_for(&mut stop, every);
-      }
-      if *stop {
+      let mut st = w.lock();
+      let at = std::time::Instant::now() + every;
+      while !st.stop && !w.wait(&mut st, Some(at)) {}
+      if st.stop {
         return;
       }
     }
-    inner.sweep();
+    inner.sweep(&|| w.stopping());
   }
 }
