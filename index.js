@@ -9,7 +9,7 @@ const { batchEngine } = require('./lib/batch')
 const { wireIo } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
-const { CODES, fromNative, invalidType } = require('./lib/errors')
+const { CODES, fromNative, invalidType, settled } = require('./lib/errors')
 
 function nativeCall(fn) {
   try {
@@ -99,11 +99,6 @@ function reporter(o) {
   }
 }
 
-/** A coded error from a native Outcome ({ code, message }), or null. */
-function outcomeError(out) {
-  return out && out.code ? fromNative(Object.assign(new Error(out.message), { code: out.code })) : null
-}
-
 /**
  * Synchro's FileSessionStore: sessions in memory, persisted to one JSON
  * object in `sessionStateFile` (see src/backend/snapshot.rs).
@@ -124,11 +119,7 @@ function sessionStateFile(o) {
       report,
     ),
   )
-  const flush = () =>
-    native_.flush().then((out) => {
-      const err = outcomeError(out)
-      if (err) throw err
-    })
+  const flush = () => settled(native_.flush())
   const engine = {
     ...syncEngine(native_),
     // Write what is pending (off the JS thread), then stop.

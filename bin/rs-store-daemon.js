@@ -13,7 +13,7 @@
 // Protocol: a RESP2 subset (redis-cli works), see docs/daemon.md.
 const path = require('node:path')
 const native = require('../lib/native')
-const { fromNative } = require('../lib/errors')
+const { fromNative, settled } = require('../lib/errors')
 
 const USAGE = `usage: rs-store-daemon [--max-value-bytes N] <port | socket-path> [storage-dir]
        rs-store-daemon --lock <port | socket-path>`
@@ -51,7 +51,7 @@ async function main() {
   const { config } = parsed
   let server
   try {
-    server = await native.startDaemon(config)
+    server = await settled(native.startDaemon(config))
   } catch (e) {
     const err = fromNative(e)
     console.error(`rs-store-daemon: ${err.code}: ${err.message}`)
@@ -66,7 +66,7 @@ async function main() {
     if (stopping) return
     stopping = true
     clearInterval(keepAlive)
-    await server.close().catch((e) => console.error(`rs-store-daemon: ${fromNative(e).message}`))
+    await settled(server.close()).catch((e) => console.error(`rs-store-daemon: ${e.message}`))
     console.log(`rs-store-daemon stopped (${signal})`)
     process.exit(0)
   }

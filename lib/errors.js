@@ -22,9 +22,6 @@ function invalidType(code, message) {
 
 /** Normalizes anything thrown by the native layer into a coded error. */
 function fromNative(e) {
-  // napi's async methods carry the code as a message prefix (src/error.rs).
-  const m = e && typeof e.message === 'string' && !Object.hasOwn(CODES, e.code) && /^(ERR_[A-Z_]+): ([\s\S]*)$/.exec(e.message)
-  if (m && Object.hasOwn(CODES, m[1])) return codedError(m[1], m[2])
   if (e && typeof e.code === 'string' && Object.hasOwn(CODES, e.code)) {
     // Native errors are plain Errors: give them their class. Errors made in
     // JS (TypeError/RangeError from codedError) already have theirs.
@@ -34,4 +31,21 @@ function fromNative(e) {
   return codedError('ERR_INTERNAL', `rs-store internal error: ${e && e.message}`, e)
 }
 
-module.exports = { CODES, codedError, invalidType, fromNative }
+/**
+ * An async native call with its outcome applied: native async functions
+ * resolve with an Error that carries its code (`Settled` in
+ * src/binding/reply.rs), which is thrown here as a coded error.
+ */
+function settled(promise) {
+  return promise.then(
+    (v) => {
+      if (v instanceof Error) throw fromNative(v)
+      return v
+    },
+    (e) => {
+      throw fromNative(e)
+    },
+  )
+}
+
+module.exports = { CODES, codedError, invalidType, fromNative, settled }

@@ -7,7 +7,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { pathToFileURL } = require('node:url')
 const { NativeModuleStore } = require('./native')
-const { codedError, invalidType, fromNative } = require('./errors')
+const { codedError, invalidType, fromNative, settled } = require('./errors')
 const options = require('./options')
 
 const DEFAULT_CONTAINER = 'synchro-apps'
@@ -72,7 +72,6 @@ function nativeConfig(cfg) {
   }
 }
 
-const wrap = (p) => p.catch((e) => Promise.reject(fromNative(e)))
 
 /**
  * `cfg`: a URL, a directory, Synchro's FileModuleStore settings
@@ -96,18 +95,18 @@ function moduleStore(cfg) {
   const localDir = url.startsWith('file://') ? new URL(url).pathname : null
   let watcher = null
   const store = {
-    getStoreFile: (name) => wrap(native.getStoreFile(name)),
-    putStoreFile: (name, content) => wrap(native.putStoreFile(name, String(content))),
-    getAppContainers: () => wrap(native.getAppContainers()),
-    createAppContainer: (name) => wrap(native.createAppContainer(name)),
-    deleteAppContainer: (name) => wrap(native.deleteAppContainer(name)),
+    getStoreFile: (name) => settled(native.getStoreFile(name)),
+    putStoreFile: (name, content) => settled(native.putStoreFile(name, String(content))),
+    getAppContainers: () => settled(native.getAppContainers()),
+    createAppContainer: (name) => settled(native.createAppContainer(name)),
+    deleteAppContainer: (name) => settled(native.deleteAppContainer(name)),
     getAppModuleStore: (app) => ({
       /** The app's package.json, parsed; null when missing. */
-      getAppDefinition: () => wrap(native.getAppDefinition(app)).then((t) => (t === null ? null : JSON.parse(t))),
-      listModules: () => wrap(native.listModules(app)),
-      getModuleSource: (p) => wrap(native.getModuleSource(app, p)),
-      putModuleSource: (p, content) => wrap(native.putModuleSource(app, p, String(content))),
-      removeModuleSource: (p) => wrap(native.removeModuleSource(app, p)),
+      getAppDefinition: () => settled(native.getAppDefinition(app)).then((t) => (t === null ? null : JSON.parse(t))),
+      listModules: () => settled(native.listModules(app)),
+      getModuleSource: (p) => settled(native.getModuleSource(app, p)),
+      putModuleSource: (p, content) => settled(native.putModuleSource(app, p, String(content))),
+      removeModuleSource: (p) => settled(native.removeModuleSource(app, p)),
     }),
     /** Local directories only: cb(eventType, relativePath) on every change. */
     watch(cb) {

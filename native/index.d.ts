@@ -66,7 +66,7 @@ export declare class DaemonServer {
    * Stops serving: closes every connection (their locks go with them) and
    * the storage.
    */
-  close(): Promise<void>
+  close(): Promise<void | Error>
 }
 
 /** A Synchro module store on a local directory or cloud object storage. */
@@ -79,16 +79,16 @@ export declare class NativeModuleStore {
    * (default 30000 ms).
    */
   constructor(url: string, options: Array<Array<string>>, commandTimeoutMs?: number | undefined | null)
-  getStoreFile(name: string): Promise<string | null>
-  putStoreFile(name: string, content: string): Promise<void>
-  getAppContainers(): Promise<Array<string>>
-  createAppContainer(name: string): Promise<void>
-  deleteAppContainer(name: string): Promise<void>
-  getAppDefinition(app: string): Promise<string | null>
-  listModules(app: string): Promise<Array<string>>
-  getModuleSource(app: string, path: string): Promise<string | null>
-  putModuleSource(app: string, path: string, content: string): Promise<void>
-  removeModuleSource(app: string, path: string): Promise<boolean>
+  getStoreFile(name: string): Promise<string | null | Error>
+  putStoreFile(name: string, content: string): Promise<void | Error>
+  getAppContainers(): Promise<Array<string> | Error>
+  createAppContainer(name: string): Promise<void | Error>
+  deleteAppContainer(name: string): Promise<void | Error>
+  getAppDefinition(app: string): Promise<string | null | Error>
+  listModules(app: string): Promise<Array<string> | Error>
+  getModuleSource(app: string, path: string): Promise<string | null | Error>
+  putModuleSource(app: string, path: string, content: string): Promise<void | Error>
+  removeModuleSource(app: string, path: string): Promise<boolean | Error>
 }
 
 /**
@@ -122,10 +122,9 @@ export declare class SyncStore {
   /**
    * Resolves when every change made so far is persisted (sessionStateFile
    * stores; at once for in-memory stores), with the failure if the last
-   * write failed (napi's async path carries no error codes, so the facade
-   * turns the outcome into a coded error).
+   * write failed.
    */
-  flush(): Promise<Outcome>
+  flush(): Promise<void | Error>
   /** Stops background work; later calls fail with `ERR_STORE_CLOSED`. */
   close(): void
 }
@@ -241,12 +240,6 @@ export interface ObjectStoreConfig {
   session?: SessionOptions
 }
 
-/** The outcome of an async call: `code` and `message` are set on failure. */
-export interface Outcome {
-  code?: string
-  message?: string
-}
-
 /**
  * Default `connectTimeoutMs` and `commandTimeoutMs` of Redis and the
  * daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
@@ -328,4 +321,4 @@ export interface SnapshotStoreConfig {
 }
 
 /** Starts the session daemon in this process. */
-export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer>
+export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer | Error>

@@ -161,15 +161,6 @@ impl From<StoreError> for napi::Error<Code> {
   }
 }
 
-/// For napi's async methods, whose errors carry only a napi `Status`: the
-/// code travels as a `ERR_…: ` prefix of the message, and `lib/errors.js`
-/// (`fromNative`) moves it back into `error.code`.
-impl From<StoreError> for napi::Error {
-  fn from(e: StoreError) -> Self {
-    napi::Error::new(napi::Status::GenericFailure, format!("{}: {}", e.code.as_str(), e.message))
-  }
-}
-
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 #[cfg(test)]

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use napi_derive::napi;
 use tokio::sync::Mutex;
 
+use super::reply::Settled;
 use crate::backend::file::{FileBackend, FileOptions};
 use crate::backend::memory::{MemoryBackend, MemoryOptions};
 use crate::backend::{Backend, Report};
 use crate::daemon::{Daemon, Listen};
-use crate::error::{Code, StoreError};
+use crate::error::{Code, Result, StoreError};
 
 /// Where and how the daemon serves.
 #[napi(object)]
@@ -47,16 +48,20 @@ impl DaemonServer {
 
   /// Stops serving: closes every connection (their locks go with them) and
   /// the storage.
-  #[napi]
-  pub async fn close(&self) -> napi::Result<()> {
-    self.inner.lock().await.stop().await.map_err(napi::Error::from)
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn close(&self) -> napi::Result<Settled<()>> {
+    Ok(Settled(self.inner.lock().await.stop().await))
   }
 }
 
 /// Starts the session daemon in this process.
-#[napi]
-pub async fn start_daemon(config: DaemonConfig) -> napi::Result<DaemonServer> {
-  let opt = |m: &str| napi::Error::from(StoreError::new(Code::InvalidOption, m));
+#[napi(ts_return_type = "Promise<DaemonServer | Error>")]
+pub async fn start_daemon(config: DaemonConfig) -> napi::Result<Settled<DaemonServer>> {
+  Ok(Settled(start(config).await))
+}
+
+async fn start(config: DaemonConfig) -> Result<DaemonServer> {
+  let opt = |m: &str| StoreError::new(Code::InvalidOption, m);
   let listen = match (config.port, config.socket) {
     (Some(p), None) if p <= 65535 => Listen::Port(p as u16),
     (None, Some(s)) if !s.is_empty() => Listen::Socket(s.into()),

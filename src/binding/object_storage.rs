@@ -1,6 +1,6 @@
 //! Object storage in the `#[napi]` layer: the module store class (async
-//! methods over [`crate::module_store::ModuleStore`]; errors carry their code
-//! as a message prefix, see `impl From<StoreError> for napi::Error`) and the
+//! methods over [`crate::module_store::ModuleStore`], which resolve with
+//! their value or a coded Error: [`super::reply::Settled`]) and the
 //! object-storage session store factory.
 
 use std::sync::Arc;
@@ -16,7 +16,7 @@ use object_store::path::Path;
 use object_store::ObjectStore;
 
 use super::async_store::{self, AsyncStore};
-use super::reply::JsReply;
+use super::reply::{JsReply, Settled};
 use super::Core;
 use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};
@@ -97,8 +97,8 @@ pub struct NativeModuleStore {
 
 impl NativeModuleStore {
   /// `call` bounded by the command timeout (see [`within`]).
-  async fn timed<T>(&self, call: impl std::future::Future<Output = crate::error::Result<T>>) -> napi::Result<T> {
-    Ok(within(self.timeout, call).await?)
+  async fn timed<T>(&self, call: impl std::future::Future<Output = crate::error::Result<T>>) -> napi::Result<Settled<T>> {
+    Ok(Settled(within(self.timeout, call).await))
   }
 }
 
@@ -116,44 +116,44 @@ impl NativeModuleStore {
     Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root, Container::of(&url))), timeout })
   }
 
-  #[napi]
-  pub async fn get_store_file(&self, name: String) -> napi::Result<Option<String>> {
+  #[napi(ts_return_type = "Promise<string | null | Error>")]
+  pub async fn get_store_file(&self, name: String) -> napi::Result<Settled<Option<String>>> {
     self.timed(self.inner.get_store_file(&name)).await
   }
-  #[napi]
-  pub async fn put_store_file(&self, name: String, content: String) -> napi::Result<()> {
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn put_store_file(&self, name: String, content: String) -> napi::Result<Settled<()>> {
     self.timed(self.inner.put_store_file(&name, content)).await
   }
-  #[napi]
-  pub async fn get_app_containers(&self) -> napi::Result<Vec<String>> {
+  #[napi(ts_return_type = "Promise<Array<string> | Error>")]
+  pub async fn get_app_containers(&self) -> napi::Result<Settled<Vec<String>>> {
     self.timed(self.inner.app_containers()).await
   }
-  #[napi]
-  pub async fn create_app_container(&self, name: String) -> napi::Result<()> {
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn create_app_container(&self, name: String) -> napi::Result<Settled<()>> {
     self.timed(self.inner.create_app_container(&name)).await
   }
-  #[napi]
-  pub async fn delete_app_container(&self, name: String) -> napi::Result<()> {
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn delete_app_container(&self, name: String) -> napi::Result<Settled<()>> {
     self.timed(self.inner.delete_app_container(&name)).await
   }
-  #[napi]
-  pub async fn get_app_definition(&self, app: String) -> napi::Result<Option<String>> {
+  #[napi(ts_return_type = "Promise<string | null | Error>")]
+  pub async fn get_app_definition(&self, app: String) -> napi::Result<Settled<Option<String>>> {
     self.timed(self.inner.app_definition(&app)).await
   }
-  #[napi]
-  pub async fn list_modules(&self, app: String) -> napi::Result<Vec<String>> {
+  #[napi(ts_return_type = "Promise<Array<string> | Error>")]
+  pub async fn list_modules(&self, app: String) -> napi::Result<Settled<Vec<String>>> {
     self.timed(self.inner.list_modules(&app)).await
   }
-  #[napi]
-  pub async fn get_module_source(&self, app: String, path: String) -> napi::Result<Option<String>> {
+  #[napi(ts_return_type = "Promise<string | null | Error>")]
+  pub async fn get_module_source(&self, app: String, path: String) -> napi::Result<Settled<Option<String>>> {
     self.timed(self.inner.module_source(&app, &path)).await
   }
-  #[napi]
-  pub async fn put_module_source(&self, app: String, path: String, content: String) -> napi::Result<()> {
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn put_module_source(&self, app: String, path: String, content: String) -> napi::Result<Settled<()>> {
     self.timed(self.inner.put_module_source(&app, &path, content)).await
   }
-  #[napi]
-  pub async fn remove_module_source(&self, app: String, path: String) -> napi::Result<bool> {
+  #[napi(ts_return_type = "Promise<boolean | Error>")]
+  pub async fn remove_module_source(&self, app: String, path: String) -> napi::Result<Settled<bool>> {
     self.timed(self.inner.remove_module_source(&app, &path)).await
   }
 }

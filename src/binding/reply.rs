@@ -130,3 +130,27 @@ pub(crate) fn decoded(core: &Core, get_id: Option<&str>, r: crate::error::Result
     other => other.into(),
   }
 }
+
+/// What an async `#[napi]` function resolves with: its value, or an Error
+/// carrying its `code`. napi-rs's async functions can only reject with a
+/// napi status, so the code would be lost; the facade throws the Error
+/// instead (`settled` in `lib/errors.js`), as it does for batch replies.
+pub struct Settled<T>(pub crate::error::Result<T>);
+
+impl<T: TypeName> TypeName for Settled<T> {
+  fn type_name() -> &'static str {
+    T::type_name()
+  }
+  fn value_type() -> ValueType {
+    ValueType::Unknown
+  }
+}
+
+impl<T: ToNapiValue> ToNapiValue for Settled<T> {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    match val.0 {
+      Ok(v) => unsafe { T::to_napi_value(env, v) },
+      Err(e) => unsafe { <napi::Error<Code> as ToNapiValue>::to_napi_value(env, e.into()) },
+    }
+  }
+}

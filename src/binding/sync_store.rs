@@ -7,18 +7,11 @@ use std::sync::Arc;
 use napi_derive::napi;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
-use super::reply::{decoded, JsReply};
+use super::reply::{decoded, JsReply, Settled};
 use super::{Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
 use crate::options::SessionOptions;
-
-/// The outcome of an async call: `code` and `message` are set on failure.
-#[napi(object)]
-pub struct Outcome {
-  pub code: Option<String>,
-  pub message: Option<String>,
-}
 
 /// Options of the memory store (validated again by the JS facade).
 #[napi(object)]
@@ -92,18 +85,17 @@ impl SyncStore {
 
   /// Resolves when every change made so far is persisted (sessionStateFile
   /// stores; at once for in-memory stores), with the failure if the last
-  /// write failed (napi's async path carries no error codes, so the facade
-  /// turns the outcome into a coded error).
-  #[napi]
-  pub async fn flush(&self) -> napi::Result<Outcome> {
-    let b = self.open()?.backend.clone();
+  /// write failed.
+  #[napi(ts_return_type = "Promise<void | Error>")]
+  pub async fn flush(&self) -> napi::Result<Settled<()>> {
+    let b = match self.open() {
+      Ok(o) => o.backend.clone(),
+      Err(e) => return Ok(Settled(Err(e))),
+    };
     let r = tokio::task::spawn_blocking(move || b.flush())
       .await
       .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}"))));
-    Ok(match r {
-      Ok(()) => Outcome { code: None, message: None },
-      Err(e) => Outcome { code: Some(e.code.as_str().to_string()), message: Some(e.message) },
-    })
+    Ok(Settled(r))
   }
 
   /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
