@@ -58,7 +58,12 @@ pub enum Op {
   /// Up to `count` live sessions after `cursor` (`""`: from the start), for
   /// walking a store of any size with bounded memory (the CLI).
   Page(String, u32),
-  /// Take the lock of an id if it is free: (id, token, ttl ms).
+  /// Take the lock of an id if it is free: (id, token, ttl ms). The lock
+  /// contract every backend with locks meets: a lock is taken only when
+  /// free or its ttl has run out; only its token releases or renews it;
+  /// it ends at its ttl; a closed store holds none (lib/lock.js releases
+  /// what a store's manager holds on `close()`). Where each backend keeps
+  /// them: docs/backends.md, "Locks".
   Lock(String, String, u64),
   /// Release the lock if `token` still holds it.
   Unlock(String, String),
