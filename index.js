@@ -40,12 +40,12 @@ function memory(opts) {
     ),
   )
   if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
-  return makeStore(syncEngine(engine), o)
+  return makeStore(syncEngine(native.syncStore(engine)), o)
 }
 
 /** Stores nothing: every get misses, every write succeeds (HTTP Sessions' DummyStorage). */
 function dummy(opts) {
-  return makeStore(syncEngine(nativeCall(() => native.dummyStore())), options.known(opts, 'dummy'))
+  return makeStore(syncEngine(native.syncStore(nativeCall(() => native.dummyStore()))), options.known(opts, 'dummy'))
 }
 
 /**
@@ -68,10 +68,10 @@ function redisStore(config, o) {
   const create =
     (config.mode === 'single' || config.mode === 'daemon') && !config.ioThread
       ? (onDone) => {
-          const store = nativeCall(() => native.redisWireStore(config, report))
+          const store = native.batchStore(nativeCall(() => native.redisWireStore(config, report)))
           return { native: store, io: wireIo(store, onDone, config) }
         }
-      : (onDone) => nativeCall(() => native.redisStore(config, onDone, report))
+      : (onDone) => native.batchStore(nativeCall(() => native.redisStore(config, onDone, report)))
   return makeStore(batchEngine(create, { locks: true }), o)
 }
 
@@ -105,20 +105,16 @@ function reporter(o) {
  */
 function sessionStateFile(o) {
   const report = reporter(o)
-  const native_ = nativeCall(() =>
-    native.snapshotStore(
-      {
-        sessionStateFile: path.resolve(options.string(o, 'sessionStateFile')),
-        defaultTtlMs: units(o).defaultTtlMs,
-        coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
-        maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
-        maxBytes: options.number(o, 'maxBytes', { min: 1 }),
-        sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-        session: options.session(o),
-      },
-      report,
-    ),
-  )
+  const config = {
+    sessionStateFile: path.resolve(options.string(o, 'sessionStateFile')),
+    defaultTtlMs: units(o).defaultTtlMs,
+    coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
+    maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    maxBytes: options.number(o, 'maxBytes', { min: 1 }),
+    sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    session: options.session(o),
+  }
+  const native_ = native.syncStore(nativeCall(() => native.snapshotStore(config, report)))
   const flush = () => settled(native_.flush())
   const engine = {
     ...syncEngine(native_),
@@ -148,7 +144,7 @@ function file(opts) {
   }
   const report = reporter(o)
   const getNow = config.fastReads !== false || config.readCacheBytes !== 0
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.fileStore(config, onDone, report)), { locks: true, getNow }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.fileStore(config, onDone, report))), { locks: true, getNow }), o)
 }
 
 /**
@@ -182,7 +178,7 @@ function objectStore(cfg) {
     session: options.session(o),
   }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => nativeCall(() => native.objectSessionStore(config, onDone, report))), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.objectSessionStore(config, onDone, report)))), o)
 }
 
 /**

@@ -252,7 +252,8 @@ test('dummy: stores nothing, always resolves', async () => {
 
 test('a Rust panic becomes a JS error with code ERR_INTERNAL, and Node keeps running', () => {
   const { fromNative } = require('../lib/errors')
-  const native = require('../lib/native').memoryStore()
+  const { memoryStore, syncStore } = require('../lib/native')
+  const native = syncStore(memoryStore())
   let caught
   try {
     native.panicForTest()

@@ -61,8 +61,10 @@ function wireIo(native, deliver, o) {
     answer(native.abort(err.code, err.message))
   }
 
-  function write(buf) {
-    if (buf) socket.write(buf)
+  // Packed commands come as a Latin-1 string (one char per byte: cheaper to
+  // make than a Buffer), the rarer next steps of a whole-store op as a Buffer.
+  function write(bytes) {
+    if (bytes) socket.write(bytes, 'latin1')
   }
 
   function sent() {

@@ -835,12 +835,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.AsyncStore = nativeBinding.AsyncStore
 module.exports.DaemonServer = nativeBinding.DaemonServer
 module.exports.NativeModuleStore = nativeBinding.NativeModuleStore
 module.exports.SessionCodec = nativeBinding.SessionCodec
-module.exports.SyncStore = nativeBinding.SyncStore
 module.exports.addonVersion = nativeBinding.addonVersion
+module.exports.batchClose = nativeBinding.batchClose
+module.exports.batchFlush = nativeBinding.batchFlush
+module.exports.batchGetNow = nativeBinding.batchGetNow
+module.exports.batchQ = nativeBinding.batchQ
 module.exports.checkJson = nativeBinding.checkJson
 module.exports.dummyStore = nativeBinding.dummyStore
 module.exports.errorCodes = nativeBinding.errorCodes
@@ -853,3 +855,10 @@ module.exports.redisStore = nativeBinding.redisStore
 module.exports.redisWireStore = nativeBinding.redisWireStore
 module.exports.snapshotStore = nativeBinding.snapshotStore
 module.exports.startDaemon = nativeBinding.startDaemon
+module.exports.syncCall = nativeBinding.syncCall
+module.exports.syncClose = nativeBinding.syncClose
+module.exports.syncFlush = nativeBinding.syncFlush
+module.exports.wireAbort = nativeBinding.wireAbort
+module.exports.wireFeed = nativeBinding.wireFeed
+module.exports.wireOpened = nativeBinding.wireOpened
+module.exports.wirePack = nativeBinding.wirePack

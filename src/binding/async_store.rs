@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{BufferSlice, Either3, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
+use napi::bindgen_prelude::{BufferSlice, Either3, External, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue};
@@ -87,19 +87,12 @@ pub(crate) fn reporter(on_report: Function<'_, JsReply, ()>) -> napi::Result<cra
 
 type Done = ThreadsafeFunction<Vec<JsReply>, (), Vec<JsReply>, napi::Status, false, true>;
 
-/// A store over an I/O backend; see the module docs for the call protocol.
-#[napi(custom_finalize)]
+/// A store over an I/O backend, handed to JS as an External that the free
+/// functions below take first; see the module docs for the call protocol.
 pub struct AsyncStore {
   queue: Mutex<Vec<Op>>,
   core: Arc<Core>,
   run: Run,
-}
-
-impl napi::bindgen_prelude::ObjectFinalize for AsyncStore {
-  fn finalize(self, env: Env) -> napi::Result<()> {
-    let _ = env.adjust_external_memory(-super::NATIVE_COST);
-    Ok(())
-  }
 }
 
 /// Who sends the queued ops.
@@ -162,102 +155,121 @@ impl AsyncStore {
   }
 }
 
-#[napi]
-impl AsyncStore {
-  /// Queues one op, given as data (see `Op::from_call`; arguments as for
-  /// `SyncStore.call`), checked now: a bad argument throws and queues
-  /// nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
-  /// session (the facade holds fast reads back behind pending changes).
-  /// Sessions are encoded now when the socket is on the JS thread (an
-  /// encoding error then rejects the call at once), else on the I/O thread.
-  #[napi(catch_unwind)]
-  pub fn q(
-    &self,
-    op: String,
-    id: Option<String>,
-    #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
-    ms: Option<f64>,
-  ) -> napi::Result<u32, Code> {
-    let op = self.core.op((op, id, text, ms), matches!(self.run, Run::Wire(_)))?;
-    let changes = op.changes() as u32;
-    self.queue.lock().push(op);
-    Ok(changes)
-  }
+/// Queues one op, given as data (see `Op::from_call`; arguments as for
+/// `SyncStore.call`), checked now: a bad argument throws and queues
+/// nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
+/// session (the facade holds fast reads back behind pending changes).
+/// Sessions are encoded now when the socket is on the JS thread (an
+/// encoding error then rejects the call at once), else on the I/O thread.
+#[napi(catch_unwind)]
+pub fn batch_q(
+  store: &External<AsyncStore>,
+  op: String,
+  id: Option<String>,
+  #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
+  ms: Option<f64>,
+) -> napi::Result<u32, Code> {
+  let op = store.core.op((op, id, text, ms), matches!(store.run, Run::Wire(_)))?;
+  let changes = op.changes() as u32;
+  store.queue.lock().push(op);
+  Ok(changes)
+}
 
-  /// A get answered at once when the backend can do it without waiting on
-  /// I/O (the file store's fast reads): the session text, `null` when
-  /// missing, or `undefined` when the get must be queued. The facade calls
-  /// it only when no change to `id` is pending, so calls on one id still
-  /// apply in call order.
-  #[napi(catch_unwind, ts_return_type = "string | null | undefined")]
-  pub fn get_now(&self, id: String) -> Either3<String, Null, Undefined> {
-    let Run::Dispatch { backend, .. } = &self.run else { return Either3::C(()) };
-    match backend.get_now(&id) {
-      None => Either3::C(()),
-      Some(None) => Either3::B(Null),
-      Some(Some(stored)) => match self.core.decode(&id, stored) {
-        Some(text) => Either3::A(text),
-        None => Either3::B(Null),
-      },
-    }
+/// A get answered at once when the backend can do it without waiting on
+/// I/O (the file store's fast reads): the session text, `null` when
+/// missing, or `undefined` when the get must be queued. The facade calls
+/// it only when no change to `id` is pending, so calls on one id still
+/// apply in call order.
+#[napi(catch_unwind, ts_return_type = "string | null | undefined")]
+pub fn batch_get_now(store: &External<AsyncStore>, id: String) -> Either3<String, Null, Undefined> {
+  let Run::Dispatch { backend, .. } = &store.run else { return Either3::C(()) };
+  match backend.get_now(&id) {
+    None => Either3::C(()),
+    Some(None) => Either3::B(Null),
+    Some(Some(stored)) => match store.core.decode(&id, stored) {
+      Some(text) => Either3::A(text),
+      None => Either3::B(Null),
+    },
   }
+}
 
-  /// Hands the queued ops to the dispatcher; their replies arrive in order.
-  #[napi(catch_unwind)]
-  pub fn flush(&self) -> napi::Result<(), Code> {
-    let ops = std::mem::take(&mut *self.queue.lock());
-    if !ops.is_empty() {
-      self.dispatch(Msg::Batch(ops))?;
-    }
-    Ok(())
+/// Hands the queued ops to the dispatcher; their replies arrive in order.
+#[napi(catch_unwind)]
+pub fn batch_flush(store: &External<AsyncStore>) -> napi::Result<(), Code> {
+  let ops = std::mem::take(&mut *store.queue.lock());
+  if !ops.is_empty() {
+    store.dispatch(Msg::Batch(ops))?;
   }
+  Ok(())
+}
 
-  /// Flushes, then closes the backend; one more reply (for the close) follows.
-  #[napi(catch_unwind)]
-  pub fn close(&self) -> napi::Result<(), Code> {
-    self.flush()?;
-    self.dispatch(Msg::Close)?;
-    Ok(())
-  }
+/// Flushes, then closes the backend; one more reply (for the close) follows.
+#[napi(catch_unwind)]
+pub fn batch_close(store: &External<AsyncStore>) -> napi::Result<(), Code> {
+  batch_flush(store)?;
+  store.dispatch(Msg::Close)?;
+  Ok(())
+}
 
-  /// JS-thread connection: a new connection is open; returns its opening
-  /// commands and the queued ops, packed (null: nothing to send).
-  #[napi(catch_unwind)]
-  pub fn opened<'env>(&self, env: &'env Env) -> napi::Result<Option<BufferSlice<'env>>, Code> {
-    self.wire()?.lock().opened();
-    self.pack(env)
-  }
+/// JS-thread connection: a new connection is open; returns its opening
+/// commands and the queued ops, packed (null: nothing to send).
+#[napi(catch_unwind, ts_return_type = "string | null")]
+pub fn wire_opened(store: &External<AsyncStore>) -> napi::Result<Option<Latin1>, Code> {
+  store.wire()?.lock().opened();
+  wire_pack(store)
+}
 
-  /// JS-thread connection: the queued ops (and any further steps of a
-  /// whole-store op), packed for the socket (null: nothing to send).
-  #[napi(catch_unwind)]
-  pub fn pack<'env>(&self, env: &'env Env) -> napi::Result<Option<BufferSlice<'env>>, Code> {
-    let ops = std::mem::take(&mut *self.queue.lock());
-    let bytes = self.wire()?.lock().pack(ops);
-    bytes.map(|b| copied(env, &b)).transpose()
-  }
+/// JS-thread connection: the queued ops (and any further steps of a
+/// whole-store op), packed for the socket (null: nothing to send).
+#[napi(catch_unwind, ts_return_type = "string | null")]
+pub fn wire_pack(store: &External<AsyncStore>) -> napi::Result<Option<Latin1>, Code> {
+  let ops = std::mem::take(&mut *store.queue.lock());
+  Ok(store.wire()?.lock().pack_with(ops, |b| Latin1(b.to_vec())))
+}
 
-  /// JS-thread connection: the bytes of one socket read; returns the
-  /// answers of the calls they complete, in call order, and last, when
-  /// there is something more to send (the next steps of a whole-store op,
-  /// calls held behind it), a Buffer to write. Throws when the connection
-  /// is unusable (not RESP, refused credentials): close it and `abort` with
-  /// that error.
-  #[napi(catch_unwind, ts_return_type = "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>")]
-  pub fn feed(&self, chunk: BufferSlice<'_>) -> napi::Result<Fed, Code> {
-    let mut wire = self.wire()?.lock();
-    let replies = wire.feed(&chunk)?;
-    let replies = replies.into_iter().map(|(get_id, r)| decoded(&self.core, get_id.as_deref(), r)).collect();
-    let more = if wire.has_more() { wire.pack(std::mem::take(&mut *self.queue.lock())) } else { None };
-    Ok(Fed { replies, more })
-  }
+/// Bytes as a JS string of one char per byte, which `socket.write(s,
+/// 'latin1')` turns back into the same bytes: V8 makes such a string with
+/// one copy on its heap, where a Buffer costs a backing store to allocate
+/// and free (about 0.3 µs per tick).
+pub struct Latin1(Vec<u8>);
 
-  /// JS-thread connection: the connection is gone; every call sent or
-  /// queued fails with this error (`code` an `ERR_*` code), in call order.
-  #[napi(catch_unwind, ts_return_type = "Array<Error>")]
-  pub fn abort(&self, code: String, message: String) -> napi::Result<Vec<JsReply>, Code> {
-    let e = StoreError::new(Code::parse(&code).unwrap_or(Code::StoreUnavailable), message);
-    let queued = std::mem::take(&mut *self.queue.lock());
-    Ok(self.wire()?.lock().abort(queued, &e).into_iter().map(JsReply::from).collect())
+impl TypeName for Latin1 {
+  fn type_name() -> &'static str {
+    "string"
   }
+  fn value_type() -> ValueType {
+    ValueType::String
+  }
+}
+
+impl ToNapiValue for Latin1 {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
+    let mut v = std::ptr::null_mut();
+    napi::check_status!(unsafe { sys::napi_create_string_latin1(env, val.0.as_ptr().cast(), val.0.len() as isize, &mut v) })?;
+    Ok(v)
+  }
+}
+
+/// JS-thread connection: the bytes of one socket read; returns the
+/// answers of the calls they complete, in call order, and last, when
+/// there is something more to send (the next steps of a whole-store op,
+/// calls held behind it), a Buffer to write. Throws when the connection
+/// is unusable (not RESP, refused credentials): close it and `abort` with
+/// that error.
+#[napi(catch_unwind, ts_return_type = "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>")]
+pub fn wire_feed(store: &External<AsyncStore>, chunk: BufferSlice<'_>) -> napi::Result<Fed, Code> {
+  let mut wire = store.wire()?.lock();
+  let replies = wire.feed(&chunk)?;
+  let replies = replies.into_iter().map(|(get_id, r)| decoded(&store.core, get_id.as_deref(), r)).collect();
+  let more = if wire.has_more() { wire.pack(std::mem::take(&mut *store.queue.lock())) } else { None };
+  Ok(Fed { replies, more })
+}
+
+/// JS-thread connection: the connection is gone; every call sent or
+/// queued fails with this error (`code` an `ERR_*` code), in call order.
+#[napi(catch_unwind, ts_return_type = "Array<Error>")]
+pub fn wire_abort(store: &External<AsyncStore>, code: String, message: String) -> napi::Result<Vec<JsReply>, Code> {
+  let e = StoreError::new(Code::parse(&code).unwrap_or(Code::StoreUnavailable), message);
+  let queued = std::mem::take(&mut *store.queue.lock());
+  Ok(store.wire()?.lock().abort(queued, &e).into_iter().map(JsReply::from).collect())
 }

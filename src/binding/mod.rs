@@ -11,8 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::Function;
-use napi::Env;
+use napi::bindgen_prelude::{External, Function};
 use napi_derive::napi;
 
 use crate::backend::dummy::DummyBackend;
@@ -196,11 +195,10 @@ impl Core {
 /// Without it V8 does not know what a store costs, and a process that
 /// creates and closes many stores (tests, per-tenant stores) grows until
 /// a GC happens to run.
-pub(crate) const NATIVE_COST: i64 = 16 * 1024;
+pub(crate) const NATIVE_COST: usize = 16 * 1024;
 
-fn charged<T>(env: &Env, store: T) -> T {
-  let _ = env.adjust_external_memory(NATIVE_COST);
-  store
+fn charged<T>(store: T) -> External<T> {
+  External::new_with_size_hint(store, NATIVE_COST)
 }
 
 fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Report>> {
@@ -264,23 +262,22 @@ impl SessionCodec {
 /// with expired sessions reclaimed in the background.
 #[napi(catch_unwind, ts_args_type = "options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void")]
 pub fn memory_store(
-  env: Env,
   options: Option<MemoryStoreOptions>,
   on_report: Option<Function<'_, JsReply, ()>>,
-) -> napi::Result<SyncStore, Code> {
+) -> napi::Result<External<SyncStore>, Code> {
   let o = options.unwrap_or_default();
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),
     sweep_interval: Some(sweep_every(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
   })?;
-  Ok(charged(&env, SyncStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
+  Ok(charged(SyncStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).
 #[napi(catch_unwind)]
-pub fn dummy_store(env: Env) -> napi::Result<SyncStore, Code> {
-  Ok(charged(&env, SyncStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
+pub fn dummy_store() -> napi::Result<External<SyncStore>, Code> {
+  Ok(charged(SyncStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
 }
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -321,11 +318,10 @@ pub struct RedisStoreConfig {
   ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void"
 )]
 pub fn redis_store(
-  env: Env,
   config: RedisStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Option<Function<'_, JsReply, ()>>,
-) -> napi::Result<AsyncStore, Code> {
+) -> napi::Result<External<AsyncStore>, Code> {
   let opt = |m: &str| napi::Error::new(Code::InvalidOption, m.to_string());
   let topology = match config.mode.as_str() {
     "single" | "daemon" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
@@ -356,7 +352,7 @@ pub fn redis_store(
   };
   let core = Core::new(config.session, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(async_store::DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
-  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared).map(|s| charged(&env, s))
+  async_store::start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, async_store::Runs::Shared).map(|s| charged(s))
 }
 
 /// A Redis store (one server, or rs-store's session daemon) whose
@@ -365,10 +361,9 @@ pub fn redis_store(
 /// gives the credentials and database (`username`, `password`, `db` win).
 #[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onReport?: (err: Error) => void")]
 pub fn redis_wire_store(
-  env: Env,
   config: RedisStoreConfig,
   on_report: Option<Function<'_, JsReply, ()>>,
-) -> napi::Result<AsyncStore, Code> {
+) -> napi::Result<External<AsyncStore>, Code> {
   use redis::IntoConnectionInfo;
   let url = config.urls.first().ok_or_else(|| napi::Error::new(Code::InvalidOption, "a Redis URL is needed".to_string()))?;
   let info = url.as_str().into_connection_info().map_err(|e| napi::Error::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
@@ -385,7 +380,7 @@ pub fn redis_wire_store(
     config.db.map(i64::from).or(Some(settings.db())),
   );
   let core = Core::new(config.session, reporter_of(on_report)?)?;
-  Ok(charged(&env, async_store::wire(wire, core)))
+  Ok(charged(async_store::wire(wire, core)))
 }
 
 /// Options of the file store (one file per session).
@@ -418,11 +413,10 @@ pub const READ_CACHE_BYTES: usize = 32 << 20;
   ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
 )]
 pub fn file_store(
-  env: Env,
   config: FileStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Function<'_, JsReply, ()>,
-) -> napi::Result<AsyncStore, Code> {
+) -> napi::Result<External<AsyncStore>, Code> {
   let report = async_store::reporter(on_report)?;
   let backend = FileBackend::new(FileOptions {
     dir: config.dir.into(),
@@ -438,7 +432,7 @@ pub fn file_store(
   // right on a dispatcher that is awake instead of hopping to the blocking
   // pool and back (about half the time of a set at one call in flight).
   async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::OwnThread("rs-store-file"))
-    .map(|s| charged(&env, s))
+    .map(|s| charged(s))
 }
 
 /// Options of Synchro's single-file session store.
@@ -459,7 +453,7 @@ pub struct SnapshotStoreConfig {
 
 /// Synchro's FileSessionStore: sessions in memory, persisted to one JSON file.
 #[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
-pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<SyncStore, Code> {
+pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<External<SyncStore>, Code> {
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.session, Some(report.clone()))?;
   let backend = SnapshotBackend::new(SnapshotOptions {
@@ -474,5 +468,5 @@ pub fn snapshot_store(env: Env, config: SnapshotStoreConfig, on_report: Function
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),
     report: Some(report),
   })?;
-  Ok(charged(&env, SyncStore::new(Arc::new(backend), core)))
+  Ok(charged(SyncStore::new(Arc::new(backend), core)))
 }

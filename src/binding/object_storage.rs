@@ -11,7 +11,7 @@ use url::Url;
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::Function;
+use napi::bindgen_prelude::{External, Function};
 use object_store::path::Path;
 use object_store::ObjectStore;
 
@@ -59,11 +59,10 @@ pub struct ObjectStoreConfig {
   ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
 )]
 pub fn object_session_store(
-  env: napi::Env,
   config: ObjectStoreConfig,
   on_done: Function<'_, Vec<JsReply>, ()>,
   on_report: Function<'_, JsReply, ()>,
-) -> napi::Result<AsyncStore, Code> {
+) -> napi::Result<External<AsyncStore>, Code> {
   let (store, root) = open(&config.url, config.options)?;
   let prefix = config.prefix.unwrap_or_else(|| "sessions".into());
   crate::module_store::check_path(&prefix, "prefix")?;
@@ -85,7 +84,7 @@ pub fn object_session_store(
   let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
   });
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(|s| super::charged(&env, s))
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::charged)
 }
 
 /// A Synchro module store on a local directory or cloud object storage.

@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use napi::bindgen_prelude::{External, PromiseRaw};
+use napi::Env;
 use napi_derive::napi;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
@@ -27,9 +29,9 @@ pub struct MemoryStoreOptions {
   pub sweep_interval_ms: Option<u32>,
 }
 
-/// A store over one backend. Methods take and return JSON text; the JS
-/// facade does `JSON.stringify`/`JSON.parse`.
-#[napi(custom_finalize)]
+/// A store over one backend, handed to JS as an External that the free
+/// functions below take first (`lib/native.js` gives it methods). They take
+/// and return JSON text; the JS facade does `JSON.stringify`/`JSON.parse`.
 pub struct SyncStore {
   /// `None` once closed: `close()` frees the sessions, the codec and the
   /// report callback at once, not when the GC collects the JS object
@@ -42,13 +44,6 @@ struct Open {
   core: Core,
 }
 
-impl napi::bindgen_prelude::ObjectFinalize for SyncStore {
-  fn finalize(self, env: napi::Env) -> napi::Result<()> {
-    let _ = env.adjust_external_memory(-super::NATIVE_COST);
-    Ok(())
-  }
-}
-
 impl SyncStore {
   pub(crate) fn new(backend: Arc<dyn SyncBackend>, core: Core) -> Self {
     SyncStore { open: RwLock::new(Some(Open { backend, core })) }
@@ -59,59 +54,56 @@ impl SyncStore {
   }
 }
 
-#[napi]
-impl SyncStore {
-  /// Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
-  /// is the session id (`page`: the cursor), `text` the session's JSON
-  /// (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
-  /// the async stores' replies are; failures throw coded errors.
-  #[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
-  pub fn call(
-    &self,
-    op: String,
-    id: Option<String>,
-    #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
-    ms: Option<f64>,
-  ) -> napi::Result<JsReply, Code> {
-    let o = self.open()?;
-    let op = o.core.op((op, id, text, ms), true)?;
-    let get_id = match &op {
-      Op::Get(id) => Some(id.clone()),
-      _ => None,
-    };
-    let r = o.backend.run(op)?;
-    Ok(decoded(&o.core, get_id.as_deref(), Ok(r)))
-  }
+/// Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
+/// is the session id (`page`: the cursor), `text` the session's JSON
+/// (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
+/// the async stores' replies are; failures throw coded errors.
+#[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
+pub fn sync_call(
+  store: &External<SyncStore>,
+  op: String,
+  id: Option<String>,
+  #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
+  ms: Option<f64>,
+) -> napi::Result<JsReply, Code> {
+  let o = store.open()?;
+  let op = o.core.op((op, id, text, ms), true)?;
+  let get_id = match &op {
+    Op::Get(id) => Some(id.clone()),
+    _ => None,
+  };
+  let r = o.backend.run(op)?;
+  Ok(decoded(&o.core, get_id.as_deref(), Ok(r)))
+}
 
-  /// Resolves when every change made so far is persisted (sessionStateFile
-  /// stores; at once for in-memory stores), with the failure if the last
-  /// write failed.
-  #[napi(ts_return_type = "Promise<void | Error>")]
-  pub async fn flush(&self) -> napi::Result<Settled<()>> {
-    let b = match self.open() {
-      Ok(o) => o.backend.clone(),
-      Err(e) => return Ok(Settled(Err(e))),
-    };
+/// Resolves when every change made so far is persisted (sessionStateFile
+/// stores; at once for in-memory stores), with the failure if the last
+/// write failed.
+#[napi(ts_return_type = "Promise<void | Error>")]
+pub fn sync_flush<'env>(env: &'env Env, store: &External<SyncStore>) -> napi::Result<PromiseRaw<'env, Settled<()>>> {
+  let b = store.open().map(|o| o.backend.clone());
+  env.spawn_future(async move {
+    let Ok(b) = b else { return Ok(Settled(b.map(|_| ()))) };
     let r = tokio::task::spawn_blocking(move || b.flush())
       .await
       .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}"))));
     Ok(Settled(r))
-  }
+  })
+}
 
-  /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
-  #[napi(catch_unwind)]
-  pub fn close(&self) -> napi::Result<(), Code> {
-    let open = self.open.write().take();
-    match open {
-      Some(o) => Ok(o.backend.close()?),
-      None => Ok(()),
-    }
+/// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
+#[napi(catch_unwind)]
+pub fn sync_close(store: &External<SyncStore>) -> napi::Result<(), Code> {
+  let open = store.open.write().take();
+  match open {
+    Some(o) => Ok(o.backend.close()?),
+    None => Ok(()),
   }
+}
 
-  /// Test hook: proves that a Rust panic in a store method surfaces as a JS
-  /// error and leaves the store usable. Not in the published types.
-  #[napi(catch_unwind, skip_typescript)]
-  pub fn panic_for_test(&self) -> napi::Result<(), Code> {
-    panic!("deliberate panic (test hook)");
-  }
+/// Test hook: proves that a Rust panic in a store method surfaces as a JS
+/// error and leaves the store usable. Not in the published types.
+#[napi(catch_unwind, skip_typescript)]
+pub fn sync_panic_for_test(_store: &External<SyncStore>) -> napi::Result<(), Code> {
+  panic!("deliberate panic (test hook)");
 }

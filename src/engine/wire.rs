@@ -133,6 +133,12 @@ impl Wire {
   /// their commands, or the next steps of a whole-store op. Session values
   /// must already be encoded.
   pub fn pack(&mut self, ops: Vec<Op>) -> Option<Vec<u8>> {
+    self.pack_with(ops, <[u8]>::to_vec)
+  }
+
+  /// [`Wire::pack`], handing the bytes to `f` (which copies them out) and
+  /// keeping the buffer for the next tick.
+  pub fn pack_with<R>(&mut self, ops: Vec<Op>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     self.held.extend(ops);
     while self.scan.is_none() {
       let Some(op) = self.held.pop_front() else { break };
@@ -157,7 +163,12 @@ impl Wire {
       }
       self.inflight.push_back(Expect::Op { op, left: n, values: Vec::with_capacity(n) });
     }
-    (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
+    if self.out.is_empty() {
+      return None;
+    }
+    let r = f(&self.out);
+    self.out.clear();
+    Some(r)
   }
 
   /// Sends the next `SCAN` of the whole-store op in progress.
