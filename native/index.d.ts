@@ -91,7 +91,7 @@ export declare function batchGetNow(store: ExternalObject<AsyncStore>, id: strin
  * Sessions are encoded now when the socket is on the JS thread (an
  * encoding error then rejects the call at once), else on the I/O thread.
  */
-export declare function batchQ(store: ExternalObject<AsyncStore>, op: string, id?: string | undefined | null, text?: string, ms?: number | undefined | null): number
+export declare function batchQ(store: ExternalObject<AsyncStore>, op: string, id?: string, text?: string, ms?: number | undefined | null): number
 
 /**
  * Checks that session text given as a string (approuter passes JSON text)
@@ -290,7 +290,7 @@ export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer 
  * (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
  * the async stores' replies are; failures throw coded errors.
  */
-export declare function syncCall(store: ExternalObject<SyncStore>, op: string, id?: string | undefined | null, text?: string, ms?: number | undefined | null): undefined | null | string | boolean | number | Array<string | number | null>
+export declare function syncCall(store: ExternalObject<SyncStore>, op: string, id?: string, text?: string, ms?: number | undefined | null): undefined | null | string | boolean | number | Array<string | number | null>
 
 /** Stops background work; later calls fail with `ERR_STORE_CLOSED`. */
 export declare function syncClose(store: ExternalObject<SyncStore>): void

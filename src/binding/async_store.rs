@@ -164,8 +164,8 @@ impl AsyncStore {
 #[napi(catch_unwind)]
 pub fn batch_q(
   store: &External<AsyncStore>,
-  op: String,
-  id: Option<String>,
+  #[napi(ts_arg_type = "string")] op: Utf8Text,
+  #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
   #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
   ms: Option<f64>,
 ) -> napi::Result<u32, Code> {

@@ -55,7 +55,7 @@ pub const MAX_ID_BYTES: u32 = crate::backend::MAX_ID_BYTES as u32;
 /// Default for `maxSessionBytes`: 1 MiB of serialized session.
 pub const DEFAULT_MAX_SESSION_BYTES: u32 = 1024 * 1024;
 
-/// A session's JSON text as UTF-8, converted in one pass over the JS
+/// A JS string as UTF-8 (a session's JSON text, an id), converted in one pass over the JS
 /// string. napi-rs's `String` asks V8 for the UTF-8 length first (a whole
 /// pass) and then copies into a zeroed buffer (a second pass); the UTF-16
 /// length is known at once and bounds the UTF-8 size (at most 3 bytes per
@@ -70,6 +70,10 @@ impl Utf8Text {
   }
   pub fn into_bytes(self) -> Vec<u8> {
     self.0
+  }
+  pub fn into_string(self) -> String {
+    // SAFETY: as in `as_str`.
+    unsafe { String::from_utf8_unchecked(self.0) }
   }
 }
 
@@ -89,7 +93,7 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
     // SAFETY: a null buffer asks for the length only.
     let status = unsafe { napi::sys::napi_get_value_string_utf16(env, value, std::ptr::null_mut(), 0, &mut units) };
     if status != napi::sys::Status::napi_ok {
-      return Err(fail("session text"));
+      return Err(fail("an argument"));
     }
     let cap = units.saturating_mul(3).saturating_add(1);
     let mut buf: Vec<u8> = Vec::with_capacity(cap);
@@ -97,7 +101,7 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
     // SAFETY: `buf` has room for `cap` bytes; V8 writes at most cap - 1 and a NUL.
     let status = unsafe { napi::sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), cap, &mut written) };
     if status != napi::sys::Status::napi_ok {
-      return Err(fail("session text"));
+      return Err(fail("an argument"));
     }
     // SAFETY: V8 initialized `written` bytes (the NUL after them is not kept).
     unsafe { buf.set_len(written) };
@@ -106,8 +110,8 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
 }
 
 /// A call as JS makes it: the op's name and its arguments (see
-/// [`Op::from_call`]).
-type Call = (String, Option<String>, Option<Utf8Text>, Option<f64>);
+/// [`Op::from_call`]), strings read in one pass each (see [`Utf8Text`]).
+type Call = (Utf8Text, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
 
 /// Per-session limits checked on the JS thread before anything is queued.
 #[derive(Debug, Clone, Copy)]
@@ -161,7 +165,7 @@ impl Core {
   /// The op of a JS call, its session held to the size limit and, with
   /// `encode`, encoded now (else on the thread that runs it).
   fn op(&self, call: Call, encode: bool) -> Result<Op> {
-    let mut op = Op::from_call(&call.0, call.1, call.2.map(Utf8Text::into_bytes), call.3)?;
+    let mut op = Op::from_call(call.0.as_str(), call.1.map(Utf8Text::into_string), call.2.map(Utf8Text::into_bytes), call.3)?;
     if let Some((id, v)) = op.value_mut() {
       self.limits.check(v)?;
       if encode {

@@ -61,8 +61,8 @@ impl SyncStore {
 #[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
 pub fn sync_call(
   store: &External<SyncStore>,
-  op: String,
-  id: Option<String>,
+  #[napi(ts_arg_type = "string")] op: Utf8Text,
+  #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
   #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
   ms: Option<f64>,
 ) -> napi::Result<JsReply, Code> {
