@@ -85,7 +85,7 @@ export declare function batchGetNow(store: ExternalObject<AsyncStore>, id: strin
 
 /**
  * Queues one op, given as data (see `Op::from_call`; arguments as for
- * `SyncStore.call`), checked now: a bad argument throws and queues
+ * `sync_call`), checked now: a bad argument throws and queues
  * nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
  * session (the facade holds fast reads back behind pending changes).
  * Sessions are encoded now when the socket is on the JS thread (an
