@@ -4,11 +4,11 @@
 // is driven from JS (lib/redis-wire.js): native queues the calls, io sends
 // them (`flush(n)`) and closes.
 // Each call is an op as data (`call(op, id, text, ms, map)`), queued natively
-// at once (arguments checked at call time); one
-// flush per tick (a microtask) hands the tick's calls over as one batch, and
-// the replies come back in call order through `onDone`, so the pending
-// Promises are settled from a FIFO. Methods that take a `map` apply it to the
-// reply before resolving (one Promise per call, not two). While calls are
+// at once (arguments checked at call time); one flush per tick (a microtask)
+// hands the tick's calls over as one batch, and the replies come back in
+// call order through `onDone`, so the pending Promises are settled from a
+// FIFO. A call's `map` is applied to its reply before resolving (one Promise
+// per call, not two). While calls are
 // pending a ref'd timer handle keeps Node alive; when idle it is unref'd, so
 // an idle store never holds a process open.
 //

@@ -50,9 +50,10 @@ function binary() {
   }
 }
 
-// Stores are napi Externals driven by free functions (src/binding/): a class
-// method costs about 0.3 µs more per call in napi-rs 3 (borrow tracking,
-// type tags), and a Redis get crosses three times. These give them methods.
+// Stores are napi Externals driven by free functions (src/binding/), which
+// napi-rs 3 calls for less than class methods (no unwrap, type tag or borrow
+// tracking; figures in the README); a Redis get crosses three times. These
+// give the handles methods.
 
 /** A sync store (memory, dummy, sessions.json): `call` answers at once. */
 const syncStore = (h) => ({

@@ -2,13 +2,15 @@
 //! completed in batches so the per-call cost of crossing into native code and
 //! back is paid once per batch, not once per call.
 //!
-//! * The JS facade queues each call with the sync `q` (an op as data; its
-//!   arguments are checked and converted here, on the JS thread, at call
-//!   time) and calls `flush()` once per tick; `flush` hands the tick's ops
-//!   to the dispatcher.
+//! * A store is a napi External; the free functions here take it first
+//!   (`lib/native.js` gives it methods). The JS facade queues each call
+//!   with the sync `batch_q` (an op as data; its arguments are checked and
+//!   converted here, on the JS thread, at call time) and calls
+//!   `batch_flush` once per tick, which hands the tick's ops to the
+//!   dispatcher.
 //! * One dispatcher per store ([`crate::engine::dispatch`]) answers the
 //!   batches in call order; or, for one Redis server and the daemon, the
-//!   socket on the JS thread (`pack`/`feed`, [`crate::engine::wire`]).
+//!   socket on the JS thread (`wire_pack`/`wire_feed`, [`crate::engine::wire`]).
 //! * Replies go back through one long-lived threadsafe function as one array
 //!   in op order; the facade keeps its pending Promises in the same order.
 
@@ -230,7 +232,7 @@ pub fn wire_pack(store: &External<AsyncStore>) -> napi::Result<Option<Latin1>, C
 /// Bytes as a JS string of one char per byte, which `socket.write(s,
 /// 'latin1')` turns back into the same bytes: V8 makes such a string with
 /// one copy on its heap, where a Buffer costs a backing store to allocate
-/// and free (about 0.3 µs per tick).
+/// and free.
 pub struct Latin1(Vec<u8>);
 
 impl TypeName for Latin1 {

@@ -209,7 +209,7 @@ impl Wire {
       };
       self.take(value, &mut out)?;
       // All read and parsed: stop here rather than have the parser try the
-      // empty rest (which costs about as much as a small reply).
+      // empty rest (it builds an end-of-input error to say so).
       if chunk.0.is_empty() && self.decoder.buffer().is_empty() {
         break;
       }
