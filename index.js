@@ -164,7 +164,7 @@ function moduleStore(cfg) {
  * Sessions in object storage (S3 and compatible, Azure Blob, GCS, a local
  * directory): the module store's settings (URL or PkgCloud-style), plus
  * { prefix ('sessions'), sweepIntervalMs, commandTimeoutMs (10000: every
- * call settles within it), maxSessionBytes, secret(s), compress, onError }. See src/backend/object.rs.
+ * call settles within it), maxSessionBytes, secret(s), compress, onError }. See src/backend/object/.
  */
 function objectStore(cfg) {
   const { url, options: pairs } = require('./lib/modules').nativeConfig(cfg)

@@ -1,5 +1,5 @@
 'use strict'
-// Synchro's module store API over object storage (src/module_store.rs):
+// Synchro's module store API over object storage (src/backend/object/modules.rs):
 // a local directory (FileModuleStore), S3 and S3-compatible endpoints, Azure
 // Blob and Google Cloud Storage (PkgCloudModuleStore). Every method returns a
 // Promise; errors carry codes (ERR_INVALID_PATH, ERR_ALREADY_EXISTS, …).

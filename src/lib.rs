@@ -1,7 +1,8 @@
 //! rs-store: session and module stores for Node.js web servers.
 //!
 //! Data path: JS facade (`lib/`) → [`binding`] (`#[napi]`, thin) →
-//! [`backend`] (one trait, one module per backend). Expiry is absolute
+//! [`engine`] → [`backend`] (one contract, ops as data; one module per
+//! backend, Synchro's module stores beside the object session store). Expiry is absolute
 //! ([`expiry`]); errors carry stable codes ([`error`]).
 
 pub mod backend;
@@ -11,7 +12,6 @@ pub mod daemon;
 pub mod engine;
 pub mod error;
 pub mod expiry;
-pub mod module_store;
 pub mod options;
 
 /// mimalloc instead of glibc malloc for Rust's allocations: buffers are

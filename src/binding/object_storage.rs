@@ -1,5 +1,5 @@
 //! Object storage in the `#[napi]` layer: the module store class (async
-//! methods over [`crate::module_store::ModuleStore`], which resolve with
+//! methods over [`crate::backend::object::modules::ModuleStore`], which resolve with
 //! their value or a coded Error: [`super::reply::Settled`]) and the
 //! object-storage session store factory.
 
@@ -18,9 +18,9 @@ use object_store::ObjectStore;
 use super::async_store::{self, AsyncStore};
 use super::reply::{JsReply, Settled};
 use super::Core;
+use crate::backend::object::modules::ModuleStore;
 use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};
-use crate::module_store::ModuleStore;
 use crate::options::{sweep_every, SessionOptions, SWEEP_STORED_MS};
 
 /// An object store and its root from a URL and object_store settings.
@@ -65,7 +65,7 @@ pub fn object_session_store(
 ) -> napi::Result<External<AsyncStore>, Code> {
   let (store, root) = open(&config.url, config.options)?;
   let prefix = config.prefix.unwrap_or_else(|| "sessions".into());
-  crate::module_store::check_path(&prefix, "prefix")?;
+  crate::backend::object::modules::check_path(&prefix, "prefix")?;
   let root = prefix.split('/').fold(root, |p, seg| p.join(seg));
   // A local directory of sessions is its owner's alone: 0700 (and files 0600).
   let local = config.url.starts_with("file://");

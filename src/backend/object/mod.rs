@@ -15,6 +15,8 @@
 //!   after it): object_store retries failed requests for up to 3 minutes on
 //!   its own, which must not hold a web request.
 
+pub mod modules;
+
 use std::sync::Arc;
 use std::time::Duration;
 
