@@ -288,6 +288,33 @@ test('redis: an idle connection the server closes is made again by the next call
   }
 })
 
+test('redis: the calls of every callback of one event-loop turn go to Redis in one write', async () => {
+  // As in an express app, where the HTTP requests that arrived together are
+  // handled by separate callbacks of one turn: each makes its own call.
+  const net = require('node:net')
+  const s = rs.redis({ url: server.url, prefix: 'turn:' })
+  const write = net.Socket.prototype.write
+  let writes = 0
+  try {
+    await s.set('a', { n: 1 }, 60_000) // connected
+    net.Socket.prototype.write = function (...args) {
+      if (this.remotePort === server.port) writes++
+      return write.apply(this, args)
+    }
+    const calls = await new Promise((resolve) => {
+      const out = []
+      // Timers due together run in one timers phase, one callback each.
+      for (let i = 0; i < 3; i++) setTimeout(() => out.push(s.get('a')), 0)
+      setTimeout(() => resolve(Promise.all(out)), 0)
+    })
+    assert.deepEqual(calls, [{ n: 1 }, { n: 1 }, { n: 1 }])
+    assert.equal(writes, 1, 'three calls from three callbacks, one write')
+  } finally {
+    net.Socket.prototype.write = write
+    await s.close()
+  }
+})
+
 test('redis: close() lets Node exit, and an idle store never holds a process open', async () => {
   const script = (close) => `
     const rs = require(${JSON.stringify(path.join(__dirname, '..'))})

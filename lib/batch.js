@@ -4,13 +4,19 @@
 // is driven from JS (lib/redis-wire.js): native queues the calls, io sends
 // them (`flush(n)`) and closes.
 // Each call is an op as data (`call(op, id, text, ms, map)`), queued natively
-// at once (arguments checked at call time); one flush per tick (a microtask)
-// hands the tick's calls over as one batch, and the replies come back in
-// call order through `onDone`, so the pending Promises are settled from a
-// FIFO. A call's `map` is applied to its reply before resolving (one Promise
-// per call, not two). While calls are
-// pending a ref'd timer handle keeps Node alive; when idle it is unref'd, so
-// an idle store never holds a process open.
+// at once (arguments checked at call time); one flush per tick hands the
+// tick's calls over as one batch, and the replies come back in call order
+// through `onDone`, so the pending Promises are settled from a FIFO. A call's
+// `map` is applied to its reply before resolving (one Promise per call, not
+// two). While calls are pending a ref'd timer handle keeps Node alive; when
+// idle it is unref'd, so an idle store never holds a process open.
+//
+// A tick is one turn of the event loop: the flush is a setImmediate, as
+// node-redis schedules its writes, so the calls of every I/O callback of one
+// turn (the HTTP requests that arrived together) go out as one batch: one
+// write to Redis, one hand-over to the file store's thread. A microtask per
+// callback made that a write per request in an express app (the README's
+// benchmarks have the figures).
 //
 // `getNow` (the file store's fast reads): a get asks native.getNow(id) first,
 // which answers at once when it can do so without waiting on I/O, but only
@@ -125,7 +131,7 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     if (resolvers.length - flushedTo >= EAGER) flush()
     else if (!scheduled) {
       scheduled = true
-      queueMicrotask(flush)
+      setImmediate(flush)
     }
     return promise
   }
@@ -155,7 +161,7 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       io.close() // closes once every call is answered; one more reply
       flushedTo = resolvers.length + 1
       const done = pending()
-      scheduled = true // nothing more to flush: the microtask must not run native.flush
+      scheduled = true // nothing more to flush: the scheduled flush must not run native.flush
       return done.finally(() => clearInterval(keepAlive))
     },
   }
