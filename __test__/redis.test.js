@@ -303,9 +303,10 @@ test('redis: the calls of every callback of one event-loop turn go to Redis in o
     }
     const calls = await new Promise((resolve) => {
       const out = []
-      // Timers due together run in one timers phase, one callback each.
-      for (let i = 0; i < 3; i++) setTimeout(() => out.push(s.get('a')), 0)
-      setTimeout(() => resolve(Promise.all(out)), 0)
+      // Immediates queued before a turn's check phase all run in it, one
+      // callback each (microtasks run between them).
+      for (let i = 0; i < 3; i++) setImmediate(() => out.push(s.get('a')))
+      setImmediate(() => resolve(Promise.all(out)))
     })
     assert.deepEqual(calls, [{ n: 1 }, { n: 1 }, { n: 1 }])
     assert.equal(writes, 1, 'three calls from three callbacks, one write')
