@@ -140,8 +140,6 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     if (closed) throw codedError('ERR_STORE_CLOSED', 'the store is closed')
   }
 
-  const CHANGED = [undefined, null, ALL] // by what native.q answers (null: the call's id)
-
   const engine = {
     locks,
     /** One op, given as data (see Op::from_call in src/backend/op.rs). */
@@ -151,8 +149,9 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
         const now = native.getNow(id)
         if (now !== undefined) return map(now)
       }
-      const change = CHANGED[native.q(op, id, text, ms)]
-      return pending(map, change === null ? id : change)
+      // What the op changes: 0 nothing, 1 its id, 2 every session.
+      const changes = native.q(op, id, text, ms)
+      return pending(map, changes === 0 ? undefined : changes === 1 ? id : ALL)
     },
     close() {
       if (closed) return undefined

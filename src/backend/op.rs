@@ -25,7 +25,7 @@ impl Ttl {
     match self {
       Ttl::Missing => -2,
       Ttl::Persistent => -1,
-      Ttl::At(at) => at.saturating_sub(crate::expiry::now_ms()) as i64,
+      Ttl::At(at) => at.saturating_sub(now_ms()) as i64,
     }
   }
 }
@@ -111,7 +111,7 @@ pub enum Reply {
 
 impl Reply {
   fn unexpected(self) -> StoreError {
-    StoreError::new(crate::error::Code::Internal, format!("unexpected reply {self:?}"))
+    StoreError::new(Code::Internal, format!("unexpected reply {self:?}"))
   }
   pub fn into_value(self) -> Result<Option<Vec<u8>>> {
     if let Reply::Value(v) = self {

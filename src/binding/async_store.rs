@@ -58,19 +58,14 @@ impl ToNapiValue for Fed {
       let v = unsafe { JsReply::to_napi_value(env, r)? };
       napi::check_status!(unsafe { sys::napi_set_element(env, arr, i as u32, v) })?;
     }
+    // A Buffer, not a Latin-1 string as `wire_pack` answers: a string here
+    // would read as a reply. (Rare: the next steps of a whole-store op.)
     if let Some(bytes) = val.more {
-      let env_ = Env::from_raw(env);
-      let b = copied(&env_, &bytes).map_err(|e| napi::Error::new(napi::Status::GenericFailure, e.reason.clone()))?;
+      let b = BufferSlice::copy_from(&Env::from_raw(env), &bytes)?;
       napi::check_status!(unsafe { sys::napi_set_element(env, arr, (n - 1) as u32, b.raw()) })?;
     }
     Ok(arr)
   }
-}
-
-/// A Buffer holding a copy of `bytes`: a plain V8 allocation, where an
-/// external Buffer (no copy) costs a finalizer that the GC must run.
-fn copied<'env>(env: &'env Env, bytes: &[u8]) -> napi::Result<BufferSlice<'env>, Code> {
-  BufferSlice::copy_from(env, bytes).map_err(|e| napi::Error::new(Code::Internal, e.reason.clone()))
 }
 
 /// A thread-safe reporter that hands each error to `on_report` on the JS

@@ -81,12 +81,14 @@ pub fn sync_call(
 /// write failed.
 #[napi(ts_return_type = "Promise<void | Error>")]
 pub fn sync_flush<'env>(env: &'env Env, store: &External<SyncStore>) -> napi::Result<PromiseRaw<'env, Settled<()>>> {
-  let b = store.open().map(|o| o.backend.clone());
+  let backend = store.open().map(|o| o.backend.clone());
   env.spawn_future(async move {
-    let Ok(b) = b else { return Ok(Settled(b.map(|_| ()))) };
-    let r = tokio::task::spawn_blocking(move || b.flush())
-      .await
-      .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}"))));
+    let r = match backend {
+      Ok(b) => tokio::task::spawn_blocking(move || b.flush())
+        .await
+        .unwrap_or_else(|e| Err(StoreError::new(Code::Internal, format!("flush task failed: {e}")))),
+      Err(e) => Err(e),
+    };
     Ok(Settled(r))
   })
 }
