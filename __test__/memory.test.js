@@ -250,6 +250,25 @@ test('dummy: stores nothing, always resolves', async () => {
   await d.close()
 })
 
+test('the native op table takes exact names: an unknown or over-long name is refused, never cut to a known one', () => {
+  const { fromNative } = require('../lib/errors')
+  const { memoryStore, syncStore } = require('../lib/native')
+  const native = syncStore(memoryStore())
+  native.call('set', 'a', '{"n":1}', 60_000)
+  for (const op of ['gets', 'get'.padEnd(24, 'x'), 'remove'.padEnd(300, ' '), 'GET', '']) {
+    let caught
+    try {
+      native.call(op, 'a', '{}', 1000)
+    } catch (e) {
+      caught = fromNative(e)
+    }
+    assert.equal(caught && caught.code, 'ERR_INVALID_ARGUMENT', `op ${JSON.stringify(op.slice(0, 30))}`)
+    assert.match(caught.message, /unknown operation/)
+  }
+  assert.equal(native.call('get', 'a'), '{"n":1}', 'the session is intact')
+  native.close()
+})
+
 test('a Rust panic becomes a JS error with code ERR_INTERNAL, and Node keeps running', () => {
   const { fromNative } = require('../lib/errors')
   const { memoryStore, syncStore } = require('../lib/native')

@@ -191,14 +191,14 @@ impl Op {
     Ok(match name {
       "get" => Op::Get(id_of(id)?),
       "set" => match expiry_for(ms)? {
-        Some(at) if at <= now_ms() => Op::Remove(id_of(id)?),
+        _ if ms == Some(0.0) => Op::Remove(id_of(id)?),
         at => Op::Set(id_of(id)?, session(text)?, at),
       },
       "add" => set_if(id_of(id)?, session(text)?, ms, Cond::Absent)?,
       "replace" => set_if(id_of(id)?, session(text)?, ms, Cond::Present)?,
       "remove" => Op::Remove(id_of(id)?),
       "touch" => match expiry_for(ms)? {
-        Some(at) if at <= now_ms() => Op::Remove(id_of(id)?),
+        _ if ms == Some(0.0) => Op::Remove(id_of(id)?),
         at => Op::Touch(id_of(id)?, at),
       },
       "ttl" => Op::Ttl(id_of(id)?),
@@ -246,7 +246,8 @@ pub fn check_id(id: &str) -> Result<()> {
   Ok(())
 }
 
-/// `None` = never expires. A ttl of 0 is an expiry in the past.
+/// `None` = never expires. A ttl of 0 is an expiry in the past (and set,
+/// touch, replace with it remove the session: no clock read needed).
 pub fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
   match ttl_ms {
     None => Ok(None),
@@ -262,7 +263,7 @@ pub fn expiry_for(ttl_ms: Option<f64>) -> Result<Option<Expiry>> {
 /// nothing (the facade answers `false` for it itself).
 fn set_if(id: String, value: Vec<u8>, ttl_ms: Option<f64>, cond: Cond) -> Result<Op> {
   match expiry_for(ttl_ms)? {
-    Some(at) if at <= now_ms() => match cond {
+    _ if ttl_ms == Some(0.0) => match cond {
       Cond::Present => Ok(Op::Remove(id)),
       Cond::Absent => Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future")),
     },

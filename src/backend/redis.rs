@@ -173,37 +173,40 @@ impl Commands {
     std::str::from_utf8(rest).ok().map(str::to_string)
   }
 
-  /// The commands of one per-id op, handed to `f` one by one (whole-store
-  /// ops are scans: none); returns how many.
-  pub fn each(&self, op: &Op, mut f: impl FnMut(Cmd)) -> usize {
-    // A command built in place (no clone of the builder).
+  /// The commands of one per-id op, built one by one in `cmd` (cleared
+  /// first, so one buffer serves a whole batch) and handed to `f`;
+  /// whole-store ops are scans: none. Returns how many. `now` (ms since
+  /// the epoch, read once per batch) turns expiry times into `PX` spans.
+  pub fn each(&self, op: &Op, now: u64, cmd: &mut Cmd, mut f: impl FnMut(&Cmd)) -> usize {
     macro_rules! cmd {
       ($name:expr $(, $arg:expr)*) => {{
-        let mut c = redis::cmd($name);
-        $(c.arg($arg);)*
-        f(c);
+        cmd.clear();
+        cmd.arg($name);
+        $(cmd.arg($arg);)*
+        f(cmd);
         1
       }};
     }
     let key = |id| Key(&self.prefix, id);
+    let span = |at: &u64| at.saturating_sub(now).max(1);
     match op {
       Op::Get(id) => cmd!("GET", key(id)),
       Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
-        let mut c = redis::cmd("SET");
-        c.arg(key(id)).arg(&value[..]);
+        cmd.clear();
+        cmd.arg("SET").arg(key(id)).arg(&value[..]);
         match op {
-          Op::SetIf(.., Cond::Absent) => c.arg("NX"),
-          Op::SetIf(.., Cond::Present) => c.arg("XX"),
-          _ => &mut c,
+          Op::SetIf(.., Cond::Absent) => cmd.arg("NX"),
+          Op::SetIf(.., Cond::Present) => cmd.arg("XX"),
+          _ => &mut *cmd,
         };
         if let Some(at) = exp {
-          c.arg("PX").arg(at.saturating_sub(now_ms()).max(1));
+          cmd.arg("PX").arg(span(at));
         }
-        f(c);
+        f(cmd);
         1
       }
       Op::Remove(id) => cmd!("UNLINK", key(id)),
-      Op::Touch(id, Some(at)) => cmd!("PEXPIRE", key(id), at.saturating_sub(now_ms()).max(1)),
+      Op::Touch(id, Some(at)) => cmd!("PEXPIRE", key(id), span(at)),
       // No expiry: PERSIST answers 0 both for "missing" and "had none", so EXISTS decides.
       Op::Touch(id, None) => cmd!("PERSIST", key(id)) + cmd!("EXISTS", key(id)),
       Op::Ttl(id) => cmd!("PTTL", key(id)),
@@ -221,13 +224,20 @@ impl Commands {
   /// Turns the replies of the commands of `op` ([`Commands::each`]) into
   /// the op's reply.
   pub fn reply(op: &Op, mut values: Vec<Value>) -> Result<Reply> {
-    for v in &values {
-      if let Value::ServerError(e) = v {
-        return Err(map_err(e.clone().into()));
-      }
+    let last = values.pop().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
+    if let Some(Value::ServerError(e)) = values.iter().find(|v| matches!(v, Value::ServerError(_))) {
+      return Err(map_err(e.clone().into()));
+    }
+    Commands::reply_last(op, last)
+  }
+
+  /// [`Commands::reply`] from the last command's reply alone (all of it
+  /// for an op of one command), the earlier ones already checked.
+  pub fn reply_last(op: &Op, last: Value) -> Result<Reply> {
+    if let Value::ServerError(e) = last {
+      return Err(map_err(e.into()));
     }
     let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
-    let last = values.pop().ok_or_else(|| StoreError::new(Code::Internal, "no reply from Redis"))?;
     Ok(match op {
       Op::Get(_) => Reply::Value(match last {
         // The bytes move into the answer (no copy).
@@ -562,9 +572,10 @@ impl RedisBackend {
     let mut pipe = Pipeline::with_capacity(ops.len());
     pipe.ignore_errors();
     let mut spans = Vec::with_capacity(ops.len());
+    let (now, mut cmd) = (now_ms(), Cmd::new());
     for op in ops {
-      spans.push(self.cmds.each(op, |c| {
-        pipe.add_command(c);
+      spans.push(self.cmds.each(op, now, &mut cmd, |c| {
+        pipe.add_command(c.clone());
       }));
     }
     let mut c = conn;
@@ -582,6 +593,7 @@ impl RedisBackend {
   /// an id seen again goes to the next wave, so one id's calls stay ordered.
   async fn cluster_batch(&self, conn: ClusterConnection, ops: &[Op]) -> Vec<Result<Reply>> {
     let mut out: Vec<Option<Result<Reply>>> = ops.iter().map(|_| None).collect();
+    let (now, mut scratch) = (now_ms(), Cmd::new());
     let mut start = 0;
     while start < ops.len() {
       let mut seen = HashSet::new();
@@ -592,7 +604,7 @@ impl RedisBackend {
       let futs = ops[start..end].iter().map(|op| {
         let mut c = conn.clone();
         let mut cmds = Vec::with_capacity(2);
-        self.cmds.each(op, |c| cmds.push(c));
+        self.cmds.each(op, now, &mut scratch, |c| cmds.push(c.clone()));
         async move {
           let mut values = Vec::with_capacity(cmds.len());
           for cmd in cmds {

@@ -112,9 +112,46 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
   }
 }
 
+/// An op's name (`'get'`, `'set'`, …), read into a buffer on the stack:
+/// one per call, so not worth an allocation. A longer string is cut to
+/// [`OpName::MAX`] bytes, which no op name has, and is refused as unknown.
+pub struct OpName {
+  buf: [u8; OpName::MAX + 1],
+  len: usize,
+}
+
+impl OpName {
+  const MAX: usize = 23;
+  pub fn as_str(&self) -> &str {
+    // A cut may split a character: what is left is still refused by name.
+    std::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+  }
+}
+
+impl napi::bindgen_prelude::TypeName for OpName {
+  fn type_name() -> &'static str {
+    "string"
+  }
+  fn value_type() -> napi::ValueType {
+    napi::ValueType::String
+  }
+}
+
+impl napi::bindgen_prelude::FromNapiValue for OpName {
+  unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<Self> {
+    let mut name = OpName { buf: [0; OpName::MAX + 1], len: 0 };
+    // SAFETY: V8 writes at most MAX bytes and a NUL into the buffer.
+    let status = unsafe { napi::sys::napi_get_value_string_utf8(env, value, name.buf.as_mut_ptr().cast(), name.buf.len(), &mut name.len) };
+    if status != napi::sys::Status::napi_ok {
+      return Err(napi::Error::new(napi::Status::StringExpected, "the op: a string was expected".to_string()));
+    }
+    Ok(name)
+  }
+}
+
 /// A call as JS makes it: the op's name and its arguments (see
 /// [`Op::from_call`]), strings read in one pass each (see [`Utf8Text`]).
-type Call = (Utf8Text, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
+type Call = (OpName, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
 
 /// Per-session limits checked on the JS thread before anything is queued.
 #[derive(Debug, Clone, Copy)]

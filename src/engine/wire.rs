@@ -23,6 +23,7 @@ use redis::{Cmd, Value};
 use crate::backend::redis::{map_err, pttl_to_ttl, Commands};
 use crate::backend::{Op, Reply, Ttl};
 use crate::error::{Code, Result, StoreError};
+use crate::expiry::now_ms;
 
 /// Keys per `SCAN` step.
 const SCAN_COUNT: usize = 1000;
@@ -32,7 +33,8 @@ enum Expect {
   /// The connection's opening (`AUTH`, `SELECT`): an error there makes the
   /// connection unusable.
   Hello,
-  /// One op of the caller; `values` gathers the replies of its `left` commands.
+  /// One op of the caller; `values` gathers the replies of its `left`
+  /// commands but the last (none allocated for an op of one command).
   Op { op: Op, left: usize, values: Vec<Value> },
   /// A step of the whole-store op in progress (see [`Scan`]).
   Step { left: usize, values: Vec<Value> },
@@ -88,6 +90,8 @@ pub struct Wire {
   /// Ops held back behind a whole-store op.
   held: VecDeque<Op>,
   out: Vec<u8>,
+  /// One command's buffer, reused for every command packed.
+  cmd: Cmd,
 }
 
 impl Wire {
@@ -105,7 +109,17 @@ impl Wire {
     if let Some(db) = db.filter(|d| *d != 0) {
       hello.push(redis::cmd("SELECT").arg(db).clone());
     }
-    Wire { cmds, address, hello, inflight: VecDeque::new(), decoder: Decoder::new(), scan: None, held: VecDeque::new(), out: Vec::new() }
+    Wire {
+      cmds,
+      address,
+      hello,
+      inflight: VecDeque::new(),
+      decoder: Decoder::new(),
+      scan: None,
+      held: VecDeque::new(),
+      out: Vec::new(),
+      cmd: Cmd::new(),
+    }
   }
 
   /// A fresh connection: its opening commands go first.
@@ -140,6 +154,7 @@ impl Wire {
   /// keeping the buffer for the next tick.
   pub fn pack_with<R>(&mut self, ops: Vec<Op>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     self.held.extend(ops);
+    let now = now_ms();
     while self.scan.is_none() {
       let Some(op) = self.held.pop_front() else { break };
       if op.id().is_none() {
@@ -155,13 +170,13 @@ impl Wire {
         break;
       }
       let out = &mut self.out;
-      let n = self.cmds.each(&op, |c| c.write_packed_command(out));
+      let n = self.cmds.each(&op, now, &mut self.cmd, |c| c.write_packed_command(out));
       // The value was sent; only the op's kind and id are needed for its reply.
       let mut op = op;
       if let Some((_, v)) = op.value_mut() {
         *v = Vec::new();
       }
-      self.inflight.push_back(Expect::Op { op, left: n, values: Vec::with_capacity(n) });
+      self.inflight.push_back(Expect::Op { op, left: n, values: Vec::with_capacity(n.saturating_sub(1)) });
     }
     if self.out.is_empty() {
       return None;
@@ -230,17 +245,23 @@ impl Wire {
         }
       }
       Expect::Op { left, values, .. } | Expect::Step { left, values } => {
-        values.push(value);
         *left -= 1;
         if *left > 0 {
+          values.push(value);
           return Ok(());
         }
         match self.inflight.pop_front() {
-          Some(Expect::Op { op, values, .. }) => {
-            let r = Commands::reply(&op, values);
+          Some(Expect::Op { op, mut values, .. }) => {
+            let r = if values.is_empty() {
+              Commands::reply_last(&op, value)
+            } else {
+              values.push(value);
+              Commands::reply(&op, values)
+            };
             out.push((if let Op::Get(id) = op { Some(id) } else { None }, r))
           }
-          Some(Expect::Step { values, .. }) => {
+          Some(Expect::Step { mut values, .. }) => {
+            values.push(value);
             if let Some(r) = self.stepped(values) {
               out.push((None, r));
             }
