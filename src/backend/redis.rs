@@ -593,9 +593,11 @@ impl RedisBackend {
   /// an id seen again goes to the next wave, so one id's calls stay ordered.
   async fn cluster_batch(&self, conn: ClusterConnection, ops: &[Op]) -> Vec<Result<Reply>> {
     let mut out: Vec<Option<Result<Reply>>> = ops.iter().map(|_| None).collect();
-    let (now, mut scratch) = (now_ms(), Cmd::new());
+    let mut scratch = Cmd::new();
     let mut start = 0;
     while start < ops.len() {
+      // Read per wave: a wave's commands are built once the one before it is answered.
+      let now = now_ms();
       let mut seen = HashSet::new();
       let mut end = start;
       while end < ops.len() && ops[end].id().is_none_or(|id| seen.insert(id)) {
