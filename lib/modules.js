@@ -72,7 +72,6 @@ function nativeConfig(cfg) {
   }
 }
 
-
 /**
  * `cfg`: a URL, a directory, Synchro's FileModuleStore settings
  * `{ directory }`, or PkgCloud settings `{ provider: 'amazon', keyId, key,

@@ -51,9 +51,9 @@ function binary() {
 }
 
 // Stores are napi Externals driven by free functions (src/binding/), which
-// napi-rs 3 calls for less than class methods (no unwrap, type tag or borrow
-// tracking; figures in the README); a Redis get crosses three times. These
-// give the handles methods.
+// napi-rs 3 calls for less than class methods (no object unwrap or type-tag
+// check; figures in docs/benchmarks.md); a Redis get crosses three times.
+// These give the handles methods.
 
 /** A sync store (memory, dummy, sessions.json): `call` answers at once. */
 const syncStore = (h) => ({

@@ -326,6 +326,10 @@ export declare function wireOpened(store: ExternalObject<AsyncStore>): string | 
 
 /**
  * JS-thread connection: the queued ops (and any further steps of a
- * whole-store op), packed for the socket (null: nothing to send).
+ * whole-store op), packed for the socket (null: nothing to send). The
+ * bytes cross as a string of one Latin-1 char per byte, made straight
+ * from the packing buffer, which `socket.write(s, 'latin1')` turns back
+ * into the same bytes: V8 makes it with one copy on its heap, where a
+ * Buffer costs a backing store to allocate and free.
  */
 export declare function wirePack(store: ExternalObject<AsyncStore>): string | null

@@ -34,12 +34,8 @@ pub const OBJECT_SESSION_TIMEOUT_MS: u32 = 10_000;
 /// Default timeout of a module store's calls (modules are larger).
 pub const MODULE_TIMEOUT_MS: u32 = 30_000;
 
-/// A timeout option in ms, or its default (at least 1 ms).
-pub fn timeout(ms: Option<u32>, default_ms: u32) -> Duration {
-  Duration::from_millis(ms.unwrap_or(default_ms).max(1) as u64)
-}
-
-/// `sweepIntervalMs`, or the store's default.
-pub fn sweep_every(ms: Option<u32>, default_ms: u32) -> Duration {
+/// A duration option in ms (`sweepIntervalMs`, a timeout), or the store's
+/// default; at least 1 ms.
+pub fn ms_or(ms: Option<u32>, default_ms: u32) -> Duration {
   Duration::from_millis(ms.unwrap_or(default_ms).max(1) as u64)
 }

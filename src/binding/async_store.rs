@@ -20,13 +20,13 @@ use std::time::Duration;
 use napi::bindgen_prelude::{BufferSlice, Either3, External, Function, Null, ToNapiValue, TypeName, Undefined, ValueType};
 use napi::sys;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, JsValue};
+use napi::{Env, JsString, JsValue};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::reply::{decoded, JsReply};
-use super::{Core, OpName, Utf8Text};
+use super::{Core, Utf8Text};
 use crate::backend::{Backend, Op};
 use crate::engine::dispatch::{self, Msg};
 pub(crate) use crate::engine::dispatch::{Runs, DEFAULT_SPIN};
@@ -161,7 +161,7 @@ impl AsyncStore {
 #[napi(catch_unwind)]
 pub fn batch_q(
   store: &External<AsyncStore>,
-  #[napi(ts_arg_type = "string")] op: OpName,
+  #[napi(ts_arg_type = "string")] op: Utf8Text,
   #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
   #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
   ms: Option<f64>,
@@ -211,50 +211,22 @@ pub fn batch_close(store: &External<AsyncStore>) -> napi::Result<(), Code> {
 /// JS-thread connection: a new connection is open; returns its opening
 /// commands and the queued ops, packed (null: nothing to send).
 #[napi(catch_unwind, ts_return_type = "string | null")]
-pub fn wire_opened(env: Env, store: &External<AsyncStore>) -> napi::Result<Option<Latin1>, Code> {
+pub fn wire_opened<'env>(env: &'env Env, store: &External<AsyncStore>) -> napi::Result<Option<JsString<'env>>, Code> {
   store.wire()?.lock().opened();
   wire_pack(env, store)
 }
 
 /// JS-thread connection: the queued ops (and any further steps of a
-/// whole-store op), packed for the socket (null: nothing to send).
+/// whole-store op), packed for the socket (null: nothing to send). The
+/// bytes cross as a string of one Latin-1 char per byte, made straight
+/// from the packing buffer, which `socket.write(s, 'latin1')` turns back
+/// into the same bytes: V8 makes it with one copy on its heap, where a
+/// Buffer costs a backing store to allocate and free.
 #[napi(catch_unwind, ts_return_type = "string | null")]
-pub fn wire_pack(env: Env, store: &External<AsyncStore>) -> napi::Result<Option<Latin1>, Code> {
+pub fn wire_pack<'env>(env: &'env Env, store: &External<AsyncStore>) -> napi::Result<Option<JsString<'env>>, Code> {
   let ops = std::mem::take(&mut *store.queue.lock());
-  Ok(store.wire()?.lock().pack_with(ops, |b| Latin1::new(&env, b)).transpose()?)
-}
-
-/// Bytes as a JS string of one char per byte, which `socket.write(s,
-/// 'latin1')` turns back into the same bytes: V8 makes such a string with
-/// one copy on its heap (from the packing buffer itself), where a Buffer
-/// costs a backing store to allocate and free.
-pub struct Latin1(sys::napi_value);
-
-impl Latin1 {
-  fn new(env: &Env, bytes: &[u8]) -> crate::error::Result<Latin1> {
-    let mut v = std::ptr::null_mut();
-    // SAFETY: on the JS thread (a napi call), `bytes` valid for its length.
-    let status = unsafe { sys::napi_create_string_latin1(env.raw(), bytes.as_ptr().cast(), bytes.len() as isize, &mut v) };
-    if status != sys::Status::napi_ok {
-      return Err(StoreError::new(Code::Internal, format!("cannot make a string of {} bytes to send (napi status {status})", bytes.len())));
-    }
-    Ok(Latin1(v))
-  }
-}
-
-impl TypeName for Latin1 {
-  fn type_name() -> &'static str {
-    "string"
-  }
-  fn value_type() -> ValueType {
-    ValueType::String
-  }
-}
-
-impl ToNapiValue for Latin1 {
-  unsafe fn to_napi_value(_: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
-    Ok(val.0)
-  }
+  let packed = store.wire()?.lock().pack_with(ops, |b| env.create_string_latin1(b)).transpose();
+  packed.map_err(|e| napi::Error::new(Code::Internal, format!("cannot make the string of commands to send: {}", e.reason)))
 }
 
 /// JS-thread connection: the bytes of one socket read; returns the

@@ -68,7 +68,7 @@ async fn start(config: DaemonConfig) -> Result<DaemonServer> {
     _ => return Err(opt("give either a port (0-65535) or a socket path")),
   };
   let report: Report = Arc::new(|e: StoreError| eprintln!("rs-store-daemon: {}: {}", e.code.as_str(), e.message));
-  let sweep = crate::options::sweep_every(config.sweep_interval_ms, crate::options::SWEEP_STORED_MS);
+  let sweep = crate::options::ms_or(config.sweep_interval_ms, crate::options::SWEEP_STORED_MS);
   let storage: Option<Arc<dyn Backend>> = match (config.lock_only.unwrap_or(false), config.dir) {
     (true, Some(_)) => return Err(opt("a lock-only daemon keeps no sessions: drop the storage directory")),
     (true, None) => None,

@@ -26,7 +26,7 @@ use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
 use crate::backend::{Op, Report};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
-use crate::options::{sweep_every, timeout, SessionOptions, REDIS_TIMEOUT_MS, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
+use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
 
 mod async_store;
 mod daemon;
@@ -112,46 +112,9 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
   }
 }
 
-/// An op's name (`'get'`, `'set'`, …), read into a buffer on the stack:
-/// one per call, so not worth an allocation. A longer string is cut to
-/// [`OpName::MAX`] bytes, which no op name has, and is refused as unknown.
-pub struct OpName {
-  buf: [u8; OpName::MAX + 1],
-  len: usize,
-}
-
-impl OpName {
-  const MAX: usize = 23;
-  pub fn as_str(&self) -> &str {
-    // A cut may split a character: what is left is still refused by name.
-    std::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
-  }
-}
-
-impl napi::bindgen_prelude::TypeName for OpName {
-  fn type_name() -> &'static str {
-    "string"
-  }
-  fn value_type() -> napi::ValueType {
-    napi::ValueType::String
-  }
-}
-
-impl napi::bindgen_prelude::FromNapiValue for OpName {
-  unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<Self> {
-    let mut name = OpName { buf: [0; OpName::MAX + 1], len: 0 };
-    // SAFETY: V8 writes at most MAX bytes and a NUL into the buffer.
-    let status = unsafe { napi::sys::napi_get_value_string_utf8(env, value, name.buf.as_mut_ptr().cast(), name.buf.len(), &mut name.len) };
-    if status != napi::sys::Status::napi_ok {
-      return Err(napi::Error::new(napi::Status::StringExpected, "the op: a string was expected".to_string()));
-    }
-    Ok(name)
-  }
-}
-
 /// A call as JS makes it: the op's name and its arguments (see
 /// [`Op::from_call`]), strings read in one pass each (see [`Utf8Text`]).
-type Call = (OpName, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
+type Call = (Utf8Text, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
 
 /// Per-session limits checked on the JS thread before anything is queued.
 #[derive(Debug, Clone, Copy)]
@@ -313,7 +276,7 @@ pub fn memory_store(
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),
-    sweep_interval: Some(sweep_every(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
+    sweep_interval: Some(ms_or(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
   })?;
   Ok(charged(SyncStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
 }
@@ -390,8 +353,8 @@ pub fn redis_store(
     password: config.password,
     db: config.db.map(i64::from),
     prefix: config.prefix,
-    connect_timeout: timeout(config.connect_timeout_ms, REDIS_TIMEOUT_MS),
-    command_timeout: timeout(config.command_timeout_ms, REDIS_TIMEOUT_MS),
+    connect_timeout: ms_or(config.connect_timeout_ms, REDIS_TIMEOUT_MS),
+    command_timeout: ms_or(config.command_timeout_ms, REDIS_TIMEOUT_MS),
     daemon: config.mode == "daemon",
   };
   let core = Core::new(config.session, reporter_of(on_report)?)?;
@@ -466,7 +429,7 @@ pub fn file_store(
     dir: config.dir.into(),
     fast_reads: config.fast_reads.unwrap_or(true),
     durable: config.durable.unwrap_or(false),
-    sweep_interval: Some(sweep_every(config.sweep_interval_ms, SWEEP_STORED_MS)),
+    sweep_interval: Some(ms_or(config.sweep_interval_ms, SWEEP_STORED_MS)),
     report: Some(report.clone()),
     read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
     inline_small_batches: true,
@@ -506,7 +469,7 @@ pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsRep
     memory: MemoryOptions {
       max_entries: config.max_entries.map(|n| n as usize),
       max_bytes: config.max_bytes.map(|n| n as usize),
-      sweep_interval: Some(sweep_every(config.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
+      sweep_interval: Some(ms_or(config.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
     },
     default_ttl: config.default_ttl_ms.filter(|t| t.is_finite() && *t >= 0.0).map(|t| Duration::from_millis(t as u64)),
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),

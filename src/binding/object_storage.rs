@@ -21,7 +21,7 @@ use super::Core;
 use crate::backend::object::modules::ModuleStore;
 use crate::backend::object::{within, Container, ObjectBackend};
 use crate::error::{Code, StoreError};
-use crate::options::{sweep_every, SessionOptions, SWEEP_STORED_MS};
+use crate::options::{ms_or, SessionOptions, SWEEP_STORED_MS};
 
 /// An object store and its root from a URL and object_store settings.
 fn open(url: &str, options: Vec<Vec<String>>) -> crate::error::Result<(Arc<dyn ObjectStore>, Path)> {
@@ -79,8 +79,8 @@ pub fn object_session_store(
   }
   let report = async_store::reporter(on_report)?;
   let core = Core::new(config.session, Some(report.clone()))?;
-  let every = sweep_every(config.sweep_interval_ms, SWEEP_STORED_MS);
-  let timeout = crate::options::timeout(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
+  let every = ms_or(config.sweep_interval_ms, SWEEP_STORED_MS);
+  let timeout = crate::options::ms_or(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
   let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
   });
@@ -111,7 +111,7 @@ impl NativeModuleStore {
   #[napi(constructor, catch_unwind)]
   pub fn new(url: String, options: Vec<Vec<String>>, command_timeout_ms: Option<u32>) -> napi::Result<Self, Code> {
     let (store, root) = open(&url, options)?;
-    let timeout = crate::options::timeout(command_timeout_ms, crate::options::MODULE_TIMEOUT_MS);
+    let timeout = crate::options::ms_or(command_timeout_ms, crate::options::MODULE_TIMEOUT_MS);
     Ok(NativeModuleStore { inner: Arc::new(ModuleStore::new(store, root, Container::of(&url))), timeout })
   }
 

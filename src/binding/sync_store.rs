@@ -10,7 +10,7 @@ use napi_derive::napi;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
 use super::reply::{decoded, JsReply, Settled};
-use super::{Core, OpName, Utf8Text};
+use super::{Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
 use crate::options::SessionOptions;
@@ -61,7 +61,7 @@ impl SyncStore {
 #[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
 pub fn sync_call(
   store: &External<SyncStore>,
-  #[napi(ts_arg_type = "string")] op: OpName,
+  #[napi(ts_arg_type = "string")] op: Utf8Text,
   #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
   #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
   ms: Option<f64>,
