@@ -145,6 +145,74 @@ for (const kind of ['redis', 'daemon', 'file']) {
   })
 }
 
+/**
+ * `browsers` browsers with a session each, over two app processes with
+ * lockRequests, each sending one request at a time, all at once, for
+ * `rounds` rounds: every request is answered (a leaked lock shows as a 500
+ * ERR_LOCK_TIMEOUT once waitMs has passed) and every count is right.
+ */
+async function manyBrowsers(spec, { browsers = 20, rounds = 4 } = {}) {
+  const adapter = { lockRequests: { waitMs: 3000 } }
+  const apps = [await spawnApp('express', { spec, adapter }), await spawnApp('express', { spec, adapter })]
+  try {
+    const cs = Array.from({ length: browsers }, (_, i) => client(apps[i % 2].port))
+    await Promise.all(cs.map(async (c, i) => assert.equal((await c.get(`/login?user=u${i}`)).text, `hello u${i}`)))
+    const wrong = []
+    for (let round = 1; round <= rounds; round++) {
+      await Promise.all(
+        cs.map(async (c, i) => {
+          c.port = apps[(i + round) % 2].port // each browser alternates between the processes
+          const res = await c.get('/')
+          if (res.text !== `visits: ${round}`) wrong.push(`round ${round}, browser ${i}: ${res.status} ${res.text}`)
+        }),
+      )
+    }
+    assert.deepEqual(wrong, [], `${wrong.length} of ${browsers * rounds} requests went wrong`)
+  } finally {
+    await Promise.all(apps.map((a) => a.stop()))
+  }
+}
+
+for (const kind of ['redis', 'daemon', 'file', 'redis-io']) {
+  test(`express (${kind}): lockRequests with 20 browsers at once over two processes leaves no lock behind`, async () => {
+    const b = kind === 'redis-io' ? { spec: { kind: 'redis', url: servers.redis.url, options: { ioThread: true } } } : backend(kind)
+    await manyBrowsers(b.spec)
+  })
+}
+
+test('ExpressStore with lockRequests: gets of many ids answered in one batch each hand their own lock to their own request', async () => {
+  // One memory store shared by two adapters stands for two processes on one
+  // backend; the gets of one batch are answered in one reply, in the same tick.
+  const inner = rs.memory()
+  const ids = Array.from({ length: 10 }, (_, i) => `s${i}`)
+  const cookie = { expires: new Date(Date.now() + 60_000).toISOString() }
+  const store = new ExpressStore({ store: inner, lockRequests: { waitMs: 200 } })
+  try {
+    for (const id of ids) await inner.set(id, { cookie, id })
+    const finished = []
+    await Promise.all(
+      ids.map(
+        (id) =>
+          new Promise((resolve, reject) =>
+            store.get(id, (err, sess) => {
+              if (err) return reject(err)
+              const res = new (require('node:events').EventEmitter)()
+              const session = store.createSession({ sessionID: id, res }, sess)
+              assert.equal(session.id, id)
+              finished.push(res)
+              resolve()
+            }),
+          ),
+      ),
+    )
+    for (const res of finished) res.emit('finish')
+    // every lock was released: each id can be locked again at once
+    for (const id of ids) await (await inner.lock(id, { waitMs: 0 })).release()
+  } finally {
+    await inner.close()
+  }
+})
+
 for (const write of [true, false]) {
   test(`express: a slow ${write ? 'writing' : 'reading'} request started before a logout does not bring the session back`, async () => {
     const app = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url } })

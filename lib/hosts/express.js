@@ -59,7 +59,7 @@ class ExpressStore extends Store {
       }
       this._lock = lr === true ? {} : options.only({ ...lr }, 'lockRequests', ['ttlMs', 'waitMs'])
     }
-    this._handoff = null // { sid, lock }: taken by get, claimed by createSession
+    this._handoffs = new Map() // sid → lock: offered by get to the createSession it calls back
     this._reloading = false
   }
 
@@ -68,6 +68,7 @@ class ExpressStore extends Store {
     const reload = this._reloading
     this._reloading = false
     if (!this._lock || reload) return answer(this._call(this.store.get(sid), null), cb, this._orphan)
+    const release = (lock) => lock.release().catch(this._orphan)
     const locked = this.store.lock(sid, this._lock).then(async (lock) => {
       try {
         return { lock, sess: await this.store.get(sid) }
@@ -76,33 +77,33 @@ class ExpressStore extends Store {
         throw e
       }
     })
-    const p = this._call(locked, { sess: null }).then(({ lock, sess }) => {
-      if (sess === null || !lock) {
-        if (lock) lock.release().catch(this._orphan)
-        return null
-      }
-      this._handoff = { sid, lock }
-      return sess
+    const loaded = this._call(locked, { sess: null }).then(({ lock, sess }) => {
+      if (sess === null && lock) release(lock)
+      return sess === null ? null : { lock, sess }
     })
-    // express-session calls createSession(req, sess) inside the callback;
-    // a lock nobody claimed there (no such request: a caller of the
-    // Promise form, or load()) is released at once.
-    const unclaimed = () => {
-      const h = this._handoff
-      this._handoff = null
-      if (h) h.lock.release().catch(this._orphan)
-    }
-    if (typeof cb !== 'function') return answer(p.finally(unclaimed), cb, this._orphan)
-    p.then(
-      (sess) => {
+    // No request to hand the lock to (the Promise form, or load()): released at once.
+    if (typeof cb !== 'function') return answer(loaded.then((l) => l && (release(l.lock), l.sess)), cb, this._orphan)
+    // express-session calls createSession(req, sess) inside the callback, so
+    // the lock is offered under this id for exactly that synchronous call:
+    // gets of other ids answered in the same tick cannot take it, and a lock
+    // nobody claimed there is released at once.
+    const p = loaded.then((l) => l && l.sess)
+    loaded.then(
+      (l) => {
+        if (!l) return cb(null, null)
+        if (l.lock) this._handoffs.set(sid, l.lock)
         try {
-          cb(null, sess)
+          cb(null, l.sess)
         } finally {
-          unclaimed()
+          if (l.lock && this._handoffs.get(sid) === l.lock) {
+            this._handoffs.delete(sid)
+            release(l.lock)
+          }
         }
       },
       (e) => cb(e),
     )
+    p.catch(() => {}) // the callback has the error
     return p
   }
 
@@ -114,11 +115,11 @@ class ExpressStore extends Store {
   createSession(req, sess) {
     const session = super.createSession(req, sess)
     Object.defineProperty(session, LOADED, { value: true })
-    const h = this._handoff
-    if (h && h.sid === req.sessionID) {
-      this._handoff = null
-      const release = () => h.lock.release().catch(this._orphan)
-      if (req.res) {
+    const lock = this._handoffs.get(req.sessionID)
+    if (lock) {
+      this._handoffs.delete(req.sessionID)
+      const release = () => lock.release().catch(this._orphan)
+      if (req.res && !req.res.writableFinished && !req.res.destroyed) {
         req.res.once('finish', release)
         req.res.once('close', release)
       } else release()
