@@ -14,6 +14,7 @@ export type StoreErrorCode =
   | 'ERR_CORRUPT_DATA'
   | 'ERR_STORE_IO'
   | 'ERR_LOCK_TIMEOUT'
+  | 'ERR_LOCK_LOST'
   | 'ERR_INVALID_PATH'
   | 'ERR_NOT_FOUND'
   | 'ERR_ALREADY_EXISTS'
@@ -114,6 +115,10 @@ export interface Store {
 export interface Lock {
   id: string
   released: boolean
+  /** True once a renewal found the lock gone or taken (the backend restarted, or it outlived ttlMs unrenewed). */
+  lost: boolean
+  /** Aborted with an ERR_LOCK_LOST error when the lock is lost (the store's onError hears of it too). */
+  signal: AbortSignal
   release(): Promise<void>
 }
 

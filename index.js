@@ -9,7 +9,8 @@ const { batchEngine } = require('./lib/batch')
 const { wireIo } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
-const { CODES, fromNative, invalidType, settled } = require('./lib/errors')
+const errors = require('./lib/errors')
+const { CODES, fromNative, invalidType, settled } = errors
 
 function nativeCall(fn) {
   try {
@@ -39,7 +40,6 @@ function memory(opts) {
       // that Node frees only when its event loop turns.
     ),
   )
-  if (o.onError !== undefined && typeof o.onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
   return makeStore(syncEngine(native.syncStore(engine)), o)
 }
 
@@ -89,15 +89,7 @@ function daemon(cfg) {
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
-function reporter(o) {
-  const onError = o.onError
-  if (onError !== undefined && typeof onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
-  return (e) => {
-    const err = fromNative(e)
-    if (onError) onError(err)
-    else console.warn(`rs-store: ${err.code}: ${err.message}`)
-  }
-}
+const reporter = (o) => errors.reporter(o.onError)
 
 /**
  * Synchro's FileSessionStore: sessions in memory, persisted to one JSON

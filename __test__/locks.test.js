@@ -5,7 +5,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const rs = require('..')
-const { startRedis, sleep } = require('./support/redis-servers')
+const { startRedis, sleep, waitFor } = require('./support/redis-servers')
 const { counterRace, lockHolder } = require('./support/counter-race')
 
 
@@ -118,6 +118,39 @@ test('redis locks: a lock dies with its holder (killed process) after ttlMs; ren
     await redis.stop()
   }
 })
+
+for (const kind of ['redis', 'daemon']) {
+  test(`${kind} locks: a lock the backend forgot in a restart is reported lost to its holder (lock.lost, lock.signal, onError), for every holder at once`, { timeout: 60_000 }, async () => {
+    const { startDaemon } = require('./support/daemon')
+    let server = kind === 'redis' ? await startRedis() : await startDaemon(0)
+    const reports = []
+    const open = () => (kind === 'redis' ? rs.redis({ url: server.url, onError: (e) => reports.push(e) }) : rs.daemon({ port: server.port, onError: (e) => reports.push(e) }))
+    const stores = [open(), open()]
+    try {
+      // 10 holders over two connections, each on its own id
+      const locks = await Promise.all(Array.from({ length: 10 }, (_, i) => stores[i % 2].lock(`held-${i}`, { ttlMs: 300 })))
+      await sleep(400)
+      assert.ok(locks.every((l) => !l.lost), 'renewed while the backend is up')
+      await server.stop()
+      server = kind === 'redis' ? await server.restart() : await startDaemon(server.port)
+      await waitFor('every holder told', async () => locks.every((l) => l.lost))
+      for (const l of locks) {
+        assert.equal(l.signal.aborted, true)
+        assert.equal(l.signal.reason.code, 'ERR_LOCK_LOST')
+      }
+      assert.equal(reports.filter((e) => e.code === 'ERR_LOCK_LOST').length, 10, 'onError heard of each lost lock once')
+      // a lock released in time is never reported lost
+      const kept = await stores[0].lock('kept', { ttlMs: 300 })
+      await sleep(400)
+      await kept.release()
+      assert.equal(kept.lost, false)
+      await Promise.all(locks.map((l) => l.release()))
+    } finally {
+      await Promise.all(stores.map((s) => s.close()))
+      await server.stop()
+    }
+  })
+}
 
 test('file locks: two OS processes × 5,000 locked cycles on one directory lose nothing; without locks they do; stale locks are taken over', { timeout: 300_000 }, async () => {
   const fs = require('node:fs')

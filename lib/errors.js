@@ -48,4 +48,17 @@ function settled(promise) {
   )
 }
 
-module.exports = { CODES, codedError, invalidType, fromNative, settled }
+/**
+ * Where problems that answer no call go (a corrupt file met by a sweep, a
+ * lock lost): the store's `onError`, else a warning with the code.
+ */
+function reporter(onError) {
+  if (onError !== undefined && typeof onError !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option onError must be a function')
+  return (e) => {
+    const err = fromNative(e)
+    if (onError) onError(err)
+    else console.warn(`rs-store: ${err.code}: ${err.message}`)
+  }
+}
+
+module.exports = { CODES, codedError, invalidType, fromNative, settled, reporter }

@@ -8,6 +8,10 @@
 //   backoff until `waitMs` has passed (then ERR_LOCK_TIMEOUT). While held,
 //   the lock is renewed every ttlMs/3, so a long critical section keeps it;
 //   a holder that dies stops renewing and its lock expires after ttlMs.
+//   A renewal the backend answers "not yours" (it restarted and forgot the
+//   lock, or the holder stalled past ttlMs and another took it) marks the
+//   lock lost: `lock.lost` turns true, `lock.signal` aborts with
+//   ERR_LOCK_LOST, and the store's onError hears of it.
 // * withLock(id, fn, opts): lock, run, release (also when fn throws).
 // * HTTP Sessions' StorageInterface: read(idOrLock), write(idOrLock, data,
 //   expiresAt?, release?) with expiresAt in epoch ms, purge(idOrLock)
@@ -32,9 +36,9 @@ function lockOptions(opts = {}) {
 
 /**
  * @param engine an engine with locks: call('lock' | 'renew', id, token, ttlMs), call('unlock', id, token) (values or Promises)
- * @param ops { checkId, get(id), setMs(id, data, ms), remove(id) }
+ * @param ops { checkId, get(id), setMs(id, data, ms), remove(id), report(err) }
  */
-function locking(engine, { checkId, get, setMs, remove }) {
+function locking(engine, { checkId, get, setMs, remove, report }) {
   const queues = new Map() // id → tail of the local FIFO chain
   const held = new Set() // locks taken and not released yet
 
@@ -75,11 +79,20 @@ function locking(engine, { checkId, get, setMs, remove }) {
       leave()
       throw fromNative(e)
     }
-    // A renewal that fails (the store closed, the backend down) is dropped:
-    // nothing here may throw where no caller can catch it.
+    // A renewal that fails (the store closed, the backend down) is retried
+    // at the next period: nothing here may throw where no caller can catch it.
+    const abort = new AbortController()
+    const lost = () => {
+      if (lock.released || lock.lost) return
+      lock.lost = true
+      clearInterval(renewal)
+      const err = codedError('ERR_LOCK_LOST', `lock on ${JSON.stringify(id)} was lost: the backend no longer holds it for this holder (it restarted, or the lock outlived its ttlMs without renewal)`)
+      abort.abort(err)
+      report(err)
+    }
     const renew = () => {
       try {
-        Promise.resolve(engine.call('renew', id, token, ttlMs)).catch(() => {})
+        Promise.resolve(engine.call('renew', id, token, ttlMs)).then((mine) => mine === false && lost(), () => {})
       } catch {}
     }
     const renewal = setInterval(renew, Math.max(1, ttlMs / 3))
@@ -87,6 +100,8 @@ function locking(engine, { checkId, get, setMs, remove }) {
     const lock = {
       id,
       released: false,
+      lost: false,
+      signal: abort.signal,
       async release() {
         if (lock.released) return
         lock.released = true

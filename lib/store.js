@@ -14,7 +14,7 @@
 // * Units are converted here, once: `timeoutUnit` ('ms' | 's' | 'min') for
 //   set/update/resetTimer timeouts and `defaultTtl`; `ttl(id)` always answers
 //   in seconds, like Redis TTL (-2 missing, -1 no expiry).
-const { codedError, invalidType, fromNative } = require('./errors')
+const { codedError, invalidType, fromNative, reporter } = require('./errors')
 const options = require('./options')
 const { locking } = require('./lock')
 const native = require('./native')
@@ -133,6 +133,7 @@ function units(opts) {
  */
 function makeStore(engine, opts, extra = {}) {
   const { unitMs, defaultTtlMs } = units(opts)
+  const report = reporter(opts.onError)
 
   function ttlMsOf(timeout) {
     if (timeout === undefined || timeout === null) return defaultTtlMs
@@ -262,6 +263,7 @@ function makeStore(engine, opts, extra = {}) {
         get,
         setMs: (id, data, ms) => settle(engine.call('set', id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
         remove,
+        report,
       })
 
   return {

@@ -32,6 +32,9 @@ pub enum Code {
   Io,
   /// A lock could not be acquired in time.
   LockTimeout,
+  /// A lock held here was found gone or taken by another holder when it was
+  /// renewed (the backend restarted, or the holder stalled past its ttl).
+  LockLost,
   /// A module path or name is not a safe relative path.
   InvalidPath,
   /// The named thing does not exist (module store).
@@ -58,6 +61,7 @@ impl Code {
       Code::Corrupt => "ERR_CORRUPT_DATA",
       Code::Io => "ERR_STORE_IO",
       Code::LockTimeout => "ERR_LOCK_TIMEOUT",
+      Code::LockLost => "ERR_LOCK_LOST",
       Code::InvalidPath => "ERR_INVALID_PATH",
       Code::NotFound => "ERR_NOT_FOUND",
       Code::AlreadyExists => "ERR_ALREADY_EXISTS",
@@ -81,13 +85,14 @@ impl Code {
       | Code::Corrupt
       | Code::Io
       | Code::LockTimeout
+      | Code::LockLost
       | Code::NotFound
       | Code::AlreadyExists
       | Code::Internal => "Error",
     }
   }
 
-  pub const ALL: [Code; 16] = [
+  pub const ALL: [Code; 17] = [
     Code::InvalidId,
     Code::InvalidTimeout,
     Code::NotSerializable,
@@ -99,6 +104,7 @@ impl Code {
     Code::Corrupt,
     Code::Io,
     Code::LockTimeout,
+    Code::LockLost,
     Code::InvalidPath,
     Code::NotFound,
     Code::AlreadyExists,
