@@ -55,12 +55,18 @@ function readable(id) {
 }
 
 /** rs-store's methods return Promises: a callback where a timeout (or nothing) goes is a mistake to point out. */
+/** How to plug a store into a callback-style host: the adapters, by host. */
+const ADAPTERS =
+  "wrap it in its adapter: express-session: session({ store: new ExpressStore({ store }) }) with const { ExpressStore } = require('rs-store/express'); " +
+  "@fastify/session: new FastifyStore({ store }) from require('rs-store/fastify'); simpleS 0.8.8: require('rs-store/simples-0.8')(store)"
+/** The callback a misused method was given (see noCallback and makeStore's rejectNative). */
+const CALLBACK = Symbol('rs-store.callback')
+
 function noCallback(x) {
   if (typeof x === 'function') {
-    throw invalidType(
-      'ERR_INVALID_ARGUMENT',
-      "rs-store's store methods return Promises and take no callback; for callback-style hosts use require('rs-store/express'), require('rs-store/fastify') or require('rs-store/simples-0.8')",
-    )
+    const err = invalidType('ERR_INVALID_ARGUMENT', `rs-store's store methods return Promises and take no callback: this store was given to a callback-style host; ${ADAPTERS}`)
+    err[CALLBACK] = x
+    throw err
   }
 }
 
@@ -96,7 +102,6 @@ function parse(text) {
   }
 }
 
-const rejectNative = (e) => Promise.reject(fromNative(e))
 const toSeconds = (ms) => (ms < 0 ? ms : Math.round(ms / 1000))
 
 /**
@@ -134,6 +139,21 @@ function units(opts) {
 function makeStore(engine, opts, extra = {}) {
   const { unitMs, defaultTtlMs } = units(opts)
   const report = reporter(opts.onError)
+  // A store handed to a callback-style host (session({ store: rs.redis() })
+  // on fastify or simpleS 0.8.8): the host's callback gets the error, which
+  // names the adapter, and so does onError, once; no rejection is left
+  // unhandled to crash the process.
+  let misusedOnce = false
+  const rejectNative = (e) => {
+    const cb = e && e[CALLBACK]
+    const p = Promise.reject(fromNative(e))
+    if (typeof cb !== 'function') return p
+    p.catch(() => {})
+    if (!misusedOnce) report(e)
+    misusedOnce = true
+    process.nextTick(cb, e)
+    return p
+  }
 
   function ttlMsOf(timeout) {
     if (timeout === undefined || timeout === null) return defaultTtlMs
@@ -330,6 +350,10 @@ function makeStore(engine, opts, extra = {}) {
     close: () => call(() => (releaseAll ? releaseAll().then(() => engine.close()) : engine.close())),
     ...locks,
     ...extra,
+    /** express-session calls store.on() at startup: say which adapter to use instead. */
+    on() {
+      throw invalidType('ERR_INVALID_ARGUMENT', `an rs-store store is not an express-session store (store.on was called); ${ADAPTERS}`)
+    },
     ...(lockEngine && { [LOCK_ENGINE]: lockEngine }),
     [TIMEOUT_UNIT_MS]: unitMs,
   }

@@ -4,6 +4,7 @@
 // go to a callback and a Promise at once.
 const { codedError, invalidType } = require('../errors')
 const { TIMEOUT_UNIT_MS } = require('../store')
+const options = require('../options')
 
 const DAY_S = 86_400
 
@@ -17,6 +18,15 @@ function wrapped(store, what) {
   }
   const unitMs = store[TIMEOUT_UNIT_MS] || 1
   return (seconds) => (seconds * 1000) / unitMs
+}
+
+/**
+ * An adapter's options, checked against `known`; a store passed instead of
+ * `{ store }` is refused with how to pass it.
+ */
+function adapterOptions(opts, what, known) {
+  if (opts && opts[TIMEOUT_UNIT_MS]) throw codedError('ERR_INVALID_OPTION', `${what} takes the store as an option: new ${what}({ store }), not new ${what}(store)`)
+  return options.only(options.object(opts, what), what, known)
 }
 
 /**
@@ -60,4 +70,4 @@ function warn(e) {
   console.warn(`rs-store: ${e && e.code ? `${e.code}: ` : ''}${e && e.message}`)
 }
 
-module.exports = { wrapped, ttlRule, answer, warn, DAY_S }
+module.exports = { wrapped, adapterOptions, ttlRule, answer, warn, DAY_S }

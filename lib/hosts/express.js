@@ -22,7 +22,7 @@
 const { Store } = require('express-session')
 const options = require('../options')
 const { codedError } = require('../errors')
-const { wrapped, ttlRule, answer, warn } = require('./common')
+const { wrapped, adapterOptions, ttlRule, answer, warn } = require('./common')
 
 const OPTIONS = ['store', 'ttl', 'disableTouch', 'touchAfter', 'lockRequests', 'failClosed', 'onError']
 /** Marks a session that was loaded from the store (saved with replace). */
@@ -38,7 +38,7 @@ class ExpressStore extends Store {
    */
   constructor(opts) {
     super()
-    const o = options.only(options.object(opts, 'ExpressStore'), 'ExpressStore', OPTIONS)
+    const o = adapterOptions(opts, 'ExpressStore', OPTIONS)
     this.store = o.store
     this._timeout = wrapped(o.store, 'ExpressStore')
     this._ttl = ttlRule(o.ttl, 'ExpressStore')

@@ -7,14 +7,13 @@
 // ttl follows connect-redis's rule (common.js) and a ttl <= 0 destroys.
 // Backend errors reach fastify's error handler with their code; a down
 // backend fails each call within the store's commandTimeoutMs.
-const options = require('../options')
 const { codedError } = require('../errors')
-const { wrapped, ttlRule, answer, warn } = require('./common')
+const { wrapped, adapterOptions, ttlRule, answer, warn } = require('./common')
 
 class FastifyStore {
   /** @param {object} opts { store, ttl, onError } */
   constructor(opts) {
-    const o = options.only(options.object(opts, 'FastifyStore'), 'FastifyStore', ['store', 'ttl', 'onError'])
+    const o = adapterOptions(opts, 'FastifyStore', ['store', 'ttl', 'onError'])
     this.store = o.store
     this._timeout = wrapped(o.store, 'FastifyStore')
     this._ttl = ttlRule(o.ttl, 'FastifyStore')
