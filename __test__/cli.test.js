@@ -251,3 +251,34 @@ test('cli: a 100,000-session migrate keeps every session and its ttl', { timeout
     await to.stop()
   }
 })
+
+test('cli: `rs-store daemon` stops with its daemon on SIGTERM and SIGINT (nothing left listening), two at once', async () => {
+  const net = require('node:net')
+  const refused = (port) =>
+    new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => (s.destroy(), resolve(false)))
+      s.once('error', () => resolve(true))
+    })
+  const start = async () => {
+    const child = spawn(process.execPath, [BIN, 'daemon', '0', tmp('daemon-signal')], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let log = ''
+    child.stdout.on('data', (d) => (log += d))
+    child.stderr.on('data', (d) => (log += d))
+    const exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })))
+    await waitFor('the daemon listening', async () => /listening on 127\.0\.0\.1:(\d+)/.test(log))
+    return { child, exited, port: Number(/listening on 127\.0\.0\.1:(\d+)/.exec(log)[1]) }
+  }
+  const daemons = await Promise.all([start(), start()])
+  try {
+    for (const d of daemons) assert.equal(await refused(d.port), false, 'it serves')
+    daemons[0].child.kill('SIGTERM')
+    daemons[1].child.kill('SIGINT')
+    for (const d of daemons) {
+      assert.deepEqual(await d.exited, { code: 0, signal: null })
+      assert.equal(await refused(d.port), true, `nothing listens on ${d.port} after the CLI exited`)
+    }
+  } finally {
+    for (const d of daemons) if (d.child.exitCode === null) d.child.kill('SIGKILL')
+  }
+})

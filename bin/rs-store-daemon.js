@@ -42,8 +42,9 @@ function parseArgs(argv) {
   return { config }
 }
 
-async function main() {
-  const parsed = parseArgs(process.argv.slice(2))
+/** Runs the daemon with `argv` (also `rs-store daemon …`, in the CLI's own process); it exits the process when stopped. */
+async function main(argv) {
+  const parsed = parseArgs(argv)
   if (!parsed || parsed.help) {
     ;(parsed ? console.log : console.error)(USAGE)
     process.exit(parsed ? 0 : 2)
@@ -74,4 +75,6 @@ async function main() {
   process.on('SIGTERM', () => stop('SIGTERM'))
 }
 
-main()
+if (require.main === module) main(process.argv.slice(2))
+
+module.exports = { main }

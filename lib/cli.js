@@ -454,8 +454,10 @@ function need(v, what) {
 async function main(argv) {
   const [command, ...rest] = argv
   if (command === 'daemon') {
-    const { spawnSync } = require('node:child_process')
-    return spawnSync(process.execPath, [path.join(__dirname, '../bin/rs-store-daemon.js'), ...rest], { stdio: 'inherit' }).status ?? 1
+    // In this process (no child left behind by a signal); it exits the
+    // process itself when stopped.
+    await require('../bin/rs-store-daemon.js').main(rest)
+    return new Promise(() => {})
   }
   let parsed
   try {
