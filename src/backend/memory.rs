@@ -189,7 +189,9 @@ fn sweeps() -> &'static Sweeps {
   static SWEEPS: OnceLock<&'static Sweeps> = OnceLock::new();
   SWEEPS.get_or_init(|| {
     let s: &'static Sweeps = Box::leak(Box::new(Sweeps { list: Mutex::new(Vec::new()), wake: Condvar::new() }));
-    // Lives as long as the process; it holds no store alive (weak refs).
+    // Lives as long as the process (past the environment that started it:
+    // its code must stay mapped); it holds no store alive (weak refs).
+    crate::engine::runtime::outlive_environments();
     let _ = std::thread::Builder::new().name("rs-store-sweep".into()).spawn(move || sweep_loop(s));
     s
   })

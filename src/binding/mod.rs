@@ -40,14 +40,14 @@ pub use object_storage::{object_session_store, NativeModuleStore, ObjectStoreCon
 pub use reply::JsReply;
 pub use sync_store::{MemoryStoreOptions, SyncStore};
 
-/// All native async work (the dispatchers, the Redis connection drivers) runs
-/// on one tokio worker thread: a batch then crosses threads only twice (JS →
-/// worker, worker → JS) instead of bouncing between workers, which on small
-/// machines costs more than it gains. File I/O still goes to tokio's blocking
-/// pool.
+/// napi-rs's runtime runs what napi drives itself (the `async fn` exports:
+/// the daemon, module stores; flush promises); one worker is plenty. napi
+/// takes this runtime for its first environment only and shuts it down with
+/// the last one; the stores' I/O runs on rs-store's own runtime instead
+/// ([`crate::engine::runtime`]), which outlives every environment.
 #[napi_derive::module_init]
 fn init_runtime() {
-  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("rs-store-io").enable_all().build() {
+  if let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("rs-store-napi").enable_all().build() {
     napi::bindgen_prelude::create_custom_tokio_runtime(rt);
   }
 }

@@ -81,9 +81,11 @@ pub fn object_session_store(
   let core = Core::new(config.session, Some(report.clone()))?;
   let every = ms_or(config.sweep_interval_ms, SWEEP_STORED_MS);
   let timeout = crate::options::ms_or(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
-  let backend = napi::bindgen_prelude::within_runtime_if_available(|| {
+  // Its sweep task starts here, on the runtime its dispatcher runs on.
+  let backend = {
+    let _rt = crate::engine::runtime::get()?.enter();
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
-  });
+  };
   async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::charged)
 }
 

@@ -25,8 +25,8 @@ pub enum Msg {
 
 /// Where a store's dispatcher runs.
 pub enum Runs {
-  /// On the shared runtime (backends whose I/O is async: Redis, object
-  /// storage).
+  /// On rs-store's runtime ([`super::runtime`]; backends whose I/O is
+  /// async: Redis, object storage).
   Shared,
   /// On a thread of the store's own, with a current-thread runtime: the
   /// backend may block it (the file store runs small batches right there,
@@ -49,7 +49,7 @@ pub fn start(
   let dispatcher = dispatch(backend, encode, rx, deliver, spin);
   match runs {
     Runs::Shared => {
-      napi::bindgen_prelude::spawn(dispatcher);
+      super::runtime::get()?.spawn(dispatcher);
     }
     Runs::OwnThread(name) => {
       let rt = tokio::runtime::Builder::new_current_thread()

@@ -183,6 +183,8 @@ mod bus {
   }
 
   fn install() {
+    // The handler is process-wide and outlives the environment installing it.
+    crate::engine::runtime::outlive_environments();
     // SAFETY: sigaction with a zeroed struct filled in here; the previous
     // action is kept for faults that are not ours. Runs once.
     unsafe {
