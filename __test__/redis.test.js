@@ -6,7 +6,7 @@ const assert = require('node:assert/strict')
 const { spawn } = require('node:child_process')
 const path = require('node:path')
 const rs = require('..')
-const { startRedis, startCluster, startSentinel, freePort, waitFor, sleep } = require('./support/redis-servers')
+const { startRedis, startCluster, startSentinel, startProxy, freePort, waitFor, sleep } = require('./support/redis-servers')
 const { checkAdd } = require('./support/counter-race')
 
 const session = (i = 0) => ({ user: `u${i}`, roles: ['a', 'b'], n: i })
@@ -257,6 +257,65 @@ test('redis: restarted mid-load → coded rejections, no crash, recovery', async
     process.off('unhandledRejection', onUnhandled)
     await store.close()
     await own.stop()
+  }
+})
+
+test('redis: a reply that trickles in (1 byte per 100 ms) fails every call within commandTimeoutMs, on every connection', async () => {
+  // 2 KB values: passed on whole they would take minutes.
+  await server.cli('set', 'trickle:a', JSON.stringify({ v: 'x'.repeat(2000) }))
+  const proxy = await startProxy(server.port, { trickleMs: 100 })
+  const opts = { url: proxy.url, prefix: 'trickle:', commandTimeoutMs: 1000 }
+  const stores = [rs.redis(opts), rs.redis(opts), rs.redis({ ...opts, ioThread: true })]
+  try {
+    const t0 = Date.now()
+    const calls = stores.flatMap((s) =>
+      [0, 1, 2].map((i) =>
+        Promise.race([
+          (i === 2 ? s.set('b', { n: i }, 60_000).then(() => s.get('a')) : s.get('a')).then(
+            () => 'resolved',
+            (e) => e.code,
+          ),
+          sleep(6000).then(() => 'still pending'),
+        ]).then((outcome) => ({ outcome, ms: Date.now() - t0 })),
+      ),
+    )
+    for (const { outcome, ms } of await Promise.all(calls)) {
+      assert.equal(outcome, 'ERR_STORE_UNAVAILABLE', `after ${ms} ms`)
+      // The chained call may start up to ~1 s late (its set trickles too).
+      assert.ok(ms < 4000, `settled after ${ms} ms (commandTimeoutMs 1000)`)
+    }
+  } finally {
+    await proxy.close() // first: calls still waiting on it then fail, and close() need not wait for them
+    await Promise.all(stores.map((s) => s.close()))
+  }
+})
+
+test('redis: after a connection reset, the next calls reconnect at once: none fails', async () => {
+  const proxy = await startProxy(server.port)
+  const opts = { url: proxy.url, prefix: 'reset:', commandTimeoutMs: 5000 }
+  const stores = [rs.redis(opts), rs.redis(opts), rs.redis({ ...opts, ioThread: true })]
+  try {
+    for (const s of stores) await s.set('a', { n: 1 }, 60_000)
+    for (let round = 0; round < 3; round++) {
+      // Calls in flight when the connections are cut fail (or, reads, are sent again).
+      proxy.hold()
+      const before = proxy.sent()
+      const inflight = stores.flatMap((s) => [0, 1, 2, 3].map(() => s.get('a')))
+      await waitFor('the calls reached the proxy', async () => proxy.sent() >= before + 3 * 4 * 20)
+      proxy.reset()
+      proxy.hold(false)
+      for (const o of await Promise.allSettled(inflight)) {
+        if (o.status === 'rejected') assert.equal(o.reason.code, 'ERR_STORE_UNAVAILABLE')
+        else assert.deepEqual(o.value, { n: 1 })
+      }
+      // Straight after (well within 250 ms), to a healthy server: every call works.
+      const burst = await Promise.allSettled(stores.flatMap((s) => Array.from({ length: 50 }, (_, i) => (i % 2 ? s.get('a') : s.set(`k${i}`, { i }, 60_000)))))
+      const failed = burst.filter((o) => o.status === 'rejected').map((o) => o.reason.code)
+      assert.deepEqual(failed, [], `round ${round}: ${failed.length} of ${burst.length} calls failed`)
+    }
+  } finally {
+    await proxy.close() // first: calls still waiting on it then fail, and close() need not wait for them
+    await Promise.all(stores.map((s) => s.close()))
   }
 })
 

@@ -7,11 +7,16 @@
 //
 // * Connects lazily and again after a failure. While a connect attempt is
 //   under way, calls wait for it (at most connectTimeoutMs); within 250 ms of
-//   a failed attempt, calls fail at once instead of queueing behind another.
-// * A call fails with ERR_STORE_UNAVAILABLE once it has waited
-//   commandTimeoutMs while the server sent nothing at all; then every call
-//   in flight fails and the connection is remade. (A server that is slow but
-//   answering is not cut off in the middle of a long pipeline or scan.)
+//   a failed attempt (no connection, or one that refused us), calls fail at
+//   once instead of queueing behind another. A connection lost after it
+//   worked is made again by the next call at once.
+// * Every call settles within commandTimeoutMs of being queued, whatever the
+//   server does (silence, or a reply that trickles in byte by byte): once
+//   the oldest unanswered call is that old, every call in flight fails with
+//   ERR_STORE_UNAVAILABLE and the connection is remade. One timer per
+//   connection watches the oldest call. A whole-store op (length, clear,
+//   ids, entries) is many SCAN round trips: each step answered gives it
+//   (and the calls held behind it) a new commandTimeoutMs.
 // * The socket never holds the process open; the batch engine keeps Node
 //   alive while calls are pending.
 const net = require('node:net')
@@ -34,8 +39,7 @@ function wireIo(native, deliver, o) {
   let lastFailure = null // { at, err }
   let total = 0 // calls handed over
   let answered = 0 // calls answered
-  let sends = [] // { at, upTo }: when the calls up to `upTo` were written
-  let lastData = 0
+  let sends = [] // { at, upTo }: when the calls up to `upTo` were queued
   let timer = null
   let closing = null // resolves the close once every call is answered
 
@@ -48,7 +52,8 @@ function wireIo(native, deliver, o) {
     if (closing && answered >= total) finishClose()
   }
 
-  function fail(err) {
+  /** `refused`: no usable connection could be made (calls fail fast for a while). */
+  function fail(err, refused = !ready) {
     const s = socket
     socket = null
     ready = false
@@ -56,7 +61,7 @@ function wireIo(native, deliver, o) {
     clearTimeout(timer)
     timer = null
     sends = []
-    lastFailure = { at: Date.now(), err }
+    lastFailure = refused ? { at: Date.now(), err } : null
     if (s) s.destroy()
     answer(native.abort(err.code, err.message))
   }
@@ -67,20 +72,13 @@ function wireIo(native, deliver, o) {
     if (bytes) socket.write(bytes, 'latin1')
   }
 
-  function sent() {
-    if (answered >= total) return
-    sends.push({ at: Date.now(), upTo: total })
-    if (!timer) arm()
-  }
-
   function arm() {
     const head = sends[0]
     if (!head) {
       timer = null
       return
     }
-    const deadline = Math.max(head.at, lastData) + o.commandTimeoutMs
-    const left = deadline - Date.now()
+    const left = head.at + o.commandTimeoutMs - Date.now()
     if (left <= 0) return fail(unavailable(`no answer within ${o.commandTimeoutMs} ms (commandTimeoutMs)`))
     timer = setTimeout(() => {
       timer = null
@@ -106,25 +104,26 @@ function wireIo(native, deliver, o) {
       if (socket !== s) return
       clearTimeout(connectTimer)
       ready = true
-      lastData = Date.now()
       write(native.opened())
-      sent()
     })
     s.on('data', (chunk) => {
       if (socket !== s) return
-      lastData = Date.now()
       let replies
       try {
         replies = native.feed(chunk)
       } catch (e) {
-        return fail(e)
+        // Not RESP, or the opening (AUTH/SELECT) refused: so would the next connection be.
+        return fail(e, true)
       }
       // Last, the next steps of a length/clear/all and calls held behind it.
       const more = replies.length && replies[replies.length - 1] instanceof Uint8Array ? replies.pop() : null
       if (replies.length) answer(replies)
       if (more && socket === s) {
+        // A step of a whole-store op was answered: its next one, and the
+        // calls held behind it, have their own commandTimeoutMs.
+        const now = Date.now()
+        for (const e of sends) e.at = now
         write(more)
-        if (sends.length && !timer) arm()
       }
     })
     // A connection closed while nothing waits on it (the server's idle
@@ -159,10 +158,11 @@ function wireIo(native, deliver, o) {
     /** Sends the `n` calls queued this tick (connecting first if needed). */
     flush(n) {
       total += n
+      sends.push({ at: Date.now(), upTo: total })
+      if (!timer) arm()
       if (!socket) return connect()
       if (!ready) return // sent once connected
       write(native.pack())
-      sent()
     },
     /** Answers every call so far, closes the connection, then delivers one more reply (null). */
     close() {

@@ -139,4 +139,67 @@ async function startSentinel(name = 'mymaster') {
   return { master, replica, sentinel, name, stop: () => Promise.all([master.stop(), replica.stop(), sentinel.stop()]) }
 }
 
-module.exports = { startRedis, startCluster, startSentinel, freePort, waitFor, sleep }
+/**
+ * A TCP proxy on loopback to the server on `port`. `trickleMs`: the
+ * server's bytes are passed on one at a time, one every trickleMs. `hold()`
+ * stops passing replies on (requests still go through), `reset()` cuts
+ * every connection with a TCP RST, `sent()` counts the bytes clients sent.
+ */
+async function startProxy(port, { trickleMs = 0 } = {}) {
+  const pairs = new Set()
+  let holding = false
+  let sent = 0
+  const srv = net.createServer((c) => {
+    const up = net.connect(port, '127.0.0.1')
+    const pair = { c, up, queue: [], timer: null }
+    pairs.add(pair)
+    const end = () => {
+      pairs.delete(pair)
+      clearInterval(pair.timer)
+      c.destroy()
+      up.destroy()
+    }
+    c.on('data', (d) => {
+      sent += d.length
+      up.write(d)
+    })
+    up.on('data', (d) => {
+      if (holding) return
+      if (!trickleMs) return c.write(d)
+      pair.queue.push(...d)
+      pair.timer ??= setInterval(() => {
+        if (pair.queue.length) c.write(Buffer.from([pair.queue.shift()]))
+      }, trickleMs)
+    })
+    for (const s of [c, up]) {
+      s.on('error', end)
+      s.on('close', end)
+    }
+  })
+  await new Promise((r) => srv.listen(0, '127.0.0.1', r))
+  const proxyPort = srv.address().port
+  return {
+    port: proxyPort,
+    url: `redis://127.0.0.1:${proxyPort}`,
+    sent: () => sent,
+    connections: () => pairs.size,
+    hold(on = true) {
+      holding = on
+    },
+    reset() {
+      for (const p of pairs) {
+        p.c.resetAndDestroy()
+        p.up.destroy()
+      }
+    },
+    close() {
+      for (const p of pairs) {
+        p.c.destroy()
+        p.up.destroy()
+      }
+      return new Promise((r) => srv.close(r))
+    },
+  }
+}
+
+module.exports = { startRedis, startCluster, startSentinel, startProxy, freePort, waitFor, sleep }
