@@ -57,7 +57,8 @@ test('install from packed tarballs: no build, no network, no cargo; the platform
   const mainTgz = path.join(tmp, npm(['pack', '--ignore-scripts', '--pack-destination', tmp], ROOT).trim().split('\n').pop())
   const listed = execFileSync('tar', ['tzf', mainTgz], { encoding: 'utf8' }).split('\n')
   assert.ok(!listed.some((f) => f.endsWith('.node')), 'the main package carries no binary')
-  assert.ok(!listed.some((f) => /__test__|bench\/|src\/|target\//.test(f)), `only what users need: ${listed.join(' ')}`)
+  assert.ok(!listed.some((f) => /__test__|bench\/|target\//.test(f)), `only what users need: ${listed.join(' ')}`)
+  assert.ok(listed.includes('package/src/lib.rs') && listed.includes('package/Cargo.lock'), 'the Rust sources, to build where no binary fits')
   // a fresh app, no network, no Rust
   const app = path.join(tmp, 'app')
   fs.mkdirSync(app)
@@ -87,5 +88,46 @@ test('install from packed tarballs: no build, no network, no cargo; the platform
   assert.equal(out.version.package, pkg.version)
   assert.deepEqual(out.got, { n: 1 })
   assert.equal(out.text, 'visits: 1')
+  fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+/** The main package packed, and a fresh app folder beside it. */
+function packedMain(tmp) {
+  const tgz = execFileSync('npm', ['pack', '--ignore-scripts', '--pack-destination', tmp], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim().split('\n').pop()
+  const app = path.join(tmp, 'app')
+  fs.mkdirSync(app)
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'app', version: '1.0.0', private: true }))
+  return { tgz: path.join(tmp, tgz), app }
+}
+
+test('install from the main tarball alone, no prebuilt binary, no cargo: the install fails saying what to run', { timeout: 180_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-install-norust-'))
+  const { tgz, app } = packedMain(tmp)
+  let failed
+  try {
+    execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', ...packedDeps(tmp), tgz], { cwd: app, env: { ...process.env, PATH: noRust() }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (e) {
+    failed = e
+  }
+  assert.ok(failed, 'the install fails')
+  assert.match(failed.stderr, new RegExp(`no prebuilt binary for ${native.loaded.platform} is installed.*Rust >= 1\\.89 with cargo, https://rustup\\.rs.*npm rebuild rs-store`))
+  fs.rmSync(tmp, { recursive: true, force: true })
+})
+
+test('install from the main tarball alone, no prebuilt binary, with cargo: built from source on install, and it serves', { timeout: 600_000 }, async () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-install-source-'))
+  const { tgz, app } = packedMain(tmp)
+  // A debug build sharing this clone's target dir (its dependencies are built): the release build users get takes minutes.
+  const env = { ...process.env, RS_STORE_BUILD_DEBUG: '1', CARGO_TARGET_DIR: path.join(ROOT, 'target') }
+  execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', ...packedDeps(tmp), tgz], { cwd: app, env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+  const node = `${pkg.napi.binaryName}.${native.loaded.platform}.node`
+  assert.ok(fs.existsSync(path.join(app, 'node_modules/rs-store/native', node)), 'built into the installed package')
+  const script = `
+    const rs = require('rs-store')
+    const s = rs.memory()
+    s.set('a', { n: 1 }, 60000).then(() => s.get('a')).then((got) => (console.log(JSON.stringify({ got, version: rs.version })), s.close()))`
+  const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: app, encoding: 'utf8' }))
+  assert.deepEqual(out.got, { n: 1 })
+  assert.equal(out.version.binary, `local build (native/${node})`)
   fs.rmSync(tmp, { recursive: true, force: true })
 })

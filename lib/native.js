@@ -7,21 +7,8 @@
 const fs = require('node:fs')
 const path = require('node:path')
 const pkg = require('../package.json')
-/** Cargo.toml's rust-version. */
-const RUST_VERSION = '1.89'
+const { name, file, packageName, RUST_VERSION } = require('./platform')
 
-/** The platform name of the binaries: linux-x64-gnu, linux-arm64-musl, darwin-arm64, win32-x64-msvc, … */
-function platform() {
-  const base = `${process.platform}-${process.arch}`
-  if (process.platform === 'win32') return `${base}-msvc`
-  if (process.platform !== 'linux') return base
-  const report = process.report && typeof process.report.getReport === 'function' ? process.report.getReport() : null
-  const glibc = report && report.header && report.header.glibcVersionRuntime
-  return `${base}-${glibc ? 'gnu' : 'musl'}`
-}
-
-const name = platform()
-const file = `${pkg.napi.binaryName}.${name}.node`
 const local = path.join(__dirname, '..', 'native', file)
 
 let binding
@@ -31,9 +18,9 @@ try {
   const prebuilt = pkg.napi.targets.length ? Object.keys(pkg.optionalDependencies || {}).map((p) => p.replace(`${pkg.name}-`, '')) : []
   const err = new Error(
     `rs-store: no native addon for ${name} (Node ${process.version}). ` +
-      `Neither a local build (native/${file}) nor the platform package ${pkg.name}-${name} is installed` +
+      `Neither a local build (native/${file}) nor the platform package ${packageName} is installed` +
       `${prebuilt.includes(name) ? ` (npm installs it as an optional dependency unless optional dependencies are omitted: reinstall without --omit=optional / --no-optional)` : `; ${name} has no prebuilt binary (there are: ${prebuilt.join(', ')})`}. ` +
-      `To build from source (Rust >= ${RUST_VERSION} and cargo needed): run \`npm run build\` in ${path.join(__dirname, '..')}.`,
+      `To build from source (Rust >= ${RUST_VERSION} and cargo needed, https://rustup.rs): run \`npm rebuild rs-store\` in your app, or \`node scripts/build.js\` in ${path.join(__dirname, '..')}.`,
     { cause: e },
   )
   err.code = 'ERR_INTERNAL'
@@ -44,7 +31,7 @@ try {
 function binary() {
   if (fs.existsSync(local)) return `local build (native/${file})`
   try {
-    return `${pkg.name}-${name}@${require(`${pkg.name}-${name}/package.json`).version}`
+    return `${packageName}@${require(`${packageName}/package.json`).version}`
   } catch {
     return 'unknown'
   }
