@@ -11,6 +11,7 @@ export type StoreErrorCode =
   | 'ERR_STORE_CLOSED'
   | 'ERR_STORE_UNAVAILABLE'
   | 'ERR_STORE_AUTH'
+  | 'ERR_STORE_READONLY'
   | 'ERR_CORRUPT_DATA'
   | 'ERR_STORE_IO'
   | 'ERR_LOCK_TIMEOUT'

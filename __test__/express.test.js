@@ -374,3 +374,27 @@ test('ExpressStore: callbacks once and asynchronously, Promises too, connect-red
     await inner.close()
   }
 })
+
+test('express failClosed: false on a Redis that refuses writes (maxmemory): the error reaches the app, the store is not taken for down', async () => {
+  const full = await startRedis()
+  await full.cli('config', 'set', 'maxmemory-policy', 'noeviction')
+  await full.cli('config', 'set', 'maxmemory', '1')
+  const apps = [
+    await startApp('express', { spec: { kind: 'redis', url: full.url }, adapter: { failClosed: false } }),
+    await startApp('express', { spec: { kind: 'redis', url: full.url, options: { ioThread: true } }, adapter: { failClosed: false } }),
+  ]
+  try {
+    for (const app of apps) {
+      const cs = Array.from({ length: 5 }, () => client(app.port))
+      // Five browsers at once, each making a session that cannot be stored.
+      await Promise.all(cs.map((c) => c.get('/')))
+      const errors = JSON.parse((await client(app.port).get('/errors')).text)
+      assert.deepEqual(errors, Array(5).fill('ERR_STORE_READONLY'), 'every refused write reached the app, none was dropped')
+      // Not "disconnected": sessions are still read (express-session would say "no session").
+      assert.deepEqual(await Promise.all(cs.map(async (c) => (await c.get('/peek')).text)), Array(5).fill('visits: 0'))
+    }
+  } finally {
+    for (const app of apps) await app.close()
+    await full.stop()
+  }
+})

@@ -319,6 +319,30 @@ test('redis: after a connection reset, the next calls reconnect at once: none fa
   }
 })
 
+test('redis: a server that refuses writes (maxmemory with noeviction, a read-only replica) answers ERR_STORE_READONLY, not a disconnect; reads go on', async () => {
+  const full = await startRedis({ extra: ['--repl-diskless-sync-delay', '0'] })
+  const replica = await startRedis({ extra: ['--replicaof', '127.0.0.1', String(full.port)] })
+  await full.cli('set', 'ro:a', JSON.stringify({ n: 1 }))
+  await waitFor('replication link', async () => (await replica.cli('get', 'ro:a')) !== '')
+  await full.cli('config', 'set', 'maxmemory-policy', 'noeviction')
+  await full.cli('config', 'set', 'maxmemory', '1')
+  const stores = [full, replica].flatMap((r) => [rs.redis({ url: r.url, prefix: 'ro:' }), rs.redis({ url: r.url, prefix: 'ro:' }), rs.redis({ url: r.url, prefix: 'ro:', ioThread: true })])
+  try {
+    const writes = await Promise.allSettled(stores.flatMap((s) => [s.set('b', { n: 2 }, 60_000), s.add('c', { n: 3 }, 60_000), s.set('d', { n: 4 }, 60_000)]))
+    for (const w of writes) {
+      assert.equal(w.status, 'rejected')
+      assert.equal(w.reason.code, 'ERR_STORE_READONLY', w.reason.message)
+      assert.match(w.reason.message, /^Redis at 127\.0\.0\.1:\d+: the server refuses writes: \W*(OOM|read ?only)/i)
+    }
+    const reads = await Promise.all(stores.flatMap((s) => [s.get('a'), s.get('b')]))
+    assert.deepEqual(reads, stores.flatMap(() => [{ n: 1 }, null]), 'the connection stays up and reads work')
+  } finally {
+    await Promise.all(stores.map((s) => s.close()))
+    await replica.stop()
+    await full.stop()
+  }
+})
+
 test('redis: wrong password is ERR_STORE_AUTH; the right one works', async () => {
   const locked = await startRedis({ password: 's3cret' })
   const wrong = rs.redis({ host: '127.0.0.1', port: locked.port, password: 'nope' })

@@ -26,6 +26,10 @@ pub enum Code {
   StoreUnavailable,
   /// The backing server refused our credentials.
   StoreAuth,
+  /// The backing server is reachable but refuses writes: out of memory
+  /// (Redis `maxmemory` with `noeviction`: OOM), a read-only replica
+  /// (READONLY), or it cannot persist (MISCONF). Not a disconnect.
+  StoreReadOnly,
   /// Stored data could not be decoded (corrupt, tampered, wrong key).
   Corrupt,
   /// A filesystem or other I/O operation failed.
@@ -58,6 +62,7 @@ impl Code {
       Code::StoreClosed => "ERR_STORE_CLOSED",
       Code::StoreUnavailable => "ERR_STORE_UNAVAILABLE",
       Code::StoreAuth => "ERR_STORE_AUTH",
+      Code::StoreReadOnly => "ERR_STORE_READONLY",
       Code::Corrupt => "ERR_CORRUPT_DATA",
       Code::Io => "ERR_STORE_IO",
       Code::LockTimeout => "ERR_LOCK_TIMEOUT",
@@ -82,6 +87,7 @@ impl Code {
       Code::StoreClosed
       | Code::StoreUnavailable
       | Code::StoreAuth
+      | Code::StoreReadOnly
       | Code::Corrupt
       | Code::Io
       | Code::LockTimeout
@@ -92,7 +98,7 @@ impl Code {
     }
   }
 
-  pub const ALL: [Code; 17] = [
+  pub const ALL: [Code; 18] = [
     Code::InvalidId,
     Code::InvalidTimeout,
     Code::NotSerializable,
@@ -101,6 +107,7 @@ impl Code {
     Code::StoreClosed,
     Code::StoreUnavailable,
     Code::StoreAuth,
+    Code::StoreReadOnly,
     Code::Corrupt,
     Code::Io,
     Code::LockTimeout,

@@ -282,6 +282,8 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
     _ if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("invalid password") => {
       StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}"))
     }
+    // Reachable, but writes are refused: what to do is not "reconnect".
+    _ if matches!(e.code(), Some("OOM" | "READONLY" | "MISCONF")) => StoreError::new(Code::StoreReadOnly, format!("the server refuses writes: {msg}")),
     _ if msg.contains("WRONGTYPE") => StoreError::new(Code::Corrupt, format!("a key under the prefix is not a string: {msg}")),
     _ if e.kind() == ErrorKind::Parse => {
       StoreError::new(Code::StoreUnavailable, format!("the server answered something that is not RESP (is it a Redis server?): {msg}"))
@@ -392,7 +394,7 @@ impl RedisBackend {
   /// `e` with where it happened (connection errors name the server).
   fn at(&self, e: StoreError) -> StoreError {
     match e.code {
-      Code::StoreUnavailable | Code::StoreAuth => StoreError::new(e.code, format!("{}: {}", self.place, e.message)),
+      Code::StoreUnavailable | Code::StoreAuth | Code::StoreReadOnly => StoreError::new(e.code, format!("{}: {}", self.place, e.message)),
       _ => e,
     }
   }
@@ -584,7 +586,7 @@ impl RedisBackend {
       Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
       Ok(values) => {
         let mut values = values.into_iter();
-        ops.iter().zip(spans).map(|(op, n)| Commands::reply(op, values.by_ref().take(n).collect())).collect()
+        ops.iter().zip(spans).map(|(op, n)| Commands::reply(op, values.by_ref().take(n).collect()).map_err(|e| self.at(e))).collect()
       }
     }
   }
@@ -787,6 +789,20 @@ mod tests {
   fn glob_escape() {
     assert_eq!(escape_glob("sess:"), "sess:");
     assert_eq!(escape_glob("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+  }
+
+  #[test]
+  fn refused_writes_have_their_own_code() {
+    for (reply, code) in [
+      ("-OOM command not allowed when used memory > 'maxmemory'.", Code::StoreReadOnly),
+      ("-READONLY You can't write against a read only replica.", Code::StoreReadOnly),
+      ("-MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk.", Code::StoreReadOnly),
+      ("-WRONGTYPE Operation against a key holding the wrong kind of value", Code::Corrupt),
+      ("-ERR something else", Code::StoreUnavailable),
+    ] {
+      let Value::ServerError(e) = redis::parse_redis_value(format!("{reply}\r\n").as_bytes()).unwrap() else { panic!("{reply}") };
+      assert_eq!(map_err(e.into()).code, code, "{reply}");
+    }
   }
 
   #[test]

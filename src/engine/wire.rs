@@ -258,12 +258,12 @@ impl Wire {
               values.push(value);
               Commands::reply(&op, values)
             };
-            out.push((if let Op::Get(id) = op { Some(id) } else { None }, r))
+            out.push((if let Op::Get(id) = op { Some(id) } else { None }, self.at(r)))
           }
           Some(Expect::Step { mut values, .. }) => {
             values.push(value);
             if let Some(r) = self.stepped(values) {
-              out.push((None, r));
+              out.push((None, self.at(r)));
             }
           }
           _ => unreachable!("front was an op or a step"),
@@ -271,6 +271,14 @@ impl Wire {
       }
     }
     Ok(())
+  }
+
+  /// A refused write names the server, as connection errors do.
+  fn at(&self, r: Result<Reply>) -> Result<Reply> {
+    match r {
+      Err(e) if e.code == Code::StoreReadOnly => Err(StoreError::new(e.code, format!("Redis at {}: {}", self.address, e.message))),
+      r => r,
+    }
   }
 
   /// One step of the whole-store op answered: its reply once it is over.
