@@ -371,6 +371,73 @@ test('redis: an idle connection the server closes is made again by the next call
   }
 })
 
+/** The server's client connections that are a store's (not redis-cli, a replica or a sentinel). */
+async function storeClients(r) {
+  return (await r.cli('client', 'list'))
+    .split('\n')
+    .filter((l) => l && !/ cmd=client\|/.test(l) && !/ cmd=client /.test(l) && !/ flags=S /.test(l) && !/ name=sentinel-/.test(l))
+    .map((l) => /id=(\d+)/.exec(l)[1])
+}
+
+/** One round of calls of every kind on every store, at once: what failed. */
+async function everyKind(stores, round) {
+  const calls = stores.flatMap((s, k) => [
+    s.set(`a${k}`, { round }, 60_000),
+    s.get(`a${k}`),
+    s.add(`n${k}-${round}`, { round }, 60_000), // SET NX: only safe to send again when it never left
+    s.update(`a${k}`, 60_000),
+    s.exists(`a${k}`),
+    s.length(),
+  ])
+  return (await Promise.allSettled(calls)).filter((o) => o.status === 'rejected').map((o) => `${o.reason.code}: ${o.reason.message}`)
+}
+
+test('redis: the first calls after the server dropped idle connections (timeout 1, CLIENT KILL) work, on every connection', async () => {
+  const own = await startRedis()
+  const stores = [true, true, true, false].map((ioThread) => rs.redis({ url: own.url, prefix: 'idle7:', ioThread }))
+  try {
+    await own.cli('config', 'set', 'timeout', '1')
+    for (let round = 0; round < 3; round++) {
+      assert.deepEqual(await everyKind(stores, round), [], `round ${round}`)
+      await waitFor('the server closed the idle connections', async () => (await storeClients(own)).length === 0)
+      await sleep(100) // the closes have arrived
+    }
+    await own.cli('config', 'set', 'timeout', '0')
+    for (let round = 3; round < 5; round++) {
+      assert.deepEqual(await everyKind(stores, round), [], `round ${round}`)
+      await own.cli('client', 'kill', 'type', 'normal')
+      await sleep(100)
+    }
+    assert.deepEqual(await everyKind(stores, 5), [], 'after CLIENT KILL')
+  } finally {
+    await Promise.all(stores.map((s) => s.close()))
+    await own.stop()
+  }
+})
+
+test('redis sentinel: the first calls after the master dropped idle connections (timeout, CLIENT KILL) work', { timeout: 90_000 }, async () => {
+  const s = await startSentinel('idle')
+  const opts = { sentinels: [`127.0.0.1:${s.sentinel.port}`], name: 'idle', prefix: 'idle7:' }
+  const stores = [rs.redis(opts), rs.redis(opts)]
+  try {
+    // 2 s: the sentinel's own link to the master sends a PING every second.
+    await s.master.cli('config', 'set', 'timeout', '2')
+    for (let round = 0; round < 2; round++) {
+      assert.deepEqual(await everyKind(stores, round), [], `round ${round}`)
+      await waitFor('the master closed the idle connections', async () => (await storeClients(s.master)).length === 0)
+      await sleep(100)
+    }
+    await s.master.cli('config', 'set', 'timeout', '0')
+    assert.deepEqual(await everyKind(stores, 2), [])
+    for (const id of await storeClients(s.master)) await s.master.cli('client', 'kill', 'id', id)
+    await sleep(100)
+    assert.deepEqual(await everyKind(stores, 3), [], 'after CLIENT KILL')
+  } finally {
+    await Promise.all(stores.map((st) => st.close()))
+    await s.stop()
+  }
+})
+
 test('redis: the calls of every callback of one event-loop turn go to Redis in one write', async () => {
   // As in an express app, where the HTTP requests that arrived together are
   // handled by separate callbacks of one turn: each makes its own call.

@@ -11,6 +11,8 @@
 //! routed to its node, and commands on one id stay in call order.
 
 use std::collections::HashSet;
+use std::future::Future;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -259,6 +261,15 @@ impl Commands {
   }
 }
 
+/// Whether the commands of `op`, applied twice, leave what applying them
+/// once does (so a request lost with its connection may be sent again):
+/// reads, `SET`, `PEXPIRE`/`PERSIST`, `UNLINK` and a lock's renewal with
+/// the same arguments. Not `SET NX`/`XX` (the second answer could differ
+/// from the first's effect), taking a lock, or a release (its answer).
+fn resendable(op: &Op) -> bool {
+  matches!(op, Op::Get(_) | Op::Set(..) | Op::Remove(_) | Op::Touch(..) | Op::Ttl(_) | Op::Exists(_) | Op::Renew(..))
+}
+
 /// A `PTTL` answer as a [`Ttl`].
 pub(crate) fn pttl_to_ttl(ms: i64) -> Ttl {
   match ms {
@@ -462,6 +473,54 @@ impl RedisBackend {
     }
   }
 
+  /// One request on a single-server connection within `budget`. The error
+  /// says whether the request may be sent again on a fresh connection:
+  /// when the connection was found lost (not timed out) and either the
+  /// request never left (the connection's reader had already ended, as
+  /// after the server's idle `timeout` or a `CLIENT KILL`: it is refused at
+  /// the first poll, before anything is written) or `resendable` (the same
+  /// commands applied twice leave what once does).
+  async fn attempt<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>, budget: Duration, resendable: bool) -> std::result::Result<T, (StoreError, bool)> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    let (r, unsent) = match first {
+      Poll::Ready(r) => (Ok(r), true),
+      Poll::Pending => (tokio::time::timeout(budget, fut).await, false),
+    };
+    match r {
+      Err(_) => {
+        self.state.lock().await.conn = None;
+        Err((self.at(unavailable(what, budget)), false))
+      }
+      Ok(Err(e)) => {
+        let lost = is_connection_error(&e) && !e.is_timeout();
+        self.drop_conn(&e).await;
+        Err((self.at(map_err(e)), lost && (unsent || resendable)))
+      }
+      Ok(Ok(v)) => Ok(v),
+    }
+  }
+
+  /// `f` on the single server's connection `c`, and once more on a fresh
+  /// connection when [`Self::attempt`] says it may, within what is left of
+  /// the command timeout.
+  async fn single<T, F, Fut>(&self, what: &str, c: MultiplexedConnection, resendable: bool, f: F) -> Result<T>
+  where
+    F: Fn(MultiplexedConnection) -> Fut,
+    Fut: Future<Output = redis::RedisResult<T>>,
+  {
+    let start = std::time::Instant::now();
+    match self.attempt(what, f(c), self.command_timeout, resendable).await {
+      Ok(v) => Ok(v),
+      Err((e, false)) => Err(e),
+      Err((e, true)) => {
+        let left = self.command_timeout.saturating_sub(start.elapsed());
+        let Ok(Conn::Single(c)) = self.conn().await else { return Err(e) };
+        self.attempt(what, f(c), left, resendable).await.map_err(|(e, _)| e)
+      }
+    }
+  }
+
   /// The addresses of every master (one entry for a single server).
   async fn masters(&self, conn: &Conn) -> Result<Vec<Option<(String, u16)>>> {
     let Conn::Cluster(c) = conn else { return Ok(vec![None]) };
@@ -492,6 +551,11 @@ impl RedisBackend {
 
   /// Runs `cmd` on one master (`None` = the single server).
   async fn on_node(&self, conn: &Conn, node: &Option<(String, u16)>, cmd: Cmd) -> Result<Value> {
+    if let Conn::Single(c) = conn {
+      // SCANs only read: safe to send again.
+      let cmd = &cmd;
+      return self.single("a command", c.clone(), true, move |mut c| async move { cmd.query_async::<Value>(&mut c).await }).await;
+    }
     let conn = conn.clone();
     let node = node.clone();
     self
@@ -515,6 +579,11 @@ impl RedisBackend {
     let mut pipe = Pipeline::with_capacity(n);
     for c in cmds {
       pipe.add_command(c);
+    }
+    if let Conn::Single(c) = conn {
+      // The GETs/PTTLs/UNLINKs of a whole-store op: safe to send again.
+      let pipe = &pipe;
+      return self.single("a pipeline", c.clone(), true, move |mut c| async move { pipe.query_async::<Vec<Value>>(&mut c).await }).await;
     }
     let conn = conn.clone();
     let node = node.clone();
@@ -580,8 +649,9 @@ impl RedisBackend {
         pipe.add_command(c.clone());
       }));
     }
-    let mut c = conn;
-    let res = self.timed("a pipeline", async move { pipe.query_async::<Vec<Value>>(&mut c).await }).await;
+    let resendable = ops.iter().all(resendable);
+    let pipe = &pipe;
+    let res = self.single("a pipeline", conn, resendable, move |mut c| async move { pipe.query_async::<Vec<Value>>(&mut c).await }).await;
     match res {
       Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
       Ok(values) => {
