@@ -231,8 +231,8 @@ export interface ModuleStore {
 export function memory(options?: MemoryOptions): LockingStore
 /** Stores nothing (tests); grants every lock. */
 export function dummy(options?: StoreOptions): LockingStore
-/** Redis: single server, Cluster (`nodes`) or Sentinel (`sentinels` + `name`). */
-export function redis(config: string | RedisOptions): LockingStore
+/** Redis: single server, Cluster (`nodes`) or Sentinel (`sentinels` + `name`): a URL (`redis://…`, `rediss://…`), a port on 127.0.0.1, or options. */
+export function redis(config: string | number | RedisOptions): LockingStore
 /** Client of the session daemon (`npx rs-store-daemon <port | socket> [dir]`): a port, a socket path or options. */
 export function daemon(config: number | string | DaemonOptions): LockingStore
 /** One file per session (`dir`), or Synchro's `sessionStateFile` (adds `flush()`). */

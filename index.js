@@ -49,11 +49,12 @@ function dummy(opts) {
 }
 
 /**
- * Redis store: a URL or { url | host, port, username, password, db, tls,
+ * Redis store: a URL, a port on 127.0.0.1, or { url | host, port, username, password, db, tls,
  * prefix, connectTimeoutMs, commandTimeoutMs, nodes (Cluster), sentinels +
  * name (Sentinel) }; see lib/redis.js. Expiry is Redis's own (SET PX).
  */
 function redis(cfg) {
+  if (typeof cfg === 'number') cfg = { port: cfg } // rs.redis(6379), as rs.daemon(7411)
   const o = typeof cfg === 'string' ? {} : options.known(cfg, 'redis')
   return redisStore({ ...redisConfig(cfg), session: options.session(o) }, o)
 }

@@ -94,3 +94,53 @@ test('simpleS 0.8.8 given a bare store: pages are served, onError names rs-store
     await store.close()
   }
 })
+
+test('guesses a newcomer makes: a port for rs.redis, peers\' option names, CLI typos, an encrypted session without a secret', async () => {
+  const { startRedis, waitFor } = require('./support/redis-servers')
+  const { execFileSync } = require('node:child_process')
+  const r = await startRedis()
+  // rs.redis(port), as rs.daemon(port): two stores at once on one server
+  const stores = [rs.redis(r.port), rs.redis(r.port)]
+  try {
+    await Promise.all(stores.map((s, i) => s.set(`p${i}`, { i }, 60_000)))
+    assert.deepEqual(await stores[0].get('p1'), { i: 1 })
+  } finally {
+    await Promise.all(stores.map((s) => s.close()))
+    await r.stop()
+  }
+  // the names other stores use point at ours
+  assert.throws(() => rs.memory({ ttl: 5 }), { code: 'ERR_INVALID_OPTION', message: /'ttl': rs-store calls it 'defaultTtl'/ })
+  assert.throws(() => rs.file({ path: './s' }), { code: 'ERR_INVALID_OPTION', message: /'path': rs-store calls it 'dir'/ })
+  assert.throws(() => rs.memory({ checkPeriod: 1000 }), { code: 'ERR_INVALID_OPTION', message: /'checkPeriod': rs-store calls it 'sweepIntervalMs'/ })
+  // the CLI: the command's usage and the option or command meant, not parseArgs' own text
+  const cli = (...args) => {
+    try {
+      execFileSync(process.execPath, [path.join(__dirname, '../bin/rs-store.js'), ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] })
+    } catch (e) {
+      return { code: e.status, err: e.stderr }
+    }
+    return { code: 0 }
+  }
+  let out = cli('ls', 'file:./x', '--jsn')
+  assert.equal(out.code, 2)
+  assert.match(out.err, /^rs-store: unknown option --jsn \(did you mean --json\?\)\n\nusage: rs-store ls/)
+  out = cli('lss', 'file:./x')
+  assert.match(out.err, /^rs-store: unknown command "lss" \(did you mean ls\?\)/)
+  assert.match(cli('ls', 'file:./x', '--prefix').err, /^rs-store: option --prefix needs a value/)
+  // an encrypted session read by a store given no secret says so
+  const dir = tmp('no-secret')
+  const secret = 'a secret of sixty-four characters or more, for the no-secret test here'
+  const writer = rs.file({ dir, secret })
+  const reports = []
+  const reader = rs.file({ dir, compress: true, onError: (e) => reports.push(e) })
+  try {
+    await writer.set('enc', { n: 1 }, 60_000)
+    assert.equal(await reader.get('enc'), null)
+    await waitFor('the report', async () => reports.length > 0) // reports cross from the store's thread
+    assert.equal(reports[0].code, 'ERR_CORRUPT_DATA')
+    assert.match(reports[0].message, /no secret configured/)
+  } finally {
+    await writer.close()
+    await reader.close()
+  }
+})

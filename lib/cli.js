@@ -11,6 +11,7 @@ const path = require('node:path')
 const readline = require('node:readline')
 const util = require('node:util')
 const { codedError } = require('./errors')
+const options = require('./options')
 
 const DAY_S = 86_400
 const IN_FLIGHT = 64
@@ -450,6 +451,17 @@ function need(v, what) {
   if (v === undefined) throw new UsageError(`missing ${what}`)
 }
 
+/** util.parseArgs's error in a line, with the option meant for an unknown one. */
+function parseError(e) {
+  const flag = (/'(--?[^' =]+)/.exec(e.message) || [])[1]
+  if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && flag) {
+    const meant = options.suggest(flag.replace(/^-+/, ''), Object.keys(OPTIONS))
+    return `unknown option ${flag}${meant ? ` (did you mean --${meant}?)` : ''}`
+  }
+  if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && flag) return `option ${flag} ${OPTIONS[flag.replace(/^-+/, '')]?.type === 'boolean' ? 'takes no value' : 'needs a value'}`
+  return e.message
+}
+
 /** Runs the CLI with `argv` (without node and the script); resolves the exit code. */
 async function main(argv) {
   const [command, ...rest] = argv
@@ -463,7 +475,7 @@ async function main(argv) {
   try {
     parsed = util.parseArgs({ args: rest, options: OPTIONS, allowPositionals: true, strict: true })
   } catch (e) {
-    process.stderr.write(`rs-store: ${e.message}\n\n${COMMANDS[command] ? commandHelp(command) : usage()}\n`)
+    process.stderr.write(`rs-store: ${parseError(e)}\n\n${COMMANDS[command] ? commandHelp(command) : usage()}\n`)
     return 2
   }
   const o = parsed.values
@@ -477,7 +489,8 @@ async function main(argv) {
     return command === undefined ? 2 : 0
   }
   if (!Object.hasOwn(run, command)) {
-    process.stderr.write(`rs-store: unknown command ${JSON.stringify(command)}\n\n${usage()}\n`)
+    const meant = options.suggest(command, Object.keys(run))
+    process.stderr.write(`rs-store: unknown command ${JSON.stringify(command)}${meant ? ` (did you mean ${meant}?)` : ''}\n\n${usage()}\n`)
     return 2
   }
   if (o.help) {

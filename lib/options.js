@@ -54,6 +54,30 @@ function distance(a, b) {
   return prev[b.length]
 }
 
+/** Names other session stores use for our options (connect-*, memorystore, session-file-store). */
+const PEERS = {
+  ttl: 'defaultTtl',
+  maxAge: 'defaultTtl',
+  path: 'dir',
+  checkPeriod: 'sweepIntervalMs',
+  reapInterval: 'sweepIntervalMs',
+  max: 'maxEntries',
+}
+
+/** The known name `name` was most likely meant to be, if any is close (a typo, or a prefix of it). */
+function suggest(name, known) {
+  let best
+  let bestD = Infinity
+  for (const k of known) {
+    const d = distance(name, k)
+    if (d < bestD) [best, bestD] = [k, d]
+  }
+  const lower = name.toLowerCase()
+  const stem = known.find((k) => k.toLowerCase().startsWith(lower) || lower.startsWith(k.toLowerCase()))
+  if (bestD <= Math.max(3, Math.floor(name.length / 3))) return best
+  return stem
+}
+
 /**
  * Refuses options that `what` does not know (a typo would otherwise be
  * ignored silently: `{ prot: 6379 }` would talk to the default port), naming
@@ -62,16 +86,13 @@ function distance(a, b) {
 function only(opts, what, known) {
   for (const name of Object.keys(opts)) {
     if (known.includes(name) || opts[name] === undefined) continue
-    let best
-    let bestD = Infinity
-    for (const k of known) {
-      const d = distance(name, k)
-      if (d < bestD) [best, bestD] = [k, d]
+    const ours = PEERS[name]
+    if (ours && known.includes(ours)) {
+      const unit = ours === 'defaultTtl' ? ' (in the store\'s timeoutUnit, ms by default)' : ''
+      throw codedError('ERR_INVALID_OPTION', `unknown ${what} option '${name}': rs-store calls it '${ours}'${unit}`)
     }
-    const lower = name.toLowerCase()
-    const stem = known.find((k) => k.toLowerCase().startsWith(lower) || lower.startsWith(k.toLowerCase()))
-    if (bestD > Math.max(3, Math.floor(name.length / 3)) && stem) best = stem
-    const hint = bestD <= Math.max(3, Math.floor(name.length / 3)) || stem ? ` (did you mean '${best}'?)` : ''
+    const best = suggest(name, known)
+    const hint = best ? ` (did you mean '${best}'?)` : ''
     throw codedError('ERR_INVALID_OPTION', `unknown ${what} option '${name}'${hint}`)
   }
   return opts
@@ -119,4 +140,4 @@ function known(opts, what) {
   return only(object(opts, what), what, KNOWN[what])
 }
 
-module.exports = { object, number, string, boolean, only, known, KNOWN, session }
+module.exports = { object, number, string, boolean, only, suggest, known, KNOWN, session }

@@ -141,7 +141,13 @@ impl Codec {
         .keys
         .iter()
         .find(|k| k.id[..] == body[..KEY_ID_LEN])
-        .ok_or_else(|| corrupt("encrypted with a key that is not among the configured secrets"))?;
+        .ok_or_else(|| {
+          corrupt(if self.keys.is_empty() {
+            "encrypted, and this store has no secret configured (give it the `secret` or `secrets` that wrote it)"
+          } else {
+            "encrypted with a key that is not among the configured secrets"
+          })
+        })?;
       let nonce = Nonce::try_from(&body[KEY_ID_LEN..KEY_ID_LEN + NONCE_LEN]).map_err(|_| corrupt("nonce"))?;
       body = key
         .cipher
@@ -203,6 +209,8 @@ mod tests {
     let enc_new = rotated.encode("s", big_json()).unwrap();
     assert_eq!(new_only.decode("s", enc_new.clone()).unwrap(), big_json(), "newest secret encrypts");
     assert_eq!(new_only.decode("s", enc_old.clone()).unwrap_err().code, Code::Corrupt, "wrong key");
+    let no_secret = Codec::new(&[], true).unwrap().decode("s", enc_old.clone()).unwrap_err();
+    assert!(no_secret.message.contains("no secret configured"), "says no secret is configured: {}", no_secret.message);
     assert_eq!(old.decode("other-id", enc_old.clone()).unwrap_err().code, Code::Corrupt, "bound to its id");
     for i in [1, 3, 10, enc_old.len() - 1] {
       for bit in [0x01, 0x40] {
