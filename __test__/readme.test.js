@@ -24,6 +24,28 @@ test.after(() => redis.stop())
 
 test('the README has examples', () => assert.ok(examples.length >= 5, `${examples.length} examples`))
 
+/** A server example run on a port that is taken says so and exits non-zero (it never claims to listen). */
+async function portTaken(dir) {
+  const net = require('node:net')
+  const holder = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((r) => holder.once('listening', r))
+  const port = holder.address().port
+  try {
+    const child = spawn(process.execPath, ['example.js'], { cwd: dir, env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, NODE_PATH: path.join(ROOT, 'node_modules') }, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    const code = await new Promise((r) => child.once('exit', (c) => r(c)))
+    clearTimeout(timer)
+    assert.notEqual(code, 0, `exits non-zero on a taken port:\n${out}`)
+    assert.doesNotMatch(out, /listening on/)
+    assert.match(out, new RegExp(`${port}.*(EADDRINUSE|in use)|(EADDRINUSE|in use).*${port}`), out)
+  } finally {
+    holder.close()
+  }
+}
+
 examples.forEach((code, i) => {
   const title = code.split('\n').find((l) => /require\('rs-store\/|require\('(express|fastify|simples)'\)/.test(l)) || code.split('\n')[0]
   test(`README example ${i + 1} runs as written (${title.trim()})`, async () => {
@@ -74,6 +96,7 @@ examples.forEach((code, i) => {
         assert.equal(res.status, 200)
         assert.equal(await res.text(), `visits: ${n}`, out)
       }
+      await portTaken(dir)
     } finally {
       settled = true
       clearTimeout(poll)
