@@ -16,6 +16,7 @@ export type StoreErrorCode =
   | 'ERR_STORE_IO'
   | 'ERR_LOCK_TIMEOUT'
   | 'ERR_LOCK_LOST'
+  | 'ERR_STORE_IN_USE'
   | 'ERR_INVALID_PATH'
   | 'ERR_NOT_FOUND'
   | 'ERR_ALREADY_EXISTS'

@@ -11,6 +11,7 @@ const { redisConfig, daemonConfig } = require('./lib/redis')
 const path = require('node:path')
 const errors = require('./lib/errors')
 const { CODES, fromNative, invalidType, settled } = errors
+const { flushAtExit } = require('./lib/at-exit')
 
 function nativeCall(fn) {
   try {
@@ -109,10 +110,19 @@ function sessionStateFile(o) {
   }
   const native_ = native.syncStore(nativeCall(() => native.snapshotStore(config, report)))
   const flush = () => settled(native_.flush())
+  // Acknowledged writes wait up to coalesceMs in memory: written at exit too.
+  const forget = flushAtExit(native_, report)
   const engine = {
     ...syncEngine(native_),
     // Write what is pending (off the JS thread), then stop.
-    close: () => flush().finally(() => native_.close()),
+    close: () =>
+      flush().finally(() => {
+        try {
+          return native_.close()
+        } finally {
+          forget()
+        }
+      }),
   }
   return makeStore(engine, o, { flush })
 }

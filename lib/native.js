@@ -46,6 +46,7 @@ function binary() {
 const syncStore = (h) => ({
   call: (op, id, text, ms) => binding.syncCall(h, op, id, text, ms),
   flush: () => binding.syncFlush(h),
+  flushNow: () => binding.syncFlushNow(h),
   close: () => binding.syncClose(h),
   panicForTest: () => binding.syncPanicForTest(h),
 })

@@ -303,6 +303,13 @@ export declare function syncClose(store: ExternalObject<SyncStore>): void
 export declare function syncFlush(store: ExternalObject<SyncStore>): Promise<void | Error>
 
 /**
+ * Blocks until every change made so far is persisted, with the failure if
+ * the last write failed: what the facade calls at process exit, where no
+ * promise would settle any more (see `lib/at-exit.js`).
+ */
+export declare function syncFlushNow(store: ExternalObject<SyncStore>): void
+
+/**
  * JS-thread connection: the connection is gone; every call sent or
  * queued fails with this error (`code` an `ERR_*` code), in call order.
  */

@@ -858,6 +858,7 @@ module.exports.startDaemon = nativeBinding.startDaemon
 module.exports.syncCall = nativeBinding.syncCall
 module.exports.syncClose = nativeBinding.syncClose
 module.exports.syncFlush = nativeBinding.syncFlush
+module.exports.syncFlushNow = nativeBinding.syncFlushNow
 module.exports.wireAbort = nativeBinding.wireAbort
 module.exports.wireFeed = nativeBinding.wireFeed
 module.exports.wireOpened = nativeBinding.wireOpened

@@ -39,6 +39,8 @@ pub enum Code {
   /// A lock held here was found gone or taken by another holder when it was
   /// renewed (the backend restarted, or the holder stalled past its ttl).
   LockLost,
+  /// Another store (in this or another process) has the file open.
+  InUse,
   /// A module path or name is not a safe relative path.
   InvalidPath,
   /// The named thing does not exist (module store).
@@ -67,6 +69,7 @@ impl Code {
       Code::Io => "ERR_STORE_IO",
       Code::LockTimeout => "ERR_LOCK_TIMEOUT",
       Code::LockLost => "ERR_LOCK_LOST",
+      Code::InUse => "ERR_STORE_IN_USE",
       Code::InvalidPath => "ERR_INVALID_PATH",
       Code::NotFound => "ERR_NOT_FOUND",
       Code::AlreadyExists => "ERR_ALREADY_EXISTS",
@@ -92,13 +95,14 @@ impl Code {
       | Code::Io
       | Code::LockTimeout
       | Code::LockLost
+      | Code::InUse
       | Code::NotFound
       | Code::AlreadyExists
       | Code::Internal => "Error",
     }
   }
 
-  pub const ALL: [Code; 18] = [
+  pub const ALL: [Code; 19] = [
     Code::InvalidId,
     Code::InvalidTimeout,
     Code::NotSerializable,
@@ -112,6 +116,7 @@ impl Code {
     Code::Io,
     Code::LockTimeout,
     Code::LockLost,
+    Code::InUse,
     Code::InvalidPath,
     Code::NotFound,
     Code::AlreadyExists,

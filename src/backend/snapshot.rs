@@ -14,6 +14,12 @@
 //!   (`ERR_CORRUPT_DATA`) rather than overwritten; one session in it that
 //!   cannot be loaded is reported and left out. Files are created 0600, and
 //!   the temp files of writers that died mid-write are removed at start.
+//! * One store per file: `<file>.lock` is held (`flock`) for the store's
+//!   life, so a second store on the file, in this process or another, is
+//!   refused (`ERR_STORE_IN_USE`) instead of each overwriting the other's
+//!   sessions with its own. `close()` releases it, and the OS does when the
+//!   process dies. (The main file cannot carry the lock: every write replaces
+//!   it with a new inode.)
 
 use std::fs;
 use std::io::{ErrorKind, Write};
@@ -58,12 +64,57 @@ struct WriterState {
 pub struct SnapshotBackend {
   mem: Arc<MemoryBackend>,
   writer: Worker<WriterState>,
+  /// The open `<file>.lock`, holding the flock; `None` once closed.
+  lock: parking_lot::Mutex<Option<fs::File>>,
 }
 
 fn expires_path(file: &Path) -> PathBuf {
   let mut name = file.as_os_str().to_owned();
   name.push(".expires");
   PathBuf::from(name)
+}
+
+fn lock_path(file: &Path) -> PathBuf {
+  let mut name = file.as_os_str().to_owned();
+  name.push(".lock");
+  PathBuf::from(name)
+}
+
+/// Takes `<file>.lock` for this store (see the module doc), or refuses with
+/// `ERR_STORE_IN_USE` naming the process that holds it. The lock file is
+/// never removed: a process could be locking the inode that a remove would
+/// take away from under the next one.
+fn take_lock(file: &Path) -> Result<fs::File> {
+  let path = lock_path(file);
+  let mut o = super::private_file();
+  o.read(true).write(true).create(true);
+  #[cfg(unix)]
+  std::os::unix::fs::OpenOptionsExt::custom_flags(&mut o, libc::O_NOFOLLOW);
+  let mut f = o.open(&path).map_err(|e| StoreError::io("cannot open the lock file", &path, e))?;
+  #[cfg(unix)]
+  {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a file descriptor this function owns.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+      let e = std::io::Error::last_os_error();
+      if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+        return Err(StoreError::io("cannot lock", &path, e));
+      }
+      let holder = fs::read_to_string(&path).ok().and_then(|t| t.trim().parse::<u32>().ok());
+      let who = match holder {
+        Some(pid) if pid == std::process::id() => "another store in this process".to_string(),
+        Some(pid) => format!("process {pid}"),
+        None => "another process".to_string(),
+      };
+      return Err(StoreError::new(
+        Code::InUse,
+        format!("{} is open in {who} (it holds {}); one store per file: close that one first, or give each its own file", file.display(), path.display()),
+      ));
+    }
+    // Who holds it, for the error the next one gets.
+    let _ = f.set_len(0).and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()));
+  }
+  Ok(f)
 }
 
 fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -243,17 +294,19 @@ fn writer_loop(
 
 impl SnapshotBackend {
   pub fn new(opts: SnapshotOptions) -> Result<Self> {
-    let mem = Arc::new(MemoryBackend::new(opts.memory)?);
-    remove_stale_temps(&opts.file);
-    load(&mem, &opts.file, opts.default_ttl, opts.binary, opts.report.as_ref())?;
     // Check the file can be written now, not at the first change.
     let dir = opts.file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !dir.is_dir() {
       return Err(StoreError::new(Code::InvalidOption, format!("{} is not a directory", dir.display())));
     }
+    // Before anything is read: what another store is writing is not ours to load.
+    let lock = take_lock(&opts.file)?;
+    let mem = Arc::new(MemoryBackend::new(opts.memory)?);
+    remove_stale_temps(&opts.file);
+    load(&mem, &opts.file, opts.default_ttl, opts.binary, opts.report.as_ref())?;
     let (m, f, c, r, b) = (mem.clone(), opts.file.clone(), opts.coalesce, opts.report.clone(), opts.binary);
     let writer = Worker::spawn("rs-store-snapshot", WriterState::default(), move |w| writer_loop(m, w, f, c, r, b))?;
-    Ok(SnapshotBackend { mem, writer })
+    Ok(SnapshotBackend { mem, writer, lock: parking_lot::Mutex::new(Some(lock)) })
   }
 
   fn changed(&self) {
@@ -291,6 +344,8 @@ impl SyncBackend for SnapshotBackend {
   fn close(&self) -> Result<()> {
     let flushed = self.flush();
     self.writer.stop();
+    // Released once nothing more will be written.
+    drop(self.lock.lock().take());
     SyncBackend::close(&*self.mem)?;
     flushed
   }
@@ -342,6 +397,28 @@ mod tests {
     s.close().unwrap();
     fs::write(&file, b"[1,2]").unwrap();
     assert_eq!(SnapshotBackend::new(opts(&file)).err().unwrap().code, Code::Corrupt);
+    fs::remove_dir_all(&dir).unwrap();
+  }
+
+  #[test]
+  fn one_store_per_file() {
+    let dir = std::env::temp_dir().join(format!("rs-store-snap-lock-{}-{}", std::process::id(), now_ms()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let first = SnapshotBackend::new(opts(&file)).unwrap();
+    first.run(Op::Set("a".into(), b"{}".to_vec(), None)).unwrap();
+    let refused = SnapshotBackend::new(opts(&file)).err().unwrap();
+    assert_eq!(refused.code, Code::InUse);
+    assert!(refused.message.contains("another store in this process"), "{}", refused.message);
+    // Another file beside it is another store's.
+    let other = SnapshotBackend::new(opts(&dir.join("other.json"))).unwrap();
+    first.close().unwrap();
+    let again = SnapshotBackend::new(opts(&file)).unwrap();
+    assert!(again.run(Op::Get("a".into())).unwrap().into_value().unwrap().is_some());
+    drop(again);
+    // Dropped without close(): released too.
+    SnapshotBackend::new(opts(&file)).unwrap().close().unwrap();
+    other.close().unwrap();
     fs::remove_dir_all(&dir).unwrap();
   }
 }

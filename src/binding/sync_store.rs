@@ -93,6 +93,15 @@ pub fn sync_flush<'env>(env: &'env Env, store: &External<SyncStore>) -> napi::Re
   })
 }
 
+/// Blocks until every change made so far is persisted, with the failure if
+/// the last write failed: what the facade calls at process exit, where no
+/// promise would settle any more (see `lib/at-exit.js`).
+#[napi(catch_unwind)]
+pub fn sync_flush_now(store: &External<SyncStore>) -> napi::Result<(), Code> {
+  let backend = store.open()?.backend.clone();
+  Ok(backend.flush()?)
+}
+
 /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
 #[napi(catch_unwind)]
 pub fn sync_close(store: &External<SyncStore>) -> napi::Result<(), Code> {
