@@ -114,6 +114,7 @@ async function startSentinel(name = 'mymaster') {
       `port ${port}`,
       'bind 127.0.0.1',
       `dir ${dir}`,
+      `logfile ${path.join(dir, 'sentinel.log')}`,
       `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`,
       `sentinel down-after-milliseconds ${name} 1000`,
       `sentinel failover-timeout ${name} 5000`,
@@ -127,6 +128,8 @@ async function startSentinel(name = 'mymaster') {
   const sentinel = {
     port,
     proc,
+    /** The sentinel's log (for a failure's message). */
+    log: () => fs.readFileSync(path.join(dir, 'sentinel.log'), 'utf8'),
     masterPort: async () => Number((await cli(port, 'sentinel', 'get-master-addr-by-name', name)).split('\n')[1]),
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {

@@ -21,6 +21,7 @@ pub mod object;
 mod op;
 pub mod record;
 pub mod redis;
+mod sentinel;
 pub mod snapshot;
 
 /// Listings a `page` walk continues (a directory or object listing held

@@ -22,9 +22,10 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
 use tokio::sync::Mutex;
 
+use super::sentinel::{self, Watch};
 use super::{Backend, Cond, Op, Reply, Ttl};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
@@ -98,6 +99,10 @@ struct State {
   /// at once with its error instead of queueing another full connect timeout
   /// behind it (so no call waits past `commandTimeoutMs`).
   last_failure: Option<(std::time::Instant, StoreError)>,
+  /// Sentinel: the [`Watch`] epoch `conn` was made in.
+  conn_epoch: u64,
+  /// Sentinel: the tasks following the sentinels' notifications.
+  followers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// How long after a failed connect attempt calls fail at once.
@@ -112,6 +117,10 @@ pub struct RedisBackend {
   cmds: Commands,
   connect_timeout: Duration,
   command_timeout: Duration,
+  /// Sentinel: what the sentinels said about the master's failovers, and
+  /// how to reach a server they named (TLS, credentials, db).
+  watch: Option<std::sync::Arc<Watch>>,
+  node: RedisConfig,
 }
 
 /// How ops become Redis commands and replies become answers, for one key
@@ -395,10 +404,12 @@ impl RedisBackend {
     Ok(RedisBackend {
       place,
       cluster: matches!(cfg.topology, Topology::Cluster(_)),
-      cmds: Commands { prefix: cfg.prefix, daemon: cfg.daemon },
-      state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None }),
+      cmds: Commands { prefix: cfg.prefix.clone(), daemon: cfg.daemon },
+      state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None, conn_epoch: 0, followers: Vec::new() }),
       connect_timeout: cfg.connect_timeout,
       command_timeout: cfg.command_timeout,
+      watch: matches!(cfg.topology, Topology::Sentinel { .. }).then(Default::default),
+      node: cfg,
     })
   }
 
@@ -417,8 +428,18 @@ impl RedisBackend {
       return Err(StoreError::closed());
     }
     if let Some(c) = &st.conn {
-      return Ok(c.clone());
+      if self.watch.as_ref().is_none_or(|w| w.epoch() == st.conn_epoch) {
+        return Ok(c.clone());
+      }
+      // The sentinels announced a failover since it was made.
+      st.conn = None;
     }
+    if let (Some(w), Topology::Sentinel { sentinels, master }) = (&self.watch, &self.node.topology) {
+      if st.followers.is_empty() {
+        st.followers = sentinels.iter().map(|u| tokio::spawn(sentinel::follow(u.clone(), master.clone(), w.clone()))).collect();
+      }
+    }
+    let epoch = self.watch.as_ref().map_or(0, |w| w.epoch());
     if let Some((at, e)) = &st.last_failure {
       if at.elapsed() < RETRY_AFTER {
         return Err(e.clone());
@@ -430,7 +451,7 @@ impl RedisBackend {
       match &mut st.connector {
         Connector::Single(client) => client.get_multiplexed_async_connection_with_config(&config).await.map(Conn::Single),
         Connector::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
-        Connector::Sentinel(client) => client.get_async_connection_with_config(&config).await.map(Conn::Single),
+        Connector::Sentinel(client) => self.sentinel_master(client, &config).await.map(Conn::Single),
       }
     };
     let conn = match tokio::time::timeout(timeout, fut).await {
@@ -448,7 +469,61 @@ impl RedisBackend {
     };
     st.last_failure = None;
     st.conn = Some(conn.clone());
+    st.conn_epoch = epoch;
     Ok(conn)
+  }
+
+  /// A connection to the Sentinel-managed master, checked with `ROLE`:
+  /// during a failover the replica chosen to replace the old master (once
+  /// it says it is master), never the old one; else the master the
+  /// sentinels name, if it says it is one. Waits for that (within the
+  /// connect timeout around it).
+  async fn sentinel_master(&self, client: &mut SentinelClient, config: &AsyncConnectionConfig) -> redis::RedisResult<MultiplexedConnection> {
+    let watch = self.watch.as_ref().expect("a sentinel backend has a watch");
+    loop {
+      let epoch = watch.epoch();
+      let failover = watch.failover();
+      let node = match &failover {
+        Some(f) => self.node_client(&f.new)?,
+        None => client.async_get_client().await?,
+      };
+      match node.get_multiplexed_async_connection_with_config(config).await {
+        Ok(mut conn) => {
+          if let Ok(redis::Role::Primary { .. }) = redis::cmd("ROLE").query_async::<redis::Role>(&mut conn).await {
+            if watch.epoch() == epoch {
+              return Ok(conn);
+            }
+            continue; // a notification came meanwhile: look again
+          }
+        }
+        Err(e) if failover.is_none() => return Err(e),
+        Err(_) => {}
+      }
+      if let Some(f) = &failover {
+        // Not master (yet): when the sentinels name a third server, the
+        // failover we heard of is over (or was aborted unheard).
+        if let Some(named) = client.async_get_client().await.ok().and_then(|c| host_port(c.get_connection_info())) {
+          if named != f.old && named != f.new {
+            watch.clear();
+            continue;
+          }
+        }
+      }
+      tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+  }
+
+  /// A client for the server at `host:port` with this store's settings
+  /// (TLS, credentials, db): a master the sentinels named.
+  fn node_client(&self, (host, port): &(String, u16)) -> redis::RedisResult<Client> {
+    let scheme = if self.node.tls { "rediss" } else { "redis" };
+    let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+    let info = node_info(&format!("{scheme}://{host}:{port}"), &self.node)
+      .map_err(|e| redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "the master's address", e.message)))?;
+    match self.node.tls_certs.clone() {
+      Some(c) => Client::build_with_tls(info, c),
+      None => Client::open(info),
+    }
   }
 
   /// Forgets the connection after a connection-level failure.
@@ -655,6 +730,10 @@ impl RedisBackend {
     match res {
       Err(e) => ops.iter().map(|_| Err(e.clone())).collect(),
       Ok(values) => {
+        if self.watch.is_some() && values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "READONLY")) {
+          // Our master became a replica: find the new one for the next call.
+          self.state.lock().await.conn = None;
+        }
         let mut values = values.into_iter();
         ops.iter().zip(spans).map(|(op, n)| Commands::reply(op, values.by_ref().take(n).collect()).map_err(|e| self.at(e))).collect()
       }
@@ -846,7 +925,22 @@ impl Backend for RedisBackend {
     let mut st = self.state.lock().await;
     st.closed = true;
     st.conn = None; // dropping the last handle ends the connection
+    st.followers.drain(..).for_each(|f| f.abort());
     Ok(())
+  }
+}
+
+impl Drop for RedisBackend {
+  fn drop(&mut self) {
+    self.state.get_mut().followers.drain(..).for_each(|f| f.abort());
+  }
+}
+
+/// The host and port of a TCP address.
+fn host_port(info: &ConnectionInfo) -> Option<(String, u16)> {
+  match info.addr() {
+    ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => Some((host.clone(), *port)),
+    _ => None,
   }
 }
 
