@@ -144,3 +144,30 @@ test('guesses a newcomer makes: a port for rs.redis, peers\' option names, CLI t
     await reader.close()
   }
 })
+
+test('Redis configuration mistakes are named: a db the server does not have, rediss:// against a plain Redis', async () => {
+  const { startRedis } = require('./support/redis-servers')
+  const r = await startRedis()
+  try {
+    for (const ioThread of [false, true]) {
+      const stores = [rs.redis({ url: r.url, db: 99, ioThread }), rs.redis({ url: `${r.url}/99`, ioThread })]
+      try {
+        for (const s of stores) await assert.rejects(s.set('a', { n: 1 }), { code: 'ERR_INVALID_OPTION', message: /no such database \(option db\)/ })
+      } finally {
+        await Promise.all(stores.map((s) => s.close()))
+      }
+    }
+    const tls = [rs.redis({ url: `rediss://127.0.0.1:${r.port}`, connectTimeoutMs: 500 }), rs.redis({ url: `rediss://127.0.0.1:${r.port}`, connectTimeoutMs: 500 })]
+    try {
+      const errs = await Promise.all(tls.map((s) => s.get('a').then(() => null, (e) => e)))
+      for (const e of errs) {
+        assert.equal(e.code, 'ERR_STORE_UNAVAILABLE')
+        assert.match(e.message, /no TLS handshake within 500 ms.*a plain Redis is redis:\/\//)
+      }
+    } finally {
+      await Promise.all(tls.map((s) => s.close()))
+    }
+  } finally {
+    await r.stop()
+  }
+})

@@ -96,8 +96,14 @@ function wireIo(native, deliver, o) {
     const s = target.tls ? tls.connect({ ...opts, ...target.tls }) : net.connect(opts)
     socket = s
     s.unref()
+    let tcpUp = false
+    if (target.tls) s.once('connect', () => (tcpUp = true))
     connectTimer = setTimeout(() => {
-      if (socket === s) fail(unavailable(`no connection within ${o.connectTimeoutMs} ms (connectTimeoutMs)`))
+      if (socket !== s) return
+      const ms = Math.min(o.connectTimeoutMs, o.commandTimeoutMs)
+      // Connected, but no TLS handshake: most often a plain Redis given rediss://.
+      if (tcpUp) fail(unavailable(`connected, but no TLS handshake within ${ms} ms: does the server speak TLS on this port? rediss:// and tls: true need a TLS port (tls-port); a plain Redis is redis://`))
+      else fail(unavailable(`no connection within ${ms} ms (connectTimeoutMs)`))
     }, Math.min(o.connectTimeoutMs, o.commandTimeoutMs))
     connectTimer.unref()
     s.once(target.tls ? 'secureConnect' : 'connect', () => {

@@ -304,6 +304,10 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
     }
     // Reachable, but writes are refused: what to do is not "reconnect".
     _ if matches!(e.code(), Some("OOM" | "READONLY" | "MISCONF")) => StoreError::new(Code::StoreReadOnly, format!("the server refuses writes: {msg}")),
+    // SELECT refused: a configuration error, not an outage.
+    _ if msg.contains("DB index is out of range") || msg.contains("invalid DB index") => {
+      StoreError::new(Code::InvalidOption, format!("the server has no such database (option db): {msg}"))
+    }
     _ if msg.contains("WRONGTYPE") => StoreError::new(Code::Corrupt, format!("a key under the prefix is not a string: {msg}")),
     _ if e.kind() == ErrorKind::Parse => {
       StoreError::new(Code::StoreUnavailable, format!("the server answered something that is not RESP (is it a Redis server?): {msg}"))
