@@ -440,3 +440,53 @@ test('sessions.json: a corrupt file is refused, not overwritten', () => {
   assert.equal(fs.readFileSync(file, 'utf8'), '{"half": ')
   assert.throws(() => rs.file({ sessionStateFile: path.join(dir, 'missing-dir', 's.json') }), (e) => e.code === 'ERR_INVALID_OPTION')
 })
+
+test('file: stores dropped without close() are reclaimed when garbage-collected (threads, fds, temp files)', { timeout: 120_000 }, async () => {
+  const dir = tmp('dropped')
+  // In a child with --expose-gc, counting its own threads and descriptors.
+  const child = spawn(process.execPath, ['--expose-gc', '-e', `
+    const fs = require('node:fs')
+    const rs = require(${JSON.stringify(ROOT)})
+    const dir = ${JSON.stringify(dir)}
+    const now = () => ({ threads: fs.readdirSync('/proc/self/task').length, fds: fs.readdirSync('/proc/self/fd').length })
+    const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+    ;(async () => {
+      // one store made, used and closed first: the threads every store shares exist from here on
+      const warm = rs.file({ dir })
+      await Promise.all([1, 2, 3].map((n) => warm.set('w' + n, { n }, 60000)))
+      await warm.get('w1')
+      await warm.close()
+      global.gc()
+      await sleep(100)
+      const base = now()
+      // (in a function of its own: no frame of this one keeps the last store)
+      const use = async (i) => {
+        const s = rs.file({ dir })
+        await s.set('k' + i, { i }, 60000)
+        await s.set('k' + i, { i, again: true }, 60000) // leaves a recycled temp file
+        if ((await s.get('k' + i)).i !== i) throw new Error('wrong session')
+      }
+      for (let i = 0; i < 100; i++) await use(i)
+      const peak = now()
+      let after = now()
+      for (let k = 0; k < 200; k++) {
+        global.gc()
+        await sleep(50)
+        after = now()
+        if (after.threads <= base.threads + 2 && after.fds <= base.fds + 2) break
+      }
+      const temps = fs.readdirSync(dir).filter((f) => f.startsWith('.tmp-')).length
+      process.stdout.write(JSON.stringify({ base, peak, after, temps }))
+    })().catch((e) => { console.error(e); process.exit(1) })`], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let out = ''
+  child.stdout.on('data', (d) => (out += d))
+  assert.equal(await new Promise((resolve) => child.once('exit', resolve)), 0)
+  const { base, peak, after, temps } = JSON.parse(out)
+  assert.ok(peak.threads >= base.threads + 100, `each open store has its threads: ${out}`)
+  assert.ok(after.threads <= base.threads + 2, `threads back to the baseline: ${out}`)
+  assert.ok(after.fds <= base.fds + 2, `descriptors back to the baseline: ${out}`)
+  assert.equal(temps, 0, `the dropped stores' recycled temp files are removed: ${out}`)
+  const store = rs.file({ dir })
+  assert.equal(await store.length(), 103, 'every session written is kept')
+  await store.close()
+})

@@ -29,35 +29,45 @@ const EAGER = 32
 const COMPACT = 256
 const ALL = Symbol('every id')
 
-/** `locks`: the backend has a lock manager (the lock/unlock/renew ops). */
-function batchEngine(create, { locks = false, getNow = false } = {}) {
-  let resolvers = []
-  let rejecters = []
-  let mappers = [] // per call: maps the raw reply before resolving (or null)
-  let changes = [] // per call (getNow only): the id it changes, ALL, or undefined
-  const changing = new Map() // id → pending changes (getNow only)
-  let changingAll = 0
-  let head = 0
-  let flushedTo = 0
-  let scheduled = false
-  let closed = false
-  const keepAlive = setInterval(noop, 2 ** 30)
-  keepAlive.unref()
+/**
+ * The calls awaiting replies, in call order, and `onDone`, which settles
+ * them. Made outside batchEngine's scope on purpose: the native store holds
+ * `onDone` through a threadsafe function, which is a GC root, so nothing
+ * `onDone` reaches may lead back to the native store, or a store dropped
+ * without close() would never be collected (nor its threads, files and
+ * memory released by its finalizer).
+ */
+function replyQueue(getNow, keepAlive) {
+  const q = {
+    resolvers: [],
+    rejecters: [],
+    mappers: [], // per call: maps the raw reply before resolving (or null)
+    changes: [], // per call (getNow only): the id it changes, ALL, or undefined
+    changing: new Map(), // id → pending changes (getNow only)
+    changingAll: 0,
+    head: 0,
+    flushedTo: 0,
+    /** The engine was garbage-collected: stop the keep-alive timer once idle. */
+    dropped: false,
+    mark,
+    onDone,
+  }
 
   function mark(change, by) {
     if (change === undefined) return
-    if (change === ALL) changingAll += by
+    if (change === ALL) q.changingAll += by
     else {
-      const n = (changing.get(change) || 0) + by
-      if (n === 0) changing.delete(change)
-      else changing.set(change, n)
+      const n = (q.changing.get(change) || 0) + by
+      if (n === 0) q.changing.delete(change)
+      else q.changing.set(change, n)
     }
   }
 
   function onDone(replies) {
+    const { resolvers, rejecters, mappers, changes } = q
     for (let k = 0; k < replies.length; k++) {
       const r = replies[k]
-      const i = head++
+      const i = q.head++
       if (getNow) mark(changes[i], -1)
       if (r instanceof Error) rejecters[i](fromNative(r))
       else if (mappers[i] === null) resolvers[i](r)
@@ -72,63 +82,82 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
         resolvers[i](v)
       }
     }
-    if (head === resolvers.length) {
-      resolvers = []
-      rejecters = []
-      mappers = []
-      changes = []
-      head = 0
-      flushedTo = 0
-      keepAlive.unref()
-    } else if (head >= COMPACT && head * 2 >= resolvers.length) {
+    if (q.head === resolvers.length) {
+      q.resolvers = []
+      q.rejecters = []
+      q.mappers = []
+      q.changes = []
+      q.head = 0
+      q.flushedTo = 0
+      if (q.dropped) clearInterval(keepAlive)
+      else keepAlive.unref()
+    } else if (q.head >= COMPACT && q.head * 2 >= resolvers.length) {
       // Under steady load the queue is never empty at this point: drop the
       // answered calls, or it grows with every call made (and the GC pays).
-      resolvers.splice(0, head)
-      rejecters.splice(0, head)
-      mappers.splice(0, head)
-      if (getNow) changes.splice(0, head)
-      flushedTo -= head
-      head = 0
+      resolvers.splice(0, q.head)
+      rejecters.splice(0, q.head)
+      mappers.splice(0, q.head)
+      if (getNow) changes.splice(0, q.head)
+      q.flushedTo -= q.head
+      q.head = 0
     }
   }
-  const made = create(onDone)
+  return q
+}
+
+/** Ends the keep-alive timer of an engine dropped without close(). */
+const dropped = new FinalizationRegistry(({ q, keepAlive }) => {
+  q.dropped = true
+  if (q.head === q.resolvers.length) clearInterval(keepAlive)
+})
+
+/** `locks`: the backend has a lock manager (the lock/unlock/renew ops). */
+function batchEngine(create, { locks = false, getNow = false } = {}) {
+  let scheduled = false
+  let closed = false
+  const keepAlive = setInterval(noop, 2 ** 30)
+  keepAlive.unref()
+  const q = replyQueue(getNow, keepAlive)
+  const { mark } = q
+  const made = create(q.onDone)
   const native = made.native || made
   const io = made.io || native
 
   function flush() {
     scheduled = false
-    if (flushedTo === resolvers.length) return
-    const from = flushedTo
+    const n = q.resolvers.length
+    if (q.flushedTo === n) return
+    const from = q.flushedTo
     try {
       // (io may answer calls at once, e.g. when it cannot connect.)
-      flushedTo = resolvers.length
-      io.flush(resolvers.length - from)
+      q.flushedTo = n
+      io.flush(n - from)
     } catch (e) {
       // Nothing of this tick reached the dispatcher: fail exactly those calls.
-      flushedTo = from
-      const failed = rejecters.splice(flushedTo)
-      resolvers.splice(flushedTo)
-      mappers.splice(flushedTo)
-      if (getNow) for (const c of changes.splice(flushedTo)) mark(c, -1)
-      if (head === resolvers.length) keepAlive.unref()
+      q.flushedTo = from
+      const failed = q.rejecters.splice(from)
+      q.resolvers.splice(from)
+      q.mappers.splice(from)
+      if (getNow) for (const c of q.changes.splice(from)) mark(c, -1)
+      if (q.head === q.resolvers.length) keepAlive.unref()
       for (const reject of failed) reject(fromNative(e))
     }
   }
 
   function pending(map = null, change = undefined) {
-    if (head === resolvers.length) keepAlive.ref()
+    if (q.head === q.resolvers.length) keepAlive.ref()
     const promise = new Promise((resolve, reject) => {
-      resolvers.push(resolve)
-      rejecters.push(reject)
+      q.resolvers.push(resolve)
+      q.rejecters.push(reject)
     })
-    mappers.push(map)
+    q.mappers.push(map)
     if (getNow) {
-      changes.push(change)
+      q.changes.push(change)
       mark(change, 1)
     }
     // Flush early once EAGER calls are queued, so Redis works on them while
     // this tick goes on producing more; the rest goes at the end of the tick.
-    if (resolvers.length - flushedTo >= EAGER) flush()
+    if (q.resolvers.length - q.flushedTo >= EAGER) flush()
     else if (!scheduled) {
       scheduled = true
       setImmediate(flush)
@@ -145,7 +174,7 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     /** One op, given as data (see Op::from_call in src/backend/op.rs). */
     call(op, id, text, ms, map = null) {
       open()
-      if (getNow && op === 'get' && changingAll === 0 && !changing.has(id)) {
+      if (getNow && op === 'get' && q.changingAll === 0 && !q.changing.has(id)) {
         const now = native.getNow(id)
         if (now !== undefined) return map(now)
       }
@@ -158,12 +187,13 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       closed = true
       flush()
       io.close() // closes once every call is answered; one more reply
-      flushedTo = resolvers.length + 1
+      q.flushedTo = q.resolvers.length + 1
       const done = pending()
       scheduled = true // nothing more to flush: the scheduled flush must not run native.flush
       return done.finally(() => clearInterval(keepAlive))
     },
   }
+  dropped.register(engine, { q, keepAlive })
   return engine
 }
 

@@ -160,11 +160,17 @@ async fn dispatch(
 ) {
   let mut inflight: FuturesOrdered<Pin<Box<dyn Future<Output = Answers> + Send>>> = FuturesOrdered::new();
   let mut closing = false;
+  // A Close is answered; a dropped sender (the store was garbage-collected)
+  // has nobody to answer, and the JS side expects no reply it did not ask for.
+  let mut answer_close = true;
   let mut last_batch = 0usize;
   let overlap = backend.overlapping_batches_keep_order();
   loop {
     if closing && inflight.is_empty() {
-      deliver(vec![(None, backend.close().await.map(|_| Reply::Done))]);
+      let closed = backend.close().await;
+      if answer_close {
+        deliver(vec![(None, closed.map(|_| Reply::Done))]);
+      }
       return;
     }
     let has_inflight = !inflight.is_empty();
@@ -185,7 +191,11 @@ async fn dispatch(
         deliver(r);
         continue;
       }
-      Event::Msg(None) | Event::Msg(Some(Msg::Close)) => {
+      Event::Msg(None) => {
+        (closing, answer_close) = (true, false);
+        continue;
+      }
+      Event::Msg(Some(Msg::Close)) => {
         closing = true;
         continue;
       }
