@@ -235,6 +235,107 @@ test('files and directories that hold ids or sessions are readable by their owne
   await o.close()
 })
 
+test('file store: links planted in its directory are never written or read through, not even once the exchange moved them to the temp pool', async () => {
+  const parent = tmp('links')
+  const dir = path.join(parent, 'store')
+  const name = (id) => `${require('node:crypto').createHash('sha256').update(id).digest('hex')}.sess`
+  // a file the store must never touch, as a root-owned 0600 file would be
+  const victim = path.join(parent, 'victim')
+  fs.writeFileSync(victim, 'precious', { mode: 0o600 })
+  // a real session of another store, which a link would let this one read as its own
+  const elsewhere = path.join(parent, 'elsewhere')
+  const other = rs.file({ dir: elsewhere })
+  await other.set('forged', { role: 'admin' }, 60_000)
+  await other.close()
+  fs.mkdirSync(dir, { mode: 0o700 })
+  fs.symlinkSync(victim, path.join(dir, name('planted')))
+  fs.symlinkSync(path.join(elsewhere, name('forged')), path.join(dir, name('forged')))
+  const reported = []
+  const s = rs.file({ dir, readCacheBytes: 0, onError: (e) => reported.push(e) })
+  try {
+    assert.equal(await s.get('forged'), null, 'a link is no session of this store')
+    assert.equal(await s.get('planted'), null)
+    assert.ok(reported.length >= 2 && reported.every((e) => e.code === 'ERR_CORRUPT_DATA' && /symbolic link/.test(e.message)), reported.map((e) => e.message).join('; '))
+    // The exchange swaps each link into the temp pool; later writes reuse those temp names.
+    for (let round = 0; round < 30; round++) {
+      await Promise.all([s.set('planted', { round }, 60_000), s.set('forged', { round }, 60_000)])
+      await sleep(2)
+      await Promise.all(Array.from({ length: 8 }, (_, i) => s.set(`other${i}`, { round, i }, 60_000)))
+    }
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'precious', 'nothing written through a link')
+    const forged = rs.file({ dir: elsewhere })
+    assert.deepEqual(await forged.get('forged'), { role: 'admin' }, "the other store's session is intact")
+    await forged.close()
+    assert.deepEqual(await s.get('planted'), { round: 29 })
+    assert.deepEqual(await s.get('forged'), { round: 29 })
+    for (const f of fs.readdirSync(dir)) assert.ok(!fs.lstatSync(path.join(dir, f)).isSymbolicLink(), `the links are gone: ${f}`)
+  } finally {
+    await s.close()
+  }
+  // A link at the store's own files (the read cache's table, the write locks, the lock-maintenance file).
+  for (const own of ['.rs-store-gens', '.rs-store-writers', '.locks']) {
+    const d = tmp('own-links')
+    fs.symlinkSync(victim, path.join(d, own))
+    let store
+    try {
+      store = rs.file({ dir: d })
+      await store.set('a', { n: 1 }, 60_000)
+      await (await store.lock('a')).release()
+    } catch (e) {
+      assert.equal(e.code, 'ERR_STORE_IO', e.message)
+      assert.match(e.message, /symbolic link/)
+    } finally {
+      if (store) await store.close()
+    }
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'precious', `nothing written through ${own}`)
+    assert.ok(fs.lstatSync(path.join(d, own)).isSymbolicLink(), `${own} left as it was`)
+  }
+})
+
+test('file store: a FIFO at a session name never blocks a read, a write or the sweep', { timeout: 30_000 }, async () => {
+  const dir = tmp('fifo')
+  const name = `${require('node:crypto').createHash('sha256').update('f').digest('hex')}.sess`
+  execFileSync('mkfifo', ['-m', '600', path.join(dir, name)])
+  const reported = []
+  const s = rs.file({ dir, sweepIntervalMs: 20, readCacheBytes: 0, onError: (e) => reported.push(e.code) })
+  assert.equal(await s.get('f'), null)
+  assert.equal(await s.exists('f'), false)
+  await sleep(100) // sweeps meet it
+  await s.set('f', { n: 1 }, 60_000)
+  await sleep(2)
+  await s.set('g', { n: 2 }, 60_000) // reuses the temp name the FIFO was swapped to
+  assert.deepEqual(await s.get('f'), { n: 1 })
+  assert.deepEqual(await s.get('g'), { n: 2 })
+  await s.close()
+  assert.ok(reported.length > 0 && reported.every((c) => c === 'ERR_CORRUPT_DATA'), String(reported))
+  for (const f of fs.readdirSync(dir)) assert.ok(!fs.lstatSync(path.join(dir, f)).isFIFO(), `no FIFO left in the pool: ${f}`)
+})
+
+test('file store: a directory other users can write into, or that another user owns, is refused with a clear error and left as it is', () => {
+  for (const m of [0o777, 0o1777, 0o770, 0o702]) {
+    const dir = tmp('shared-dir')
+    fs.chmodSync(dir, m)
+    assert.throws(
+      () => rs.file({ dir }),
+      (e) => e.code === 'ERR_INVALID_OPTION' && e instanceof RangeError && e.message.includes(dir) && /writable by other users/.test(e.message),
+      m.toString(8),
+    )
+    assert.equal(fs.statSync(dir).mode & 0o7777, m, 'mode left as it was')
+    assert.deepEqual(fs.readdirSync(dir), [], 'nothing created in it')
+  }
+  if (process.getuid && process.getuid() === 0) {
+    const dir = tmp('others-dir')
+    fs.chownSync(dir, 65534, 65534) // nobody's, mode 0700: nobody could plant links in it
+    assert.throws(() => rs.file({ dir }), (e) => e.code === 'ERR_INVALID_OPTION' && /belongs to another user/.test(e.message))
+  }
+  for (const m of [0o700, 0o750, 0o755]) {
+    const dir = tmp('private-dir')
+    fs.chmodSync(dir, m)
+    const s = rs.file({ dir })
+    s.close()
+  }
+})
+
 test('a truncated .rs-store-gens turns the read cache off instead of killing the process (SIGBUS)', async () => {
   const dir = tmp('gens')
   const child = spawn(

@@ -29,7 +29,6 @@
 //! system (as for its `flock`s): a shared mapping is not shared across
 //! machines.
 
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
@@ -74,9 +73,10 @@ impl Gens {
   #[cfg(unix)]
   fn open(dir: &Path) -> std::io::Result<Gens> {
     use std::os::fd::AsRawFd;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     let path = dir.join(GENS_FILE);
-    let f = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path)?;
+    // Never through a link: the table is resized and written.
+    let (f, _) = super::files::open_rw(&path, true)?;
     let bytes = SLOTS * std::mem::size_of::<Slot>();
     // Only ever grown (processes opening it at once all grow it to the same
     // size): a mapping past the end of its file would fault.

@@ -13,12 +13,7 @@ impl Inner {
   /// Runs `f` holding the directory's short lock-maintenance flock.
   pub(super) fn guarded<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let guard_path = self.dir.join(".locks");
-    let guard = crate::backend::private_file()
-      .create(true)
-      .truncate(false)
-      .write(true)
-      .open(&guard_path)
-      .map_err(|e| StoreError::io("cannot open", &guard_path, e))?;
+    let (guard, _) = files::open_rw(&guard_path, true).map_err(|e| StoreError::io("cannot open", &guard_path, e))?;
     guard.lock().map_err(|e| StoreError::io("cannot lock", &guard_path, e))?;
     let r = f();
     let _ = guard.unlock();
@@ -27,13 +22,13 @@ impl Inner {
 
   /// (token, expires) of the lock file, `None` when absent or unreadable.
   pub(super) fn read_lock(path: &Path) -> Option<(String, u64)> {
-    let text = fs::read_to_string(path).ok()?;
+    let text = String::from_utf8(files::read(path).ok()?).ok()?;
     let (token, exp) = text.trim().split_once(' ')?;
     Some((token.to_string(), exp.parse().ok()?))
   }
 
   pub(super) fn try_create_lock(&self, path: &Path, token: &str, ttl_ms: u64) -> Result<bool> {
-    match crate::backend::private_file().write(true).create_new(true).open(path) {
+    match files::create_new(path) {
       Ok(mut f) => {
         f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes())
           .map_err(|e| StoreError::io("cannot write", path, e))?;
@@ -80,10 +75,7 @@ impl Inner {
     self.guarded(|| match Self::read_lock(&path) {
       Some((t, exp)) if t == token && exp > now_ms() => {
         let tmp = self.dir.join(format!("{TMP_PREFIX}{}-{}-lock-{}", now_ms(), std::process::id(), next_tmp()));
-        crate::backend::private_file()
-          .write(true)
-          .create_new(true)
-          .open(&tmp)
+        files::create_new(&tmp)
           .and_then(|mut f| f.write_all(format!("{token} {}", now_ms().saturating_add(ttl_ms)).as_bytes()))
           .and_then(|_| fs::rename(&tmp, &path))
           .map_err(|e| StoreError::io("cannot renew", &path, e))?;

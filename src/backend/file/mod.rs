@@ -64,6 +64,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod cache;
+mod files;
 mod locks;
 mod read;
 mod sweep;
@@ -190,12 +191,12 @@ impl Inner {
 
 impl FileBackend {
   /// Creates `dir` (mode 0700) if needed and checks that it is a writable
-  /// directory.
+  /// directory of this user's that nobody else can write into.
   pub fn new(opts: FileOptions) -> Result<Self> {
     let dir = &opts.dir;
     match fs::metadata(dir) {
       Ok(m) if !m.is_dir() => return Err(StoreError::new(Code::InvalidOption, format!("{} exists and is not a directory", dir.display()))),
-      Ok(_) => {}
+      Ok(m) => files::check_dir(dir, &m)?,
       Err(e) if e.kind() == ErrorKind::NotFound => {
         let mut b = fs::DirBuilder::new();
         b.recursive(true);
@@ -206,7 +207,7 @@ impl FileBackend {
       Err(e) => return Err(StoreError::io("cannot use directory", dir, e)),
     }
     let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}", now_ms(), std::process::id()));
-    File::create(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| StoreError::io("cannot write in", dir, e))?;
+    files::create_new(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| StoreError::io("cannot write in", dir, e))?;
     let inner = Arc::new(Inner {
       fast_reads: AtomicBool::new(opts.fast_reads),
       dir: dir.clone(),

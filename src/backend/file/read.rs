@@ -32,9 +32,8 @@ pub(super) fn same_file(file: &File, path: &Path) -> bool {
 /// read took `REUSE_QUIET` or more; see [`same_file`]).
 pub(super) fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
   let opened = std::time::Instant::now();
-  let mut f = File::open(path)?;
-  let mut bytes = Vec::new();
-  f.read_to_end(&mut bytes)?;
+  let f = files::open_read(path)?;
+  let bytes = files::read_open(&f)?;
   if opened.elapsed() >= REUSE_QUIET && !same_file(&f, path) {
     fs::metadata(path)?; // removed meanwhile: NotFound
     return Ok(None);
@@ -80,7 +79,10 @@ impl Inner {
           continue;
         }
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(StoreError::io("cannot read", path, e)),
+        Err(e) => match files::not_ours(&e) {
+          Some(why) => return Err(corrupt(path, &why)),
+          None => return Err(StoreError::io("cannot read", path, e)),
+        },
       };
       match parse(path, bytes) {
         Ok(s) if names(path, &s.header.id) => return Ok(Some(s)),
@@ -263,7 +265,9 @@ pub(super) mod nowait {
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     // O_NOATIME: a read must not dirty the inode (an atime update is a
     // journal write); allowed on files we own, which ours are.
-    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOATIME) as u64;
+    // O_NOFOLLOW | O_NONBLOCK: never through a link, never waiting on a
+    // FIFO (see files.rs); flags, no system call of their own.
+    how.flags = (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOATIME | libc::O_NOFOLLOW | libc::O_NONBLOCK) as u64;
     how.resolve = libc::RESOLVE_CACHED;
     // SAFETY: valid NUL-terminated path and open_how of the size we pass.
     let fd = unsafe {

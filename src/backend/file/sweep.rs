@@ -44,7 +44,7 @@ impl Inner {
         continue;
       }
       let mut head = Vec::with_capacity(2048);
-      let Ok(f) = File::open(&p) else { continue };
+      let Ok(f) = files::open_read(&p) else { continue };
       if (&f).take(4096).read_to_end(&mut head).is_err() {
         continue;
       }

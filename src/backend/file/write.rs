@@ -78,14 +78,22 @@ impl Inner {
           (self.tmp_path(born), born, false)
         }
       };
-      let file = crate::backend::private_file().write(true).create_new(!reused).open(&tmp);
-      match file.and_then(|f| self.commit(f, &tmp, buf, path, reused)) {
+      // A recycled name is opened without following a link and checked to
+      // be a regular file of ours with no other name: an exchange moves
+      // whatever was at the session file's name (a link someone planted
+      // there) to the temp name. The fstat also gives the old length.
+      let file = if reused { files::open_existing(&tmp).map(|(f, m)| (f, Some(m.len()))) } else { files::create_new(&tmp).map(|f| (f, None)) };
+      match file.and_then(|(f, old_len)| self.commit(f, &tmp, buf, path, old_len)) {
         Ok(placed) => {
           self.recycle(placed, tmp, born);
           return Ok(());
         }
         // A recycled one removed under us (a sweep): the next one, or a new file.
         Err(e) if reused && e.kind() == ErrorKind::NotFound => {}
+        // Not a file of ours (see above): its name goes, never its target.
+        Err(e) if reused && files::not_ours(&e).is_some() => {
+          let _ = fs::remove_file(&tmp);
+        }
         Err(e) => {
           let _ = fs::remove_file(&tmp);
           return Err(StoreError::io("cannot write", path, e));
@@ -100,12 +108,12 @@ impl Inner {
     self.dir.join(format!("{TMP_PREFIX}{born}-{}-{}", std::process::id(), next_tmp()))
   }
 
-  /// Fills the temp file `f` (at `tmp`; `reused`: it holds an old record)
-  /// and puts it in place at `path`.
-  pub(super) fn commit(&self, mut f: File, tmp: &Path, buf: &[u8], path: &Path, reused: bool) -> std::io::Result<Placed> {
+  /// Fills the temp file `f` (at `tmp`; `old_len`: the length of the old
+  /// record it holds, when recycled) and puts it in place at `path`.
+  pub(super) fn commit(&self, mut f: File, tmp: &Path, buf: &[u8], path: &Path, old_len: Option<u64>) -> std::io::Result<Placed> {
     // Just opened: written from its start.
     f.write_all(buf)?;
-    if reused && f.metadata()?.len() > buf.len() as u64 {
+    if old_len.is_some_and(|n| n > buf.len() as u64) {
       f.set_len(buf.len() as u64)?;
     }
     if self.durable {
