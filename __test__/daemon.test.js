@@ -36,7 +36,7 @@ test('daemon: the store shape over a storage daemon; redis-cli speaks to it; hos
     // hostile ids are just keys: stored under hashed file names in dir
     for (const id of ['../escape', 'a/b', 'nul\0id', '..']) await s.set(id, { id }, 60_000)
     for (const id of ['../escape', 'a/b', 'nul\0id', '..']) assert.deepEqual(await s.get(id), { id })
-    assert.ok(fs.readdirSync(dir).every((f) => /^([0-9a-f]{64}\.sess|\.rs-store-gens)$/.test(f)), fs.readdirSync(dir).join())
+    assert.ok(fs.readdirSync(dir).every((f) => /^([0-9a-f]{64}\.sess|\.rs-store-gens|\.rs-store-writers)$/.test(f)), fs.readdirSync(dir).join())
     assert.ok(!fs.existsSync(path.join(path.dirname(dir), 'escape')))
     await assert.rejects(s.set('x'.repeat(2000), {}, 1000), (e) => e.code === 'ERR_INVALID_ID')
     assert.equal(await s.length(), 5)

@@ -44,8 +44,9 @@ test('file: store shape, readable format, restart persistence', async () => {
   // recycled temp files, `.tmp-…`, and the read caches' table of counters,
   // see "File stores" in the README)
   const all = fs.readdirSync(dir)
-  const files = all.filter((f) => !f.startsWith('.tmp-') && f !== '.rs-store-gens')
+  const files = all.filter((f) => !f.startsWith('.tmp-') && f !== '.rs-store-gens' && f !== '.rs-store-writers')
   assert.ok(all.includes('.rs-store-gens'))
+  assert.ok(all.includes('.rs-store-writers'), 'the write locks of every process on the directory')
   assert.ok(all.length - files.length <= 65, 'a bounded number of recycled temp files')
   assert.equal(files.length, 3)
   for (const f of files) assert.match(f, /^[0-9a-f]{64}\.sess$/)
@@ -65,7 +66,7 @@ test('file: store shape, readable format, restart persistence', async () => {
   assert.equal(await store.remove('a'), true)
   assert.equal(await store.get('a'), null)
   assert.equal(await store.clear(), 2)
-  assert.deepEqual(fs.readdirSync(dir), ['.rs-store-gens'], 'no session, no temp file left')
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['.rs-store-gens', '.rs-store-writers'], 'no session, no temp file left')
   // add(): one winner between two stores on one directory (as two processes)
   const other = rs.file({ dir })
   await checkAdd([store, other])
@@ -142,7 +143,7 @@ test('file: expired sessions are invisible at once and swept from disk', async (
   assert.equal(await store.get('s3'), null)
   assert.equal(await store.length(), 1)
   await sleep(200)
-  assert.deepEqual(fs.readdirSync(dir).filter((f) => f !== '.rs-store-gens').length, 1, 'expired files deleted without any read')
+  assert.deepEqual(fs.readdirSync(dir).filter((f) => f !== '.rs-store-gens' && f !== '.rs-store-writers').length, 1, 'expired files deleted without any read')
   await store.close()
 })
 
@@ -379,7 +380,7 @@ test('file: kill -9 mid-write, again and again: no session is ever corrupt or pa
   }
   assert.ok(seen >= 40, `sessions written before the kills are there (${seen})`)
   // leftovers of killed writers are temp files only, never session files
-  for (const f of fs.readdirSync(dir)) assert.match(f, /^([0-9a-f]{64}\.sess|\.tmp-.*|\.rs-store-gens)$/)
+  for (const f of fs.readdirSync(dir)) assert.match(f, /^([0-9a-f]{64}\.sess|\.tmp-.*|\.rs-store-gens|\.rs-store-writers)$/)
   await store.close()
 })
 
@@ -488,5 +489,56 @@ test('file: stores dropped without close() are reclaimed when garbage-collected 
   assert.equal(temps, 0, `the dropped stores' recycled temp files are removed: ${out}`)
   const store = rs.file({ dir })
   assert.equal(await store.length(), 103, 'every session written is kept')
+  await store.close()
+})
+
+test('file: processes touching and replacing sessions never undo another process\'s writes or removals', { timeout: 120_000 }, async () => {
+  const dir = tmp('touch-race')
+  const stop = path.join(tmp('touch-race-stop'), 'stop')
+  const ids = Array.from({ length: 8 }, (_, i) => `r${i}`)
+  // Two processes keep touching (update) and replacing the writer's sessions until it is done.
+  const toucher = (how) => node(`
+    const fs = require('node:fs')
+    const s = require(${JSON.stringify(ROOT)}).file({ dir: ${JSON.stringify(dir)} })
+    const ids = ${JSON.stringify(ids)}
+    ;(async () => {
+      let hits = 0
+      while (!fs.existsSync(${JSON.stringify(stop)})) {
+        const r = await Promise.all(ids.map((id) => ${how === 'update' ? 's.update(id, 60000)' : "s.replace(id, { n: -1 }, 60000)"}))
+        hits += r.filter(Boolean).length
+      }
+      process.stdout.write(JSON.stringify({ hits }))
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`)
+  const touchers = [toucher('update'), toucher('replace')]
+  // The writer sets each session and reads it back, then removes it and reads again.
+  const writer = node(`
+    const fs = require('node:fs')
+    const s = require(${JSON.stringify(ROOT)}).file({ dir: ${JSON.stringify(dir)} })
+    const ids = ${JSON.stringify(ids)}
+    ;(async () => {
+      let lost = 0, back = 0, reads = 0
+      for (let n = 0; n < 400; n++) {
+        await Promise.all(ids.map((id) => s.set(id, { n }, 60000)))
+        // n, or -1: a replace that came after this set
+        for (const v of await Promise.all(ids.map((id) => s.get(id)))) if (!v || (v.n !== n && v.n !== -1)) lost++
+        await Promise.all(ids.map((id) => s.remove(id)))
+        for (const v of await Promise.all(ids.map((id) => s.get(id)))) if (v !== null) back++
+        reads += 2 * ids.length
+      }
+      fs.writeFileSync(${JSON.stringify(stop)}, '')
+      process.stdout.write(JSON.stringify({ lost, back, reads }))
+      await s.close()
+    })().catch((e) => { console.error(e); process.exit(1) })`)
+  const [w, ...t] = await Promise.all([writer.done, ...touchers.map((c) => c.done)])
+  assert.deepEqual([w.code, ...t.map((r) => r.code)], [0, 0, 0])
+  const { lost, back, reads } = JSON.parse(w.out)
+  const [touched, replaced] = t.map((r) => JSON.parse(r.out).hits)
+  assert.ok(touched > 0 && replaced > 0, `the other processes did touch and replace sessions: ${touched}, ${replaced}`)
+  assert.equal(reads, 400 * 2 * ids.length)
+  // lost: read-backs right after set() that saw an older session; back: removed sessions that came back
+  assert.deepEqual({ lost, back }, { lost: 0, back: 0 }, `touched ${touched}, replaced ${replaced}`)
+  const store = rs.file({ dir })
+  assert.equal(await store.length(), 0, 'every session the writer removed stays removed')
   await store.close()
 })

@@ -51,10 +51,18 @@
 //! metadata writes well); one id always lands in one group, so its calls
 //! apply in call order.
 //!
+//! * Changes of one session are atomic against each other across processes
+//!   (touch, add/replace and remove read, then act): each holds its id's
+//!   write lock, a byte-range lock on `.rs-store-writers` (`writers.rs`).
+//!   Reads take none.
+//! * The directory must be this user's and writable by nobody else, and no
+//!   file is opened through a link (`files.rs`).
+//!
 //! Here: the options, the store and its ops; `read.rs` (one file, no-wait
 //! reads, walks), `write.rs` (atomic writes, recycled inodes, remove,
-//! touch), `locks.rs`, `sweep.rs` (the store's thread), `cache.rs` (the read
-//! cache shared by the processes on one directory).
+//! touch), `writers.rs` (the write locks), `files.rs` (how files are
+//! opened), `locks.rs`, `sweep.rs` (the store's thread), `cache.rs` (the
+//! read cache shared by the processes on one directory).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -69,6 +77,7 @@ mod locks;
 mod read;
 mod sweep;
 mod write;
+mod writers;
 
 use super::record::{self, Record, EXT};
 use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
@@ -139,6 +148,8 @@ struct Inner {
   /// Directory listings `page` walks continue: a walk holds one listing,
   /// not every name.
   pages: Cursors<fs::ReadDir>,
+  /// The sessions' write locks, shared with every process on the directory.
+  writers: writers::Writers,
 }
 
 /// How [`Inner::commit`] put the new file in place.
@@ -173,6 +184,11 @@ fn slot_of_path(path: &Path) -> usize {
 impl Inner {
   fn path_for(&self, id: &str) -> PathBuf {
     self.dir.join(record::name_for(id))
+  }
+
+  /// The write lock of `id`'s session file (see `writers.rs`).
+  fn hold(&self, id: &str) -> Result<writers::Held<'_>> {
+    self.writers.hold(slot_of(&record::name_for(id)))
   }
 
   fn check_open(&self) -> Result<()> {
@@ -218,6 +234,7 @@ impl FileBackend {
       exchange: AtomicBool::new(cfg!(target_os = "linux")),
       cache: if opts.read_cache_bytes > 0 { ReadCache::new(dir, opts.read_cache_bytes) } else { None },
       pages: Cursors::new(),
+      writers: writers::Writers::open(dir)?,
     });
     let sweeper = match opts.sweep_interval {
       Some(every) => {
@@ -239,18 +256,20 @@ impl FileBackend {
     Ok(match op {
       Op::Get(id) => Reply::Value(inner.get(id)?),
       Op::Set(id, v, exp) => {
+        let _held = inner.hold(id)?;
         inner.write(id, v, *exp)?;
         Reply::Done
       }
-      // Checked, then written under the directory's flock: atomic among
-      // conditional sets of every process (a plain set does not take it).
-      Op::SetIf(id, v, exp, cond) => Reply::Bool(inner.guarded(|| {
-        if inner.read_live(id)?.is_some() != (*cond == Cond::Present) {
-          return Ok(false);
+      // Checked, then written, holding the id's write lock: atomic against
+      // every change of that session by any process.
+      Op::SetIf(id, v, exp, cond) => Reply::Bool({
+        let _held = inner.hold(id)?;
+        let go = inner.read_live_held(id)?.is_some() == (*cond == Cond::Present);
+        if go {
+          inner.write(id, v, *exp)?;
         }
-        inner.write(id, v, *exp)?;
-        Ok(true)
-      })?),
+        go
+      }),
       Op::Remove(id) => Reply::Bool(inner.remove(id)?),
       Op::Touch(id, exp) => Reply::Bool(inner.touch(id, *exp)?),
       Op::Ttl(id) => Reply::Ttl(match inner.read_live(id)? {
@@ -272,6 +291,8 @@ impl FileBackend {
         inner.drop_recycled();
         let mut n = 0;
         for (p, s) in inner.live_files()? {
+          // Under the write lock: a touch in flight must not write it back.
+          let _held = inner.writers.hold(slot_of_path(&p))?;
           if inner.changing(Some(&s.header.id), &p, || fs::remove_file(&p)).is_ok() {
             n += 1;
           }

@@ -41,17 +41,25 @@ pub(super) fn read_in_place(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
   Ok(Some(bytes))
 }
 
+/// What one read of a session file found.
+enum Loaded {
+  Done(Result<Option<Stored>>),
+  /// Torn, foreign or moved meanwhile: maybe a write in progress.
+  Raced(StoreError),
+}
+
 /// Whether `path` is the file of session `id`.
 pub(super) fn names(path: &Path, id: &str) -> bool {
   path.file_name().is_some_and(|n| *n == *record::name_for(id))
 }
 
 impl Inner {
-  /// The stored file of `id`, if present and really holding `id`.
-  pub(super) fn read(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
+  /// The stored file of `id`, if present and really holding `id`; `held`:
+  /// the caller holds its write lock (see `writers.rs`).
+  pub(super) fn read(&self, id: &str, held: bool) -> Result<Option<(PathBuf, Stored)>> {
     self.check_open()?;
     let path = self.path_for(id);
-    match self.load(&path) {
+    match self.load(&path, held) {
       Ok(s) => Ok(s.map(|s| (path, s))),
       // A corrupt session file reads as missing and is reported, as a
       // session the codec cannot decode is.
@@ -67,30 +75,37 @@ impl Inner {
   /// that does not parse, fails its checksum or holds a record whose id does
   /// not name this file may have met a write in progress (a recycled inode,
   /// see [`Inner::write`]): it is read again, up to `READ_TRIES` times, before
-  /// it counts as corrupt. A torn read is never returned.
-  pub(super) fn load(&self, path: &Path) -> Result<Option<Stored>> {
+  /// it counts as corrupt. A torn read is never returned. (`held`: the caller
+  /// holds the file's write lock.)
+  pub(super) fn load(&self, path: &Path, _held: bool) -> Result<Option<Stored>> {
     let mut last = None;
     for _ in 0..READ_TRIES {
-      let bytes = match read_in_place(path) {
-        Ok(Some(b)) => b,
-        // The inode read left `path` meanwhile (see same_file).
-        Ok(None) => {
-          last = Some(corrupt(path, "it was replaced while being read"));
-          continue;
-        }
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(e) => match files::not_ours(&e) {
-          Some(why) => return Err(corrupt(path, &why)),
-          None => return Err(StoreError::io("cannot read", path, e)),
-        },
-      };
-      match parse(path, bytes) {
-        Ok(s) if names(path, &s.header.id) => return Ok(Some(s)),
-        Ok(_) => last = Some(corrupt(path, "it holds another id")),
-        Err(e) => last = Some(e),
+      match self.load_once(path) {
+        Loaded::Raced(e) => last = Some(e),
+        Loaded::Done(r) => return r,
       }
     }
     Err(last.unwrap_or_else(|| corrupt(path, "unreadable")))
+  }
+
+  fn load_once(&self, path: &Path) -> Loaded {
+    let bytes = match read_in_place(path) {
+      Ok(Some(b)) => b,
+      // The inode read left `path` meanwhile (see same_file).
+      Ok(None) => return Loaded::Raced(corrupt(path, "it was replaced while being read")),
+      Err(e) if e.kind() == ErrorKind::NotFound => return Loaded::Done(Ok(None)),
+      Err(e) => {
+        return Loaded::Done(Err(match files::not_ours(&e) {
+          Some(why) => corrupt(path, &why),
+          None => StoreError::io("cannot read", path, e),
+        }))
+      }
+    };
+    match parse(path, bytes) {
+      Ok(s) if names(path, &s.header.id) => Loaded::Done(Ok(Some(s))),
+      Ok(_) => Loaded::Raced(corrupt(path, "it holds another id")),
+      Err(e) => Loaded::Raced(e),
+    }
   }
 
   /// [`Backend::get_now`]: the live session of `id` read without waiting on
@@ -148,9 +163,22 @@ impl Inner {
     }))
   }
 
-  /// The live file of `id`; an expired one is deleted on the way.
+  /// The live file of `id`; an expired one is deleted on the way (holding
+  /// its write lock, and only if it is still expired then).
   pub(super) fn read_live(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
-    match self.read(id)? {
+    match self.read(id, false)? {
+      Some((_, s)) if is_expired(s.header.expires, now_ms()) => {
+        let _held = self.hold(id)?;
+        self.read_live_held(id)?;
+        Ok(None)
+      }
+      other => Ok(other),
+    }
+  }
+
+  /// [`Inner::read_live`] for a caller that holds the write lock of `id`.
+  pub(super) fn read_live_held(&self, id: &str) -> Result<Option<(PathBuf, Stored)>> {
+    match self.read(id, true)? {
       Some((path, s)) if is_expired(s.header.expires, now_ms()) => {
         let _ = self.changing(Some(id), &path, || fs::remove_file(&path));
         Ok(None)
@@ -190,7 +218,7 @@ impl Inner {
       if p.extension().is_none_or(|x| x != EXT) {
         continue;
       }
-      match self.load(&p) {
+      match self.load(&p, false) {
         Ok(Some(s)) if !is_expired(s.header.expires, now) => {
           let ttl = s.header.expires.map_or(Ttl::Persistent, Ttl::At);
           out.push((s.header.id, s.payload, ttl));
@@ -208,7 +236,7 @@ impl Inner {
     let now = now_ms();
     let mut n = 0;
     for p in self.files()? {
-      match self.load(&p) {
+      match self.load(&p, false) {
         Ok(Some(s)) if !is_expired(s.header.expires, now) => n += 1,
         Ok(_) => {}
         Err(e) => self.report(e),
@@ -222,7 +250,7 @@ impl Inner {
     let now = now_ms();
     let mut out = Vec::new();
     for p in self.files()? {
-      match self.load(&p) {
+      match self.load(&p, false) {
         Ok(None) => {}
         Err(e) => self.report(e),
         Ok(Some(s)) if is_expired(s.header.expires, now) => {}

@@ -54,6 +54,9 @@ impl Inner {
       // again since then is a new file at the same name.
       match record::decode_header(&p.display(), &head) {
         Ok((h, _)) if names(&p, &h.id) && is_expired(h.expires, now) => {
+          // Checked and removed holding its write lock: a session set again
+          // meanwhile is a new file at the name, which must stay.
+          let Ok(_held) = self.writers.hold(slot_of_path(&p)) else { continue };
           if same_file(&f, &p) && self.changing(Some(&h.id), &p, || fs::remove_file(&p)).is_ok() {
             removed += 1;
           }

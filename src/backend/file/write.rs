@@ -188,8 +188,11 @@ impl Inner {
     }
   }
 
+  /// Removes the session file of `id`, holding its write lock (see
+  /// `writers.rs`): a touch or replace in flight cannot bring it back.
   pub(super) fn remove(&self, id: &str) -> Result<bool> {
-    let live = self.read_live(id).unwrap_or(None).is_some();
+    let _held = self.hold(id)?;
+    let live = self.read_live_held(id).unwrap_or(None).is_some();
     let path = self.path_for(id);
     match self.changing(Some(id), &path, || fs::remove_file(&path)) {
       Ok(()) => Ok(live),
@@ -198,8 +201,12 @@ impl Inner {
     }
   }
 
+  /// Rewrites the session of `id` with a new expiry, read and written
+  /// holding its write lock: it never undoes another process's write or
+  /// removal, and never recreates a session.
   pub(super) fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
-    match self.read_live(id)? {
+    let _held = self.hold(id)?;
+    match self.read_live_held(id)? {
       None => Ok(false),
       Some((_, s)) => {
         self.write(id, &s.payload, expires)?;

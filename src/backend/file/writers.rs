@@ -1,0 +1,107 @@
+//! One change of a session at a time, across every process on the directory.
+//!
+//! A set is one rename and needs no lock against another set, but touch,
+//! add/replace and remove read the file and then act on what they read: a
+//! touch that read the old session and rewrites it after another process's
+//! set undoes that set, and one that rewrites it after a remove brings the
+//! session back. So every change of a session file (set, add, replace,
+//! touch, remove, the removal of an expired file, clear) runs holding its
+//! id's write lock; reads take none.
+//!
+//! The locks are byte-range locks on one empty file, `.rs-store-writers`:
+//! byte `k` stands for the sessions of cache slot `k` (16 bits of the file
+//! name's hash, see `cache.rs`), so two ids share a lock once in 65,536.
+//! Linux's open-file-description locks (`F_OFD_SETLKW`) belong to the
+//! store's descriptor, not to the process, so two stores of one process
+//! exclude each other as two processes do, and a lock ends with its holder:
+//! a process that dies holding one (kill -9) releases it as its descriptors
+//! close. Threads of one store share that descriptor, so a stripe of
+//! in-process mutexes orders them first. Cost per change: two `fcntl` calls
+//! (lock, unlock), no file created or removed; a lock file per id would
+//! cost an open, a close and an unlink per write, and a compare-and-swap
+//! on the inode after an exchange would let readers see the undone write.
+//! Elsewhere (other Unixes) one `flock` on the whole file serves every id.
+
+use std::fs::File;
+use std::path::Path;
+
+use parking_lot::{Mutex, MutexGuard};
+
+use super::files;
+use crate::error::{Result, StoreError};
+
+/// The lock table's file name in the store's directory.
+pub const WRITERS_FILE: &str = ".rs-store-writers";
+/// In-process mutexes ordering the store's own threads (a slot's mutex is
+/// `slot % STRIPES`); elsewhere than Linux one lock serves every slot.
+#[cfg(target_os = "linux")]
+const STRIPES: usize = 64;
+#[cfg(not(target_os = "linux"))]
+const STRIPES: usize = 1;
+
+pub struct Writers {
+  file: File,
+  stripes: Box<[Mutex<()>]>,
+}
+
+/// A held write lock; released when dropped.
+pub struct Held<'a> {
+  writers: &'a Writers,
+  slot: usize,
+  _order: MutexGuard<'a, ()>,
+}
+
+impl Writers {
+  pub fn open(dir: &Path) -> Result<Writers> {
+    let path = dir.join(WRITERS_FILE);
+    let (file, _) = files::open_rw(&path, true).map_err(|e| StoreError::io("cannot open", &path, e))?;
+    Ok(Writers { file, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() })
+  }
+
+  /// Takes the write lock of the sessions of `slot`, waiting for another
+  /// holder (in this store, another store or another process) to finish.
+  pub fn hold(&self, slot: usize) -> Result<Held<'_>> {
+    let slot = slot & 0xffff;
+    let order = self.stripes[slot % STRIPES].lock();
+    self.range(slot, true).map_err(|e| StoreError::io("cannot lock", Path::new(WRITERS_FILE), e))?;
+    Ok(Held { writers: self, slot, _order: order })
+  }
+
+  #[cfg(target_os = "linux")]
+  fn range(&self, slot: usize, lock: bool) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock is plain data; zeroed is valid (l_pid must be 0 for OFD locks).
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = if lock { libc::F_WRLCK } else { libc::F_UNLCK } as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = slot as libc::off_t;
+    fl.l_len = 1;
+    let cmd = if lock { libc::F_OFD_SETLKW } else { libc::F_OFD_SETLK };
+    loop {
+      // SAFETY: a valid descriptor and a flock struct that outlives the call.
+      if unsafe { libc::fcntl(self.file.as_raw_fd(), cmd, &fl as *const libc::flock) } == 0 {
+        return Ok(());
+      }
+      let e = std::io::Error::last_os_error();
+      if e.kind() != std::io::ErrorKind::Interrupted {
+        return Err(e);
+      }
+    }
+  }
+
+  #[cfg(not(target_os = "linux"))]
+  fn range(&self, _slot: usize, lock: bool) -> std::io::Result<()> {
+    if lock {
+      self.file.lock()
+    } else {
+      self.file.unlock()
+    }
+  }
+}
+
+impl Drop for Held<'_> {
+  fn drop(&mut self) {
+    // Unlocking a range we hold cannot fail on a valid descriptor.
+    let _ = self.writers.range(self.slot, false);
+  }
+}
