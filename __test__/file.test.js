@@ -219,14 +219,17 @@ test('file: a reader process never sees a torn, foreign or going-back session wh
     const s = rs.file({ dir: ${JSON.stringify(dir)}, onError: () => reported++ })
     ;(async () => {
       const ids = ${JSON.stringify(ids)}
-      let reads = 0, seen = 0
+      let reads = 0, seen = 0, missing = 0
       const last = ids.map(() => -1)
       const end = Date.now() + 3000
       while (Date.now() < end) {
         const got = await Promise.all(ids.map((id) => s.get(id)))
         got.forEach((v, k) => {
           reads++
-          if (v === null) return
+          if (v === null) {
+            if (last[k] >= 0) missing++ // seen before and never removed: it exists
+            return
+          }
           seen++
           if (v.id !== ids[k] || v.pad !== 'x'.repeat((v.n * 37 + k * 101) % 3000)) throw new Error('torn or foreign: ' + JSON.stringify(v).slice(0, 80))
           // never a version not yet in place, then an older one
@@ -236,14 +239,15 @@ test('file: a reader process never sees a torn, foreign or going-back session wh
         const all = await s.entries()
         for (const e of all) if (e.session.id !== e.id) throw new Error('entries: foreign session under ' + e.id)
       }
-      process.stdout.write(JSON.stringify({ reads, seen, reported }))
+      process.stdout.write(JSON.stringify({ reads, seen, missing, reported }))
       await s.close()
     })().catch((e) => { console.error(e); process.exit(1) })`)
   const [w, r] = await Promise.all([writer.done, reader.done])
   assert.deepEqual([w.code, r.code], [0, 0])
   const stats = JSON.parse(r.out)
   assert.ok(stats.seen > 1000, `the reader read sessions: ${r.out}`)
-  assert.equal(stats.reported, 0, 'nothing reported as corrupt')
+  assert.equal(stats.missing, 0, `an existing session never reads as missing: ${r.out}`)
+  assert.equal(stats.reported, 0, `nothing reported as corrupt: ${r.out}`)
   const store = rs.file({ dir })
   for (const id of ids) assert.equal((await store.get(id)).id, id)
   await store.close()

@@ -600,6 +600,62 @@ mod tests {
     fs::remove_dir_all(&d).unwrap();
   }
 
+  /// Readers beside writers (two stores on one directory, as two
+  /// processes): a read that keeps meeting swapped, recycled inodes (each
+  /// slow read does: sessions of up to 900 kB, or a busy machine) reads
+  /// under the write lock at last; it never answers missing and never
+  /// reports corruption.
+  #[test]
+  #[cfg(target_os = "linux")]
+  fn a_read_racing_writes_never_answers_missing_nor_reports() {
+    let d = tmpdir("racing");
+    let reported = Arc::new(AtomicU64::new(0));
+    let r2 = reported.clone();
+    let writer = Arc::new(store(&d));
+    let reader = FileBackend::new(FileOptions {
+      report: Some(Arc::new(move |_| {
+        r2.fetch_add(1, Ordering::Relaxed);
+      })),
+      ..options(&d)
+    })
+    .unwrap();
+    let ids: Vec<String> = (0..4).map(|i| format!("r{i}")).collect();
+    for id in &ids {
+      writer.inner.write(id, b"{}", None).unwrap();
+    }
+    let end = std::time::Instant::now() + Duration::from_millis(1500);
+    let writers: Vec<_> = ids
+      .iter()
+      .cloned()
+      .map(|id| {
+        let w = writer.clone();
+        std::thread::spawn(move || {
+          let mut n = 0usize;
+          while std::time::Instant::now() < end {
+            n += 1;
+            let _held = w.inner.hold(&id).unwrap();
+            w.inner.write(&id, &vec![b'x'; (n * 37) % 3000 * 300], None).unwrap();
+          }
+        })
+      })
+      .collect();
+    let (mut reads, mut missing) = (0, 0);
+    while std::time::Instant::now() < end {
+      for id in &ids {
+        reads += 1;
+        if reader.inner.read_live(id).unwrap().is_none() {
+          missing += 1;
+        }
+      }
+    }
+    for w in writers {
+      w.join().unwrap();
+    }
+    assert!(reads > 100, "{reads} reads");
+    assert_eq!((missing, reported.load(Ordering::Relaxed)), (0, 0), "of {reads} reads");
+    fs::remove_dir_all(&d).unwrap();
+  }
+
   #[test]
   fn not_a_directory() {
     let d = tmpdir("notdir");

@@ -72,20 +72,35 @@ impl Inner {
   }
 
   /// Reads and parses the session file at `path`; `None` when absent. A read
-  /// that does not parse, fails its checksum or holds a record whose id does
-  /// not name this file may have met a write in progress (a recycled inode,
-  /// see [`Inner::write`]): it is read again, up to `READ_TRIES` times, before
-  /// it counts as corrupt. A torn read is never returned. (`held`: the caller
-  /// holds the file's write lock.)
-  pub(super) fn load(&self, path: &Path, _held: bool) -> Result<Option<Stored>> {
-    let mut last = None;
-    for _ in 0..READ_TRIES {
-      match self.load_once(path) {
-        Loaded::Raced(e) => last = Some(e),
-        Loaded::Done(r) => return r,
+  /// that does not parse, fails its checksum, holds a record whose id does
+  /// not name this file, or read an inode that left the name meanwhile may
+  /// have met a write in progress (a recycled inode, see [`Inner::write`]):
+  /// it is read again, up to `READ_TRIES` times, and then once more holding
+  /// the file's write lock (`held`: the caller holds it already), where no
+  /// write can move the file: only what fails then is corrupt. So a read
+  /// that races writes (on a busy machine, each slow read does) never
+  /// answers missing and never reports corruption; a torn read is never
+  /// returned.
+  pub(super) fn load(&self, path: &Path, held: bool) -> Result<Option<Stored>> {
+    if !held {
+      for _ in 0..READ_TRIES {
+        match self.load_once(path) {
+          Loaded::Raced(_) => {}
+          Loaded::Done(r) => return r,
+        }
       }
+      let _held = self.writers.hold(slot_of_path(path))?;
+      return self.load_locked(path);
     }
-    Err(last.unwrap_or_else(|| corrupt(path, "unreadable")))
+    self.load_locked(path)
+  }
+
+  /// One read, with the file's write lock held: nothing can race it.
+  fn load_locked(&self, path: &Path) -> Result<Option<Stored>> {
+    match self.load_once(path) {
+      Loaded::Raced(e) => Err(e),
+      Loaded::Done(r) => r,
+    }
   }
 
   fn load_once(&self, path: &Path) -> Loaded {

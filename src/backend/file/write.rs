@@ -82,7 +82,8 @@ impl Inner {
       // be a regular file of ours with no other name: an exchange moves
       // whatever was at the session file's name (a link someone planted
       // there) to the temp name. The fstat also gives the old length.
-      let file = if reused { files::open_existing(&tmp).map(|(f, m)| (f, Some(m.len()))) } else { files::create_new(&tmp).map(|f| (f, None)) };
+      let file =
+        if reused { files::open_existing(&tmp).map(|(f, m)| (f, Some(m.len()))) } else { files::create_new(&tmp).map(|f| (f, None)) };
       match file.and_then(|(f, old_len)| self.commit(f, &tmp, buf, path, old_len)) {
         Ok(placed) => {
           self.recycle(placed, tmp, born);
