@@ -222,7 +222,8 @@ impl FileBackend {
       }
       Err(e) => return Err(StoreError::io("cannot use directory", dir, e)),
     }
-    let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}", now_ms(), std::process::id()));
+    // Unique in this process too: stores of several worker threads may open at once.
+    let probe = dir.join(format!("{TMP_PREFIX}{}-probe-{}-{}", now_ms(), std::process::id(), write::next_tmp()));
     files::create_new(&probe).and_then(|_| fs::remove_file(&probe)).map_err(|e| StoreError::io("cannot write in", dir, e))?;
     let inner = Arc::new(Inner {
       fast_reads: AtomicBool::new(opts.fast_reads),
