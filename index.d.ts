@@ -175,6 +175,43 @@ export interface RedisOptions extends StoreOptions {
   spinMicros?: number
 }
 
+export interface PostgresOptions extends StoreOptions {
+  /** `postgres://user:pass@host:port/db?sslmode=require`, or libpq `key=value` settings. */
+  url?: string
+  /** connect-pg-simple's / node-postgres's name of `url`. */
+  conString?: string
+  connectionString?: string
+  /** A host name, or the directory of the server's unix socket. Default PGHOST, else localhost. */
+  host?: string
+  port?: number
+  user?: string
+  username?: string
+  password?: string
+  database?: string
+  /** TLS with verified certificates: `true` trusts the public roots; `{ ca }` a private CA; `cert` + `key` mutual TLS. */
+  tls?: boolean | { ca?: string | Buffer | Array<string | Buffer>; cert?: string | Buffer; key?: string | Buffer }
+  /** node-postgres's name of `tls`. */
+  ssl?: boolean | { ca?: string | Buffer | Array<string | Buffer>; cert?: string | Buffer; key?: string | Buffer }
+  /** Default 'public'. */
+  schema?: string
+  schemaName?: string
+  /** Default 'session' (connect-pg-simple's). */
+  table?: string
+  tableName?: string
+  /** Create the table (and its lock table) when missing. Default true. */
+  createTable?: boolean
+  createTableIfMissing?: boolean
+  /** Connections kept. Default 4. */
+  poolSize?: number
+  connectTimeoutMs?: number
+  /** Every call rejects with ERR_STORE_UNAVAILABLE within this. Default 5000. */
+  commandTimeoutMs?: number
+  /** How often expired rows are deleted (one process of the fleet at a time). Default 60000; 0: never by this process. */
+  sweepIntervalMs?: number
+  /** connect-pg-simple's name, in seconds; `false`: never. */
+  pruneSessionInterval?: number | false
+}
+
 export interface FileOptions extends StoreOptions {
   /** One file per session in this directory (default ./sessions). */
   dir?: string
@@ -236,6 +273,8 @@ export function dummy(options?: StoreOptions): LockingStore
 export function redis(config: string | number | RedisOptions): LockingStore
 /** Client of the session daemon (`npx rs-store-daemon <port | socket> [dir]`): a port, a socket path or options. */
 export function daemon(config: number | string | DaemonOptions): LockingStore
+/** PostgreSQL on connect-pg-simple's table (made when missing). */
+export function postgres(config?: string | PostgresOptions): LockingStore
 /** One file per session (`dir`), or Synchro's `sessionStateFile` (adds `flush()`). */
 export function file(options?: FileOptions): LockingStore & { flush?: () => Promise<void> }
 /** Sessions in object storage (S3, Azure Blob, GCS, a directory). */

@@ -8,6 +8,7 @@ const { makeStore, syncEngine, units } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
 const { wireIo } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
+const { postgresConfig } = require('./lib/postgres')
 const path = require('node:path')
 const errors = require('./lib/errors')
 const { CODES, fromNative, invalidType, settled } = errors
@@ -88,6 +89,19 @@ function redisStore(config, o) {
 function daemon(cfg) {
   const o = typeof cfg === 'object' && cfg !== null ? options.known(cfg, 'daemon') : {}
   return redisStore({ ...daemonConfig(cfg), session: options.session(o) }, o)
+}
+
+/**
+ * PostgreSQL store on connect-pg-simple's table: a URL, or { url | host,
+ * port, user, password, database, ssl | tls, schema, table, createTable,
+ * poolSize, connectTimeoutMs, commandTimeoutMs, sweepIntervalMs }; see
+ * lib/postgres.js and src/backend/postgres/.
+ */
+function postgres(cfg) {
+  const o = typeof cfg === 'string' ? {} : options.known(cfg, 'postgres')
+  const config = { ...postgresConfig(cfg), session: options.session(o) }
+  const report = reporter(o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.postgresStore(config, onDone, report))), { locks: true }), o)
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
@@ -208,4 +222,4 @@ const version = Object.freeze({
   platform: native.loaded.platform,
 })
 
-module.exports = { memory, dummy, redis, daemon, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES), version }
+module.exports = { memory, dummy, redis, daemon, postgres, file, objectStore, moduleStore, memoized, fromConfig, getStore, codes: Object.keys(CODES), version }

@@ -11,16 +11,22 @@ const os = require('node:os')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const { startRedis, freePort } = require('./support/redis-servers')
+const { startPostgres } = require('./support/postgres-server')
 
 const ROOT = path.join(__dirname, '..')
 const SIMPLES_08 = path.join(__dirname, 'hosts/simples-0.8/node_modules/simples')
 const examples = [...fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1])
 
 let redis
+let postgres
 test.before(async () => {
   redis = await startRedis()
+  postgres = await startPostgres()
 })
-test.after(() => redis.stop())
+test.after(async () => {
+  await redis.stop()
+  await postgres.destroy()
+})
 
 test('the README has examples', () => assert.ok(examples.length >= 5, `${examples.length} examples`))
 
@@ -31,7 +37,7 @@ async function portTaken(dir) {
   await new Promise((r) => holder.once('listening', r))
   const port = holder.address().port
   try {
-    const child = spawn(process.execPath, ['example.js'], { cwd: dir, env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, NODE_PATH: path.join(ROOT, 'node_modules') }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, ['example.js'], { cwd: dir, env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, DATABASE_URL: postgres.url, NODE_PATH: path.join(ROOT, 'node_modules') }, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout.on('data', (d) => (out += d))
     child.stderr.on('data', (d) => (out += d))
@@ -58,7 +64,7 @@ examples.forEach((code, i) => {
     const port = await freePort()
     const child = spawn(process.execPath, ['example.js'], {
       cwd: dir,
-      env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, NODE_PATH: path.join(ROOT, 'node_modules') },
+      env: { ...process.env, PORT: String(port), REDIS_URL: redis.url, DATABASE_URL: postgres.url, NODE_PATH: path.join(ROOT, 'node_modules') },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     let out = ''

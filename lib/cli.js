@@ -35,6 +35,8 @@ const COMMANDS = {
 
 const OPTIONS = {
   prefix: { type: 'string' },
+  table: { type: 'string' },
+  schema: { type: 'string' },
   'secret-env': { type: 'string' },
   json: { type: 'boolean' },
   yes: { type: 'boolean', short: 'y' },
@@ -52,6 +54,8 @@ const OPTIONS = {
 const STORES = `Stores:
   redis://host:port/db, rediss://…   Redis (--prefix, default sess:)
   connect-redis:redis://…            what connect-redis wrote (sess:, plain JSON): rs-store reads it as is
+  postgres://user:pass@host:port/db  PostgreSQL, connect-pg-simple's table (--table, default session; --schema, default public)
+  connect-pg-simple:postgres://…     what connect-pg-simple wrote (plain JSON): rs-store reads it as is
   file:DIR                           rs.file({ dir })
   json:FILE                          rs.file({ sessionStateFile }) (Synchro's sessions.json)
   daemon:PORT, daemon:SOCKET         rs.daemon(…)
@@ -63,6 +67,7 @@ const STORES = `Stores:
 const COMMON = `Options:
   --secret-env NAME   the secret of an encrypted store, from this environment variable
   --prefix P          Redis key prefix (default sess:)
+  --table T, --schema S  PostgreSQL table and schema (default session, public)
   --timeout MS        connect and command timeout (default 5000)
   --json              output for scripts
   -h, --help          this help; rs-store <command> --help for a command's
@@ -116,6 +121,14 @@ function openStore(spec, o, { create = false } = {}) {
       return rs.redis({ url: spec, prefix: o.prefix ?? 'sess:', connectTimeoutMs: timeout, commandTimeoutMs: timeout, ...codec, ...quiet })
     case 'connect-redis':
       return rs.redis({ url: rest, prefix: o.prefix ?? 'sess:', connectTimeoutMs: timeout, commandTimeoutMs: timeout, ...quiet })
+    case 'postgres':
+    case 'postgresql':
+    case 'connect-pg-simple': {
+      const url = scheme === 'connect-pg-simple' ? rest : spec
+      // No sweeper in a CLI process: the apps' stores sweep.
+      const pg = { url, table: o.table, schema: o.schema, sweepIntervalMs: 0, poolSize: 2, connectTimeoutMs: timeout, commandTimeoutMs: timeout, ...quiet }
+      return rs.postgres(scheme === 'connect-pg-simple' ? pg : { ...pg, ...codec })
+    }
     case 'file':
       return rs.file({ dir: exists(path.resolve(rest)), readCacheBytes: 0, ...codec, ...quiet })
     case 'json':

@@ -127,6 +127,7 @@ const KNOWN = {
   memory: [...COMMON, 'maxEntries', 'maxBytes', 'sweepIntervalMs'],
   dummy: COMMON,
   redis: [...COMMON, 'url', 'host', 'port', 'path', 'username', 'password', 'db', 'tls', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs', 'nodes', 'sentinels', 'name', 'masterName', 'spinMicros', 'ioThread'],
+  postgres: [...COMMON, 'url', 'connectionString', 'conString', 'host', 'port', 'user', 'username', 'password', 'database', 'ssl', 'tls', 'schema', 'schemaName', 'table', 'tableName', 'createTable', 'createTableIfMissing', 'poolSize', 'connectTimeoutMs', 'commandTimeoutMs', 'sweepIntervalMs', 'pruneSessionInterval'],
   daemon: [...COMMON, 'port', 'socket', 'prefix', 'connectTimeoutMs', 'commandTimeoutMs', 'spinMicros'],
   file: [...COMMON, 'dir', 'durable', 'fastReads', 'readCacheBytes', 'sweepIntervalMs'],
   sessionStateFile: [...COMMON, 'sessionStateFile', 'coalesceMs', 'maxEntries', 'maxBytes', 'sweepIntervalMs'],

@@ -202,6 +202,47 @@ export interface ObjectStoreConfig {
 }
 
 /**
+ * Default `connectTimeoutMs` and `commandTimeoutMs` of PostgreSQL (as
+ * Redis's: every call settles within it).
+ */
+export declare const POSTGRES_TIMEOUT_MS: number
+
+export declare function postgresStore(config: PostgresStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): ExternalObject<AsyncStore>
+
+/**
+ * Connection settings and table of the PostgreSQL store, normalized by the
+ * JS facade. `url` (a `postgres://` URL or `key=value` settings) is read
+ * first; the single settings after it win.
+ */
+export interface PostgresStoreConfig {
+  url?: string
+  /** A host name, or a directory holding the server's unix socket. */
+  host?: string
+  port?: number
+  user?: string
+  password?: string
+  database?: string
+  /** TLS with certificate verification (the public roots, or `tls_ca`). */
+  tls?: boolean
+  tlsCa?: string
+  tlsCert?: string
+  tlsKey?: string
+  /** Default `public` and `session` (connect-pg-simple's). */
+  schema?: string
+  table?: string
+  /** Create the table when missing (default true). */
+  createTable?: boolean
+  /** Connections kept (default 4). */
+  poolSize?: number
+  connectTimeoutMs?: number
+  commandTimeoutMs?: number
+  /** How often expired rows are deleted (default 60000 ms; 0: never, by this process). */
+  sweepIntervalMs?: number
+  /** Session size limit and codec. */
+  session?: SessionOptions
+}
+
+/**
  * Default `connectTimeoutMs` and `commandTimeoutMs` of Redis and the
  * daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
  */

@@ -28,6 +28,10 @@ pub const SWEEP_STORED_MS: u32 = 60_000;
 /// daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
 #[napi]
 pub const REDIS_TIMEOUT_MS: u32 = 5000;
+/// Default `connectTimeoutMs` and `commandTimeoutMs` of PostgreSQL (as
+/// Redis's: every call settles within it).
+#[napi]
+pub const POSTGRES_TIMEOUT_MS: u32 = 5000;
 /// Default `commandTimeoutMs` of sessions in object storage: every call
 /// settles within it, retries included.
 pub const OBJECT_SESSION_TIMEOUT_MS: u32 = 10_000;

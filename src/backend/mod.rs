@@ -19,6 +19,7 @@ pub mod file;
 pub mod memory;
 pub mod object;
 mod op;
+pub mod postgres;
 pub mod record;
 pub mod redis;
 mod sentinel;

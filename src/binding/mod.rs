@@ -31,12 +31,14 @@ use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS, SWEEP_IN_MEMORY_MS
 mod async_store;
 mod daemon;
 mod object_storage;
+mod postgres;
 mod reply;
 mod sync_store;
 
 pub use async_store::AsyncStore;
 pub use daemon::{start_daemon, DaemonConfig, DaemonServer};
 pub use object_storage::{object_session_store, NativeModuleStore, ObjectStoreConfig};
+pub use postgres::{postgres_store, PostgresStoreConfig};
 pub use reply::JsReply;
 pub use sync_store::{MemoryStoreOptions, SyncStore};
 

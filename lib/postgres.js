@@ -1,0 +1,94 @@
+'use strict'
+// Normalizes the PostgreSQL store's configuration into what the native layer
+// takes (src/binding/postgres.rs).
+//
+// Accepted: a URL string (`postgres://user:pass@host:port/db?sslmode=…`, or
+// libpq `key=value` settings), or an object { url | connectionString |
+// conString | host, port, user, password, database, ssl | tls (true or
+// { ca, cert, key }), schema ('public'), table ('session'), createTable
+// (true), poolSize (4), connectTimeoutMs, commandTimeoutMs, sweepIntervalMs
+// (60000; 0: this process never sweeps) }. connect-pg-simple's names
+// (`tableName`, `schemaName`, `createTableIfMissing`, `pruneSessionInterval`
+// in seconds, `conString`) are accepted too, so its options move over as
+// they are. Settings missing from both the URL and the object come from
+// PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, as node-postgres reads
+// them.
+const options = require('./options')
+const native = require('./native')
+const { codedError, invalidType } = require('./errors')
+
+const DEFAULTS = { schema: 'public', table: 'session', timeoutMs: native.POSTGRES_TIMEOUT_MS }
+
+/** A PEM option of `tls`: a string, a Buffer, or an array of them (CAs). */
+function pem(tls, name) {
+  const v = tls[name]
+  if (v === undefined || v === null) return undefined
+  const one = (x) => {
+    if (typeof x === 'string') return x
+    if (Buffer.isBuffer(x)) return x.toString('utf8')
+    throw invalidType('ERR_INVALID_OPTION', `option tls.${name} must be PEM text (a string or Buffer)`)
+  }
+  const text = Array.isArray(v) && name === 'ca' ? v.map(one).join('\n') : one(v)
+  if (!text.includes('-----BEGIN ')) throw codedError('ERR_INVALID_OPTION', `option tls.${name} is not PEM text`)
+  return text
+}
+
+/** `tls` / `ssl`: true, or { ca, cert, key }; certificates are always verified. */
+function tlsOptions(o) {
+  if (o.tls !== undefined && o.ssl !== undefined) throw codedError('ERR_INVALID_OPTION', 'give either tls or ssl (the same option), not both')
+  const t = o.tls ?? o.ssl
+  if (t === undefined || t === null || t === false) return {}
+  if (t === true) return { tls: true }
+  if (typeof t !== 'object') throw invalidType('ERR_INVALID_OPTION', 'option tls must be a boolean or { ca, cert, key }')
+  if (t.rejectUnauthorized === false) {
+    throw codedError('ERR_INVALID_OPTION', "tls.rejectUnauthorized: false is not supported: give the server's CA as tls.ca instead")
+  }
+  const out = { tls: true, tlsCa: pem(t, 'ca'), tlsCert: pem(t, 'cert'), tlsKey: pem(t, 'key') }
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
+    throw codedError('ERR_INVALID_OPTION', 'a TLS client certificate (tls.cert) needs its key (tls.key), and the key its certificate')
+  }
+  return out
+}
+
+const env = (name) => (process.env[name] === undefined || process.env[name] === '' ? undefined : process.env[name])
+
+/** The native config for `cfg` (see the module comment); `o` is the checked object form. */
+function postgresConfig(cfg) {
+  const o = typeof cfg === 'string' ? { url: cfg } : options.object(cfg, 'postgres')
+  const names = ['url', 'connectionString', 'conString'].filter((n) => o[n] !== undefined)
+  if (names.length > 1) throw codedError('ERR_INVALID_OPTION', `give one of ${names.join(', ')} (the same option), not several`)
+  const url = names.length ? options.string(o, names[0]) : undefined
+  if (url !== undefined && !/^postgres(ql)?:\/\//.test(url) && !url.includes('=')) {
+    throw codedError('ERR_INVALID_OPTION', 'the PostgreSQL URL must start with postgres:// or postgresql:// (or be key=value settings)')
+  }
+  const fromEnv = url === undefined
+  const port = options.number(o, 'port', { min: 1, max: 65535, integer: true }) ?? (fromEnv && env('PGPORT') ? Number(env('PGPORT')) : undefined)
+  const same = (a, b) => {
+    if (o[a] !== undefined && o[b] !== undefined) throw codedError('ERR_INVALID_OPTION', `give either ${a} or ${b} (the same option), not both`)
+    return o[a] !== undefined ? a : b
+  }
+  const pruneS = o.pruneSessionInterval === false ? 0 : options.number(o, 'pruneSessionInterval', { min: 0, max: 2 ** 31 / 1000 })
+  let sweepIntervalMs = options.number(o, 'sweepIntervalMs', { min: 0, max: 2 ** 31 - 1, integer: true })
+  if (pruneS !== undefined) {
+    if (sweepIntervalMs !== undefined) throw codedError('ERR_INVALID_OPTION', 'give either sweepIntervalMs or pruneSessionInterval (seconds), not both')
+    sweepIntervalMs = Math.round(pruneS * 1000)
+  }
+  return {
+    url,
+    host: options.string(o, 'host') ?? (fromEnv ? env('PGHOST') : undefined),
+    port,
+    user: options.string(o, same('user', 'username')) ?? (fromEnv ? env('PGUSER') : undefined),
+    password: options.string(o, 'password') ?? (fromEnv ? env('PGPASSWORD') : undefined),
+    database: options.string(o, 'database') ?? (fromEnv ? env('PGDATABASE') : undefined),
+    ...tlsOptions(o),
+    schema: options.string(o, same('schema', 'schemaName'), { def: DEFAULTS.schema }),
+    table: options.string(o, same('table', 'tableName'), { def: DEFAULTS.table }),
+    createTable: options.boolean(o, same('createTable', 'createTableIfMissing'), { def: true }),
+    poolSize: options.number(o, 'poolSize', { min: 1, max: 1000, integer: true }),
+    connectTimeoutMs: options.number(o, 'connectTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.timeoutMs }),
+    commandTimeoutMs: options.number(o, 'commandTimeoutMs', { min: 1, max: 2 ** 31 - 1, integer: true, def: DEFAULTS.timeoutMs }),
+    sweepIntervalMs,
+  }
+}
+
+module.exports = { postgresConfig, DEFAULTS }

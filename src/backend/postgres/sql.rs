@@ -1,0 +1,285 @@
+//! The SQL of the PostgreSQL backend: every statement, written once per
+//! table with the table's name quoted as an identifier (never anything
+//! else spliced in: ids, values, times and tokens are bound parameters of
+//! prepared statements), the stored value's layout, and how the server's
+//! errors get their codes.
+//!
+//! Times are the client's clock, as connect-pg-simple's are: `expire` is
+//! written as `to_timestamp(<epoch seconds>)` (a `timestamp` without time
+//! zone, in the server's zone, as connect-pg-simple writes it), and a row is
+//! live while `expire > to_timestamp(<now>)`. No expiry is `'infinity'`.
+
+use bytes::BytesMut;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
+
+use crate::error::{Code, StoreError};
+
+/// The longest identifier PostgreSQL keeps (longer ones are cut silently).
+const MAX_IDENT_BYTES: usize = 63;
+
+/// A schema or table name, checked: not empty, no NUL, at most 63 bytes
+/// (PostgreSQL would silently cut a longer one and name another table).
+pub fn check_ident(what: &str, name: &str) -> Result<(), StoreError> {
+  let bad = |why: &str| StoreError::new(Code::InvalidOption, format!("option {what} {name:?} {why}"));
+  if name.is_empty() {
+    return Err(bad("must not be empty"));
+  }
+  if name.contains('\0') {
+    return Err(bad("must not contain a NUL character"));
+  }
+  if name.len() > MAX_IDENT_BYTES {
+    return Err(bad(&format!("is {} bytes; PostgreSQL names are at most {MAX_IDENT_BYTES}", name.len())));
+  }
+  Ok(())
+}
+
+/// `name` as a quoted identifier: `"…"`, inner quotes doubled. Case and
+/// every character are kept, as connect-pg-simple quotes its table.
+pub fn quote(name: &str) -> String {
+  format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The statements of one table (`schema.table`) and its lock table
+/// (`schema.table_lock`).
+#[derive(Debug)]
+pub struct Sql {
+  /// `"schema"."table"` and `"schema"."table_lock"`, also the `to_regclass` arguments.
+  pub table: String,
+  pub lock_table: String,
+  pub create: Vec<String>,
+  pub get: String,
+  pub set: String,
+  pub add: String,
+  pub replace: String,
+  pub remove: String,
+  pub touch: String,
+  pub ttl: String,
+  pub exists: String,
+  pub len: String,
+  pub clear: String,
+  pub keys: String,
+  pub entries: String,
+  pub page: String,
+  pub lock: String,
+  pub unlock: String,
+  pub renew: String,
+  pub sweep: String,
+  pub sweep_locks: String,
+  /// The advisory lock keys of table creation and of the sweep (per table).
+  pub create_key: i64,
+  pub sweep_key: i64,
+}
+
+/// FNV-1a of `s`, as an advisory lock key.
+fn key_of(s: &str) -> i64 {
+  s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3)) as i64
+}
+
+/// Rows deleted per statement of a sweep.
+pub const SWEEP_BATCH: i64 = 1000;
+
+impl Sql {
+  pub fn new(schema: &str, table: &str) -> Sql {
+    let t = format!("{}.{}", quote(schema), quote(table));
+    let lock_table = format!("{table}_lock");
+    let l = format!("{}.{}", quote(schema), quote(&lock_table));
+    let index = quote(&format!("IDX_{table}_expire"));
+    let live = "expire > to_timestamp($NOW::float8)";
+    let at = |s: &str, now: usize| s.replace("$NOW", &format!("${now}"));
+    Sql {
+      create: vec![
+        // connect-pg-simple's table.sql (the primary key named <table>_pkey, its index IDX_<table>_expire).
+        format!("CREATE TABLE IF NOT EXISTS {t} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"sess\" json NOT NULL, \"expire\" timestamp(6) NOT NULL)"),
+        format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (\"expire\")"),
+        format!("CREATE TABLE IF NOT EXISTS {l} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"token\" text NOT NULL, \"expire\" timestamptz(6) NOT NULL)"),
+      ],
+      get: at(&format!("SELECT sess FROM {t} WHERE sid = $1 AND {live}"), 2),
+      set: format!(
+        "INSERT INTO {t} (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire"
+      ),
+      // One winner among concurrent adds: the row lock of ON CONFLICT; an expired row counts as absent.
+      add: format!(
+        "INSERT INTO {t} AS s (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire WHERE s.expire <= to_timestamp($4::float8)"
+      ),
+      replace: at(&format!("UPDATE {t} SET sess = $2, expire = to_timestamp($3::float8) WHERE sid = $1 AND {live}"), 4),
+      remove: at(&format!("DELETE FROM {t} WHERE sid = $1 RETURNING {live}"), 2),
+      touch: at(&format!("UPDATE {t} SET expire = to_timestamp($2::float8) WHERE sid = $1 AND {live}"), 3),
+      ttl: at(&format!("SELECT date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid = $1 AND {live}"), 2),
+      exists: at(&format!("SELECT 1 FROM {t} WHERE sid = $1 AND {live}"), 2),
+      len: at(&format!("SELECT count(*) FROM {t} WHERE {live}"), 1),
+      clear: at(&format!("WITH d AS (DELETE FROM {t} RETURNING expire) SELECT count(*) FROM d WHERE {live}"), 1),
+      keys: at(&format!("SELECT sid FROM {t} WHERE {live}"), 1),
+      entries: at(&format!("SELECT sid, sess FROM {t} WHERE {live}"), 1),
+      // Keyset pages in primary key order: the cursor is the last id of the page before.
+      page: at(&format!("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid > $1 AND {live} ORDER BY sid LIMIT $3"), 2),
+      lock: format!(
+        "INSERT INTO {l} AS k (sid, token, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET token = excluded.token, expire = excluded.expire WHERE k.expire <= to_timestamp($4::float8)"
+      ),
+      unlock: at(&format!("DELETE FROM {l} WHERE sid = $1 AND token = $2 AND {live}"), 3),
+      renew: at(&format!("UPDATE {l} SET expire = to_timestamp($3::float8) WHERE sid = $1 AND token = $2 AND {live}"), 4),
+      // The outer condition is checked again on a row changed meanwhile
+      // (READ COMMITTED): a session refreshed since the inner SELECT stays.
+      // One statement, one implicit transaction: the advisory lock ($2) is
+      // held to its end; a process that does not get it deletes nothing.
+      sweep: format!(
+        "WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {t} WHERE (SELECT got FROM k) AND sid IN (SELECT sid FROM {t} WHERE expire < to_timestamp($1::float8) LIMIT {SWEEP_BATCH}) AND expire < to_timestamp($1::float8)"
+      ),
+      sweep_locks: format!(
+        "WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {l} WHERE (SELECT got FROM k) AND expire < to_timestamp($1::float8)"
+      ),
+      create_key: key_of(&format!("rs-store create {t}")),
+      sweep_key: key_of(&format!("rs-store sweep {t}")),
+      table: t,
+      lock_table: l,
+    }
+  }
+}
+
+/// Seconds since the epoch for `to_timestamp`: `None` (never expires) is
+/// infinity, and so is an expiry past PostgreSQL's last timestamp (year
+/// 294276), which it would refuse.
+pub fn seconds(at_ms: Option<u64>) -> f64 {
+  match at_ms {
+    Some(ms) if ms < 9_000_000_000_000_000 => ms as f64 / 1000.0,
+    _ => f64::INFINITY,
+  }
+}
+
+/// A stored value as `sess` holds it. Session JSON text is stored as it is
+/// (so connect-pg-simple reads it); a value the codec made (compressed or
+/// encrypted: binary, first byte [`crate::codec::FORMAT`]) cannot be JSON,
+/// so it is stored as `{"rs-store.v1":"<base64>"}`, which connect-pg-simple
+/// reads as a session without its data.
+pub struct Sess<'a>(pub &'a [u8]);
+
+const WRAP_KEY: &str = "rs-store.v1";
+
+impl Sess<'_> {
+  fn text(&self) -> std::borrow::Cow<'_, [u8]> {
+    use base64::Engine;
+    if self.0.first() == Some(&crate::codec::FORMAT) {
+      let b64 = base64::engine::general_purpose::STANDARD.encode(self.0);
+      return std::borrow::Cow::Owned(format!("{{\"{WRAP_KEY}\":\"{b64}\"}}").into_bytes());
+    }
+    std::borrow::Cow::Borrowed(self.0)
+  }
+}
+
+impl std::fmt::Debug for Sess<'_> {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    write!(f, "Sess({} bytes)", self.0.len())
+  }
+}
+
+impl ToSql for Sess<'_> {
+  fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+    // json's binary form is its text; jsonb's is a version byte and the text.
+    if *ty == Type::JSONB {
+      out.extend_from_slice(&[1]);
+    }
+    out.extend_from_slice(&self.text());
+    Ok(IsNull::No)
+  }
+  fn accepts(ty: &Type) -> bool {
+    matches!(*ty, Type::JSON | Type::JSONB | Type::TEXT | Type::VARCHAR)
+  }
+  to_sql_checked!();
+}
+
+/// `sess` as read back: the bytes the codec decodes (see [`Sess`]).
+pub struct Stored(pub Vec<u8>);
+
+impl<'a> FromSql<'a> for Stored {
+  fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+    let text = if *ty == Type::JSONB { raw.get(1..).unwrap_or_default() } else { raw };
+    Ok(Stored(unwrap_codec(text).unwrap_or_else(|| text.to_vec())))
+  }
+  fn accepts(ty: &Type) -> bool {
+    matches!(*ty, Type::JSON | Type::JSONB | Type::TEXT | Type::VARCHAR)
+  }
+}
+
+/// The codec's bytes inside a `{"rs-store.v1":"<base64>"}` wrapper (also
+/// as jsonb prints it, with a space), or `None` for any other JSON.
+fn unwrap_codec(text: &[u8]) -> Option<Vec<u8>> {
+  use base64::Engine;
+  let rest = text.strip_prefix(b"{\"rs-store.v1\":")?;
+  let rest = rest.trim_ascii_start().strip_prefix(b"\"")?.strip_suffix(b"\"}")?;
+  base64::engine::general_purpose::STANDARD.decode(rest).ok().filter(|b| b.first() == Some(&crate::codec::FORMAT))
+}
+
+/// A tokio-postgres error as a coded store error, named with the server.
+pub fn map_err(e: &tokio_postgres::Error, place: &str) -> StoreError {
+  let at = |code: Code, what: String| StoreError::new(code, format!("{place}: {what}"));
+  let Some(db) = e.as_db_error() else {
+    let msg = e.to_string();
+    // Client-side: the server asked for a password we do not have, or SCRAM failed.
+    if msg.contains("password") || msg.contains("authentication") || msg.contains("SCRAM") {
+      return at(Code::StoreAuth, format!("the server refused the credentials: {msg}"));
+    }
+    return at(Code::StoreUnavailable, msg);
+  };
+  let msg = db.message().to_string();
+  let code = db.code();
+  if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+    at(Code::StoreAuth, format!("the server refused the credentials: {msg}"))
+  } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+    at(Code::StoreAuth, format!("the user lacks a privilege: {msg}"))
+  } else if *code == SqlState::INVALID_CATALOG_NAME {
+    at(Code::InvalidOption, format!("no such database: {msg}"))
+  } else if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME {
+    at(Code::InvalidOption, format!("{msg} (with createTable: false the table must exist; see the README, PostgreSQL)"))
+  } else if *code == SqlState::UNDEFINED_COLUMN || *code == SqlState::DATATYPE_MISMATCH || *code == SqlState::UNDEFINED_FUNCTION {
+    at(Code::InvalidOption, format!("the table is not connect-pg-simple's (sid varchar, sess json, expire timestamp): {msg}"))
+  } else if *code == SqlState::READ_ONLY_SQL_TRANSACTION || *code == SqlState::DISK_FULL {
+    at(Code::StoreReadOnly, format!("the server refuses writes: {msg}"))
+  } else if *code == SqlState::INVALID_TEXT_REPRESENTATION
+    || *code == SqlState::UNTRANSLATABLE_CHARACTER
+    || *code == SqlState::CHARACTER_NOT_IN_REPERTOIRE
+  {
+    StoreError::new(Code::NotSerializable, format!("{place} refused the session: {msg}"))
+  } else {
+    at(Code::StoreUnavailable, msg)
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn identifiers() {
+    assert_eq!(quote("session"), "\"session\"");
+    assert_eq!(quote("a\"; DROP TABLE x; --"), "\"a\"\"; DROP TABLE x; --\"");
+    assert!(check_ident("table", "session").is_ok());
+    assert_eq!(check_ident("table", "").unwrap_err().code, Code::InvalidOption);
+    assert_eq!(check_ident("table", "a\0b").unwrap_err().code, Code::InvalidOption);
+    assert_eq!(check_ident("table", &"x".repeat(64)).unwrap_err().code, Code::InvalidOption);
+    let sql = Sql::new("public", "my\"table");
+    assert!(sql.get.starts_with("SELECT sess FROM \"public\".\"my\"\"table\" WHERE sid = $1 AND expire > to_timestamp($2::float8)"));
+  }
+
+  #[test]
+  fn codec_values_are_wrapped_as_json() {
+    let plain = br#"{"a":1}"#;
+    assert_eq!(&*Sess(plain).text(), plain);
+    let binary = [crate::codec::FORMAT, 2, 0, 255, 10];
+    let text = Sess(&binary).text().into_owned();
+    assert!(text.starts_with(b"{\"rs-store.v1\":\""));
+    serde_json::from_slice::<serde_json::Value>(&text).unwrap();
+    assert_eq!(unwrap_codec(&text).unwrap(), binary);
+    // as jsonb prints it
+    let spaced = String::from_utf8(text).unwrap().replace("\":\"", "\": \"");
+    assert_eq!(unwrap_codec(spaced.as_bytes()).unwrap(), binary);
+    assert!(unwrap_codec(br#"{"rs-store.v1":"not base64!"}"#).is_none());
+    assert!(unwrap_codec(plain).is_none());
+  }
+
+  #[test]
+  fn expiry_seconds() {
+    assert_eq!(seconds(None), f64::INFINITY);
+    assert_eq!(seconds(Some(u64::MAX)), f64::INFINITY);
+    assert_eq!(seconds(Some(1500)), 1.5);
+  }
+}
