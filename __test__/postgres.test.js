@@ -367,3 +367,46 @@ test('postgres locks: two OS processes × 1,000 locked cycles lose nothing; with
     await setup.close()
   }
 })
+
+test('postgres cli: postgres:// and connect-pg-simple:postgres:// as stores, migrate included', async () => {
+  const { spawn } = require('node:child_process')
+  const BIN = require('node:path').join(__dirname, '../bin/rs-store.js')
+  const cli = (args) =>
+    new Promise((resolve) => {
+      const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+      let out = ''
+      let err = ''
+      child.stdout.on('data', (d) => (out += d))
+      child.stderr.on('data', (d) => (err += d))
+      child.once('exit', (code) => resolve({ code, out, err }))
+    })
+  const ok = async (args) => {
+    const r = await cli(args)
+    assert.equal(r.code, 0, `rs-store ${args.join(' ')}: ${r.err}`)
+    return r.out
+  }
+  const from = await server.createDatabase('cli_from')
+  const to = await server.createDatabase('cli_to')
+  const src = rs.postgres(from)
+  const dst = rs.postgres(to)
+  try {
+    await src.set('ada', { user: 'ada' }, 600_000)
+    await src.set("o'brien", { user: 'ob' }, Infinity)
+    assert.deepEqual(JSON.parse(await ok(['get', from, 'ada', '--json'])), { user: 'ada' })
+    await ok(['set', from, 'cli', '{"by":"cli"}', '--ttl', '600'])
+    assert.deepEqual(await src.get('cli'), { by: 'cli' })
+    const moved = JSON.parse(await ok(['migrate', `connect-pg-simple:${from}`, to, '--json']))
+    assert.equal(moved.migrated, 3)
+    assert.deepEqual((await dst.ids()).sort(), ['ada', 'cli', "o'brien"])
+    assert.equal(await dst.ttl("o'brien"), -1, 'no expiry carried over')
+    assert.ok((await dst.ttl('ada')) > 590, 'the ttl carried over')
+    const t = await server.sql("SELECT count(*) FROM session", 'cli_to')
+    assert.equal(t, '3')
+    // --table and --schema name another table
+    await ok(['set', to, 'other', '{}', '--table', 'elsewhere'])
+    assert.equal(await server.sql('SELECT sid FROM elsewhere', 'cli_to'), 'other')
+  } finally {
+    await src.close()
+    await dst.close()
+  }
+})
