@@ -19,7 +19,7 @@ const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 const { serialize, parse, checkId, readable, noCallback, TIMEOUT_UNIT_MS } = require('./store')
 
-const MAX_ID_BYTES = 1024
+const { MAX_ID_BYTES } = require('./native')
 
 function memoized(inner, opts) {
   if (!inner || typeof inner.lock !== 'function' || typeof inner.get !== 'function') {

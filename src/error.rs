@@ -7,126 +7,86 @@
 
 use std::fmt;
 
-/// Stable error codes. The string form is part of the public API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
+/// One table for every code: its variant, its stable string and its JS
+/// class. Wrong values are RangeErrors, wrong kinds TypeErrors (an id of the
+/// wrong type is a TypeError too: the facade makes that one itself),
+/// failures of the store plain Errors. A code added here is in `as_str`,
+/// `class`, `ALL` and so `errorCodes()` and `parse` at once.
+macro_rules! codes {
+  ($($(#[$doc:meta])* $name:ident => $text:literal, $class:literal;)+) => {
+    /// Stable error codes. The string form is part of the public API.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Code {
+      $($(#[$doc])* $name,)+
+    }
+
+    impl Code {
+      pub const fn as_str(self) -> &'static str {
+        match self {
+          $(Code::$name => $text,)+
+        }
+      }
+
+      /// The JS class of its errors.
+      pub const fn class(self) -> &'static str {
+        match self {
+          $(Code::$name => $class,)+
+        }
+      }
+
+      pub const ALL: &'static [Code] = &[$(Code::$name,)+];
+    }
+  };
+}
+
+codes! {
   /// Session id is not a non-empty string of at most `MAX_ID_BYTES` bytes.
-  InvalidId,
+  InvalidId => "ERR_INVALID_ID", "RangeError";
   /// A timeout/ttl is negative, NaN or not a number.
-  InvalidTimeout,
+  InvalidTimeout => "ERR_INVALID_TIMEOUT", "RangeError";
   /// A session that is not an object or JSON text, or cannot be serialized.
-  NotSerializable,
+  NotSerializable => "ERR_NOT_SERIALIZABLE", "TypeError";
   /// Serialized session is larger than `maxSessionBytes`.
-  SessionTooLarge,
+  SessionTooLarge => "ERR_SESSION_TOO_LARGE", "RangeError";
   /// A configuration option is wrong.
-  InvalidOption,
+  InvalidOption => "ERR_INVALID_OPTION", "RangeError";
   /// The store was closed.
-  StoreClosed,
+  StoreClosed => "ERR_STORE_CLOSED", "Error";
   /// The backing server or service cannot be reached (in time).
-  StoreUnavailable,
+  StoreUnavailable => "ERR_STORE_UNAVAILABLE", "Error";
   /// The backing server refused our credentials.
-  StoreAuth,
+  StoreAuth => "ERR_STORE_AUTH", "Error";
   /// The backing server is reachable but refuses writes: out of memory
   /// (Redis `maxmemory` with `noeviction`: OOM), a read-only replica
   /// (READONLY), or it cannot persist (MISCONF). Not a disconnect.
-  StoreReadOnly,
+  StoreReadOnly => "ERR_STORE_READONLY", "Error";
   /// Stored data could not be decoded (corrupt, tampered, wrong key).
-  Corrupt,
+  Corrupt => "ERR_CORRUPT_DATA", "Error";
   /// A filesystem or other I/O operation failed.
-  Io,
+  Io => "ERR_STORE_IO", "Error";
   /// A lock could not be acquired in time.
-  LockTimeout,
+  LockTimeout => "ERR_LOCK_TIMEOUT", "Error";
   /// A lock held here was found gone or taken by another holder when it was
   /// renewed (the backend restarted, or the holder stalled past its ttl).
-  LockLost,
+  LockLost => "ERR_LOCK_LOST", "Error";
   /// Another store (in this or another process) has the file open.
-  InUse,
+  InUse => "ERR_STORE_IN_USE", "Error";
   /// A module path or name is not a safe relative path.
-  InvalidPath,
+  InvalidPath => "ERR_INVALID_PATH", "RangeError";
   /// The named thing does not exist (module store).
-  NotFound,
+  NotFound => "ERR_NOT_FOUND", "Error";
   /// The named thing exists already (module store).
-  AlreadyExists,
+  AlreadyExists => "ERR_ALREADY_EXISTS", "Error";
   /// An argument of the wrong kind (e.g. a callback: the API returns Promises).
-  InvalidArgument,
+  InvalidArgument => "ERR_INVALID_ARGUMENT", "TypeError";
   /// A bug: a panic or an invariant broken inside rs-store.
-  Internal,
+  Internal => "ERR_INTERNAL", "Error";
 }
 
 impl Code {
-  pub const fn as_str(self) -> &'static str {
-    match self {
-      Code::InvalidId => "ERR_INVALID_ID",
-      Code::InvalidTimeout => "ERR_INVALID_TIMEOUT",
-      Code::NotSerializable => "ERR_NOT_SERIALIZABLE",
-      Code::SessionTooLarge => "ERR_SESSION_TOO_LARGE",
-      Code::InvalidOption => "ERR_INVALID_OPTION",
-      Code::StoreClosed => "ERR_STORE_CLOSED",
-      Code::StoreUnavailable => "ERR_STORE_UNAVAILABLE",
-      Code::StoreAuth => "ERR_STORE_AUTH",
-      Code::StoreReadOnly => "ERR_STORE_READONLY",
-      Code::Corrupt => "ERR_CORRUPT_DATA",
-      Code::Io => "ERR_STORE_IO",
-      Code::LockTimeout => "ERR_LOCK_TIMEOUT",
-      Code::LockLost => "ERR_LOCK_LOST",
-      Code::InUse => "ERR_STORE_IN_USE",
-      Code::InvalidPath => "ERR_INVALID_PATH",
-      Code::NotFound => "ERR_NOT_FOUND",
-      Code::AlreadyExists => "ERR_ALREADY_EXISTS",
-      Code::InvalidArgument => "ERR_INVALID_ARGUMENT",
-      Code::Internal => "ERR_INTERNAL",
-    }
-  }
-}
-
-impl Code {
-  /// The JS class of its errors. Wrong values are RangeErrors, wrong kinds
-  /// TypeErrors (an id of the wrong type is a TypeError too: the facade
-  /// makes that one itself), failures of the store plain Errors.
-  pub const fn class(self) -> &'static str {
-    match self {
-      Code::InvalidId | Code::InvalidTimeout | Code::InvalidOption | Code::SessionTooLarge | Code::InvalidPath => "RangeError",
-      Code::NotSerializable | Code::InvalidArgument => "TypeError",
-      Code::StoreClosed
-      | Code::StoreUnavailable
-      | Code::StoreAuth
-      | Code::StoreReadOnly
-      | Code::Corrupt
-      | Code::Io
-      | Code::LockTimeout
-      | Code::LockLost
-      | Code::InUse
-      | Code::NotFound
-      | Code::AlreadyExists
-      | Code::Internal => "Error",
-    }
-  }
-
-  pub const ALL: [Code; 19] = [
-    Code::InvalidId,
-    Code::InvalidTimeout,
-    Code::NotSerializable,
-    Code::SessionTooLarge,
-    Code::InvalidOption,
-    Code::StoreClosed,
-    Code::StoreUnavailable,
-    Code::StoreAuth,
-    Code::StoreReadOnly,
-    Code::Corrupt,
-    Code::Io,
-    Code::LockTimeout,
-    Code::LockLost,
-    Code::InUse,
-    Code::InvalidPath,
-    Code::NotFound,
-    Code::AlreadyExists,
-    Code::InvalidArgument,
-    Code::Internal,
-  ];
-
   /// The code named `s` (`ERR_…`), e.g. from the session daemon's error replies.
   pub fn parse(s: &str) -> Option<Code> {
-    Code::ALL.into_iter().find(|c| c.as_str() == s)
+    Code::ALL.iter().copied().find(|c| c.as_str() == s)
   }
 }
 
