@@ -22,7 +22,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value};
+use redis::{
+  AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, TlsCertificates, TlsMode, Value,
+};
 use tokio::sync::Mutex;
 
 use super::sentinel::{self, Watch};
@@ -85,6 +87,8 @@ impl Clone for Conn {
   }
 }
 
+// One per store, made once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Connector {
   Single(Client),
   Cluster(ClusterClient),
@@ -299,11 +303,14 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
   match e.kind() {
     ErrorKind::AuthenticationFailed => StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}")),
     ErrorKind::InvalidClientConfig => StoreError::new(Code::InvalidOption, format!("configuration: {msg}")),
-    _ if msg.contains("WRONGPASS") || msg.contains("NOAUTH") || msg.contains("invalid password") => {
+    // The crate parses the server's error code; Redis before 6 said "ERR invalid password".
+    _ if matches!(e.code(), Some("WRONGPASS" | "NOAUTH")) || (e.code() == Some("ERR") && msg.contains("invalid password")) => {
       StoreError::new(Code::StoreAuth, format!("the server refused the credentials: {msg}"))
     }
     // Reachable, but writes are refused: what to do is not "reconnect".
-    _ if matches!(e.code(), Some("OOM" | "READONLY" | "MISCONF")) => StoreError::new(Code::StoreReadOnly, format!("the server refuses writes: {msg}")),
+    _ if matches!(e.code(), Some("OOM" | "READONLY" | "MISCONF")) => {
+      StoreError::new(Code::StoreReadOnly, format!("the server refuses writes: {msg}"))
+    }
     // SELECT refused: a configuration error, not an outage.
     _ if msg.contains("DB index is out of range") || msg.contains("invalid DB index") => {
       StoreError::new(Code::InvalidOption, format!("the server has no such database (option db): {msg}"))
@@ -482,7 +489,11 @@ impl RedisBackend {
   /// it says it is master), never the old one; else the master the
   /// sentinels name, if it says it is one. Waits for that (within the
   /// connect timeout around it).
-  async fn sentinel_master(&self, client: &mut SentinelClient, config: &AsyncConnectionConfig) -> redis::RedisResult<MultiplexedConnection> {
+  async fn sentinel_master(
+    &self,
+    client: &mut SentinelClient,
+    config: &AsyncConnectionConfig,
+  ) -> redis::RedisResult<MultiplexedConnection> {
     let watch = self.watch.as_ref().expect("a sentinel backend has a watch");
     loop {
       let epoch = watch.epoch();
@@ -559,7 +570,13 @@ impl RedisBackend {
   /// after the server's idle `timeout` or a `CLIENT KILL`: it is refused at
   /// the first poll, before anything is written) or `resendable` (the same
   /// commands applied twice leave what once does).
-  async fn attempt<T>(&self, what: &str, fut: impl Future<Output = redis::RedisResult<T>>, budget: Duration, resendable: bool) -> std::result::Result<T, (StoreError, bool)> {
+  async fn attempt<T>(
+    &self,
+    what: &str,
+    fut: impl Future<Output = redis::RedisResult<T>>,
+    budget: Duration,
+    resendable: bool,
+  ) -> std::result::Result<T, (StoreError, bool)> {
     let mut fut = std::pin::pin!(fut);
     let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
     let (r, unsent) = match first {

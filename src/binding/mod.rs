@@ -217,7 +217,7 @@ fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Re
 /// Every error code and the JS class of its errors (`lib/errors.js`).
 #[napi(catch_unwind, ts_return_type = "Record<string, 'Error' | 'TypeError' | 'RangeError'>")]
 pub fn error_codes() -> napi::Result<std::collections::HashMap<String, String>> {
-  Ok(Code::ALL.into_iter().map(|c| (c.as_str().to_string(), c.class().to_string())).collect())
+  Ok(Code::ALL.iter().map(|c| (c.as_str().to_string(), c.class().to_string())).collect())
 }
 
 /// The addon's own version (Cargo.toml), to tell which binary runs.
