@@ -3,7 +3,8 @@
 // names this package ('rs-store' or its absolute path) and approuter calls
 // `getStore(extSessionMgt)` once, synchronously, before it listens.
 //
-// What approuter's code needs (see shared/CONTRACTS.md) and what this does:
+// What approuter 23's code needs (read from its lib/, checked by
+// __test__/approuter.test.js against the real approuter) and what this does:
 // * Every method resolves and never rejects: approuter crashes when exists,
 //   resetTimer or destroy reject. Errors are logged with their code and the
 //   method resolves what the built-in Redis store resolves on error

@@ -137,17 +137,13 @@ impl Codec {
       if body.len() < KEY_ID_LEN + NONCE_LEN + 16 {
         return Err(corrupt("truncated ciphertext"));
       }
-      let key = self
-        .keys
-        .iter()
-        .find(|k| k.id[..] == body[..KEY_ID_LEN])
-        .ok_or_else(|| {
-          corrupt(if self.keys.is_empty() {
-            "encrypted, and this store has no secret configured (give it the `secret` or `secrets` that wrote it)"
-          } else {
-            "encrypted with a key that is not among the configured secrets"
-          })
-        })?;
+      let key = self.keys.iter().find(|k| k.id[..] == body[..KEY_ID_LEN]).ok_or_else(|| {
+        corrupt(if self.keys.is_empty() {
+          "encrypted, and this store has no secret configured (give it the `secret` or `secrets` that wrote it)"
+        } else {
+          "encrypted with a key that is not among the configured secrets"
+        })
+      })?;
       let nonce = Nonce::try_from(&body[KEY_ID_LEN..KEY_ID_LEN + NONCE_LEN]).map_err(|_| corrupt("nonce"))?;
       body = key
         .cipher

@@ -5,6 +5,11 @@
 //! backend, Synchro's module stores beside the object session store). Expiry is absolute
 //! ([`expiry`]); errors carry stable codes ([`error`]).
 
+// Clippy's defaults are errors here, and every `unsafe` block says why it is
+// sound in a `// SAFETY:` comment.
+#![deny(clippy::all)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod backend;
 pub mod binding;
 pub mod codec;

@@ -1,7 +1,7 @@
 'use strict'
 // express-session adapter: `new ExpressStore({ store, ... })` is a subclass of
 // express-session's own Store over any rs-store store. What express-session
-// 1.19 calls and how (shared/CONTRACTS.md):
+// 1.19 calls and how (its index.js and session/store.js):
 // * get/set/destroy/touch/all/length/clear/ids take an optional callback,
 //   called once and asynchronously, and return a Promise as well.
 // * TTL as connect-redis computes it (common.js); <= 0 destroys instead.

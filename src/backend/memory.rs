@@ -28,6 +28,9 @@ pub const ENTRY_OVERHEAD: usize = 96;
 /// Entries reclaimed per lock acquisition by the sweeper.
 const SWEEP_CHUNK: usize = 1024;
 
+/// A live entry as persisted: id, stored bytes, expiry.
+pub type Saved = (String, Vec<u8>, Option<Expiry>);
+
 #[derive(Debug, Clone)]
 pub struct MemoryOptions {
   /// Most entries kept; the least recently used are evicted beyond it.
@@ -260,7 +263,7 @@ impl MemoryBackend {
   }
 
   /// Every live entry with its expiry (for persistence).
-  pub fn snapshot(&self) -> Result<Vec<(String, Vec<u8>, Option<Expiry>)>> {
+  pub fn snapshot(&self) -> Result<Vec<Saved>> {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();

@@ -29,8 +29,12 @@ pub mod snapshot;
 /// open between pages): a cursor is a number naming one; one nobody
 /// continued for 5 minutes is dropped.
 pub(crate) struct Cursors<T> {
-  open: parking_lot::Mutex<(u64, std::collections::HashMap<u64, (T, std::time::Instant)>)>,
+  /// The last number given, and the listings open under their numbers.
+  open: parking_lot::Mutex<(u64, std::collections::HashMap<u64, Held<T>>)>,
 }
+
+/// A listing held open, and when it was last continued.
+type Held<T> = (T, std::time::Instant);
 
 impl<T> Cursors<T> {
   const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
@@ -165,6 +169,9 @@ pub async fn one<B: Backend + ?Sized>(b: &B, op: Op) -> Result<Reply> {
 /// Typed calls over [`Backend::exec`], for Rust callers (the daemon, tests).
 /// `expires: None` means "never expires".
 #[async_trait]
+// `len` is the store's session count (the store shape's `length`); an
+// `is_empty` would be one more op for every backend to no user's gain.
+#[allow(clippy::len_without_is_empty)]
 pub trait Ops: Backend {
   async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
     one(self, Op::Get(id.into())).await?.into_value()

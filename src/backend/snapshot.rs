@@ -108,7 +108,11 @@ fn take_lock(file: &Path) -> Result<fs::File> {
       };
       return Err(StoreError::new(
         Code::InUse,
-        format!("{} is open in {who} (it holds {}); one store per file: close that one first, or give each its own file", file.display(), path.display()),
+        format!(
+          "{} is open in {who} (it holds {}); one store per file: close that one first, or give each its own file",
+          file.display(),
+          path.display()
+        ),
       ));
     }
     // Who holds it, for the error the next one gets.

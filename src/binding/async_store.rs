@@ -53,15 +53,20 @@ impl ToNapiValue for Fed {
     let mut replies = val.replies;
     let mut arr = std::ptr::null_mut();
     let n = replies.len() + usize::from(val.more.is_some());
+    // SAFETY: `env` is the live environment napi-rs hands to to_napi_value on the JS thread; `arr` is
+    // an out-pointer on our stack.
     napi::check_status!(unsafe { sys::napi_create_array_with_length(env, n, &mut arr) })?;
     for (i, r) in replies.drain(..).enumerate() {
+      // SAFETY: same env, on the JS thread.
       let v = unsafe { JsReply::to_napi_value(env, r)? };
+      // SAFETY: `arr` and `v` are live values of this env, i < n.
       napi::check_status!(unsafe { sys::napi_set_element(env, arr, i as u32, v) })?;
     }
     // A Buffer, not a Latin-1 string as `wire_pack` answers: a string here
     // would read as a reply. (Rare: the next steps of a whole-store op.)
     if let Some(bytes) = val.more {
       let b = BufferSlice::copy_from(&Env::from_raw(env), &bytes)?;
+      // SAFETY: `arr` and the Buffer are live values of this env; n - 1 is the last slot.
       napi::check_status!(unsafe { sys::napi_set_element(env, arr, (n - 1) as u32, b.raw()) })?;
     }
     Ok(arr)
@@ -89,11 +94,14 @@ type Done = ThreadsafeFunction<Vec<JsReply>, (), Vec<JsReply>, napi::Status, fal
 pub struct AsyncStore {
   queue: Mutex<Vec<Op>>,
   core: Arc<Core>,
-  run: Run,
+  run: Driver,
 }
 
 /// Who sends the queued ops.
-enum Run {
+// One per store, made once: its size does not matter, and a Box would be
+// one more pointer on every call of the JS-socket path.
+#[allow(clippy::large_enum_variant)]
+enum Driver {
   /// The store's dispatcher on rs-store's I/O thread (`flush`).
   Dispatch { backend: Arc<dyn Backend>, tx: mpsc::UnboundedSender<Msg> },
   /// A socket on the JS thread (`lib/redis-wire.js`): `pack`, `feed`,
@@ -127,27 +135,27 @@ pub(crate) fn start(
     spin,
     runs,
   )?;
-  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core, run: Run::Dispatch { backend, tx } })
+  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core, run: Driver::Dispatch { backend, tx } })
 }
 
 /// A store whose Redis connection is a socket on the JS thread (see
 /// [`crate::engine::wire`]).
 pub(crate) fn wire(wire: Wire, core: Core) -> AsyncStore {
-  AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core: Arc::new(core), run: Run::Wire(Mutex::new(wire)) }
+  AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core: Arc::new(core), run: Driver::Wire(Mutex::new(wire)) }
 }
 
 impl AsyncStore {
   fn wire(&self) -> crate::error::Result<&Mutex<Wire>> {
     match &self.run {
-      Run::Wire(w) => Ok(w),
-      Run::Dispatch { .. } => Err(StoreError::new(Code::Internal, "this store has no JS-thread connection")),
+      Driver::Wire(w) => Ok(w),
+      Driver::Dispatch { .. } => Err(StoreError::new(Code::Internal, "this store has no JS-thread connection")),
     }
   }
 
   fn dispatch(&self, msg: Msg) -> crate::error::Result<()> {
     match &self.run {
-      Run::Dispatch { tx, .. } => tx.send(msg).map_err(|_| StoreError::closed()),
-      Run::Wire(_) => Err(StoreError::new(Code::Internal, "this store's connection is driven from JS")),
+      Driver::Dispatch { tx, .. } => tx.send(msg).map_err(|_| StoreError::closed()),
+      Driver::Wire(_) => Err(StoreError::new(Code::Internal, "this store's connection is driven from JS")),
     }
   }
 }
@@ -166,7 +174,7 @@ pub fn batch_q(
   #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
   ms: Option<f64>,
 ) -> napi::Result<u32, Code> {
-  let op = store.core.op((op, id, text, ms), matches!(store.run, Run::Wire(_)))?;
+  let op = store.core.op((op, id, text, ms), matches!(store.run, Driver::Wire(_)))?;
   let changes = op.changes() as u32;
   store.queue.lock().push(op);
   Ok(changes)
@@ -179,7 +187,7 @@ pub fn batch_q(
 /// apply in call order.
 #[napi(catch_unwind, ts_return_type = "string | null | undefined")]
 pub fn batch_get_now(store: &External<AsyncStore>, id: String) -> Either3<String, Null, Undefined> {
-  let Run::Dispatch { backend, .. } = &store.run else { return Either3::C(()) };
+  let Driver::Dispatch { backend, .. } = &store.run else { return Either3::C(()) };
   match backend.get_now(&id) {
     None => Either3::C(()),
     Some(None) => Either3::B(Null),

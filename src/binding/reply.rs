@@ -79,21 +79,30 @@ impl ToNapiValue for JsReply {
 /// A page as one flat array: `[next, id, text | null, pttl, bytes, id, …]`.
 unsafe fn page_to_js(env: sys::napi_env, next: String, es: Vec<(String, Option<String>, Ttl, usize)>) -> napi::Result<sys::napi_value> {
   let mut arr = std::ptr::null_mut();
+  // SAFETY: the caller passes the live env of the JS thread (this fn is unsafe
+  // for that); `arr` is an out-pointer on our stack.
   napi::check_status!(unsafe { sys::napi_create_array_with_length(env, 1 + es.len() * 4, &mut arr) })?;
   let mut i = 0u32;
   let mut put = |v: sys::napi_value| -> napi::Result<()> {
+    // SAFETY: `arr` and `v` are live values of this env.
     napi::check_status!(unsafe { sys::napi_set_element(env, arr, i, v) })?;
     i += 1;
     Ok(())
   };
+  // SAFETY: makes a JS value in the same live env (so do the calls below).
   put(unsafe { text_to_js(env, &next)? })?;
   for (id, text, ttl, bytes) in es {
+    // SAFETY: as above.
     put(unsafe { String::to_napi_value(env, id)? })?;
     put(match text {
+      // SAFETY: as above.
       Some(t) => unsafe { text_to_js(env, &t)? },
+      // SAFETY: as above.
       None => unsafe { Null::to_napi_value(env, Null)? },
     })?;
+    // SAFETY: as above.
     put(unsafe { f64::to_napi_value(env, ttl.pttl() as f64)? })?;
+    // SAFETY: as above.
     put(unsafe { f64::to_napi_value(env, bytes as f64)? })?;
   }
   Ok(arr)
@@ -104,8 +113,10 @@ unsafe fn page_to_js(env: sys::napi_env, next: String, es: Vec<(String, Option<S
 pub(crate) unsafe fn text_to_js(env: sys::napi_env, s: &str) -> napi::Result<sys::napi_value> {
   let mut v = std::ptr::null_mut();
   let status = if s.is_ascii() {
+    // SAFETY: live env (the caller's duty); `s` is valid for s.len() bytes, all ASCII, so Latin-1 reads them as they are.
     unsafe { sys::napi_create_string_latin1(env, s.as_ptr().cast(), s.len() as isize, &mut v) }
   } else {
+    // SAFETY: live env; `s` is valid UTF-8 of s.len() bytes.
     unsafe { sys::napi_create_string_utf8(env, s.as_ptr().cast(), s.len() as isize, &mut v) }
   };
   napi::check_status!(status)?;
@@ -149,7 +160,9 @@ impl<T: TypeName> TypeName for Settled<T> {
 impl<T: ToNapiValue> ToNapiValue for Settled<T> {
   unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
     match val.0 {
+      // SAFETY: `env` is the live env napi-rs passed to this to_napi_value.
       Ok(v) => unsafe { T::to_napi_value(env, v) },
+      // SAFETY: as above.
       Err(e) => unsafe { <napi::Error<Code> as ToNapiValue>::to_napi_value(env, e.into()) },
     }
   }

@@ -67,6 +67,7 @@ struct Gens {
 // SAFETY: the mapping lives as long as `Gens` and is only accessed through
 // atomics.
 unsafe impl Send for Gens {}
+// SAFETY: as for Send: every access to the mapping is an atomic op.
 unsafe impl Sync for Gens {}
 
 impl Gens {

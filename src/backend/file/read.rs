@@ -336,6 +336,7 @@ pub(super) mod nowait {
         buf.reserve(buf.capacity());
       }
       let spare = buf.capacity() - buf.len();
+      // SAFETY: buf.len() <= capacity, so the pointer stays within (or one past) buf's allocation.
       let iov = libc::iovec { iov_base: unsafe { buf.as_mut_ptr().add(buf.len()) } as *mut libc::c_void, iov_len: spare };
       // SAFETY: iov points into buf's spare capacity; the fd is open.
       let n = unsafe { libc::preadv2(std::os::fd::AsRawFd::as_raw_fd(&file), &iov, 1, buf.len() as libc::off_t, libc::RWF_NOWAIT) };
