@@ -26,8 +26,8 @@ const HOUR_MS = 3_600_000
 /**
  * An rs-store store (or a peer's) from a plain description, so a child
  * process can build the same one: { kind: 'memory' | 'file' | 'redis' |
- * 'daemon' | 'connect-redis' | 'memorystore' | 'session-file-store' |
- * 'express-memory', url, dir, port, options }.
+ * 'daemon' | 'postgres' | 'connect-redis' | 'connect-pg-simple' | 'memorystore' |
+ * 'session-file-store' | 'express-memory', url, dir, port, options }.
  */
 function makeBackend(spec) {
   const o = spec.options || {}
@@ -40,6 +40,8 @@ function makeBackend(spec) {
       return rs.redis({ url: spec.url, ...o })
     case 'daemon':
       return rs.daemon({ port: spec.port, ...o })
+    case 'postgres':
+      return rs.postgres({ url: spec.url, ...o })
     default:
       throw new Error(`unknown store kind ${spec.kind}`)
   }
@@ -55,6 +57,13 @@ async function expressSessionStore(spec, adapter = {}) {
       const client = createClient({ url: spec.url })
       await client.connect()
       return { store: new RedisStore({ client, prefix: 'sess:' }), close: () => client.quit() }
+    }
+    case 'connect-pg-simple': {
+      const PgStore = require('connect-pg-simple')(session)
+      const { Pool } = require('pg')
+      const pool = new Pool({ connectionString: spec.url, max: 10 })
+      const store = new PgStore({ pool, tableName: spec.table || 'session', createTableIfMissing: true, pruneSessionInterval: false })
+      return { store, close: () => (store.close(), pool.end()) }
     }
     case 'express-memory':
       return { store: new session.MemoryStore(), close: () => {} }
