@@ -11,6 +11,7 @@ const os = require('node:os')
 const path = require('node:path')
 const autocannon = require('autocannon')
 const { startRedis } = require('../__test__/support/redis-servers')
+const { startPostgres } = require('../__test__/support/postgres-server')
 const { spawnApp } = require('../__test__/support/web-apps')
 const { table } = require('./harness')
 
@@ -67,6 +68,8 @@ async function measure(contender, seconds) {
 module.exports = async function expressBench({ ms, only }) {
   const seconds = Math.max(2, Math.round((ms * 3) / 1000))
   const redis = await startRedis()
+  const pg = !only || only.includes('postgres') ? await startPostgres() : null
+  const pgUrl = pg && (await pg.createDatabase('bench'))
   const dir = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-bench-${name}-`))
   const all = [
     { name: 'connect-redis (node-redis 5)', group: 'redis', spec: { kind: 'connect-redis', url: redis.url } },
@@ -75,6 +78,8 @@ module.exports = async function expressBench({ ms, only }) {
     { name: 'rs-store redis (I/O thread)', group: 'redis', spec: { kind: 'redis', url: redis.url, options: { ioThread: true } } },
     { name: 'rs-store redis (I/O thread), spinMicros 0', group: 'redis', spec: { kind: 'redis', url: redis.url, options: { ioThread: true, spinMicros: 0 } } },
     { name: 'rs-store redis, lockRequests', group: 'redis', spec: { kind: 'redis', url: redis.url }, adapter: { lockRequests: true } },
+    { name: 'connect-pg-simple (pg)', group: 'postgres', spec: { kind: 'connect-pg-simple', url: pgUrl } },
+    { name: 'rs-store postgres', group: 'postgres', spec: { kind: 'postgres', url: pgUrl } },
     { name: 'express-session MemoryStore', group: 'memory', spec: { kind: 'express-memory' } },
     { name: 'memorystore', group: 'memory', spec: { kind: 'memorystore' } },
     { name: 'rs-store memory', group: 'memory', spec: { kind: 'memory' } },
@@ -90,13 +95,14 @@ module.exports = async function expressBench({ ms, only }) {
     for (const c of r % 2 ? [...contenders].reverse() : contenders) samples.get(c).push(await measure(c, seconds))
   }
   await redis.stop()
+  if (pg) await pg.destroy()
   const median = (xs) => xs.sort((a, b) => a - b)[xs.length >> 1]
   const rows = contenders.map((c) => {
     const s = samples.get(c)
     return { name: c.name, group: c.group, 'req/s': median(s.map((x) => x.rps)), 'p99 ms': median(s.map((x) => x.p99)), 'CPU µs/req': median(s.map((x) => x.cpuPerReq)) }
   })
   const title = `express + express-session end to end (${CONNECTIONS} connections, ${seconds} s × ${rounds} rounds, medians; CPU of the app process)`
-  const bases = { redis: 'connect-redis (node-redis 5)', memory: 'express-session MemoryStore', file: 'session-file-store' }
+  const bases = { redis: 'connect-redis (node-redis 5)', postgres: 'connect-pg-simple (pg)', memory: 'express-session MemoryStore', file: 'session-file-store' }
   for (const [group, base] of Object.entries(bases)) {
     const part = rows.filter((r) => r.group === group)
     if (part.length) table(`${title}: ${group}, ratios to ${base}`, part, ['req/s', 'p99 ms', 'CPU µs/req'], base)

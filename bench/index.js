@@ -6,6 +6,7 @@
 const sections = {
   memory: () => require('./memory'),
   redis: () => require('./redis'),
+  postgres: () => require('./postgres'),
   wire: () => require('./wire'),
   file: () => require('./file'),
   codec: () => require('./codec'),

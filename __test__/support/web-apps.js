@@ -62,6 +62,7 @@ async function expressSessionStore(spec, adapter = {}) {
       const PgStore = require('connect-pg-simple')(session)
       const { Pool } = require('pg')
       const pool = new Pool({ connectionString: spec.url, max: 10 })
+      pool.on('error', () => {}) // a server stopped under the app: calls fail, the process stays up
       const store = new PgStore({ pool, tableName: spec.table || 'session', createTableIfMissing: true, pruneSessionInterval: false })
       return { store, close: () => (store.close(), pool.end()) }
     }
