@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::error::{Result, StoreError};
 use crate::expiry::Expiry;
 
-pub use op::{Changes, Cond, Op, Page, Reply, Ttl, MAX_ID_BYTES};
+pub use op::{Changes, Cond, Op, Page, Reply, Ttl, Whole, MAX_ID_BYTES};
 
 pub mod dummy;
 pub mod file;

@@ -90,6 +90,41 @@ impl Op {
   }
 }
 
+/// A whole-store op, apart from the per-id ones: for engines that walk the
+/// store in steps (the Redis JS-socket path), so that their matches list
+/// every whole-store op and a new one cannot pass for another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whole {
+  Len,
+  Clear,
+  Keys,
+  Entries,
+  Page(String, u32),
+}
+
+impl Op {
+  /// The whole-store op this is, or the per-id op back.
+  pub fn into_whole(self) -> std::result::Result<Whole, Op> {
+    match self {
+      Op::Len => Ok(Whole::Len),
+      Op::Clear => Ok(Whole::Clear),
+      Op::Keys => Ok(Whole::Keys),
+      Op::Entries => Ok(Whole::Entries),
+      Op::Page(cursor, n) => Ok(Whole::Page(cursor, n)),
+      op @ (Op::Get(_)
+      | Op::Set(..)
+      | Op::SetIf(..)
+      | Op::Remove(_)
+      | Op::Touch(..)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..)) => Err(op),
+    }
+  }
+}
+
 /// A page of a walk: the next cursor (`""` after the last page) and the
 /// sessions with their ttl.
 pub type Page = (String, Vec<(String, Vec<u8>, Ttl)>);
@@ -220,7 +255,19 @@ impl Op {
   pub fn value_mut(&mut self) -> Option<(&str, &mut Vec<u8>)> {
     match self {
       Op::Set(id, v, _) | Op::SetIf(id, v, ..) => Some((id, v)),
-      _ => None,
+      Op::Get(_)
+      | Op::Remove(_)
+      | Op::Touch(..)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Len
+      | Op::Clear
+      | Op::Keys
+      | Op::Entries
+      | Op::Page(..)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..) => None,
     }
   }
 
@@ -228,7 +275,17 @@ impl Op {
     match self {
       Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) => Changes::Its,
       Op::Clear => Changes::All,
-      _ => Changes::Nothing,
+      // Locks live apart from the sessions (docs/backends.md, "Locks").
+      Op::Get(_)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Len
+      | Op::Keys
+      | Op::Entries
+      | Op::Page(..)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..) => Changes::Nothing,
     }
   }
 }

@@ -21,7 +21,7 @@ use combine::stream::PointerOffset;
 use redis::{Cmd, Value};
 
 use crate::backend::redis::{map_err, pttl_to_ttl, Commands};
-use crate::backend::{Op, Reply, Ttl};
+use crate::backend::{Op, Reply, Ttl, Whole};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
@@ -43,7 +43,7 @@ enum Expect {
 /// A whole-store op in progress: `SCAN` steps and, for clear and entries,
 /// the `UNLINK`s or `GET`s of each step's keys.
 struct Scan {
-  op: Op,
+  op: Whole,
   /// Cursor of the next `SCAN`; `None` once the walk is over.
   next: Option<u64>,
   /// Ids of the keys whose `GET`/`UNLINK` replies are awaited.
@@ -157,18 +157,28 @@ impl Wire {
     let now = now_ms();
     while self.scan.is_none() {
       let Some(op) = self.held.pop_front() else { break };
-      if op.id().is_none() {
-        let next = match &op {
-          Op::Page(cursor, _) if cursor.is_empty() => Some(0),
-          Op::Page(cursor, _) => Some(cursor.parse().map_err(|_| ()).unwrap_or(0)),
-          _ => Some(0),
-        };
-        let scan =
-          Scan { op, next, ids: Vec::new(), count: 0, found: Vec::new(), entries: Vec::new(), page: Vec::new(), page_next: String::new() };
-        self.scan = Some(scan);
-        self.scan_step();
-        break;
-      }
+      let op = match op.into_whole() {
+        Err(op) => op,
+        Ok(op) => {
+          let next = match &op {
+            Whole::Page(cursor, _) if !cursor.is_empty() => Some(cursor.parse().map_err(|_| ()).unwrap_or(0)),
+            Whole::Page(..) | Whole::Len | Whole::Clear | Whole::Keys | Whole::Entries => Some(0),
+          };
+          let scan = Scan {
+            op,
+            next,
+            ids: Vec::new(),
+            count: 0,
+            found: Vec::new(),
+            entries: Vec::new(),
+            page: Vec::new(),
+            page_next: String::new(),
+          };
+          self.scan = Some(scan);
+          self.scan_step();
+          break;
+        }
+      };
       let out = &mut self.out;
       let n = self.cmds.each(&op, now, &mut self.cmd, |c| c.write_packed_command(out));
       // The value was sent; only the op's kind and id are needed for its reply.
@@ -191,8 +201,8 @@ impl Wire {
     let Some(scan) = self.scan.as_ref() else { return };
     let Some(cursor) = scan.next else { return };
     let count = match scan.op {
-      Op::Page(_, n) => n.max(1) as usize,
-      _ => SCAN_COUNT,
+      Whole::Page(_, n) => n.max(1) as usize,
+      Whole::Len | Whole::Clear | Whole::Keys | Whole::Entries => SCAN_COUNT,
     };
     redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(count).write_packed_command(&mut self.out);
     self.inflight.push_back(Expect::Step { left: 1, values: Vec::with_capacity(1) });
@@ -290,11 +300,10 @@ impl Wire {
     }
     let scan = self.scan.take().expect("a scan in progress");
     Some(r.map(|()| match scan.op {
-      Op::Len => Reply::Count(scan.count),
-      Op::Clear => Reply::Count(scan.count),
-      Op::Keys => Reply::Keys(scan.found),
-      Op::Page(..) => Reply::Page(scan.page_next, scan.page),
-      _ => Reply::Entries(scan.entries),
+      Whole::Len | Whole::Clear => Reply::Count(scan.count),
+      Whole::Keys => Reply::Keys(scan.found),
+      Whole::Page(..) => Reply::Page(scan.page_next, scan.page),
+      Whole::Entries => Reply::Entries(scan.entries),
     }))
   }
 
@@ -306,7 +315,7 @@ impl Wire {
     }
     let scan = self.scan.as_mut().expect("a scan in progress");
     let bad = |e: redis::ParsingError| StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"));
-    if !scan.ids.is_empty() && matches!(scan.op, Op::Page(..)) {
+    if !scan.ids.is_empty() && matches!(scan.op, Whole::Page(..)) {
       // A GET and a PTTL per key; a key gone between SCAN and GET is skipped.
       let mut values = values.into_iter();
       for id in std::mem::take(&mut scan.ids) {
@@ -321,9 +330,13 @@ impl Wire {
       // The GETs or UNLINKs of the last step's keys.
       for (id, v) in std::mem::take(&mut scan.ids).into_iter().zip(values) {
         match scan.op {
-          Op::Clear => scan.count += redis::from_redis_value::<u64>(v).map_err(bad)?,
+          Whole::Clear => scan.count += redis::from_redis_value::<u64>(v).map_err(bad)?,
           // A key that expired between SCAN and GET is simply skipped.
-          _ => scan.entries.extend(redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)?.map(|b| (id, b))),
+          Whole::Entries => scan.entries.extend(redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)?.map(|b| (id, b))),
+          // They send no command per key (a page's GET/PTTL pairs are read above).
+          Whole::Len | Whole::Keys | Whole::Page(..) => {
+            return Err(StoreError::new(Code::Internal, "a reply per key for a walk that sent none"))
+          }
         }
       }
       self.scan_step();
@@ -332,14 +345,14 @@ impl Wire {
     let [v] = <[Value; 1]>::try_from(values).map_err(|_| StoreError::new(Code::Internal, "a SCAN step has one reply"))?;
     let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(v).map_err(bad)?;
     scan.next = (next != 0).then_some(next);
-    if let Op::Page(..) = scan.op {
+    if let Whole::Page(..) = scan.op {
       // One step only: the caller continues from `next`.
       scan.page_next = scan.next.map(|n| n.to_string()).unwrap_or_default();
       scan.next = None;
     }
     let keys: Vec<(Vec<u8>, String)> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
     match scan.op {
-      Op::Page(..) if !keys.is_empty() => {
+      Whole::Page(..) if !keys.is_empty() => {
         for (k, _) in &keys {
           redis::cmd("GET").arg(k).write_packed_command(&mut self.out);
           redis::cmd("PTTL").arg(k).write_packed_command(&mut self.out);
@@ -348,11 +361,11 @@ impl Wire {
         self.inflight.push_back(Expect::Step { left: scan.ids.len() * 2, values: Vec::with_capacity(scan.ids.len() * 2) });
         return Ok(());
       }
-      Op::Page(..) => {}
-      Op::Len => scan.count += keys.len() as u64,
-      Op::Keys => scan.found.extend(keys.into_iter().map(|(_, id)| id)),
-      _ if !keys.is_empty() => {
-        let name = if matches!(scan.op, Op::Clear) { "UNLINK" } else { "GET" };
+      Whole::Page(..) => {}
+      Whole::Len => scan.count += keys.len() as u64,
+      Whole::Keys => scan.found.extend(keys.into_iter().map(|(_, id)| id)),
+      Whole::Clear | Whole::Entries if !keys.is_empty() => {
+        let name = if matches!(scan.op, Whole::Clear) { "UNLINK" } else { "GET" };
         for (k, _) in &keys {
           redis::cmd(name).arg(k).write_packed_command(&mut self.out);
         }
@@ -360,7 +373,7 @@ impl Wire {
         self.inflight.push_back(Expect::Step { left: scan.ids.len(), values: Vec::with_capacity(scan.ids.len()) });
         return Ok(());
       }
-      _ => {}
+      Whole::Clear | Whole::Entries => {}
     }
     self.scan_step();
     Ok(())
