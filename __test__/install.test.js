@@ -59,6 +59,11 @@ test('install from packed tarballs: no build, no network, no cargo; the platform
   assert.ok(!listed.some((f) => f.endsWith('.node')), 'the main package carries no binary')
   assert.ok(!listed.some((f) => /__test__|bench\/|target\//.test(f)), `only what users need: ${listed.join(' ')}`)
   assert.ok(listed.includes('package/src/lib.rs') && listed.includes('package/Cargo.lock'), 'the Rust sources, to build where no binary fits')
+  // The root shows the package, not its entries: every entry is served through `exports` from lib/.
+  const root = listed.filter((f) => /^package\/[^/]+$/.test(f)).map((f) => f.slice('package/'.length))
+  assert.deepEqual(root.sort(), ['Cargo.lock', 'Cargo.toml', 'README.md', 'build.rs', 'index.d.ts', 'index.js', 'package.json'])
+  const entries = Object.entries(pkg.exports).filter(([k]) => k.startsWith('./') && k !== './package.json')
+  for (const [, e] of entries) for (const f of [e.default, e.types]) assert.ok(listed.includes(`package/${path.normalize(f)}`), `${f} is packed`)
   // a fresh app, no network, no Rust
   const app = path.join(tmp, 'app')
   fs.mkdirSync(app)
@@ -81,13 +86,18 @@ test('install from packed tarballs: no build, no network, no cargo; the platform
       const text = await res.text()
       await new Promise((r) => server.stop(r))
       await store.close()
-      console.log(JSON.stringify({ version: rs.version, got, text }))
+      // every entry resolves through the installed package's exports, to where its code lives
+      const entries = ${JSON.stringify(Object.keys(pkg.exports).filter((k) => k.startsWith('./') && k !== './package.json'))}
+      const resolved = entries.map((k) => require('node:path').relative(require('node:path').dirname(require.resolve('rs-store/package.json')), require.resolve('rs-store' + k.slice(1))))
+      console.log(JSON.stringify({ version: rs.version, got, text, resolved }))
     })()`
   const out = JSON.parse(execFileSync(process.execPath, ['-e', script], { cwd: app, encoding: 'utf8', env: { ...process.env, PATH: noRust() } }))
   assert.equal(out.version.binary, `${pkg.name}-${platform}@${pkg.version}`)
   assert.equal(out.version.package, pkg.version)
   assert.deepEqual(out.got, { n: 1 })
   assert.equal(out.text, 'visits: 1')
+  assert.deepEqual(out.resolved, entries.map(([, e]) => path.normalize(e.default)))
+  assert.ok(entries.length >= 3 && out.resolved.every((f) => f.startsWith(`lib${path.sep}hosts${path.sep}`)), `the entries live in lib/hosts/: ${out.resolved}`)
   fs.rmSync(tmp, { recursive: true, force: true })
 })
 

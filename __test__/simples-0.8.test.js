@@ -4,7 +4,7 @@
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const rs = require('..')
-const simples08 = require('../simples-0.8')
+const simples08 = require('rs-store/simples-0.8')
 const { startRedis, sleep } = require('./support/redis-servers')
 const { startApp, spawnApp, client } = require('./support/web-apps')
 

@@ -98,7 +98,7 @@ async function expressSessionStore(spec, adapter = {}) {
       return { store: new FileStore({ path: spec.dir, logFn: () => {}, retries: 0 }), close: () => {} }
     }
     default: {
-      const { ExpressStore } = require('../../express')
+      const { ExpressStore } = require('rs-store/express')
       const backend = makeBackend(spec)
       const store = new ExpressStore({ store: backend, ...adapter })
       return { store, close: () => (store.close(), backend.close()) }
@@ -172,7 +172,7 @@ async function startExpress({ spec, adapter, port = 0, lean = false }) {
 
 async function startFastify({ spec, adapter, port = 0 }) {
   const Fastify = require('fastify')
-  const { FastifyStore } = require('../../fastify')
+  const { FastifyStore } = require('rs-store/fastify')
   const backend = makeBackend(spec)
   const app = Fastify()
   app.register(require('@fastify/cookie'))
@@ -205,7 +205,7 @@ async function startFastify({ spec, adapter, port = 0 }) {
 
 async function startSimples08({ spec, port = 0, timeout = 3600 }) {
   const simples = require('rs-store-test-simples-0.8')
-  const adapt = require('../../simples-0.8')
+  const adapt = require('rs-store/simples-0.8')
   const backend = makeBackend(spec)
   const server = simples(port)
   server.config({ session: { enabled: true, store: adapt(backend), timeout } })

@@ -1,5 +1,5 @@
 'use strict'
-// What the framework adapters (express.js, fastify.js, simples-0.8.js) share:
+// What the framework adapters (this folder's express.js, fastify.js, …) share:
 // the rs-store store they wrap, connect-redis's TTL rule, and answers that
 // go to a callback and a Promise at once.
 const { codedError, invalidType } = require('../errors')

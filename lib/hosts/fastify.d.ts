@@ -1,5 +1,5 @@
 // require('rs-store/fastify'): @fastify/session's store over an rs-store store.
-import type { Store } from './index'
+import type { Store } from '../../index'
 
 export interface FastifyStoreOptions {
   /** Any rs-store store: rs.redis(url), rs.memory(), rs.file({ dir }), … */

@@ -1,6 +1,6 @@
 // require('rs-store/express'): express-session's Store over an rs-store store.
 import { Store as SessionStore, SessionData } from 'express-session'
-import type { Store, LockOptions } from './index'
+import type { Store, LockOptions } from '../../index'
 
 export interface ExpressStoreOptions {
   /** Any rs-store store: rs.redis(url), rs.memory(), rs.file({ dir }), rs.daemon(port), rs.objectStore(cfg), … */

@@ -1,5 +1,5 @@
 // require('rs-store/simples-0.8'): simpleS 0.8.8's callback store over an rs-store store.
-import type { Store } from './index'
+import type { Store } from '../../index'
 
 declare namespace simples08 {
   /** What simpleS 0.8.8 stores per session; `expire` is epoch ms (NaN without a timeout setting). */
