@@ -11,7 +11,7 @@ const rs = require('..')
 const { ExpressStore } = require('rs-store/express')
 const { startRedis, waitFor, sleep } = require('./support/redis-servers')
 const { redisAndDaemon } = require('./support/daemon')
-const { startApp, spawnApp, client } = require('./support/web-apps')
+const { startApp, spawnApp, client, logoutDuringSlowRequest } = require('./support/web-apps')
 
 const tmp = (name) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${name}-`))
 
@@ -214,22 +214,8 @@ test('ExpressStore with lockRequests: gets of many ids answered in one batch eac
 })
 
 for (const write of [true, false]) {
-  test(`express: a slow ${write ? 'writing' : 'reading'} request started before a logout does not bring the session back`, async () => {
-    const app = await startApp('express', { spec: { kind: 'redis', url: servers.redis.url } })
-    try {
-      const c = client(app.port)
-      assert.equal((await c.get('/')).text, 'visits: 1')
-      const id = c.sessionId()
-      const slow = c.get(`/slow?ms=300&write=${write ? 1 : 0}`)
-      await sleep(50)
-      assert.equal((await c.get('/logout')).text, 'bye')
-      assert.equal((await slow).text, 'slow done')
-      assert.equal(await servers.redis.cli('exists', `sess:${id}`), '0', 'the logout stands')
-      assert.equal((await c.get('/peek')).text, 'visits: 0')
-    } finally {
-      await app.close()
-    }
-  })
+  test(`express: a slow ${write ? 'writing' : 'reading'} request started before a logout does not bring the session back`, () =>
+    logoutDuringSlowRequest('express', servers.redis, { cookie: 'connect.sid', write }))
 }
 
 test('express: Redis killed under load: every request answers within the timeout, and service resumes', async () => {

@@ -8,9 +8,9 @@ const os = require('node:os')
 const path = require('node:path')
 const rs = require('..')
 const { FastifyStore } = require('rs-store/fastify')
-const { startRedis, sleep } = require('./support/redis-servers')
+const { startRedis, sleep, waitFor } = require('./support/redis-servers')
 const { redisAndDaemon } = require('./support/daemon')
-const { startApp, spawnApp, client } = require('./support/web-apps')
+const { startApp, spawnApp, client, logoutDuringSlowRequest } = require('./support/web-apps')
 
 const servers = redisAndDaemon(test)
 
@@ -115,4 +115,103 @@ test('FastifyStore: callbacks and Promises, the TTL rule, options checked', asyn
   } finally {
     await inner.close()
   }
+})
+
+for (const write of [true, false]) {
+  test(`fastify: a slow ${write ? 'writing' : 'reading'} request started before a logout does not bring the session back`, () =>
+    logoutDuringSlowRequest('fastify', servers.redis, { cookie: 'sessionId', write }))
+}
+
+/** 20 concurrent requests of one browser over two app processes, each adding an item. */
+async function concurrentAdds(spec, adapter) {
+  const apps = [await spawnApp('fastify', { spec, adapter }), await spawnApp('fastify', { spec, adapter })]
+  try {
+    const c = client(apps[0].port, 'sessionId')
+    assert.equal((await c.get('/login?user=ada')).text, 'hello ada')
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) => {
+        const one = client(apps[i % 2].port, 'sessionId')
+        for (const [k, v] of c.jar) one.jar.set(k, v)
+        return one.get(`/add?item=${i}&ms=20`)
+      }),
+    )
+    return JSON.parse((await c.get('/items')).text)
+  } finally {
+    await Promise.all(apps.map((a) => a.stop()))
+  }
+}
+
+test('fastify: without lockRequests, concurrent requests of one browser lose updates (the problem)', async () => {
+  const items = await concurrentAdds(specs().redis)
+  assert.ok(items.length < 20, `the last save wins: ${items.length} of 20 items kept`)
+})
+
+for (const kind of ['redis', 'file']) {
+  test(`fastify (${kind}): lockRequests applies concurrent requests of one browser one after the other, across two processes`, async () => {
+    const items = await concurrentAdds(specs()[kind], { lockRequests: { waitMs: 20_000 } })
+    assert.deepEqual(items.map(Number).sort((x, y) => x - y), Array.from({ length: 20 }, (_, i) => i))
+  })
+}
+
+test('fastify: an unmodified session is touched (expiry only), and touches keep it past the cookie maxAge it was written with', async () => {
+  const app = await startApp('fastify', { spec: specs().redis, maxAge: 1500 })
+  const stat = async (cmd) => Number((new RegExp(`cmdstat_${cmd}:calls=(\\d+)`).exec(await servers.redis.cli('info', 'commandstats')) || [0, 0])[1])
+  try {
+    const c = client(app.port, 'sessionId')
+    assert.equal((await c.get('/')).text, 'visits: 1')
+    await servers.redis.cli('config', 'resetstat')
+    // Every 300 ms for 3 s (twice the maxAge): the stored cookie says it expired long ago.
+    for (let t = Date.now(); Date.now() - t < 3000; await sleep(300)) assert.equal((await c.get('/peek')).text, 'visits: 1')
+    assert.ok((await stat('pexpire')) >= 5, `touched: ${await stat('pexpire')} PEXPIRE`)
+    assert.equal(await stat('set'), 0, 'no rewrite of the data')
+    assert.equal((await c.get('/')).text, 'visits: 2', 'the same session')
+    await sleep(2000)
+    assert.equal((await c.get('/peek')).text, 'visits: 0', 'untouched for longer than maxAge: gone')
+  } finally {
+    await app.close()
+  }
+})
+
+test('fastify failClosed: false: while Redis is down pages are served without a session and the cookie is kept; disconnect/connect events', async () => {
+  const r = await startRedis()
+  const app = await startApp('fastify', { spec: { kind: 'redis', url: r.url, options: { commandTimeoutMs: 300, connectTimeoutMs: 300 } }, adapter: { failClosed: false } })
+  const events = []
+  app.store.on('disconnect', () => events.push('disconnect'))
+  app.store.on('connect', () => events.push('connect'))
+  try {
+    const c = client(app.port, 'sessionId')
+    assert.equal((await c.get('/')).text, 'visits: 1')
+    const id = c.sessionId()
+    await r.cli('save') // dump.rdb: the restarted server has the session again
+    await r.stop()
+    const t = Date.now()
+    for (let i = 0; i < 3; i++) {
+      const res = await c.get('/', { timeoutMs: 5000 })
+      assert.equal(res.status, 200)
+      assert.equal(res.text, 'no session')
+    }
+    assert.ok(Date.now() - t < 3000, `answered within the timeout (${Date.now() - t} ms)`)
+    assert.equal(c.sessionId(), id, 'the cookie still names the stored session')
+    assert.deepEqual(events, ['disconnect'])
+    const back = await r.restart()
+    try {
+      await waitFor('connect', async () => events.includes('connect'))
+      assert.equal((await c.get('/')).text, 'visits: 2', 'the session is there again')
+      assert.deepEqual(events, ['disconnect', 'connect'])
+    } finally {
+      await back.stop()
+    }
+  } finally {
+    await app.close()
+  }
+})
+
+test('FastifyStore: the options ExpressStore takes, checked the same way', () => {
+  const inner = rs.memory()
+  assert.throws(() => new FastifyStore({ store: inner, lockRequests: { waitMS: 5 } }), { code: 'ERR_INVALID_OPTION', message: /waitMS.*waitMs/ })
+  const noLocks = { get: inner.get, set: inner.set, remove: inner.remove, update: inner.update }
+  assert.throws(() => new FastifyStore({ store: noLocks, lockRequests: true }), { code: 'ERR_INVALID_OPTION', message: /lockRequests needs a store with locks/ })
+  assert.throws(() => new FastifyStore({ store: inner, failClosed: 'no' }), { code: 'ERR_INVALID_OPTION' })
+  assert.throws(() => new FastifyStore({ store: inner, onError: 1 }), { code: 'ERR_INVALID_OPTION' })
+  return inner.close()
 })

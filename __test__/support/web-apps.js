@@ -170,22 +170,26 @@ async function startExpress({ spec, adapter, port = 0, lean = false }) {
   return listen((cb) => app.listen(port, '127.0.0.1', cb), close)
 }
 
-async function startFastify({ spec, adapter, port = 0 }) {
+async function startFastify({ spec, adapter, port = 0, maxAge = HOUR_MS }) {
   const Fastify = require('fastify')
   const { FastifyStore } = require('rs-store/fastify')
   const backend = makeBackend(spec)
+  const store = new FastifyStore({ store: backend, ...adapter })
   const app = Fastify()
   app.register(require('@fastify/cookie'))
   app.register(require('@fastify/session'), {
     secret: 'a fastify session secret of at least 32 characters',
-    store: new FastifyStore({ store: backend, ...adapter }),
+    store,
     saveUninitialized: false,
-    cookie: { secure: false, maxAge: HOUR_MS },
+    cookie: { secure: false, maxAge },
   })
-  const page = (fn) => async (req) => fn(req.session, req.query)
+  if (adapter && adapter.lockRequests) app.register(store.plugin)
+  // failClosed: false while the backend is down: an empty session that is never saved.
+  const page = (fn) => async (req) => (req.session.storeUnavailable ? 'no session' : fn(req.session, req.query))
   app.get('/', page(pages.visits))
   app.get('/peek', page(pages.peek))
   app.get('/add', page(pages.add))
+  app.get('/slow', page(pages.slow))
   app.get('/items', async (req) => req.session.items || [])
   app.get('/login', async (req) => {
     await req.session.regenerate()
@@ -200,7 +204,7 @@ async function startFastify({ spec, adapter, port = 0 }) {
   app.get('/big', page((s) => ((s.big = 'x'.repeat(2 << 20)), 'stored?')))
   app.setErrorHandler((err, req, reply) => reply.status(500).send(`error: ${err.code || err.message}`))
   await app.listen({ port, host: '127.0.0.1' })
-  return { port: app.server.address().port, close: () => app.close().then(() => backend.close()) }
+  return { port: app.server.address().port, store, close: () => app.close().then(() => (store.close(), backend.close())) }
 }
 
 async function startSimples08({ spec, port = 0, timeout = 3600 }) {
@@ -306,4 +310,27 @@ function client(port, name = 'connect.sid') {
   }
 }
 
-module.exports = { startApp, spawnApp, client, makeBackend, expressSessionStore, SECRET, HOUR_MS }
+/**
+ * One browser's slow request (`write`: it changes the session at its end),
+ * and a logout while it runs, on `framework`'s app over the redis-server
+ * `redis`: the logout must stand.
+ */
+async function logoutDuringSlowRequest(framework, redis, { cookie, write }) {
+  const assert = require('node:assert/strict')
+  const app = await startApp(framework, { spec: { kind: 'redis', url: redis.url } })
+  try {
+    const c = client(app.port, cookie)
+    assert.equal((await c.get('/')).text, 'visits: 1')
+    const id = c.sessionId()
+    const slow = c.get(`/slow?ms=300&write=${write ? 1 : 0}`)
+    await sleep(50)
+    assert.equal((await c.get('/logout')).text, 'bye')
+    assert.equal((await slow).text, 'slow done')
+    assert.equal(await redis.cli('exists', `sess:${id}`), '0', 'the logout stands')
+    assert.equal((await c.get('/peek')).text, 'visits: 0')
+  } finally {
+    await app.close()
+  }
+}
+
+module.exports = { startApp, spawnApp, client, makeBackend, expressSessionStore, logoutDuringSlowRequest, SECRET, HOUR_MS }

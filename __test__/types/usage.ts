@@ -17,6 +17,10 @@ new ExpressStore({ store: rs.memory(), ttl: (s) => (s.cookie.maxAge ?? 0) / 1000
 const app = Fastify()
 app.register(fastifyCookie)
 app.register(fastifySession, { secret: 'a fastify session secret of at least 32 characters', store: new FastifyStore({ store: rs.file({ dir: 'sessions' }) }) })
+const locked = new FastifyStore({ store: redis, lockRequests: { waitMs: 5000 }, failClosed: false, touchAfter: 60 })
+locked.on('disconnect', () => console.warn('sessions are down'))
+app.register(fastifySession, { secret: 'a fastify session secret of at least 32 characters', store: locked })
+app.register(locked.plugin)
 
 const s08 = simples08(rs.daemon(7070), { onError: (e) => console.warn(e.code) })
 s08.get('id', (s) => s?.container)

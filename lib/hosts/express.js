@@ -20,17 +20,10 @@
 //   writes are dropped. A failed destroy always reaches the app: a logout
 //   is never lost silently.
 const { Store } = require('express-session')
-const options = require('../options')
-const { codedError } = require('../errors')
-const { wrapped, adapterOptions, ttlRule, answer, warn } = require('./common')
+const { answer, mixSessionAdapter } = require('./common')
 
-const OPTIONS = ['store', 'ttl', 'disableTouch', 'touchAfter', 'lockRequests', 'failClosed', 'onError']
 /** Marks a session that was loaded from the store (saved with replace). */
 const LOADED = Symbol('rs-store.loaded')
-/** How often an unreachable backend is probed (failClosed: false). */
-const PROBE_MS = 1000
-/** Ids whose last write time is remembered for touchAfter. */
-const TOUCH_MEMORY = 100_000
 
 class ExpressStore extends Store {
   /**
@@ -38,27 +31,7 @@ class ExpressStore extends Store {
    */
   constructor(opts) {
     super()
-    const o = adapterOptions(opts, 'ExpressStore', OPTIONS)
-    this.store = o.store
-    this._timeout = wrapped(o.store, 'ExpressStore')
-    this._ttl = ttlRule(o.ttl, 'ExpressStore')
-    this._disableTouch = options.boolean(o, 'disableTouch', { def: false })
-    this._touchAfterMs = options.number(o, 'touchAfter', { min: 0, def: 0 }) * 1000
-    this._written = new Map() // id → when this process last wrote it (touchAfter)
-    this._failClosed = options.boolean(o, 'failClosed', { def: true })
-    if (o.onError !== undefined && typeof o.onError !== 'function') throw codedError('ERR_INVALID_OPTION', 'ExpressStore: option onError must be a function')
-    this._orphan = o.onError || warn
-    this._down = false
-    this._probe = null
-    const lr = o.lockRequests
-    if (lr === undefined || lr === false) this._lock = null
-    else {
-      if (lr !== true && (typeof lr !== 'object' || lr === null)) throw codedError('ERR_INVALID_OPTION', 'ExpressStore: option lockRequests must be true, false or { ttlMs, waitMs }')
-      if (typeof o.store.lock !== 'function') {
-        throw codedError('ERR_INVALID_OPTION', 'ExpressStore: lockRequests needs a store with locks (memory, file, redis, daemon)')
-      }
-      this._lock = lr === true ? {} : options.only({ ...lr }, 'lockRequests', ['ttlMs', 'waitMs'])
-    }
+    this._setup(opts, 'ExpressStore')
     this._handoffs = new Map() // sid → lock: offered by get to the createSession it calls back
     this._reloading = false
   }
@@ -69,18 +42,7 @@ class ExpressStore extends Store {
     this._reloading = false
     if (!this._lock || reload) return answer(this._call(this.store.get(sid), null), cb, this._orphan)
     const release = (lock) => lock.release().catch(this._orphan)
-    const locked = this.store.lock(sid, this._lock).then(async (lock) => {
-      try {
-        return { lock, sess: await this.store.get(sid) }
-      } catch (e) {
-        await lock.release().catch(() => {})
-        throw e
-      }
-    })
-    const loaded = this._call(locked, { sess: null }).then(({ lock, sess }) => {
-      if (sess === null && lock) release(lock)
-      return sess === null ? null : { lock, sess }
-    })
+    const loaded = this._lockedGet(sid)
     // No request to hand the lock to (the Promise form, or load()): released at once.
     if (typeof cb !== 'function') return answer(loaded.then((l) => l && (release(l.lock), l.sess)), cb, this._orphan)
     // express-session calls createSession(req, sess) inside the callback, so
@@ -157,9 +119,7 @@ class ExpressStore extends Store {
 
   /** Moves the expiry only (never rewrites the data, never recreates a destroyed session). */
   touch(sid, sess, cb) {
-    if (this._disableTouch || (this._touchAfterMs > 0 && Date.now() - (this._written.get(sid) ?? -Infinity) < this._touchAfterMs)) {
-      return answer(Promise.resolve(), cb, this._orphan)
-    }
+    if (this._touchSkipped(sid)) return answer(Promise.resolve(), cb, this._orphan)
     return answer(
       this._write(sid, sess, (timeout) => {
         this._wrote(sid)
@@ -193,68 +153,8 @@ class ExpressStore extends Store {
   ids(cb) {
     return answer(this._call(this.store.ids()), cb, this._orphan)
   }
-
-  /** Stops the adapter's own probe timer; the wrapped store stays open (its owner closes it). */
-  close() {
-    clearInterval(this._probe)
-    this._probe = null
-  }
-
-  /** A write with the session's ttl; a ttl <= 0 destroys instead (as connect-redis does). */
-  _write(sid, sess, write) {
-    let ttl
-    try {
-      ttl = this._ttl(sess)
-    } catch (e) {
-      return Promise.reject(e)
-    }
-    if (ttl <= 0) {
-      this._written.delete(sid)
-      return this._call(this.store.remove(sid))
-    }
-    return this._call(write(this._timeout(ttl)), undefined) // dropped while down
-  }
-
-  _wrote(sid) {
-    if (this._touchAfterMs <= 0) return
-    this._written.delete(sid)
-    this._written.set(sid, Date.now())
-    if (this._written.size > TOUCH_MEMORY) this._written.delete(this._written.keys().next().value)
-  }
-
-  /**
-   * A backend call. With failClosed: false an unreachable backend flips the
-   * store to "disconnected" until a probe reaches it again, and the call
-   * answers `[whenDown]` instead of failing when one is given.
-   */
-  _call(promise, ...whenDown) {
-    if (this._failClosed) return promise
-    return promise.catch((e) => {
-      if (e && e.code === 'ERR_STORE_UNAVAILABLE') {
-        this._disconnected()
-        if (whenDown.length) return whenDown[0]
-      }
-      throw e
-    })
-  }
-
-  _disconnected() {
-    if (this._down) return
-    this._down = true
-    this.emit('disconnect')
-    this._probe = setInterval(() => {
-      this.store.ttl('rs-store:probe').then(
-        () => {
-          if (!this._down) return
-          this._down = false
-          this.close()
-          this.emit('connect')
-        },
-        () => {},
-      )
-    }, PROBE_MS)
-    this._probe.unref()
-  }
 }
+
+mixSessionAdapter(ExpressStore)
 
 module.exports = { ExpressStore }
