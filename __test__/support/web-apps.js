@@ -1,7 +1,7 @@
 'use strict'
 // Real web apps over rs-store, for the framework tests and the end-to-end
-// bench: express + express-session, fastify + @fastify/session, simpleS
-// 0.8.8. Each runs in this process (`startApp`) or as a child process
+// bench: express + express-session, fastify + @fastify/session, koa +
+// koa-session, simpleS 0.8.8. Each runs in this process (`startApp`) or as a child process
 // (`spawnApp`, for restarts and for two processes sharing one store), with
 // the same routes:
 //   GET /           visits + 1              → "visits: N"
@@ -207,6 +207,46 @@ async function startFastify({ spec, adapter, port = 0, maxAge = HOUR_MS }) {
   return { port: app.server.address().port, store, close: () => app.close().then(() => (store.close(), backend.close())) }
 }
 
+async function startKoa({ spec, port = 0, maxAge = HOUR_MS }) {
+  const Koa = require('koa')
+  const { createSession } = require('koa-session')
+  const { KoaStore } = require('rs-store/koa')
+  const backend = makeBackend(spec)
+  const app = new Koa()
+  app.keys = [SECRET]
+  // Outside the session middleware: its load and its save fail here too.
+  app.use(async (ctx, next) => {
+    try {
+      await next()
+    } catch (e) {
+      ctx.status = 500
+      ctx.body = `error: ${e.code || e.message}`
+    }
+  })
+  app.use(createSession({ store: new KoaStore({ store: backend }), maxAge }, app))
+  const routes = {
+    '/': (ctx) => pages.visits(ctx.session),
+    '/peek': (ctx) => pages.peek(ctx.session),
+    '/add': (ctx) => pages.add(ctx.session, ctx.query),
+    '/slow': (ctx) => pages.slow(ctx.session, ctx.query),
+    '/items': (ctx) => JSON.stringify(ctx.session.items || []),
+    async '/login'(ctx) {
+      await ctx.session.regenerate()
+      ctx.session.user = ctx.query.user
+      return `hello ${ctx.query.user}`
+    },
+    '/logout'(ctx) {
+      ctx.session = null
+      return 'bye'
+    },
+  }
+  app.use(async (ctx) => {
+    const route = routes[ctx.path]
+    if (route) ctx.body = await route(ctx)
+  })
+  return listen((cb) => app.listen(port, '127.0.0.1', cb), () => backend.close())
+}
+
 async function startSimples08({ spec, port = 0, timeout = 3600 }) {
   const simples = require('rs-store-test-simples-0.8')
   const adapt = require('rs-store/simples-0.8')
@@ -240,7 +280,7 @@ function listen(start, close) {
   })
 }
 
-const FRAMEWORKS = { express: startExpress, fastify: startFastify, 'simples-0.8': startSimples08 }
+const FRAMEWORKS = { express: startExpress, fastify: startFastify, koa: startKoa, 'simples-0.8': startSimples08 }
 
 /** Starts `framework`'s app in this process. */
 function startApp(framework, opts) {
@@ -297,9 +337,10 @@ function client(port, name = 'connect.sid') {
       }
       return { status: res.status, text: await res.text() }
     },
-    /** The session id the cookie carries (express-session signs it `s:<id>.<sig>`, @fastify/session `<id>.<sig>`). */
+    /** The session id the cookie carries (express-session signs it `s:<id>.<sig>`, @fastify/session `<id>.<sig>`, koa-session `<id>` beside a `.sig` cookie). */
     sessionId() {
       const v = decodeURIComponent(jar.get(name) || '')
+      if (name === 'koa.sess') return v
       if (v.startsWith('s:')) return v.slice(2, v.lastIndexOf('.'))
       return name === 'sessionId' ? v.slice(0, v.lastIndexOf('.')) : v
     },

@@ -30,3 +30,9 @@ async function check(): Promise<string[]> {
   return replaced ? redis.ids() : []
 }
 void check
+
+// koa-session (its own types; koa 3 ships none, so the app is typed loosely here)
+import { createSession } from 'koa-session'
+import { KoaStore } from 'rs-store/koa'
+declare const koaApp: any
+koaApp.use(createSession({ store: new KoaStore({ store: redis }), maxAge: 86_400_000 }, koaApp))
