@@ -1,7 +1,7 @@
 'use strict'
 // Real web apps over rs-store, for the framework tests and the end-to-end
 // bench: express + express-session, fastify + @fastify/session, koa +
-// koa-session, simpleS 0.8.8. Each runs in this process (`startApp`) or as a child process
+// koa-session, hapi + @hapi/yar, simpleS 0.8.8. Each runs in this process (`startApp`) or as a child process
 // (`spawnApp`, for restarts and for two processes sharing one store), with
 // the same routes:
 //   GET /           visits + 1              → "visits: N"
@@ -247,6 +247,46 @@ async function startKoa({ spec, port = 0, maxAge = HOUR_MS }) {
   return listen((cb) => app.listen(port, '127.0.0.1', cb), () => backend.close())
 }
 
+async function startHapi({ spec, port = 0, expiresIn = HOUR_MS }) {
+  const Hapi = require('@hapi/hapi')
+  const { CatboxEngine } = require('rs-store/hapi')
+  const backend = makeBackend(spec)
+  const server = Hapi.server({ port, host: '127.0.0.1', cache: [{ name: 'sessions', provider: { constructor: CatboxEngine, options: { store: backend } } }] })
+  await server.register({
+    plugin: require('@hapi/yar'),
+    options: { name: 'sid', maxCookieSize: 0, cache: { cache: 'sessions', expiresIn }, cookieOptions: { password: 'a hapi cookie password of at least 32 characters', isSecure: false } },
+  })
+  // A failure carries its code (hapi keeps the thrown error's own properties);
+  // after yar's own onPreResponse, whose save may fail too.
+  server.ext('onPreResponse', (request, h) => {
+    const r = request.response
+    return r.isBoom && r.output.statusCode === 500 ? h.response(`error: ${r.code || r.message}`).code(500) : h.continue
+  }, { after: ['@hapi/yar'] })
+  const page = (fn) => async (request) => {
+    const s = request.yar.get('s') || {}
+    const out = await fn(s, request.query)
+    request.yar.set('s', s)
+    return out
+  }
+  server.route([
+    { method: 'GET', path: '/', handler: page(pages.visits) },
+    { method: 'GET', path: '/peek', handler: (request) => pages.peek(request.yar.get('s') || {}) },
+    { method: 'GET', path: '/slow', handler: page(pages.slow) },
+    { method: 'GET', path: '/id', handler: (request) => request.yar.id },
+    {
+      method: 'GET',
+      path: '/logout',
+      handler: async (request) => {
+        await server.yar.revoke(request.yar.id)
+        request.yar.reset()
+        return 'bye'
+      },
+    },
+  ])
+  await server.start()
+  return { port: server.info.port, server, close: () => server.stop().then(() => backend.close()) }
+}
+
 async function startSimples08({ spec, port = 0, timeout = 3600 }) {
   const simples = require('rs-store-test-simples-0.8')
   const adapt = require('rs-store/simples-0.8')
@@ -280,7 +320,7 @@ function listen(start, close) {
   })
 }
 
-const FRAMEWORKS = { express: startExpress, fastify: startFastify, koa: startKoa, 'simples-0.8': startSimples08 }
+const FRAMEWORKS = { express: startExpress, fastify: startFastify, koa: startKoa, hapi: startHapi, 'simples-0.8': startSimples08 }
 
 /** Starts `framework`'s app in this process. */
 function startApp(framework, opts) {

@@ -36,3 +36,10 @@ import { createSession } from 'koa-session'
 import { KoaStore } from 'rs-store/koa'
 declare const koaApp: any
 koaApp.use(createSession({ store: new KoaStore({ store: redis }), maxAge: 86_400_000 }, koaApp))
+
+// hapi's server cache (and @hapi/yar through it)
+import Hapi from '@hapi/hapi'
+import { CatboxEngine } from 'rs-store/hapi'
+const hapiServer = Hapi.server({ cache: [{ name: 'sessions', provider: { constructor: CatboxEngine, options: { store: redis } } }] })
+const things = hapiServer.cache<{ n: number }>({ cache: 'sessions', segment: 'things', expiresIn: 60_000 })
+void things.set('a', { n: 1 })
