@@ -43,3 +43,15 @@ import { CatboxEngine } from 'rs-store/hapi'
 const hapiServer = Hapi.server({ cache: [{ name: 'sessions', provider: { constructor: CatboxEngine, options: { store: redis } } }] })
 const things = hapiServer.cache<{ n: number }>({ cache: 'sessions', segment: 'things', expiresIn: 60_000 })
 void things.set('a', { n: 1 })
+
+// React Router 7 sessions
+import { createCookie } from 'react-router'
+import { createRsSessionStorage } from 'rs-store/react-router'
+const rrStorage = createRsSessionStorage<{ visits: number }>({ store: redis, cookie: createCookie('__session', { secrets: ['s'], maxAge: 3600 }) })
+async function countVisit(cookieHeader: string | null): Promise<string> {
+  const session = await rrStorage.getSession(cookieHeader)
+  session.set('visits', (session.get('visits') ?? 0) + 1)
+  return rrStorage.commitSession(session)
+}
+void countVisit
+createRsSessionStorage({ store: rs.memory(), cookie: { name: 'rr', secrets: ['s'], httpOnly: true } })
