@@ -60,6 +60,11 @@ examples.forEach((code, i) => {
     fs.symlinkSync(ROOT, path.join(dir, 'node_modules/rs-store'))
     // simpleS 0.8.8 (what `npm install simples` gives) for its example.
     if (/simples-0\.8/.test(code)) fs.symlinkSync(SIMPLES_08, path.join(dir, 'node_modules/simples'))
+    // import() does not look in NODE_PATH: the ES modules an example imports are linked beside it.
+    for (const [, name] of code.matchAll(/import\('((?:@[^'/]+\/)?[^'/]+)/g)) {
+      fs.mkdirSync(path.dirname(path.join(dir, 'node_modules', name)), { recursive: true })
+      if (!fs.existsSync(path.join(dir, 'node_modules', name))) fs.symlinkSync(path.join(ROOT, 'node_modules', name), path.join(dir, 'node_modules', name))
+    }
     fs.writeFileSync(path.join(dir, 'example.js'), code)
     const port = await freePort()
     const child = spawn(process.execPath, ['example.js'], {

@@ -23,6 +23,15 @@ test('types: tsc --strict accepts the .d.ts files as the README uses them', asyn
   for (const f of typed) assert.ok(files.includes(f), `${f} was checked`)
 })
 
+test('types: what rs-store/unstorage and rs-store/better-auth give is assignable to those frameworks\' own types (skipLibCheck: their .d.ts files need modules an app may lack)', async () => {
+  const tsc = require.resolve('typescript/bin/tsc')
+  const project = path.join(__dirname, 'types/tsconfig.frameworks.json')
+  const { stdout } = await promisify(execFile)(process.execPath, [tsc, '-p', project, '--listFiles'], { timeout: 120_000 }).catch((e) => {
+    throw new Error(`tsc failed:\n${e.stdout}${e.stderr}`)
+  })
+  for (const f of ['lib/hosts/unstorage.d.ts', 'lib/hosts/better-auth.d.ts']) assert.ok(stdout.includes(path.join(__dirname, '..', f)), `${f} was checked`)
+})
+
 test('types: StoreErrorCode in index.d.ts lists exactly the codes the addon has (src/error.rs)', () => {
   const fs = require('node:fs')
   const dts = fs.readFileSync(path.join(__dirname, '..', 'index.d.ts'), 'utf8')

@@ -55,3 +55,14 @@ async function countVisit(cookieHeader: string | null): Promise<string> {
 }
 void countVisit
 createRsSessionStorage({ store: rs.memory(), cookie: { name: 'rr', secrets: ['s'], httpOnly: true } })
+
+
+// unstorage and better-auth: our types alone here (their own .d.ts files do
+// not compile with skipLibCheck off: optional drivers' and bun's modules);
+// frameworks.ts checks the assignments to their types.
+import rsStoreDriver = require('rs-store/unstorage')
+import { secondaryStorage } from 'rs-store/better-auth'
+const driver = rsStoreDriver({ store: redis, ttl: 3600 })
+void driver.setItem?.('a', 'text', { ttl: 60 })
+const secondary = secondaryStorage(redis)
+void secondary.increment('hits', 60).then((n: number) => n + 1)
