@@ -206,12 +206,14 @@ test('fastify failClosed: false: while Redis is down pages are served without a 
   }
 })
 
-test('FastifyStore: the options ExpressStore takes, checked the same way', () => {
+test('FastifyStore: the options ExpressStore takes, checked the same way; lockRequests without its plugin is refused', async () => {
   const inner = rs.memory()
   assert.throws(() => new FastifyStore({ store: inner, lockRequests: { waitMS: 5 } }), { code: 'ERR_INVALID_OPTION', message: /waitMS.*waitMs/ })
   const noLocks = { get: inner.get, set: inner.set, remove: inner.remove, update: inner.update }
   assert.throws(() => new FastifyStore({ store: noLocks, lockRequests: true }), { code: 'ERR_INVALID_OPTION', message: /lockRequests needs a store with locks/ })
   assert.throws(() => new FastifyStore({ store: inner, failClosed: 'no' }), { code: 'ERR_INVALID_OPTION' })
   assert.throws(() => new FastifyStore({ store: inner, onError: 1 }), { code: 'ERR_INVALID_OPTION' })
+  const unhooked = new FastifyStore({ store: inner, lockRequests: true })
+  await assert.rejects(unhooked.get('a'), { code: 'ERR_INVALID_OPTION', message: /app\.register\(store\.plugin\)/ })
   return inner.close()
 })

@@ -23,7 +23,10 @@
 // * lockRequests: the backend's lock on a session id is taken before the
 //   request loads it and released when the response has been sent; fastify
 //   shows a store no request, so `app.register(store.plugin)` adds the
-//   hooks that see the response end (onResponse, onRequestAbort).
+//   hooks that see the response end (onResponse, onRequestAbort); without
+//   it every get fails with ERR_INVALID_OPTION saying so. reload() within
+//   a request waits for the lock that request holds (ERR_LOCK_TIMEOUT after
+//   waitMs): fastify's reload calls the same get.
 // * failClosed (default true): backend errors reach fastify's error handler
 //   with their code, within the store's commandTimeoutMs. With false, an
 //   unreachable backend emits 'disconnect' and 'connect' once a probe finds
@@ -33,6 +36,7 @@
 //   back), and other failed writes are dropped. A failed destroy always
 //   reaches the app.
 const { EventEmitter } = require('node:events')
+const { codedError } = require('../errors')
 const { answer, mixSessionAdapter, TOUCH_MEMORY } = require('./common')
 
 class FastifyStore extends EventEmitter {
@@ -47,7 +51,9 @@ class FastifyStore extends EventEmitter {
       done()
     }
     /** A fastify plugin (hooks on the whole app) releasing each request's lock (lockRequests). */
+    this._hooked = false
     this.plugin = (app, _opts, done) => {
+      this._hooked = true
       app.addHook('onResponse', release)
       app.addHook('onRequestAbort', (request, done) => release(request, null, done))
       done()
@@ -58,6 +64,10 @@ class FastifyStore extends EventEmitter {
 
   /** Resolves the stored session or null. */
   get(sid, cb) {
+    if (this._lock && !this._hooked) {
+      // Without the hooks no lock would ever be released.
+      return answer(Promise.reject(codedError('ERR_INVALID_OPTION', 'FastifyStore: lockRequests needs app.register(store.plugin), which releases each request\'s lock once its response is sent')), cb, this._orphan)
+    }
     const got = this._lock ? this._lockedGet(sid, false).then((l) => (l === false ? undefined : l && (this._hold(sid, l.lock), l.sess))) : this._call(this.store.get(sid), undefined)
     return answer(
       got.then((sess) => {
