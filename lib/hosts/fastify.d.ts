@@ -1,23 +1,9 @@
 // require('rs-store/fastify'): @fastify/session's store over an rs-store store.
 import { EventEmitter } from 'node:events'
-import type { Store, LockOptions } from '../../index'
+import type { Store } from '../../index'
+import type { SessionAdapterOptions } from './common'
 
-export interface FastifyStoreOptions {
-  /** Any rs-store store: rs.redis(url), rs.memory(), rs.file({ dir }), … */
-  store: Store
-  /** Seconds, or a function of the session; else cookie.expires − now; else one day. ≤ 0 destroys. */
-  ttl?: number | ((session: any) => number)
-  /** Never touch: an unmodified session's rolling save writes nothing (it then expires from its last change). */
-  disableTouch?: boolean
-  /** Skip a touch when this process wrote the session less than this many seconds ago. */
-  touchAfter?: number
-  /** Hold the backend's lock for a session from its load until the response is sent; needs `app.register(store.plugin)`. */
-  lockRequests?: boolean | LockOptions
-  /** Default true: backend errors reach fastify. false: 'disconnect' / 'connect' events, requests served with an empty, unsaved session (`storeUnavailable: true`) while the backend is down. */
-  failClosed?: boolean
-  /** Where errors that no caller can receive go (default: console.warn). */
-  onError?: (err: Error & { code?: string }) => void
-}
+export interface FastifyStoreOptions extends SessionAdapterOptions<any> {}
 
 type Callback = (err?: any) => void
 
