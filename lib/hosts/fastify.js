@@ -1,7 +1,7 @@
 'use strict'
 // @fastify/session adapter: `new FastifyStore({ store, ... })` over any
 // rs-store store, with what ExpressStore gives (common.js shares the code).
-// What @fastify/session 11 does (shared/CONTRACTS.md): set(id, session, cb),
+// What @fastify/session 11 does (its index.js, lib/session.js): set(id, session, cb),
 // get(id, cb), destroy(id, cb), always with a callback (a Promise is
 // returned as well); no touch: with `rolling` (its default) every response
 // saves the session with `set`, modified or not; regenerate = destroy(old)

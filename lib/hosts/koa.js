@@ -1,6 +1,6 @@
 'use strict'
 // koa-session adapter: `session({ store: new KoaStore({ store }) }, app)`
-// over any rs-store store. What koa-session 7 calls (shared/CONTRACTS.md):
+// over any rs-store store. What koa-session 7 calls (its src/context.ts):
 // get(key, maxAge, { rolling, ctx }), set(key, sess, maxAge, { rolling,
 // changed, ctx }), destroy(key, { ctx }), each awaited; a rejection reaches
 // koa's error handling with its code (`err.code`), within the store's

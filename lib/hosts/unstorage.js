@@ -1,7 +1,7 @@
 'use strict'
 // unstorage driver over any rs-store store (Nitro/Nuxt/h3, Hono, Auth.js's
 // unstorage adapter): createStorage({ driver: rsStore({ store }) }).
-// unstorage serializes before the driver (shared/CONTRACTS.md): setItem gets
+// unstorage serializes before the driver (its dist/index.cjs): setItem gets
 // text (an object's JSON, a string as is, a number as its digits) and what
 // getItem answers is parsed back by unstorage (destr), so the driver keeps
 // each value as a JSON string and answers it as it was given. `ttl` is in
