@@ -40,6 +40,24 @@ export interface StoreOptions {
   onError?: (err: Error & { code: StoreErrorCode }) => void
   /** Take locks from another store (e.g. `daemon(lockPort)` for a `--lock` daemon) instead of this one's. */
   lockManager?: LockingStore
+  /**
+   * Per-user sessions (memory stores; see the README, "Per-user sessions"):
+   * whose a session is, read from the session object at every
+   * set/add/replace; `undefined` is anonymous.
+   */
+  userOf?: (session: Record<string, any>) => string | undefined
+  /** A write that would give a user more live sessions removes the user's least recently written ones. */
+  maxSessionsPerUser?: number
+  /** Absolute lifetime counted from a session's first write, in timeoutUnit: no write or update extends a session past it. */
+  maxLifetime?: number
+}
+
+/** One of a user's sessions, as `sessionsOf` lists them. */
+export interface UserSession {
+  id: string
+  session: Record<string, any>
+  /** Seconds left, as `ttl()`. */
+  ttl: number
 }
 
 /** Client of `rs-store-daemon` (see docs/daemon.md). */
@@ -110,6 +128,12 @@ export interface Store {
   all(): Promise<Array<Record<string, any>>>
   /** Every live session with its id. */
   entries(): Promise<Array<{ id: string; session: Record<string, any> }>>
+  /** A user's live sessions, least recently written first (needs the store option userOf). */
+  sessionsOf(user: string): Promise<UserSession[]>
+  /** Removes every session of `user` but the ids in `except`; resolves how many were removed (needs userOf). */
+  revokeUser(user: string, options?: { except?: string[] }): Promise<number>
+  /** Moves a live session to a free id (data, ttl, user, absolute end) at once; false when `oldId` has none or `newId` is taken. */
+  rotate(oldId: string, newId: string): Promise<boolean>
   /** Stops background work; later calls reject with ERR_STORE_CLOSED. */
   close(): Promise<void>
 }

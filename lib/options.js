@@ -115,11 +115,23 @@ function session(o) {
     secrets = [string(o, 'secret')]
   }
   if (o.compress !== undefined && typeof o.compress !== 'boolean') throw invalidType('ERR_INVALID_OPTION', 'option compress must be a boolean')
-  return { maxSessionBytes: number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }), secrets, compress: o.compress }
+  if (o.userOf !== undefined && typeof o.userOf !== 'function') throw invalidType('ERR_INVALID_OPTION', 'option userOf must be a function (session) => string | undefined')
+  // maxLifetime is in the store's timeoutUnit (checked by lib/store.js's units).
+  const unitMs = { ms: 1, s: 1000, min: 60_000 }[o.timeoutUnit ?? 'ms'] ?? 1
+  const maxLifetime = number(o, 'maxLifetime', { min: 0, max: Infinity })
+  if (maxLifetime !== undefined && !(maxLifetime * unitMs >= 1)) throw codedError('ERR_INVALID_OPTION', `option maxLifetime must be at least 1 ms, got ${maxLifetime}`)
+  return {
+    maxSessionBytes: number(o, 'maxSessionBytes', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    secrets,
+    compress: o.compress,
+    perUser: o.userOf !== undefined || undefined,
+    maxSessionsPerUser: number(o, 'maxSessionsPerUser', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    maxLifetimeMs: maxLifetime === undefined ? undefined : maxLifetime * unitMs,
+  }
 }
 
 /** Options every store factory takes (lib/store.js, the codec, reports). */
-const COMMON = ['timeoutUnit', 'defaultTtl', 'maxSessionBytes', 'secret', 'secrets', 'compress', 'onError', 'lockManager']
+const COMMON = ['timeoutUnit', 'defaultTtl', 'maxSessionBytes', 'secret', 'secrets', 'compress', 'onError', 'lockManager', 'userOf', 'maxSessionsPerUser', 'maxLifetime']
 /** Where object storage is (lib/modules.js): a URL, a directory, or PkgCloud-style settings. */
 const OBJECT_STORAGE = ['url', 'options', 'directory', 'provider', 'keyId', 'key', 'region', 'storageAccount', 'storageAccessKey', 'keyFilename', 'projectId', 'credentials', 'container', 'bucket', 'endpoint']
 /** The options each factory knows; anything else is refused (see `only`). */

@@ -104,6 +104,32 @@ function parse(text) {
 
 const toSeconds = (ms) => (ms < 0 ? ms : Math.round(ms / 1000))
 
+/** A user as the per-user index keeps it (a user for sessionsOf/revokeUser, or what userOf answered). */
+function checkUser(user, what) {
+  if (typeof user !== 'string') throw invalidType('ERR_INVALID_ARGUMENT', `${what} must be a string, got ${user === null ? 'null' : typeof user}`)
+  if (user === '' || user.includes('\0') || !user.isWellFormed() || Buffer.byteLength(user) > MAX_ID_BYTES) {
+    throw codedError('ERR_INVALID_ARGUMENT', `${what} must be a non-empty, well-formed string without NUL, at most ${MAX_ID_BYTES} bytes`)
+  }
+  return user
+}
+
+/**
+ * A write of a store with `userOf`: the op (`uset`, `uadd`, `ureplace`)
+ * and its text, the session's JSON, a NUL, then its user ('' anonymous),
+ * read from the session object before it is serialized. JSON text never
+ * holds a NUL, nor may a user.
+ */
+function userWrite(userOf, op, session) {
+  const text = serialize(session)
+  let user
+  try {
+    user = userOf(typeof session === 'string' ? JSON.parse(session) : session)
+  } catch (e) {
+    throw codedError('ERR_INVALID_ARGUMENT', `userOf threw: ${e && e.message}`, e)
+  }
+  return ['u' + op, text + '\0' + (user === undefined || user === null ? '' : checkUser(user, 'what userOf returns'))]
+}
+
 /**
  * A Promise for an engine result: sync engines return the value (resolved
  * here), async engines return a Promise that already applied `map` and
@@ -167,6 +193,13 @@ function makeStore(engine, opts, extra = {}) {
   // and decodes it (on Redis a GET instead of an EXISTS).
   const decodes = opts.secret !== undefined || opts.secrets !== undefined || opts.compress === true
   const found = (text) => text !== null
+  // Per-user sessions: writes carry their user; a store without pays nothing.
+  const userOf = opts.userOf
+  const write = (op, id, session, ms) => {
+    if (userOf === undefined) return engine.call(op, id, serialize(session), ms)
+    const [uop, text] = userWrite(userOf, op, session)
+    return engine.call(uop, id, text, ms)
+  }
 
   const get = (id, extra) => {
     try {
@@ -179,7 +212,7 @@ function makeStore(engine, opts, extra = {}) {
   const set = (id, session, timeout) => {
     try {
       checkId(id)
-      return settle(engine.call('set', id, serialize(session), ttlMsOf(timeout)))
+      return settle(write('set', id, session, ttlMsOf(timeout)))
     } catch (e) {
       return rejectNative(e)
     }
@@ -187,10 +220,15 @@ function makeStore(engine, opts, extra = {}) {
   const add = (id, session, timeout) => {
     try {
       checkId(id)
-      const text = serialize(session)
+      if (userOf === undefined) {
+        const text = serialize(session)
+        const ms = ttlMsOf(timeout)
+        // Already expired: nothing to write (set() would remove the session).
+        return ms === 0 ? Promise.resolve(false) : settle(engine.call('add', id, text, ms))
+      }
       const ms = ttlMsOf(timeout)
-      // Already expired: nothing to write (set() would remove the session).
-      return ms === 0 ? Promise.resolve(false) : settle(engine.call('add', id, text, ms))
+      const [op, text] = userWrite(userOf, 'add', session)
+      return ms === 0 ? Promise.resolve(false) : settle(engine.call(op, id, text, ms))
     } catch (e) {
       return rejectNative(e)
     }
@@ -198,7 +236,7 @@ function makeStore(engine, opts, extra = {}) {
   const replace = (id, session, timeout) => {
     try {
       checkId(id)
-      return settle(engine.call('replace', id, serialize(session), ttlMsOf(timeout)))
+      return settle(write('replace', id, session, ttlMsOf(timeout)))
     } catch (e) {
       return rejectNative(e)
     }
@@ -269,6 +307,48 @@ function makeStore(engine, opts, extra = {}) {
       return rejectNative(e)
     }
   }
+  const needUsers = (what) => {
+    if (userOf === undefined) throw codedError('ERR_INVALID_OPTION', `${what}() needs the store's userOf option (which user a session is)`)
+  }
+  // sessionsOf's reply: a page, [cursor, id, text, pttl, bytes, …]
+  const userSessions = (flat) => {
+    const out = []
+    for (let i = 1; i < flat.length; i += 4) if (flat[i + 1] !== null) out.push({ id: flat[i], session: parse(flat[i + 1]), ttl: toSeconds(flat[i + 2]) })
+    return out
+  }
+  const sessionsOf = (user, extra) => {
+    try {
+      noCallback(extra)
+      needUsers('sessionsOf')
+      return settle(engine.call('sessionsOf', checkUser(user, 'user'), undefined, undefined, userSessions))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const revokeUser = (user, { except = [] } = {}) => {
+    try {
+      noCallback(except)
+      needUsers('revokeUser')
+      checkUser(user, 'user')
+      if (!Array.isArray(except) || !except.every((x) => typeof x === 'string')) {
+        throw invalidType('ERR_INVALID_ARGUMENT', 'revokeUser(user, { except }): except must be an array of session ids')
+      }
+      return settle(engine.call('revokeUser', user, JSON.stringify(except)))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+  const rotate = (oldId, newId, extra) => {
+    try {
+      noCallback(extra)
+      checkId(oldId)
+      checkId(newId)
+      return settle(engine.call('rotate', oldId, newId))
+    } catch (e) {
+      return rejectNative(e)
+    }
+  }
+
   // Locks and HTTP Sessions' read/write/purge, where the engine has locks,
   // or from another store given as `lockManager` (e.g. a --lock daemon).
   let lockEngine = engine.locks ? engine : null
@@ -281,7 +361,7 @@ function makeStore(engine, opts, extra = {}) {
     : locking(lockEngine, {
         checkId,
         get,
-        setMs: (id, data, ms) => settle(engine.call('set', id, serialize(data), ms === undefined ? defaultTtlMs : ms)),
+        setMs: (id, data, ms) => settle(write('set', id, data, ms === undefined ? defaultTtlMs : ms)),
         remove,
         report,
       })
@@ -339,6 +419,12 @@ function makeStore(engine, opts, extra = {}) {
         cursor = page.cursor
       } while (cursor !== '')
     },
+    /** A user's live sessions (store option userOf): [{ id, session, ttl }], least recently written first. */
+    sessionsOf,
+    /** Removes every session of `user` but those in `except`; resolves how many. */
+    revokeUser,
+    /** Moves a live session to a free id (data, ttl, user, absolute end); resolves true when moved. */
+    rotate,
     /** All live sessions, as an array of session objects. */
     all: () => call(() => engine.call('entries', undefined, undefined, undefined, parseAll)),
     /** All live sessions with their ids: [{ id, session }]. */

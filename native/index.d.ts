@@ -302,6 +302,12 @@ export interface SessionOptions {
   secrets?: Array<string>
   /** Compress sessions (zstd) when it pays. */
   compress?: boolean
+  /** Per-user sessions: writes carry their user (`userOf` given in JS). */
+  perUser?: boolean
+  /** Most live sessions of one user (`maxSessionsPerUser`). */
+  maxSessionsPerUser?: number
+  /** Absolute lifetime from a session's first write, ms (`maxLifetime`). */
+  maxLifetimeMs?: number
 }
 
 /** Synchro's FileSessionStore: sessions in memory, persisted to one JSON file. */

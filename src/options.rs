@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use napi_derive::napi;
 
+use crate::backend::UserRules;
+
 /// The session size limit and the codec (compress → encrypt) of a store.
 #[napi(object)]
 #[derive(Default)]
@@ -16,6 +18,29 @@ pub struct SessionOptions {
   pub secrets: Option<Vec<String>>,
   /// Compress sessions (zstd) when it pays.
   pub compress: Option<bool>,
+  /// Per-user sessions: writes carry their user (`userOf` given in JS).
+  pub per_user: Option<bool>,
+  /// Most live sessions of one user (`maxSessionsPerUser`).
+  pub max_sessions_per_user: Option<u32>,
+  /// Absolute lifetime from a session's first write, ms (`maxLifetime`).
+  pub max_lifetime_ms: Option<f64>,
+}
+
+impl SessionOptions {
+  /// The per-user rules these options ask for.
+  pub fn rules(&self) -> crate::error::Result<UserRules> {
+    use crate::error::{Code, StoreError};
+    if self.max_sessions_per_user == Some(0) {
+      return Err(StoreError::new(Code::InvalidOption, "maxSessionsPerUser must be at least 1"));
+    }
+    let max_lifetime_ms = match self.max_lifetime_ms {
+      None => None,
+      Some(t) if t.is_infinite() && t > 0.0 => None,
+      Some(t) if t >= 1.0 => Some(t.ceil() as u64),
+      Some(t) => return Err(StoreError::new(Code::InvalidOption, format!("maxLifetime must be at least 1 ms, got {t} ms"))),
+    };
+    Ok(UserRules { users: self.per_user.unwrap_or(false), max_per_user: self.max_sessions_per_user, max_lifetime_ms })
+  }
 }
 
 /// The default sweep of stores that hold sessions in memory: cheap, so often.

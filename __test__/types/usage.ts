@@ -66,3 +66,11 @@ const driver = rsStoreDriver({ store: redis, ttl: 3600 })
 void driver.setItem?.('a', 'text', { ttl: 60 })
 const secondary = secondaryStorage(redis)
 void secondary.increment('hits', 60).then((n: number) => n + 1)
+
+async function users(): Promise<number> {
+  const store = rs.memory({ userOf: (s) => s.user, maxSessionsPerUser: 5, maxLifetime: 86_400_000 })
+  const mine: rs.UserSession[] = await store.sessionsOf('ada')
+  const moved: boolean = await store.rotate('old', 'new')
+  return moved ? store.revokeUser('ada', { except: mine.map((s) => s.id) }) : 0
+}
+void users

@@ -22,6 +22,11 @@ impl SyncBackend for DummyBackend {
       Op::Page(..) => Reply::Page(String::new(), Vec::new()),
       // Like HTTP Sessions' DummyStorage: every lock is granted, none is exclusive.
       Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => Reply::Bool(true),
+      Op::Write(.., None, _) => Reply::Done,
+      Op::Write(.., Some(cond), _) => Reply::Bool(cond == Cond::Absent),
+      Op::SessionsOf(_) => Reply::Page(String::new(), Vec::new()),
+      Op::RevokeUser(..) => Reply::Count(0),
+      Op::Rotate(..) => Reply::Bool(false),
     })
   }
   fn close(&self) -> Result<()> {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::error::{Result, StoreError};
 use crate::expiry::Expiry;
 
-pub use op::{Changes, Cond, Op, Page, Reply, Ttl, Whole, MAX_ID_BYTES};
+pub use op::{check_user, Changes, Cond, Op, Page, Recode, Reply, Ttl, UserRules, Whole, MAX_ID_BYTES};
 
 pub mod dummy;
 pub mod file;
@@ -105,6 +105,15 @@ pub(crate) fn in_order(n: usize, answers: impl IntoIterator<Item = (usize, Resul
     out[i] = Some(r);
   }
   out.into_iter().map(|r| r.unwrap_or_else(|| Err(StoreError::new(crate::error::Code::Internal, "no reply")))).collect()
+}
+
+/// The answer of a backend without per-user sessions to their ops (the
+/// factories refuse the options, and the facade these calls, before).
+pub(crate) fn no_users(backend: &str) -> StoreError {
+  StoreError::new(
+    crate::error::Code::InvalidOption,
+    format!("the {backend} store has no per-user sessions (userOf, sessionsOf, revokeUser, rotate)"),
+  )
 }
 
 pub(crate) fn no_locks() -> StoreError {

@@ -69,6 +69,63 @@ pub enum Op {
   Unlock(String, String),
   /// Extend the lock to `ttl ms` from now if `token` still holds it.
   Renew(String, String, u64),
+  /// A write of a store with per-user sessions (`userOf`): as `Set` (no
+  /// `Cond`) or `SetIf`, and in the same atomic step the session is filed
+  /// under its user (`None`: anonymous, out of any user's list), the
+  /// user's least recently written sessions beyond `maxSessionsPerUser`
+  /// removed. (`Set`/`SetIf`/`Touch` leave a session's user as it is.)
+  Write(String, Vec<u8>, Option<Expiry>, Option<Cond>, Option<String>),
+  /// A user's live sessions with their ttl: `Reply::Page` with no next page.
+  SessionsOf(String),
+  /// Removes every session of a user but the ids given; `Count` removed.
+  RevokeUser(String, Vec<String>),
+  /// Moves a live session to an id no live session has: its data, expiry,
+  /// user and absolute end, in one atomic step; `Bool`. With a codec the
+  /// value is re-encoded for the new id ([`Recode`]).
+  Rotate(String, String, Option<Recode>),
+}
+
+/// How a value encoded for one id becomes the value for another (the
+/// codec binds a session to its id), for [`Op::Rotate`].
+#[derive(Clone)]
+pub struct Recode(pub std::sync::Arc<dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>> + Send + Sync>);
+
+impl std::fmt::Debug for Recode {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    f.write_str("Recode")
+  }
+}
+
+/// Options of per-user sessions a store was made with (JS: `userOf`,
+/// `maxSessionsPerUser`, `maxLifetime`), enforced by the backend in the
+/// same atomic step as the write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UserRules {
+  /// Writes carry their user (`userOf` given).
+  pub users: bool,
+  /// Most live sessions one user keeps.
+  pub max_per_user: Option<u32>,
+  /// Absolute lifetime from a session's first write, in ms.
+  pub max_lifetime_ms: Option<u64>,
+}
+
+impl UserRules {
+  /// Whether the store was made with any of them (else it pays nothing).
+  pub fn any(&self) -> bool {
+    self.users || self.max_per_user.is_some() || self.max_lifetime_ms.is_some()
+  }
+  /// The expiry a write or touch may give a session whose absolute end is `end`.
+  pub fn clamp(end: Option<Expiry>, at: Option<Expiry>) -> Option<Expiry> {
+    match (end, at) {
+      (Some(e), Some(a)) => Some(e.min(a)),
+      (Some(e), None) => Some(e),
+      (None, a) => a,
+    }
+  }
+  /// The absolute end of a session first written now.
+  pub fn end_from_now(&self) -> Option<Expiry> {
+    self.max_lifetime_ms.map(after_ms)
+  }
 }
 
 impl Op {
@@ -84,8 +141,11 @@ impl Op {
       | Op::Exists(id)
       | Op::Lock(id, ..)
       | Op::Unlock(id, _)
-      | Op::Renew(id, ..) => Some(id),
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => None,
+      | Op::Renew(id, ..)
+      | Op::Write(id, ..) => Some(id),
+      // A rotation is about two ids, a user's ops about many: each keeps
+      // its batch in one group, in call order with the rest.
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => None,
     }
   }
 }
@@ -120,7 +180,12 @@ impl Op {
       | Op::Exists(_)
       | Op::Lock(..)
       | Op::Unlock(..)
-      | Op::Renew(..)) => Err(op),
+      | Op::Renew(..)
+      // Per-user ops are answered by the backends that have them, never walked.
+      | Op::Write(..)
+      | Op::SessionsOf(_)
+      | Op::RevokeUser(..)
+      | Op::Rotate(..)) => Err(op),
     }
   }
 }
@@ -246,6 +311,36 @@ impl Op {
       "lock" => Op::Lock(id_of(id)?, token(text)?, lock_ttl(ms)?),
       "unlock" => Op::Unlock(id_of(id)?, token(text)?),
       "renew" => Op::Renew(id_of(id)?, token(text)?, lock_ttl(ms)?),
+      // text: the session's JSON, a NUL, the user ("": anonymous); JSON
+      // text never holds a NUL, nor does a user (lib/store.js checks).
+      "uset" | "uadd" | "ureplace" => {
+        let (value, user) = split_user(session(text)?)?;
+        let cond = match name {
+          "uadd" => Some(Cond::Absent),
+          "ureplace" => Some(Cond::Present),
+          _ => None,
+        };
+        match expiry_for(ms)? {
+          _ if ms == Some(0.0) && cond != Some(Cond::Absent) => Op::Remove(id_of(id)?),
+          _ if ms == Some(0.0) => return Err(StoreError::new(Code::InvalidTimeout, "add() needs a timeout in the future")),
+          at => Op::Write(id_of(id)?, value, at, cond, user),
+        }
+      }
+      "sessionsOf" => Op::SessionsOf(user_of(id, name)?),
+      // text: the ids to keep, as a JSON array of strings.
+      "revokeUser" => {
+        let except: Vec<String> = match text {
+          None => Vec::new(),
+          Some(t) => serde_json::from_slice(&t).map_err(|_| need("the ids to keep as a JSON array of strings"))?,
+        };
+        Op::RevokeUser(user_of(id, name)?, except)
+      }
+      // text: the new id.
+      "rotate" => {
+        let new = String::from_utf8(text.ok_or_else(|| need("the new id"))?).map_err(|_| need("the new id"))?;
+        check_id(&new)?;
+        Op::Rotate(id_of(id)?, new, None)
+      }
       _ => return Err(StoreError::new(Code::InvalidArgument, format!("unknown operation {name:?}"))),
     })
   }
@@ -254,7 +349,7 @@ impl Op {
   /// it once sent).
   pub fn value_mut(&mut self) -> Option<(&str, &mut Vec<u8>)> {
     match self {
-      Op::Set(id, v, _) | Op::SetIf(id, v, ..) => Some((id, v)),
+      Op::Set(id, v, _) | Op::SetIf(id, v, ..) | Op::Write(id, v, ..) => Some((id, v)),
       Op::Get(_)
       | Op::Remove(_)
       | Op::Touch(..)
@@ -267,14 +362,17 @@ impl Op {
       | Op::Page(..)
       | Op::Lock(..)
       | Op::Unlock(..)
-      | Op::Renew(..) => None,
+      | Op::Renew(..)
+      | Op::SessionsOf(_)
+      | Op::RevokeUser(..)
+      | Op::Rotate(..) => None,
     }
   }
 
   pub fn changes(&self) -> Changes {
     match self {
-      Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) => Changes::Its,
-      Op::Clear => Changes::All,
+      Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) | Op::Write(..) => Changes::Its,
+      Op::Clear | Op::RevokeUser(..) | Op::Rotate(..) => Changes::All,
       // Locks live apart from the sessions (docs/backends.md, "Locks").
       Op::Get(_)
       | Op::Ttl(_)
@@ -285,9 +383,40 @@ impl Op {
       | Op::Page(..)
       | Op::Lock(..)
       | Op::Unlock(..)
-      | Op::Renew(..) => Changes::Nothing,
+      | Op::Renew(..)
+      | Op::SessionsOf(_) => Changes::Nothing,
     }
   }
+}
+
+/// A session's JSON and its user, as `uset` carries them (see [`Op::from_call`]).
+fn split_user(mut text: Vec<u8>) -> Result<(Vec<u8>, Option<String>)> {
+  let at = text.iter().rposition(|&b| b == 0).ok_or_else(|| StoreError::new(Code::InvalidArgument, "a per-user write needs its user"))?;
+  let user = text.split_off(at);
+  text.truncate(at);
+  let user = String::from_utf8(user[1..].to_vec()).map_err(|_| StoreError::new(Code::InvalidArgument, "user is not UTF-8"))?;
+  if user.is_empty() {
+    return Ok((text, None));
+  }
+  check_user(&user)?;
+  Ok((text, Some(user)))
+}
+
+fn user_of(user: Option<String>, name: &str) -> Result<String> {
+  let user = user.ok_or_else(|| StoreError::new(Code::InvalidArgument, format!("{name}() needs a user")))?;
+  check_user(&user)?;
+  Ok(user)
+}
+
+/// A user as the index keeps it: not empty, at most [`MAX_ID_BYTES`].
+pub fn check_user(user: &str) -> Result<()> {
+  if user.is_empty() || user.len() > MAX_ID_BYTES || user.contains('\0') {
+    return Err(StoreError::new(
+      Code::InvalidArgument,
+      format!("a user must be a non-empty string of at most {MAX_ID_BYTES} bytes without NUL"),
+    ));
+  }
+  Ok(())
 }
 
 /// An id that can name a stored session: not empty, at most
@@ -382,5 +511,17 @@ mod tests {
     assert_eq!(call("frobnicate", None, None, None).unwrap_err().code, Code::InvalidArgument);
     assert_eq!(call("clear", None, None, None).unwrap().changes(), Changes::All);
     assert_eq!(call("touch", Some("a"), None, None).unwrap().changes(), Changes::Its);
+    // per-user writes: the JSON, a NUL, the user ("" anonymous)
+    assert!(matches!(call("uset", Some("a"), Some("{\"u\":1}\0ada"), Some(1000.0)),
+      Ok(Op::Write(_, v, Some(_), None, Some(u))) if v == b"{\"u\":1}" && u == "ada"));
+    assert!(matches!(call("ureplace", Some("a"), Some("{}\0"), None), Ok(Op::Write(_, _, None, Some(Cond::Present), None))));
+    assert!(matches!(call("ureplace", Some("a"), Some("{}\0u"), Some(0.0)), Ok(Op::Remove(_))));
+    assert_eq!(call("uadd", Some("a"), Some("{}\0u"), Some(0.0)).unwrap_err().code, Code::InvalidTimeout);
+    assert_eq!(call("uset", Some("a"), Some("{}"), None).unwrap_err().code, Code::InvalidArgument);
+    assert!(matches!(call("revokeUser", Some("ada"), Some("[\"x\"]"), None), Ok(Op::RevokeUser(u, e)) if u == "ada" && e == ["x"]));
+    assert_eq!(call("revokeUser", Some("ada"), Some("{}"), None).unwrap_err().code, Code::InvalidArgument);
+    assert_eq!(call("sessionsOf", Some(""), None, None).unwrap_err().code, Code::InvalidArgument);
+    assert!(matches!(call("rotate", Some("a"), Some("b"), None), Ok(Op::Rotate(o, n, None)) if o == "a" && n == "b"));
+    assert_eq!(call("rotate", Some("a"), Some(""), None).unwrap_err().code, Code::InvalidId);
   }
 }

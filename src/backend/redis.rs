@@ -233,6 +233,8 @@ impl Commands {
       Op::Unlock(id, token) => cmd!("EVAL", UNLOCK_LUA, 1, self.lock_key(id), token),
       Op::Renew(id, token, ttl) => cmd!("EVAL", RENEW_LUA, 1, self.lock_key(id), token, (*ttl).max(1)),
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => 0,
+      // Refused before they are queued (the store has no per-user sessions).
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => 0,
     }
   }
 
@@ -270,6 +272,7 @@ impl Commands {
       }),
       Op::Ttl(_) => Reply::Ttl(pttl_to_ttl(int(&last)?)),
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => unreachable!("scans are not pipelined"),
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("Redis")),
     })
   }
 }

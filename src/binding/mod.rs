@@ -23,7 +23,7 @@ use crate::backend::file::{FileBackend, FileOptions};
 use crate::backend::memory::{MemoryBackend, MemoryOptions};
 use crate::backend::redis::{RedisBackend, RedisConfig, Topology};
 use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
-use crate::backend::{Op, Report};
+use crate::backend::{Op, Recode, Report, UserRules};
 use crate::codec::Codec;
 use crate::error::{Code, Result, StoreError};
 use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS, SWEEP_IN_MEMORY_MS, SWEEP_STORED_MS};
@@ -149,18 +149,37 @@ impl SessionLimits {
 /// "missing", the reporter gets the coded error).
 pub(crate) struct Core {
   pub limits: SessionLimits,
-  pub codec: Codec,
+  pub codec: Arc<Codec>,
   pub report: Option<Report>,
+  /// Whether the backend has per-user sessions (their ops are refused
+  /// before they are queued otherwise).
+  users: bool,
 }
 
 impl Core {
+  /// The core of a store without per-user sessions: their options refused.
   pub(crate) fn new(session: Option<SessionOptions>, report: Option<Report>) -> Result<Self> {
+    let (core, rules) = Core::with_users(session, report)?;
+    if rules.any() {
+      return Err(StoreError::new(
+        Code::InvalidOption,
+        "this store has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): memory stores have them (README, \"Per-user sessions\")",
+      ));
+    }
+    Ok(Core { users: false, ..core })
+  }
+
+  /// The core of a store whose backend has per-user sessions, and their rules.
+  pub(crate) fn with_users(session: Option<SessionOptions>, report: Option<Report>) -> Result<(Self, UserRules)> {
     let o = session.unwrap_or_default();
-    Ok(Core {
+    let rules = o.rules()?;
+    let core = Core {
       limits: SessionLimits::new(o.max_session_bytes)?,
-      codec: Codec::new(&o.secrets.unwrap_or_default(), o.compress.unwrap_or(false))?,
+      codec: Arc::new(Codec::new(&o.secrets.unwrap_or_default(), o.compress.unwrap_or(false))?),
       report,
-    })
+      users: true,
+    };
+    Ok((core, rules))
   }
 
   pub fn encode(&self, id: &str, text: Vec<u8>) -> Result<Vec<u8>> {
@@ -171,6 +190,20 @@ impl Core {
   /// `encode`, encoded now (else on the thread that runs it).
   fn op(&self, call: Call, encode: bool) -> Result<Op> {
     let mut op = Op::from_call(call.0.as_str(), call.1.map(Utf8Text::into_string), call.2.map(Utf8Text::into_bytes), call.3)?;
+    match &mut op {
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) if !self.users => {
+        return Err(StoreError::new(
+          Code::InvalidOption,
+          "this store has no per-user sessions yet (sessionsOf, revokeUser, rotate): memory stores have them",
+        ))
+      }
+      // The codec binds a session to its id: a rotated one is re-encoded.
+      Op::Rotate(_, _, recode) if self.codec.is_active() => {
+        let codec = self.codec.clone();
+        *recode = Some(Recode(Arc::new(move |old, new, v| codec.encode(new, codec.decode(old, v)?))));
+      }
+      _ => {}
+    }
     if let Some((id, v)) = op.value_mut() {
       self.limits.check(v)?;
       if encode {
@@ -275,18 +308,20 @@ pub fn memory_store(
   on_report: Option<Function<'_, JsReply, ()>>,
 ) -> napi::Result<External<SyncStore>, Code> {
   let o = options.unwrap_or_default();
+  let (core, rules) = Core::with_users(o.session, reporter_of(on_report)?)?;
   let backend = MemoryBackend::new(MemoryOptions {
     max_entries: o.max_entries.map(|n| n as usize),
     max_bytes: o.max_bytes.map(|n| n as usize),
     sweep_interval: Some(ms_or(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
+    rules,
   })?;
-  Ok(charged(SyncStore::new(Arc::new(backend), Core::new(o.session, reporter_of(on_report)?)?)))
+  Ok(charged(SyncStore::new(Arc::new(backend), core)))
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).
 #[napi(catch_unwind)]
 pub fn dummy_store() -> napi::Result<External<SyncStore>, Code> {
-  Ok(charged(SyncStore::new(Arc::new(DummyBackend), Core::new(None, None)?)))
+  Ok(charged(SyncStore::new(Arc::new(DummyBackend), Core::with_users(None, None)?.0)))
 }
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -472,6 +507,8 @@ pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsRep
       max_entries: config.max_entries.map(|n| n as usize),
       max_bytes: config.max_bytes.map(|n| n as usize),
       sweep_interval: Some(ms_or(config.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
+      // sessions.json keeps no user index on disk yet: refused by Core::new.
+      rules: UserRules::default(),
     },
     default_ttl: config.default_ttl_ms.filter(|t| t.is_finite() && *t >= 0.0).map(|t| Duration::from_millis(t as u64)),
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),

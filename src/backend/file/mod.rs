@@ -288,6 +288,7 @@ impl FileBackend {
       Op::Lock(id, token, ttl) => Reply::Bool(inner.lock(id, token, *ttl)?),
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("file")),
       Op::Clear => {
         inner.drop_recycled();
         let mut n = 0;

@@ -390,6 +390,9 @@ impl Inner {
         Reply::Page(next, page)
       }
       Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => return Err(super::no_locks()),
+      // An object store has no atomic multi-object step to keep an index
+      // and a session together: refused (README, "Per-user sessions").
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("object storage")),
       Op::Clear => {
         let mut n = 0;
         let store = self.store()?;

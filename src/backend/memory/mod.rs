@@ -19,7 +19,7 @@ use hashlink::linked_hash_map::RawEntryMut;
 use hashlink::LinkedHashMap;
 use parking_lot::{Condvar, Mutex};
 
-use super::{Cond, Op, Reply, SyncBackend, Ttl};
+use super::{Cond, Op, Recode, Reply, SyncBackend, Ttl, UserRules};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
@@ -40,17 +40,24 @@ pub struct MemoryOptions {
   /// How often the sweeper reclaims expired entries. `None`: no sweeper thread
   /// (expired entries are still invisible, and reclaimed when touched).
   pub sweep_interval: Option<Duration>,
+  /// Per-user sessions (users.rs).
+  pub rules: UserRules,
 }
 
 impl Default for MemoryOptions {
   fn default() -> Self {
-    MemoryOptions { max_entries: None, max_bytes: None, sweep_interval: Some(Duration::from_secs(1)) }
+    MemoryOptions { max_entries: None, max_bytes: None, sweep_interval: Some(Duration::from_secs(1)), rules: UserRules::default() }
   }
 }
+
+mod users;
+use users::{Meta, Owner, Users};
 
 struct Entry {
   value: Box<[u8]>,
   expires: Option<Expiry>,
+  /// Stores with per-user rules only (a pointer's width for the others).
+  meta: Option<Box<Meta>>,
 }
 
 #[derive(Default)]
@@ -63,6 +70,8 @@ struct State {
   closed: bool,
   /// In-process locks: id → (token, expires).
   locks: std::collections::HashMap<String, (String, Expiry)>,
+  /// Each user's sessions (stores with `userOf`).
+  users: Users,
 }
 
 /// Granularity of the expiry index (ms).
@@ -98,6 +107,9 @@ impl State {
   fn unlink(&mut self, id: &Arc<str>, e: &Entry) {
     reslot(&mut self.index, id, e.expires, None);
     self.bytes -= charge(id, e.value.len());
+    if let Some(m) = &e.meta {
+      self.users.forget(m);
+    }
   }
 
   fn remove(&mut self, id: &str) -> Option<(Arc<str>, Entry)> {
@@ -137,6 +149,9 @@ impl State {
       let (_, id) = self.index.pop_first().expect("first exists");
       if let Some(e) = self.map.remove(&*id) {
         self.bytes -= charge(&id, e.value.len());
+        if let Some(m) = &e.meta {
+          self.users.forget(m);
+        }
       }
       n += 1;
     }
@@ -291,8 +306,9 @@ impl MemoryBackend {
 }
 
 impl MemoryBackend {
-  /// `set`, or with a condition `set_if`; true when written.
-  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>) -> Result<bool> {
+  /// `set`, or with a condition `set_if`; true when written. `owner`: the
+  /// session's user, where the store has per-user rules.
+  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>, owner: Owner) -> Result<bool> {
     let size = charge(id, value.len());
     if let Some(max) = self.opts.max_bytes {
       if size > max {
@@ -301,35 +317,65 @@ impl MemoryBackend {
     }
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
-    if let Some(cond) = cond {
-      if st.live(id, now_ms()).is_some() != (cond == Cond::Present) {
+    let rules = self.opts.rules;
+    if cond.is_some() || rules.any() {
+      let now = now_ms();
+      let live = st.live(id, now).is_some();
+      if cond.is_some_and(|c| live != (c == Cond::Present)) {
         return Ok(false);
       }
     }
     let value = value.into_boxed_slice();
     let st = &mut *st;
-    if let RawEntryMut::Occupied(mut o) = st.map.raw_entry_mut().from_key(id) {
+    let mut expires = expires;
+    let meta = if rules.any() {
+      // The session's user and absolute end, taken out of the index (the
+      // write files it again); a session that is not live starts anew.
+      let old = st.map.get_mut(id).and_then(|e| e.meta.take());
+      if let Some(m) = &old {
+        st.users.forget(m);
+      }
+      let m = Meta::written(old, owner, &rules, &mut st.users);
+      expires = UserRules::clamp(m.end, expires);
+      Some(m)
+    } else {
+      None
+    };
+    let user = meta.as_ref().and_then(|m| m.user.clone().map(|u| (u, m.seq)));
+    let key = if let RawEntryMut::Occupied(mut o) = st.map.raw_entry_mut().from_key(id) {
       // An overwrite updates the entry in place (no new node, the key is
       // kept) and moves it to the back (most recently used).
       o.to_back();
       let (k, e) = o.get_key_value_mut();
-      let old = std::mem::replace(e, Entry { value, expires });
+      let old = std::mem::replace(e, Entry { value, expires, meta });
       reslot(&mut st.index, k, old.expires, expires);
       st.bytes = st.bytes - charge(id, old.value.len()) + size;
+      k.clone()
     } else {
       let key: Arc<str> = Arc::from(id);
       reslot(&mut st.index, &key, None, expires);
       st.bytes += size;
-      st.map.insert(key, Entry { value, expires });
+      st.map.insert(key.clone(), Entry { value, expires, meta });
+      key
+    };
+    if let Some((user, seq)) = user {
+      st.users.file(&user, seq, key);
+      if let Some(n) = rules.max_per_user {
+        st.cap(&user, n as usize, now_ms());
+      }
     }
-    // Evict least recently used beyond the bounds.
+    self.evict(st);
+    Ok(true)
+  }
+
+  /// Evicts the least recently used beyond the bounds.
+  fn evict(&self, st: &mut State) {
     let max_entries = self.opts.max_entries.unwrap_or(usize::MAX);
     let max_bytes = self.opts.max_bytes.unwrap_or(usize::MAX);
     while st.map.len() > max_entries || st.bytes > max_bytes {
       let Some((k, e)) = st.map.pop_front() else { break };
       st.unlink(&k, &e);
     }
-    Ok(true)
   }
 }
 
@@ -342,12 +388,12 @@ impl MemoryBackend {
   }
 
   pub(crate) fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.put(id, value, expires, None).map(|_| ())
+    self.put(id, value, expires, None, Owner::Keep).map(|_| ())
   }
 
   /// Atomic: the check and the write happen under one lock.
   pub(crate) fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    self.put(id, value, expires, Some(cond))
+    self.put(id, value, expires, Some(cond), Owner::Keep)
   }
 
   pub(crate) fn remove(&self, id: &str) -> Result<bool> {
@@ -360,9 +406,9 @@ impl MemoryBackend {
   pub(crate) fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
-    if st.live(id, now_ms()).is_none() {
-      return Ok(false);
-    }
+    let Some(e) = st.live(id, now_ms()) else { return Ok(false) };
+    // Never past the absolute end (maxLifetime).
+    let expires = UserRules::clamp(e.meta.as_ref().and_then(|m| m.end), expires);
     Ok(st.reindex(id, expires))
   }
 
@@ -394,6 +440,7 @@ impl MemoryBackend {
     let live = (st.map.len() - st.expired_count(now_ms())) as u64;
     st.map.clear();
     st.index.clear();
+    st.users.clear();
     st.bytes = 0;
     Ok(live)
   }
@@ -486,6 +533,13 @@ impl SyncBackend for MemoryBackend {
       Op::Lock(id, token, ttl) => Reply::Bool(self.lock(&id, &token, ttl)?),
       Op::Unlock(id, token) => Reply::Bool(self.unlock(&id, &token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(self.renew(&id, &token, ttl)?),
+      Op::Write(id, v, at, cond, user) => match (self.put(&id, v, at, cond, Owner::User(user))?, cond) {
+        (written, Some(_)) => Reply::Bool(written),
+        (_, None) => Reply::Done,
+      },
+      Op::SessionsOf(user) => Reply::Page(String::new(), self.sessions_of(&user)?),
+      Op::RevokeUser(user, except) => Reply::Count(self.revoke_user(&user, &except)?),
+      Op::Rotate(old, new, recode) => Reply::Bool(self.rotate(&old, &new, recode.as_ref())?),
     })
   }
 
@@ -495,6 +549,7 @@ impl SyncBackend for MemoryBackend {
       st.closed = true;
       st.map.clear();
       st.index.clear();
+      st.users.clear();
       st.locks.clear();
       st.bytes = 0;
     }
@@ -509,169 +564,4 @@ impl Drop for MemoryBackend {
 }
 
 #[cfg(test)]
-mod tests {
-  use super::*;
-  use crate::expiry::after_ms;
-
-  fn store(max_entries: Option<usize>, max_bytes: Option<usize>) -> MemoryBackend {
-    MemoryBackend::new(MemoryOptions { max_entries, max_bytes, sweep_interval: None }).unwrap()
-  }
-
-  #[test]
-  fn add_only_when_absent() {
-    let m = store(None, None);
-    assert!(m.set_if("a", b"1".to_vec(), None, Cond::Absent).unwrap());
-    assert!(!m.set_if("a", b"2".to_vec(), None, Cond::Absent).unwrap());
-    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"1"[..]));
-    m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
-    assert!(m.set_if("old", b"y".to_vec(), None, Cond::Absent).unwrap(), "an expired entry is not in the way");
-    assert_eq!(m.get("old").unwrap().as_deref(), Some(&b"y"[..]));
-  }
-
-  #[test]
-  fn replace_only_when_present() {
-    let m = store(None, None);
-    assert!(!m.set_if("a", b"1".to_vec(), None, Cond::Present).unwrap());
-    assert_eq!(m.get("a").unwrap(), None, "nothing created");
-    m.set("a", b"1".to_vec(), None).unwrap();
-    assert!(m.set_if("a", b"2".to_vec(), None, Cond::Present).unwrap());
-    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"2"[..]));
-    m.set("old", b"x".to_vec(), Some(now_ms() - 1)).unwrap();
-    assert!(!m.set_if("old", b"y".to_vec(), None, Cond::Present).unwrap(), "an expired entry does not count");
-  }
-
-  #[test]
-  fn set_get_remove() {
-    let m = store(None, None);
-    m.set("a", b"{\"n\":1}".to_vec(), None).unwrap();
-    assert_eq!(m.get("a").unwrap().as_deref(), Some(&b"{\"n\":1}"[..]));
-    assert!(m.exists("a").unwrap());
-    assert_eq!(m.ttl("a").unwrap(), Ttl::Persistent);
-    assert_eq!(m.len().unwrap(), 1);
-    assert!(m.remove("a").unwrap());
-    assert!(!m.remove("a").unwrap());
-    assert_eq!(m.get("a").unwrap(), None);
-    assert_eq!(m.bytes(), 0);
-  }
-
-  #[test]
-  fn touch_never_resurrects() {
-    let m = store(None, None);
-    assert!(!m.touch("gone", Some(after_ms(1000))).unwrap());
-    assert!(!m.exists("gone").unwrap());
-    m.set("a", b"1".to_vec(), Some(after_ms(1000))).unwrap();
-    let t = after_ms(50_000);
-    assert!(m.touch("a", Some(t)).unwrap());
-    assert_eq!(m.ttl("a").unwrap(), Ttl::At(t));
-    m.remove("a").unwrap();
-    assert!(!m.touch("a", Some(t)).unwrap());
-    assert_eq!(m.len().unwrap(), 0);
-  }
-
-  #[test]
-  fn expired_entries_are_invisible_and_swept() {
-    let m = store(None, None);
-    let past = now_ms() - 1;
-    m.set("old", b"x".to_vec(), Some(past)).unwrap();
-    m.set("new", b"y".to_vec(), Some(after_ms(60_000))).unwrap();
-    assert_eq!(m.get("old").unwrap(), None);
-    m.set("old2", b"x".to_vec(), Some(past)).unwrap();
-    assert!(!m.exists("old2").unwrap());
-    assert_eq!(m.len().unwrap(), 1);
-    assert_eq!(m.keys().unwrap(), vec!["new".to_string()]);
-    assert_eq!(m.sweep_now(), 1);
-    assert_eq!(m.shared.state.lock().map.len(), 1);
-    assert_eq!(m.bytes(), charge("new", 1));
-  }
-
-  #[test]
-  fn background_sweeper_reclaims_without_reads() {
-    let m = MemoryBackend::new(MemoryOptions { sweep_interval: Some(Duration::from_millis(20)), ..Default::default() }).unwrap();
-    for i in 0..3000 {
-      m.set(&format!("s{i}"), vec![b'x'; 10], Some(after_ms(30))).unwrap();
-    }
-    m.set("keep", b"k".to_vec(), None).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
-    let st = m.shared.state.lock();
-    assert_eq!(st.map.len(), 1, "sweeper reclaimed expired entries");
-    assert!(st.index.is_empty());
-  }
-
-  #[test]
-  fn lru_eviction_by_entries_and_bytes() {
-    let m = store(Some(3), None);
-    for id in ["a", "b", "c"] {
-      m.set(id, b"v".to_vec(), None).unwrap();
-    }
-    m.get("a").unwrap(); // a becomes most recently used
-    m.set("d", b"v".to_vec(), None).unwrap();
-    assert!(!m.exists("b").unwrap(), "b was least recently used");
-    assert!(m.exists("a").unwrap() && m.exists("c").unwrap() && m.exists("d").unwrap());
-
-    let per = charge("a", 100);
-    let m = store(None, Some(per * 2));
-    m.set("a", vec![0; 100], Some(after_ms(10_000))).unwrap();
-    m.set("b", vec![0; 100], None).unwrap();
-    m.set("c", vec![0; 100], None).unwrap();
-    assert!(!m.exists("a").unwrap());
-    assert!(m.bytes() <= per * 2);
-    assert!(m.shared.state.lock().index.is_empty(), "evicted entry left the expiry index");
-    let err = m.set("big", vec![0; per * 3], None).unwrap_err();
-    assert_eq!(err.code, Code::SessionTooLarge);
-    assert!(m.exists("b").unwrap() && m.exists("c").unwrap(), "a refused write leaves data intact");
-  }
-
-  #[test]
-  fn overwrite_keeps_accounting() {
-    let m = store(None, None);
-    m.set("a", vec![0; 10], Some(after_ms(1000))).unwrap();
-    m.set("a", vec![0; 20], Some(after_ms(2000))).unwrap();
-    assert_eq!(m.bytes(), charge("a", 20));
-    assert_eq!(m.shared.state.lock().index.len(), 1);
-    assert_eq!(m.clear().unwrap(), 1);
-    assert_eq!(m.bytes(), 0);
-  }
-
-  #[test]
-  fn closed_store_refuses_calls() {
-    let m = MemoryBackend::new(MemoryOptions::default()).unwrap();
-    m.set("a", b"1".to_vec(), None).unwrap();
-    SyncBackend::close(&m).unwrap();
-    assert_eq!(m.get("a").unwrap_err().code, Code::StoreClosed);
-    SyncBackend::close(&m).unwrap(); // idempotent
-  }
-
-  #[test]
-  fn locks_are_exclusive_and_expire() {
-    let m = store(None, None);
-    assert!(m.lock("s", "t1", 60_000).unwrap());
-    assert!(!m.lock("s", "t2", 60_000).unwrap(), "held");
-    assert!(!m.unlock("s", "t2").unwrap(), "not the holder");
-    assert!(m.renew("s", "t1", 60_000).unwrap());
-    assert!(m.unlock("s", "t1").unwrap());
-    assert!(m.lock("s", "t2", 1).unwrap());
-    std::thread::sleep(Duration::from_millis(5));
-    assert!(m.lock("s", "t3", 60_000).unwrap(), "a dead holder's lock expires");
-    assert!(!m.renew("s", "t2", 60_000).unwrap());
-  }
-
-  #[test]
-  fn dead_locks_are_swept_and_close_frees_every_lock() {
-    let m = store(None, None);
-    for i in 0..100 {
-      assert!(m.lock(&format!("gone{i}"), "t", 1).unwrap());
-    }
-    assert!(m.lock("held", "t", 60_000).unwrap());
-    std::thread::sleep(Duration::from_millis(5));
-    m.sweep_now();
-    assert_eq!(m.shared.state.lock().locks.len(), 1, "only the live lock is kept");
-    SyncBackend::close(&m).unwrap();
-    assert!(m.shared.state.lock().locks.is_empty());
-  }
-
-  #[test]
-  fn bad_options() {
-    assert!(MemoryBackend::new(MemoryOptions { max_entries: Some(0), ..Default::default() }).is_err());
-    assert!(MemoryBackend::new(MemoryOptions { max_bytes: Some(1), ..Default::default() }).is_err());
-  }
-}
+mod tests;
