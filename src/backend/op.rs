@@ -88,7 +88,10 @@ pub enum Op {
 /// How a value encoded for one id becomes the value for another (the
 /// codec binds a session to its id), for [`Op::Rotate`].
 #[derive(Clone)]
-pub struct Recode(pub std::sync::Arc<dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>> + Send + Sync>);
+pub struct Recode(pub std::sync::Arc<RecodeFn>);
+
+/// (old id, new id, value encoded for the old id) → the value for the new id.
+pub type RecodeFn = dyn Fn(&str, &str, Vec<u8>) -> Result<Vec<u8>> + Send + Sync;
 
 impl std::fmt::Debug for Recode {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

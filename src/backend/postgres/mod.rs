@@ -98,6 +98,8 @@ fn kind(op: &Op) -> usize {
     Op::Unlock(..) => 9,
     Op::Renew(..) => 10,
     Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => usize::MAX,
+    // Run alone, answered with an error by `whole` (no user column yet).
+    Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => usize::MAX,
   }
 }
 
@@ -441,6 +443,7 @@ impl Inner {
         Reply::Bool(c.execute(st, &[id, token, &until, &now]).await.map_err(e)? == 1)
       }
       Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => unreachable!("whole-store ops are not pipelined"),
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
     })
   }
 
@@ -476,6 +479,9 @@ impl Inner {
         let next = if page.len() as i64 == limit { page.last().map(|p| p.0.clone()).unwrap_or_default() } else { String::new() };
         Reply::Page(next, page)
       }
+      // Refused before they are queued (Core::new, the facade); an
+      // indexed user column would give them atomically (#26).
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
       op => unreachable!("{op:?} is pipelined"),
     })
   }
