@@ -136,6 +136,30 @@ export interface Store {
   rotate(oldId: string, newId: string): Promise<boolean>
   /** Stops background work; later calls reject with ERR_STORE_CLOSED. */
   close(): Promise<void>
+  /** This store's counters now (docs/observability.md). */
+  stats(): StoreStats
+}
+
+/** What `store.stats()` answers (docs/observability.md says what each field means). */
+export interface StoreStats {
+  /** memory, dummy, file, sessions.json, redis, daemon, object, memoized, … */
+  store: string
+  /** Where a network store connects: host:port or a socket path (Cluster, Sentinel: the seeds, comma-separated). */
+  server?: string
+  /** Calls made, per method (aliases count as their method: destroy as remove, resetTimer as update). */
+  calls: Record<string, number>
+  /** Failed calls, per error code. */
+  errors: Partial<Record<StoreErrorCode, number>>
+  /** Calls made and not yet settled. */
+  inFlight: number
+  /** Timed calls per method: every call of an I/O store, one in 16 of an in-process store. */
+  latency: Record<string, { count: number; p50Ms: number; p99Ms: number }>
+  /** Stores with locks: locks taken, taken after waiting, waits that timed out, locks lost. */
+  locks?: { acquired: number; waited: number; timeouts: number; lost: number }
+  /** Redis (one server, the JS socket) and the daemon: connections opened, connect attempts failed, connections lost under calls. */
+  connections?: { opened: number; failed: number; lost: number }
+  /** file store: gets answered from its read cache or not; memoized: calls answered from its cache, what it holds. */
+  cache?: { hits: number; misses: number; entries?: number; bytes?: number }
 }
 
 export interface Lock {
@@ -309,7 +333,7 @@ export function moduleStore(config: ObjectStorageConfig & { commandTimeoutMs?: n
 export function memoized(
   inner: LockingStore,
   options?: { maxEntries?: number; maxBytes?: number; lockTtlMs?: number; waitMs?: number },
-): Pick<Store, 'get' | 'set' | 'remove' | 'update' | 'ttl' | 'exists' | 'close'> & { cached(): number }
+): Pick<Store, 'get' | 'set' | 'remove' | 'update' | 'ttl' | 'exists' | 'close' | 'stats'> & { cached(): number }
 /** Synchro-style layered configuration: config.json + SYNCHRO__/RS_STORE__ env. */
 export function fromConfig(options?: { configFile?: string; env?: Record<string, string | undefined> }): {
   config: Record<string, any>

@@ -6,7 +6,7 @@ const native = require('./lib/native')
 const options = require('./lib/options')
 const { makeStore, syncEngine, units } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
-const { wireIo } = require('./lib/redis-wire')
+const { wireIo, endpoint } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
 const { postgresConfig } = require('./lib/postgres')
 const path = require('node:path')
@@ -42,12 +42,12 @@ function memory(opts) {
       // that Node frees only when its event loop turns.
     ),
   )
-  return makeStore(syncEngine(native.syncStore(engine)), o)
+  return makeStore(syncEngine(native.syncStore(engine), 'memory'), o)
 }
 
 /** Stores nothing: every get misses, every write succeeds (HTTP Sessions' DummyStorage). */
 function dummy(opts) {
-  return makeStore(syncEngine(native.syncStore(nativeCall(() => native.dummyStore()))), options.known(opts, 'dummy'))
+  return makeStore(syncEngine(native.syncStore(nativeCall(() => native.dummyStore())), 'dummy'), options.known(opts, 'dummy'))
 }
 
 /**
@@ -75,7 +75,9 @@ function redisStore(config, o) {
           return { native: store, io: wireIo(store, onDone, config) }
         }
       : (onDone) => native.batchStore(nativeCall(() => native.redisStore(config, onDone, report)))
-  return makeStore(batchEngine(create, { locks: true }), o)
+  // (Cluster and Sentinel: the seed nodes or sentinels, comma-separated.)
+  const server = config.urls.map((url) => endpoint({ ...config, urls: [url] }).name).join(',')
+  return makeStore(batchEngine(create, { locks: true, kind: config.mode === 'daemon' ? 'daemon' : 'redis', server }), o)
 }
 
 /**
@@ -127,7 +129,7 @@ function sessionStateFile(o) {
   // Acknowledged writes wait up to coalesceMs in memory: written at exit too.
   const forget = flushAtExit(native_, report)
   const engine = {
-    ...syncEngine(native_),
+    ...syncEngine(native_, 'sessions.json'),
     // Write what is pending (off the JS thread), then stop.
     close: () =>
       flush().finally(() => {
@@ -161,7 +163,7 @@ function file(opts) {
   }
   const report = reporter(o)
   const getNow = config.fastReads !== false || config.readCacheBytes !== 0
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.fileStore(config, onDone, report))), { locks: true, getNow }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.fileStore(config, onDone, report))), { locks: true, getNow, kind: 'file' }), o)
 }
 
 /**
@@ -195,7 +197,8 @@ function objectStore(cfg) {
     session: options.session(o),
   }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.objectSessionStore(config, onDone, report)))), o)
+  const server = require('./lib/modules').serverOf(url, pairs)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.objectSessionStore(config, onDone, report))), { kind: 'object', server }), o)
 }
 
 /**

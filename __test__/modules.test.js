@@ -7,7 +7,6 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
 const rs = require('..')
 const { nativeConfig } = require('../lib/modules')
 const { freePort, waitFor, sleep } = require('./support/redis-servers')
@@ -15,23 +14,7 @@ const { startGcs, serviceAccount } = require('./support/gcs-xml')
 const { checkAdd } = require('./support/counter-race')
 
 const tmp = (n) => fs.mkdtempSync(path.join(os.tmpdir(), `rs-store-${n}-`))
-const AZURITE_KEY = 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='
-
-/** Azurite (Azure Blob emulator) on a free port, with `container` created. */
-async function startAzurite(container) {
-  const port = await freePort()
-  const proc = spawn(path.join(__dirname, '..', 'node_modules', '.bin', 'azurite-blob'), ['--blobHost', '127.0.0.1', '--blobPort', String(port), '--location', tmp('azurite'), '--silent', '--skipApiVersionCheck'], { stdio: 'ignore' })
-  const { BlobServiceClient, StorageSharedKeyCredential } = require('@azure/storage-blob')
-  const endpoint = `http://127.0.0.1:${port}/devstoreaccount1`
-  const svc = new BlobServiceClient(endpoint, new StorageSharedKeyCredential('devstoreaccount1', AZURITE_KEY))
-  try {
-    await waitFor('azurite', async () => (await svc.getContainerClient(container).createIfNotExists(), true), 20_000)
-  } catch (e) {
-    proc.kill('SIGKILL')
-    throw e
-  }
-  return { endpoint, stop: () => proc.kill('SIGKILL') }
-}
+const { startAzurite, AZURITE_KEY } = require('./support/azurite')
 
 async function rejectsWith(p, code) {
   await assert.rejects(p, (e) => (assert.equal(e.code, code, e.message), true))

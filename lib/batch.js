@@ -22,7 +22,9 @@
 // which answers at once when it can do so without waiting on I/O, but only
 // while no change to that id (set/remove/update, or a clear) is pending, so
 // calls on one id still apply in call order.
+const { performance } = require('node:perf_hooks')
 const { codedError, fromNative } = require('./errors')
+const { Meter, TAKEN } = require('./observe')
 
 const noop = () => {}
 const EAGER = 32
@@ -43,6 +45,9 @@ function replyQueue(getNow, keepAlive) {
     rejecters: [],
     mappers: [], // per call: maps the raw reply before resolving (or null)
     changes: [], // per call (getNow only): the id it changes, ALL, or undefined
+    tags: [], // per call: the store method's OpRecord (lib/observe.js), or null
+    starts: [], // per call: when it was queued (performance.now())
+    meter: new Meter('', undefined), // the store's (makeStore sets it): stats()
     changing: new Map(), // id → pending changes (getNow only)
     changingAll: 0,
     head: 0,
@@ -64,21 +69,30 @@ function replyQueue(getNow, keepAlive) {
   }
 
   function onDone(replies) {
-    const { resolvers, rejecters, mappers, changes } = q
+    const { resolvers, rejecters, mappers, changes, tags, starts, meter } = q
+    const now = performance.now()
     for (let k = 0; k < replies.length; k++) {
       const r = replies[k]
       const i = q.head++
       if (getNow) mark(changes[i], -1)
-      if (r instanceof Error) rejecters[i](fromNative(r))
-      else if (mappers[i] === null) resolvers[i](r)
-      else {
+      const tag = tags[i]
+      if (r instanceof Error) {
+        const e = fromNative(r)
+        if (tag !== null) done(meter, tag, starts[i], e, now)
+        rejecters[i](e)
+      } else if (mappers[i] === null) {
+        if (tag !== null) done(meter, tag, starts[i], undefined, now)
+        resolvers[i](r)
+      } else {
         let v
         try {
           v = mappers[i](r)
         } catch (e) {
+          if (tag !== null) done(meter, tag, starts[i], e, now)
           rejecters[i](e)
           continue
         }
+        if (tag !== null) done(meter, tag, starts[i], undefined, now)
         resolvers[i](v)
       }
     }
@@ -87,6 +101,8 @@ function replyQueue(getNow, keepAlive) {
       q.rejecters = []
       q.mappers = []
       q.changes = []
+      q.tags = []
+      q.starts = []
       q.head = 0
       q.flushedTo = 0
       if (q.dropped) clearInterval(keepAlive)
@@ -97,6 +113,8 @@ function replyQueue(getNow, keepAlive) {
       resolvers.splice(0, q.head)
       rejecters.splice(0, q.head)
       mappers.splice(0, q.head)
+      tags.splice(0, q.head)
+      starts.splice(0, q.head)
       if (getNow) changes.splice(0, q.head)
       q.flushedTo -= q.head
       q.head = 0
@@ -105,14 +123,24 @@ function replyQueue(getNow, keepAlive) {
   return q
 }
 
+/** A store method's call answered (see lib/observe.js). */
+function done(meter, tag, t0, err, now) {
+  meter.inFlight--
+  meter.settle(tag, t0, err, now)
+}
+
 /** Ends the keep-alive timer of an engine dropped without close(). */
 const dropped = new FinalizationRegistry(({ q, keepAlive }) => {
   q.dropped = true
   if (q.head === q.resolvers.length) clearInterval(keepAlive)
 })
 
-/** `locks`: the backend has a lock manager (the lock/unlock/renew ops). */
-function batchEngine(create, { locks = false, getNow = false } = {}) {
+/**
+ * `locks`: the backend has a lock manager (the lock/unlock/renew ops);
+ * `kind`, `server`: what stats() and the tracing channel call the store
+ * (lib/observe.js).
+ */
+function batchEngine(create, { locks = false, getNow = false, kind, server } = {}) {
   let scheduled = false
   let closed = false
   const keepAlive = setInterval(noop, 2 ** 30)
@@ -138,9 +166,16 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       const failed = q.rejecters.splice(from)
       q.resolvers.splice(from)
       q.mappers.splice(from)
+      const tags = q.tags.splice(from)
+      const starts = q.starts.splice(from)
       if (getNow) for (const c of q.changes.splice(from)) mark(c, -1)
       if (q.head === q.resolvers.length) keepAlive.unref()
-      for (const reject of failed) reject(fromNative(e))
+      const err = fromNative(e)
+      const now = performance.now()
+      for (let i = 0; i < failed.length; i++) {
+        if (tags[i] !== null) done(q.meter, tags[i], starts[i], err, now)
+        failed[i](err)
+      }
     }
   }
 
@@ -151,6 +186,18 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
       q.rejecters.push(reject)
     })
     q.mappers.push(map)
+    // The store method being called (lib/observe.js) is answered here.
+    const m = q.meter
+    const tag = m.current
+    if (tag !== null && tag !== TAKEN) {
+      m.current = TAKEN
+      m.inFlight++
+      q.tags.push(tag)
+      q.starts.push(m.t0 > 0 ? m.t0 : performance.now())
+    } else {
+      q.tags.push(null)
+      q.starts.push(0)
+    }
     if (getNow) {
       q.changes.push(change)
       mark(change, 1)
@@ -169,14 +216,28 @@ function batchEngine(create, { locks = false, getNow = false } = {}) {
     if (closed) throw codedError('ERR_STORE_CLOSED', 'the store is closed')
   }
 
+  let hits = 0 // gets answered by getNow
+  let misses = 0 // gets that went to the backend
   const engine = {
+    kind,
+    server,
     locks,
+    /** The store's counters (lib/observe.js), which this engine's replies settle. */
+    observe(meter) {
+      q.meter = meter
+    },
+    /** What stats() adds for this engine. */
+    counters: () => ({ ...(getNow && { cache: { hits, misses } }), ...(io.counters && io.counters()) }),
     /** One op, given as data (see Op::from_call in src/backend/op.rs). */
     call(op, id, text, ms, map = null) {
       open()
-      if (getNow && op === 'get' && q.changingAll === 0 && !q.changing.has(id)) {
-        const now = native.getNow(id)
-        if (now !== undefined) return map(now)
+      if (getNow && op === 'get') {
+        const now = q.changingAll === 0 && !q.changing.has(id) ? native.getNow(id) : undefined
+        if (now !== undefined) {
+          hits++
+          return map(now)
+        }
+        misses++
       }
       // What the op changes: 0 nothing, 1 its id, 2 every session.
       const changes = native.q(op, id, text, ms)

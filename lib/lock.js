@@ -36,16 +36,23 @@ function lockOptions(opts = {}) {
 
 /**
  * @param engine an engine with locks: call('lock' | 'renew', id, token, ttlMs), call('unlock', id, token) (values or Promises)
- * @param ops { checkId, get(id), setMs(id, data, ms), remove(id), report(err) }
+ * @param ops { checkId, get(id), setMs(id, data, ms), remove(id), report(err), observed(name, impl) }:
+ *   `observed` makes a counted, traced store method (lib/observe.js) of lock, and of the unlock and renew calls
  */
-function locking(engine, { checkId, get, setMs, remove, report }) {
+function locking(engine, { checkId, get, setMs, remove, report, observed }) {
   const queues = new Map() // id → tail of the local FIFO chain
   const held = new Set() // locks taken and not released yet
+  /** For stats(): locks taken, of them taken after waiting, waits that timed out, locks lost. */
+  const counts = { acquired: 0, waited: 0, timeouts: 0, lost: 0 }
+  const unlockCall = observed('unlock', (id, token) => engine.call('unlock', id, token))
+  const renewCall = observed('renew', (id, token, ttlMs) => engine.call('renew', id, token, ttlMs))
+  const lock = observed('lock', lockImpl)
 
-  async function lock(id, opts) {
+  async function lockImpl(id, opts) {
     checkId(id)
     const { ttlMs, waitMs } = lockOptions(opts)
     const deadline = Date.now() + waitMs
+    const behind = queues.has(id)
     const prev = queues.get(id) || Promise.resolve()
     let passTurn
     const mine = new Promise((r) => (passTurn = r))
@@ -55,23 +62,30 @@ function locking(engine, { checkId, get, setMs, remove, report }) {
       passTurn()
       if (queues.get(id) === tail) queues.delete(id)
     }
-    const timeout = () => codedError('ERR_LOCK_TIMEOUT', `lock on ${JSON.stringify(id)} not acquired within ${waitMs} ms`)
+    // (Errors never name the session id: a bearer credential, and errors go to logs and traces.)
+    const timeout = () => codedError('ERR_LOCK_TIMEOUT', `lock not acquired within ${waitMs} ms`)
     // our turn in this process
     let timer
     const turn = await Promise.race([prev.then(() => true), new Promise((r) => (timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()))))])
     clearTimeout(timer)
     if (!turn) {
       leave()
+      counts.timeouts++
       throw timeout()
     }
     // the backend's lock
     const token = crypto.randomBytes(16).toString('hex')
     let delay = 1
+    let waited = behind // another call of this process held or awaited it
     try {
       for (;;) {
         if (await engine.call('lock', id, token, ttlMs)) break
+        waited = true
         const left = deadline - Date.now()
-        if (left <= 0) throw timeout()
+        if (left <= 0) {
+          counts.timeouts++
+          throw timeout()
+        }
         await sleep(Math.min(delay + Math.random() * delay, left))
         delay = Math.min(delay * 2, 25)
       }
@@ -79,20 +93,23 @@ function locking(engine, { checkId, get, setMs, remove, report }) {
       leave()
       throw fromNative(e)
     }
+    counts.acquired++
+    if (waited) counts.waited++
     // A renewal that fails (the store closed, the backend down) is retried
     // at the next period: nothing here may throw where no caller can catch it.
     const abort = new AbortController()
     const lost = () => {
       if (lock.released || lock.lost) return
       lock.lost = true
+      counts.lost++
       clearInterval(renewal)
-      const err = codedError('ERR_LOCK_LOST', `lock on ${JSON.stringify(id)} was lost: the backend no longer holds it for this holder (it restarted, or the lock outlived its ttlMs without renewal)`)
+      const err = codedError('ERR_LOCK_LOST', `a lock was lost: the backend no longer holds it for this holder (it restarted, or the lock outlived its ttlMs without renewal)`)
       abort.abort(err)
       report(err)
     }
     const renew = () => {
       try {
-        Promise.resolve(engine.call('renew', id, token, ttlMs)).then((mine) => mine === false && lost(), () => {})
+        renewCall(id, token, ttlMs).then((mine) => mine === false && lost(), () => {})
       } catch {}
     }
     const renewal = setInterval(renew, Math.max(1, ttlMs / 3))
@@ -108,7 +125,7 @@ function locking(engine, { checkId, get, setMs, remove, report }) {
         held.delete(lock)
         clearInterval(renewal)
         try {
-          await engine.call('unlock', id, token)
+          await unlockCall(id, token)
         } finally {
           leave()
         }
@@ -138,6 +155,7 @@ function locking(engine, { checkId, get, setMs, remove, report }) {
 
   return {
     releaseAll,
+    counts,
     lock,
     withLock,
     read: (idOrLock) => under(idOrLock, (id) => get(id)),

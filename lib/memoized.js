@@ -18,6 +18,7 @@
 const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 const { serialize, parse, checkId, readable, noCallback, TIMEOUT_UNIT_MS } = require('./store')
+const { Meter, method } = require('./observe')
 
 const { MAX_ID_BYTES } = require('./native')
 
@@ -34,6 +35,8 @@ function memoized(inner, opts) {
   const chains = new Map() // id → the last call queued on it
   let bytes = 0
   let closed = false
+  let hits = 0 // calls answered from the cache, for stats()
+  let misses = 0
 
   /** Runs `fn` after every earlier call on `id` (in call order). */
   const serial = (id, fn) => {
@@ -76,9 +79,11 @@ function memoized(inner, opts) {
     open()
     let e = cache.get(id)
     if (e) {
+      hits++
       touchLru(id, e)
       return e
     }
+    misses++
     const lock = await inner.lock(id, { ttlMs: lockTtlMs, waitMs })
     try {
       const [session, ttlS] = await Promise.all([inner.get(id), inner.ttl(id)])
@@ -159,7 +164,7 @@ function memoized(inner, opts) {
       return found
     })
 
-  return {
+  const store = {
     get: (id, cb) =>
       on(
         id,
@@ -207,6 +212,16 @@ function memoized(inner, opts) {
       for (const id of [...cache.keys()]) await drop(id)
     },
   }
+  // Counted and traced as store 'memoized' (the inner store's calls as its own).
+  const meter = new Meter('memoized', undefined)
+  const wrapped = new Map()
+  for (const [name, fn] of Object.entries(store)) {
+    if (typeof fn !== 'function' || name === 'cached') continue
+    if (!wrapped.has(fn)) wrapped.set(fn, method(meter, name, fn, (e) => Promise.reject(fromNative(e))))
+    store[name] = wrapped.get(fn)
+  }
+  store.stats = () => meter.stats({ cache: { entries: cache.size, bytes, hits, misses } })
+  return store
 }
 
 module.exports = { memoized }

@@ -73,6 +73,30 @@ function nativeConfig(cfg) {
 }
 
 /**
+ * Where an object store connects, for stats() and tracing (lib/observe.js):
+ * the endpoint's host:port, else the provider's public host; none for a
+ * local directory.
+ */
+function serverOf(url, pairs) {
+  const opt = (k) => (pairs.find(([key]) => key === k) || [])[1]
+  const hostOf = (endpoint) => {
+    try {
+      return new URL(endpoint).host
+    } catch {
+      return endpoint
+    }
+  }
+  const scheme = url.slice(0, url.indexOf(':'))
+  const endpoint = opt(scheme === 's3' ? 'aws_endpoint' : scheme === 'az' ? 'azure_storage_endpoint' : 'google_base_url')
+  if (scheme === 'file') return undefined
+  if (endpoint) return hostOf(endpoint)
+  if (scheme === 's3') return `s3.${opt('aws_region') || 'us-east-1'}.amazonaws.com`
+  if (scheme === 'az') return opt('azure_storage_account_name') ? `${opt('azure_storage_account_name')}.blob.core.windows.net` : 'blob.core.windows.net'
+  if (scheme === 'gs') return 'storage.googleapis.com'
+  return scheme || undefined
+}
+
+/**
  * `cfg`: a URL, a directory, Synchro's FileModuleStore settings
  * `{ directory }`, or PkgCloud settings `{ provider: 'amazon', keyId, key,
  * region }` / `{ provider: 'azure', storageAccount, storageAccessKey }` /
@@ -123,4 +147,4 @@ function moduleStore(cfg) {
   return store
 }
 
-module.exports = { moduleStore, nativeConfig, DEFAULT_CONTAINER }
+module.exports = { serverOf, moduleStore, nativeConfig, DEFAULT_CONTAINER }

@@ -42,6 +42,7 @@ function wireIo(native, deliver, o) {
   let sends = [] // { at, upTo }: when the calls up to `upTo` were queued
   let timer = null
   let closing = null // resolves the close once every call is answered
+  const connections = { opened: 0, failed: 0, lost: 0 } // for stats()
 
   const unavailable = (why) => codedError('ERR_STORE_UNAVAILABLE', `${kind} at ${target.name}: ${why}`)
 
@@ -62,6 +63,8 @@ function wireIo(native, deliver, o) {
     timer = null
     sends = []
     lastFailure = refused ? { at: Date.now(), err } : null
+    if (refused) connections.failed++
+    else connections.lost++
     if (s) s.destroy()
     answer(native.abort(err.code, err.message))
   }
@@ -110,6 +113,7 @@ function wireIo(native, deliver, o) {
       if (socket !== s) return
       clearTimeout(connectTimer)
       ready = true
+      connections.opened++
       write(native.opened())
     })
     s.on('data', (chunk) => {
@@ -170,6 +174,13 @@ function wireIo(native, deliver, o) {
       if (!ready) return // sent once connected
       write(native.pack())
     },
+    /**
+     * For stats(): connections made (the first, then one after each loss:
+     * reconnects are opened - 1), connect attempts that failed (none made,
+     * or refused: AUTH, not RESP), and connections lost under calls (closed
+     * by the server, reset, commandTimeoutMs).
+     */
+    counters: () => ({ connections: { ...connections } }),
     /** Answers every call so far, closes the connection, then delivers one more reply (null). */
     close() {
       closing = () => deliver([null])
@@ -193,4 +204,4 @@ function endpoint(o) {
   return { name, opts: { host, port }, tls: tlsOpts }
 }
 
-module.exports = { wireIo }
+module.exports = { wireIo, endpoint }

@@ -18,6 +18,7 @@ const { codedError, invalidType, fromNative, reporter } = require('./errors')
 const options = require('./options')
 const { locking } = require('./lock')
 const native = require('./native')
+const { Meter, method } = require('./observe')
 
 const { MAX_ID_BYTES } = native
 
@@ -143,8 +144,10 @@ function settle(value) {
  * The engine over a sync native store (memory, dummy, sessions.json): the
  * batch engine's `call` (lib/batch.js), answered at once.
  */
-function syncEngine(native) {
+function syncEngine(native, kind) {
   return {
+    kind,
+    sync: true,
     locks: true,
     call: (op, id, text, ms, map) => (map ? map(native.call(op, id, text, ms)) : native.call(op, id, text, ms)),
     close: () => native.close(),
@@ -165,6 +168,8 @@ function units(opts) {
 function makeStore(engine, opts, extra = {}) {
   const { unitMs, defaultTtlMs } = units(opts)
   const report = reporter(opts.onError)
+  const meter = new Meter(engine.kind, engine.server, { sync: engine.sync === true })
+  if (engine.observe) engine.observe(meter)
   // A store handed to a callback-style host (session({ store: rs.redis() })
   // on fastify or simpleS 0.8.8): the host's callback gets the error, which
   // names the adapter, and so does onError, once; no rejection is left
@@ -201,86 +206,51 @@ function makeStore(engine, opts, extra = {}) {
     return engine.call(uop, id, text, ms)
   }
 
+  // The methods' bodies: each returns its answer (in-process stores), the
+  // engine's Promise, or throws; `observed` (lib/observe.js) makes them
+  // store methods: Promises, counted, timed and traced.
+  const observed = (name, impl) => method(meter, name, impl, rejectNative)
   const get = (id, extra) => {
-    try {
-      noCallback(extra)
-      return readable(id) ? settle(engine.call('get', id, undefined, undefined, parse)) : Promise.resolve(null)
-    } catch (e) {
-      return rejectNative(e)
-    }
+    noCallback(extra)
+    return readable(id) ? engine.call('get', id, undefined, undefined, parse) : null
   }
   const set = (id, session, timeout) => {
-    try {
-      checkId(id)
-      return settle(write('set', id, session, ttlMsOf(timeout)))
-    } catch (e) {
-      return rejectNative(e)
-    }
+    checkId(id)
+    return write('set', id, session, ttlMsOf(timeout))
   }
   const add = (id, session, timeout) => {
-    try {
-      checkId(id)
-      if (userOf === undefined) {
-        const text = serialize(session)
-        const ms = ttlMsOf(timeout)
-        // Already expired: nothing to write (set() would remove the session).
-        return ms === 0 ? Promise.resolve(false) : settle(engine.call('add', id, text, ms))
-      }
+    checkId(id)
+    if (userOf === undefined) {
+      const text = serialize(session)
       const ms = ttlMsOf(timeout)
-      const [op, text] = userWrite(userOf, 'add', session)
-      return ms === 0 ? Promise.resolve(false) : settle(engine.call(op, id, text, ms))
-    } catch (e) {
-      return rejectNative(e)
+      // Already expired: nothing to write (set() would remove the session).
+      return ms === 0 ? false : engine.call('add', id, text, ms)
     }
+    const ms = ttlMsOf(timeout)
+    const [op, text] = userWrite(userOf, 'add', session)
+    return ms === 0 ? false : engine.call(op, id, text, ms)
   }
   const replace = (id, session, timeout) => {
-    try {
-      checkId(id)
-      return settle(write('replace', id, session, ttlMsOf(timeout)))
-    } catch (e) {
-      return rejectNative(e)
-    }
+    checkId(id)
+    return write('replace', id, session, ttlMsOf(timeout))
   }
   const remove = (id, extra) => {
-    try {
-      noCallback(extra)
-      checkId(id)
-      return settle(engine.call('remove', id))
-    } catch (e) {
-      return rejectNative(e)
-    }
+    noCallback(extra)
+    checkId(id)
+    return engine.call('remove', id)
   }
   const touch = (id, timeout) => {
-    try {
-      checkId(id)
-      return settle(engine.call('touch', id, undefined, ttlMsOf(timeout)))
-    } catch (e) {
-      return rejectNative(e)
-    }
+    checkId(id)
+    return engine.call('touch', id, undefined, ttlMsOf(timeout))
   }
   const ttl = (id, extra) => {
-    try {
-      noCallback(extra)
-      return readable(id) ? settle(engine.call('ttl', id, undefined, undefined, toSeconds)) : Promise.resolve(-2)
-    } catch (e) {
-      return rejectNative(e)
-    }
+    noCallback(extra)
+    return readable(id) ? engine.call('ttl', id, undefined, undefined, toSeconds) : -2
   }
   const exists = (id, extra) => {
-    try {
-      noCallback(extra)
-      if (!readable(id)) return Promise.resolve(false)
-      return settle(engine.call(decodes ? 'get' : 'exists', id, undefined, undefined, decodes ? found : null))
-    } catch (e) {
-      return rejectNative(e)
-    }
-  }
-  const call = (fn) => {
-    try {
-      return settle(fn())
-    } catch (e) {
-      return rejectNative(e)
-    }
+    noCallback(extra)
+    if (!readable(id)) return false
+    return engine.call(decodes ? 'get' : 'exists', id, undefined, undefined, decodes ? found : null)
   }
   // entries' reply: [id, text, id, text, …]
   const parseEntries = (flat) => {
@@ -298,15 +268,11 @@ function makeStore(engine, opts, extra = {}) {
     for (let i = 1; i < flat.length; i += 4) sessions.push({ id: flat[i], text: flat[i + 1], ttl: toSeconds(flat[i + 2]), bytes: flat[i + 3] })
     return { cursor: flat[0], sessions }
   }
-  const scan = (cursor = '', count = 1000) => {
-    try {
-      if (typeof cursor !== 'string') throw invalidType('ERR_INVALID_ARGUMENT', 'scan(cursor, count): cursor must be a string (\'\' for the first page)')
-      if (!Number.isInteger(count) || count < 1 || count > 100_000) throw codedError('ERR_INVALID_ARGUMENT', 'scan(cursor, count): count must be an integer from 1 to 100000')
-      return settle(engine.call('page', cursor, undefined, count, pageOf))
-    } catch (e) {
-      return rejectNative(e)
-    }
-  }
+  const scan = observed('scan', (cursor = '', count = 1000) => {
+    if (typeof cursor !== 'string') throw invalidType('ERR_INVALID_ARGUMENT', 'scan(cursor, count): cursor must be a string (\'\' for the first page)')
+    if (!Number.isInteger(count) || count < 1 || count > 100_000) throw codedError('ERR_INVALID_ARGUMENT', 'scan(cursor, count): count must be an integer from 1 to 100000')
+    return engine.call('page', cursor, undefined, count, pageOf)
+  })
   const needUsers = (what) => {
     if (userOf === undefined) throw codedError('ERR_INVALID_OPTION', `${what}() needs the store's userOf option (which user a session is)`)
   }
@@ -316,38 +282,26 @@ function makeStore(engine, opts, extra = {}) {
     for (let i = 1; i < flat.length; i += 4) if (flat[i + 1] !== null) out.push({ id: flat[i], session: parse(flat[i + 1]), ttl: toSeconds(flat[i + 2]) })
     return out
   }
-  const sessionsOf = (user, extra) => {
-    try {
-      noCallback(extra)
-      needUsers('sessionsOf')
-      return settle(engine.call('sessionsOf', checkUser(user, 'user'), undefined, undefined, userSessions))
-    } catch (e) {
-      return rejectNative(e)
+  const sessionsOf = observed('sessionsOf', (user, extra) => {
+    noCallback(extra)
+    needUsers('sessionsOf')
+    return engine.call('sessionsOf', checkUser(user, 'user'), undefined, undefined, userSessions)
+  })
+  const revokeUser = observed('revokeUser', (user, { except = [] } = {}) => {
+    noCallback(except)
+    needUsers('revokeUser')
+    checkUser(user, 'user')
+    if (!Array.isArray(except) || !except.every((x) => typeof x === 'string')) {
+      throw invalidType('ERR_INVALID_ARGUMENT', 'revokeUser(user, { except }): except must be an array of session ids')
     }
-  }
-  const revokeUser = (user, { except = [] } = {}) => {
-    try {
-      noCallback(except)
-      needUsers('revokeUser')
-      checkUser(user, 'user')
-      if (!Array.isArray(except) || !except.every((x) => typeof x === 'string')) {
-        throw invalidType('ERR_INVALID_ARGUMENT', 'revokeUser(user, { except }): except must be an array of session ids')
-      }
-      return settle(engine.call('revokeUser', user, JSON.stringify(except)))
-    } catch (e) {
-      return rejectNative(e)
-    }
-  }
-  const rotate = (oldId, newId, extra) => {
-    try {
-      noCallback(extra)
-      checkId(oldId)
-      checkId(newId)
-      return settle(engine.call('rotate', oldId, newId))
-    } catch (e) {
-      return rejectNative(e)
-    }
-  }
+    return engine.call('revokeUser', user, JSON.stringify(except))
+  })
+  const rotate = observed('rotate', (oldId, newId, extra) => {
+    noCallback(extra)
+    checkId(oldId)
+    checkId(newId)
+    return engine.call('rotate', oldId, newId)
+  })
 
   // Locks and HTTP Sessions' read/write/purge, where the engine has locks,
   // or from another store given as `lockManager` (e.g. a --lock daemon).
@@ -356,51 +310,68 @@ function makeStore(engine, opts, extra = {}) {
     lockEngine = opts.lockManager && opts.lockManager[LOCK_ENGINE]
     if (!lockEngine) throw invalidType('ERR_INVALID_OPTION', 'option lockManager must be an rs-store store with locks (e.g. rs.daemon(port), rs.redis(cfg))')
   }
-  const { releaseAll, ...locks } = !lockEngine
+  // (read/write/purge are counted as themselves, not as the get/set/remove they make.)
+  const plain = (impl) => (a, b) => {
+    try {
+      return settle(impl(a, b))
+    } catch (e) {
+      return Promise.reject(fromNative(e))
+    }
+  }
+  const { releaseAll, counts: lockCounts, ...locks } = !lockEngine
     ? {}
     : locking(lockEngine, {
         checkId,
-        get,
+        get: plain(get),
         setMs: (id, data, ms) => settle(write('set', id, data, ms === undefined ? defaultTtlMs : ms)),
-        remove,
+        remove: plain(remove),
         report,
+        observed,
       })
+  // (lock, and the unlock and renew calls, are observed in lib/lock.js; withLock is a lock and an unlock.)
+  const observedLocks = lockEngine ? { lock: locks.lock, withLock: locks.withLock, read: observed('read', locks.read), write: observed('write', locks.write), purge: observed('purge', locks.purge) } : {}
+
+  const removeMethod = observed('remove', remove)
+  const updateMethod = observed('update', touch)
+  const close = observed('close', () => (releaseAll ? releaseAll().then(() => engine.close()) : engine.close()))
+  const observedExtra = {}
+  for (const [name, fn] of Object.entries(extra)) observedExtra[name] = observed(name, fn)
 
   return {
     /** Resolves the session as a fresh plain object, or null. */
-    get,
+    get: observed('get', get),
     /** Stores `session` (object or JSON text) for `timeout` (timeoutUnit). */
-    set,
+    set: observed('set', set),
     /**
      * Stores `session` only when no live session has `id` (Redis `SET … NX`);
      * resolves true when written, false when one was there. Atomic on
      * memory, Redis, the daemon and object storage; on the file store among
      * adds of every process (a plain set is not held back).
      */
-    add,
+    add: observed('add', add),
     /**
      * Stores `session` only while a live session has `id` (Redis `SET …
      * XX`); resolves true when written. A session removed meanwhile (a
      * logout) is never created again by a late write.
      */
-    replace,
+    replace: observed('replace', replace),
     /** Removes the session; resolves true when one was removed. */
-    remove,
+    remove: removeMethod,
     /** Sliding expiry (simpleS): never creates a removed session again. */
-    update: touch,
+    update: updateMethod,
     /** approuter name of `remove`. */
-    destroy: remove,
+    destroy: removeMethod,
     /** approuter name of `update`. */
-    resetTimer: touch,
+    resetTimer: updateMethod,
     /** Seconds left (Redis TTL semantics): -2 missing, -1 no expiry. */
-    ttl,
-    exists,
+    ttl: observed('ttl', ttl),
+    exists: observed('exists', exists),
     /** Number of live sessions. */
-    length: () => call(() => engine.call('len')),
+    length: observed('length', () => engine.call('len')),
     /** Removes all sessions; resolves how many were removed. */
-    clear: () => call(() => engine.call('clear')),
+    clear: observed('clear', () => engine.call('clear')),
     /** Ids of all live sessions. */
-    ids: () => call(() => engine.call('keys')),
+    ids: observed('ids', () => engine.call('keys')),
     /**
      * A page of up to `count` sessions after `cursor` (`''`: the first):
      * `{ cursor, sessions: [{ id, text, ttl, bytes }] }`, `cursor` `''` when
@@ -426,16 +397,21 @@ function makeStore(engine, opts, extra = {}) {
     /** Moves a live session to a free id (data, ttl, user, absolute end); resolves true when moved. */
     rotate,
     /** All live sessions, as an array of session objects. */
-    all: () => call(() => engine.call('entries', undefined, undefined, undefined, parseAll)),
+    all: observed('all', () => engine.call('entries', undefined, undefined, undefined, parseAll)),
     /** All live sessions with their ids: [{ id, session }]. */
-    entries: () => call(() => engine.call('entries', undefined, undefined, undefined, parseEntries)),
+    entries: observed('entries', () => engine.call('entries', undefined, undefined, undefined, parseEntries)),
     /**
      * Releases the locks still held (ending their renewals), stops
      * background work and connections; later calls reject ERR_STORE_CLOSED.
      */
-    close: () => call(() => (releaseAll ? releaseAll().then(() => engine.close()) : engine.close())),
-    ...locks,
-    ...extra,
+    close,
+    /**
+     * This store's counters, now (docs/observability.md): { store, calls,
+     * errors, inFlight, latency, … what the backend counts }.
+     */
+    stats: () => meter.stats({ ...(lockCounts && { locks: { ...lockCounts } }), ...(engine.counters && engine.counters()) }),
+    ...observedLocks,
+    ...observedExtra,
     /** express-session calls store.on() at startup: say which adapter to use instead. */
     on() {
       throw invalidType('ERR_INVALID_ARGUMENT', `an rs-store store is not an express-session store (store.on was called); ${ADAPTERS}`)

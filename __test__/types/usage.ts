@@ -74,3 +74,9 @@ async function users(): Promise<number> {
   return moved ? store.revokeUser('ada', { except: mine.map((s) => s.id) }) : 0
 }
 void users
+// observability: stats() typed
+const st: rs.StoreStats = redis.stats()
+const unavailable: number = st.errors.ERR_STORE_UNAVAILABLE ?? 0
+const p99: number | undefined = st.latency.get?.p99Ms
+void unavailable
+void p99
