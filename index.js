@@ -8,7 +8,7 @@ const { makeStore, syncEngine, units } = require('./lib/store')
 const { batchEngine } = require('./lib/batch')
 const { wireIo, endpoint } = require('./lib/redis-wire')
 const { redisConfig, daemonConfig } = require('./lib/redis')
-const { postgresConfig } = require('./lib/postgres')
+const { postgresConfig, postgresServer } = require('./lib/postgres')
 const path = require('node:path')
 const errors = require('./lib/errors')
 const { CODES, fromNative, invalidType, settled } = errors
@@ -103,7 +103,7 @@ function postgres(cfg) {
   const o = typeof cfg === 'string' ? {} : options.known(cfg, 'postgres')
   const config = { ...postgresConfig(cfg), session: options.session(o) }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.postgresStore(config, onDone, report))), { locks: true }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.postgresStore(config, onDone, report))), { locks: true, kind: 'postgres', server: postgresServer(config) }), o)
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */

@@ -269,3 +269,17 @@ test('nothing is published and no context made while nobody subscribes', async (
   assert.equal(store.stats().calls.get, 3)
   await store.close()
 })
+
+test('postgres: traced with its server; stats; calls in flight', { timeout: 120_000 }, async () => {
+  const { startPostgres } = require('./support/postgres-server')
+  const server = await startPostgres()
+  const store = rs.postgres({ url: server.url, table: 'obs_sessions' })
+  try {
+    const s = await exercise(store, 'postgres', `127.0.0.1:${server.port}`)
+    assert.ok(s.locks, 'postgres has locks')
+    await concurrent(store)
+  } finally {
+    await store.close()
+    await server.destroy()
+  }
+})

@@ -52,6 +52,32 @@ function tlsOptions(o) {
 
 const env = (name) => (process.env[name] === undefined || process.env[name] === '' ? undefined : process.env[name])
 
+/**
+ * Where the store connects, for stats() and tracing (lib/observe.js):
+ * host:port (5432 when not given) or a socket directory, from the URL or
+ * key=value settings, else `host`/`port` (PGHOST/PGPORT), else libpq's default.
+ */
+function postgresServer(config) {
+  let host = config.host
+  let port = config.port
+  const url = config.url
+  if (url !== undefined && /^postgres(ql)?:\/\//.test(url)) {
+    try {
+      const u = new URL(url)
+      host = decodeURIComponent(u.hostname) || u.searchParams.get('host') || host
+      port = u.port ? Number(u.port) : Number(u.searchParams.get('port')) || port
+    } catch {}
+  } else if (url !== undefined) {
+    for (const [, k, v] of url.matchAll(/(\w+)\s*=\s*'?([^\s']*)'?/g)) {
+      if (k === 'host') host = v
+      if (k === 'port') port = Number(v)
+    }
+  }
+  host = host || 'localhost'
+  if (host.startsWith('/')) return host
+  return `${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port || 5432}`
+}
+
 /** The native config for `cfg` (see the module comment); `o` is the checked object form. */
 function postgresConfig(cfg) {
   const o = typeof cfg === 'string' ? { url: cfg } : options.object(cfg, 'postgres')
@@ -91,4 +117,4 @@ function postgresConfig(cfg) {
   }
 }
 
-module.exports = { postgresConfig, DEFAULTS }
+module.exports = { postgresServer, postgresConfig, DEFAULTS }
