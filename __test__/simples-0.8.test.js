@@ -38,18 +38,31 @@ for (const kind of ['memory', 'redis']) {
 }
 
 test('simpleS 0.8.8 (redis): sessions survive a restart; an expired session is gone', async () => {
-  let app = await spawnApp('simples-0.8', { spec: { kind: 'redis', url: redis.url }, timeout: 1 })
+  // The first app keeps sessions a minute: restarting takes seconds on a busy
+  // machine. The second keeps them 1 s, to see one run out.
+  const seen = rs.redis(redis.url)
+  const before = await seen.length()
+  let app = await spawnApp('simples-0.8', { spec: { kind: 'redis', url: redis.url }, timeout: 60 })
   const c = client(app.port, '_session')
   try {
     assert.equal((await c.get('/')).text, 'visits: 1')
+    // simpleS 0.8.8 stores the session after it has answered: wait for it
+    while ((await seen.length()) === before) await sleep(20)
     await app.stop()
     app = await spawnApp('simples-0.8', { spec: { kind: 'redis', url: redis.url }, timeout: 1 })
     c.port = app.port
     assert.equal((await c.get('/')).text, 'visits: 2')
+    // and the second app's save (1 s) has landed before the clock starts
+    const saved = async () => {
+      for (const id of await seen.ids()) if ((await seen.get(id))?.container?.visits === 2) return true
+      return false
+    }
+    while (!(await saved())) await sleep(20)
     await sleep(1300)
     assert.equal((await c.get('/')).text, 'visits: 1', 'the 1 s timeout ran out')
   } finally {
     await app.stop()
+    await seen.close()
   }
 })
 
