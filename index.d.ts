@@ -134,6 +134,12 @@ export interface Store {
   revokeUser(user: string, options?: { except?: string[] }): Promise<number>
   /** Moves a live session to a free id (data, ttl, user, absolute end) at once; false when `oldId` has none or `newId` is taken. */
   rotate(oldId: string, newId: string): Promise<boolean>
+  /**
+   * A round trip to the backend (Redis PING, a query of the PostgreSQL table,
+   * a look at the directory or bucket): resolves the ms it took; rejects with
+   * the coded error a call would get (ERR_STORE_UNAVAILABLE, …).
+   */
+  ping(): Promise<number>
   /** Stops background work; later calls reject with ERR_STORE_CLOSED. */
   close(): Promise<void>
   /** This store's counters now (docs/observability.md). */
@@ -333,7 +339,7 @@ export function moduleStore(config: ObjectStorageConfig & { commandTimeoutMs?: n
 export function memoized(
   inner: LockingStore,
   options?: { maxEntries?: number; maxBytes?: number; lockTtlMs?: number; waitMs?: number },
-): Pick<Store, 'get' | 'set' | 'remove' | 'update' | 'ttl' | 'exists' | 'close' | 'stats'> & { cached(): number }
+): Pick<Store, 'get' | 'set' | 'remove' | 'update' | 'ttl' | 'exists' | 'ping' | 'close' | 'stats'> & { cached(): number }
 /** Synchro-style layered configuration: config.json + SYNCHRO__/RS_STORE__ env. */
 export function fromConfig(options?: { configFile?: string; env?: Record<string, string | undefined> }): {
   config: Record<string, any>

@@ -9,7 +9,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const rs = require('..')
-const { startRedis, freePort } = require('./support/redis-servers')
+const { startRedis, startCluster, freePort, waitFor } = require('./support/redis-servers')
 const { startDaemon } = require('./support/daemon')
 const { startAzurite, AZURITE_KEY } = require('./support/azurite')
 
@@ -110,10 +110,43 @@ async function concurrent(store, n = 50) {
   assert.equal(after.latency.get.count - ((before.latency.get && before.latency.get.count) || 0), n)
 }
 
+/** ping() up: the ms it took, traced as op ping (no id in it), counted. */
+async function pingUp(store, kind) {
+  const before = store.stats().calls.ping || 0
+  const cap = capture()
+  let ms
+  try {
+    ms = await store.ping()
+  } finally {
+    cap.stop()
+  }
+  assert.equal(typeof ms, 'number')
+  assert.ok(ms >= 0 && ms < 60_000, String(ms))
+  assert.deepEqual(calls(cap.events).map((c) => [c.ctx.op, c.ctx.store, c.seq]), [['ping', kind, OK]])
+  assert.equal(store.stats().calls.ping, before + 1)
+  return ms
+}
+
+/** ping() down: rejects with `code`, published as the call's error, counted. */
+async function pingDown(store, code) {
+  const before = store.stats().errors[code] || 0
+  const cap = capture()
+  try {
+    await assert.rejects(store.ping(), { code })
+  } finally {
+    cap.stop()
+  }
+  const seen = calls(cap.events)
+  assert.deepEqual(seen.map((c) => [c.ctx.op, c.seq]), [['ping', FAILED]])
+  assert.equal(seen[0].ctx.error.code, code)
+  assert.equal(store.stats().errors[code], before + 1)
+}
+
 test('memory: traced calls, stats; calls timed one in 16 per op, the first one always', async () => {
   const store = rs.memory()
   try {
     await exercise(store, 'memory')
+    await pingUp(store, 'memory')
     for (let i = 0; i < 100; i++) await store.set(`k${i}`, { i }, 60_000)
     const s = store.stats()
     assert.equal(s.calls.set, 102)
@@ -123,6 +156,7 @@ test('memory: traced calls, stats; calls timed one in 16 per op, the first one a
     await store.close()
   }
   assert.equal(store.stats().calls.close, 1)
+  await pingDown(store, 'ERR_STORE_CLOSED')
 })
 
 test('file and sessions.json: traced calls, stats (the file store counts its cache hits)', async () => {
@@ -132,7 +166,9 @@ test('file and sessions.json: traced calls, stats (the file store counts its cac
     const s = await exercise(file, 'file')
     assert.equal(s.cache.hits + s.cache.misses, 2, 'two gets, each from the cache or the disk')
     await concurrent(file)
+    await pingUp(file, 'file')
     await exercise(snap, 'sessions.json')
+    await pingUp(snap, 'sessions.json')
     const cap = capture()
     await snap.flush()
     cap.stop()
@@ -179,6 +215,7 @@ test('redis (JS socket and ioThread) and the daemon: traced with their server; c
       const s = await exercise(store, kind, server)
       assert.equal(s.server, server)
       await concurrent(store)
+      await pingUp(store, kind)
     }
     // the JS socket counts its connections
     assert.deepEqual(stores[0][0].stats().connections, { opened: 1, failed: 0, lost: 0 })
@@ -230,6 +267,7 @@ test('object storage on s3rver, Azurite and a directory: traced with the endpoin
     for (const [store, server] of stores) {
       await exercise(store, 'object', server)
       await concurrent(store, 10)
+      await pingUp(store, 'object')
     }
   } finally {
     for (const [store] of stores) await store.close()
@@ -272,14 +310,142 @@ test('nothing is published and no context made while nobody subscribes', async (
 
 test('postgres: traced with its server; stats; calls in flight', { timeout: 120_000 }, async () => {
   const { startPostgres } = require('./support/postgres-server')
-  const server = await startPostgres()
+  let server = await startPostgres()
   const store = rs.postgres({ url: server.url, table: 'obs_sessions' })
   try {
     const s = await exercise(store, 'postgres', `127.0.0.1:${server.port}`)
     assert.ok(s.locks, 'postgres has locks')
     await concurrent(store)
+    await pingUp(store, 'postgres')
+    // the server stopped: the health check fails with the code calls get; back once it is
+    await server.stop()
+    await pingDown(store, 'ERR_STORE_UNAVAILABLE')
+    server = await server.restart()
+    await waitFor('the pool to reach the restarted server', async () => (await store.ping().then(() => true, () => false)))
+    await pingUp(store, 'postgres')
   } finally {
     await store.close()
     await server.destroy()
+  }
+})
+
+test('ping() down and back: a stopped Redis (both paths), a Cluster master, the daemon, a removed directory, a stopped s3rver', { timeout: 120_000 }, async () => {
+  // a Cluster: every master answers, or the ping fails
+  const cluster = await startCluster(3)
+  const spread = rs.redis({ nodes: cluster.nodes.map((n) => `127.0.0.1:${n.port}`), commandTimeoutMs: 2000 })
+  try {
+    await pingUp(spread, 'redis')
+    const memo = rs.memoized(spread)
+    assert.equal(typeof (await memo.ping()), 'number', 'memoized pings its inner store')
+    await memo.close()
+    await cluster.nodes[2].stop()
+    await pingDown(spread, 'ERR_STORE_UNAVAILABLE')
+  } finally {
+    await spread.close()
+    await cluster.stop()
+  }
+
+  let redis = await startRedis()
+  const stores = [rs.redis({ url: redis.url, commandTimeoutMs: 2000 }), rs.redis({ url: redis.url, ioThread: true, commandTimeoutMs: 2000 })]
+  try {
+    for (const store of stores) await pingUp(store, 'redis')
+    await redis.stop()
+    for (const store of stores) await pingDown(store, 'ERR_STORE_UNAVAILABLE')
+    redis = await redis.restart()
+    for (const store of stores) {
+      await waitFor('the store to reconnect', async () => store.ping().then(() => true, () => false))
+      await pingUp(store, 'redis')
+    }
+  } finally {
+    for (const store of stores) await store.close()
+    await redis.stop()
+  }
+
+  const d = await startDaemon(0)
+  const daemon = rs.daemon({ port: d.port, commandTimeoutMs: 2000 })
+  try {
+    await pingUp(daemon, 'daemon')
+    await d.stop()
+    await pingDown(daemon, 'ERR_STORE_UNAVAILABLE')
+  } finally {
+    await daemon.close()
+  }
+
+  const dir = tmp('gone')
+  const file = rs.file({ dir })
+  try {
+    await pingUp(file, 'file')
+    fs.rmSync(dir, { recursive: true, force: true })
+    await pingDown(file, 'ERR_STORE_IO')
+  } finally {
+    await file.close()
+  }
+
+  const S3rver = require('s3rver')
+  const s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: tmp('s3down'), configureBuckets: [{ name: 'synchro-apps' }] })
+  const { port } = await s3.run()
+  const object = rs.objectStore({ provider: 'amazon', keyId: 'S3RVER', key: 'S3RVER', endpoint: `http://127.0.0.1:${port}`, commandTimeoutMs: 3000 })
+  try {
+    await pingUp(object, 'object')
+    await s3.close()
+    await pingDown(object, 'ERR_STORE_UNAVAILABLE')
+  } finally {
+    await object.close()
+  }
+})
+
+test('rs-store/prometheus: calls, errors, in flight and durations of two stores, parsed from the registry', async () => {
+  const prom = require('prom-client')
+  const { register } = require('rs-store/prometheus')
+  const registry = new prom.Registry()
+  const redis = await startRedis()
+  const mem = rs.memory()
+  const net = rs.redis(redis.url)
+  try {
+    const off = register(registry, mem)
+    register(registry, net, { name: 'sessions' })
+    assert.throws(() => register(registry, rs.memory()), { code: 'ERR_ALREADY_EXISTS' }, 'one name per registry')
+    assert.throws(() => register(registry, {}), { code: 'ERR_INVALID_ARGUMENT' })
+    assert.throws(() => register({}, mem), { code: 'ERR_INVALID_ARGUMENT' })
+    assert.throws(() => register(registry, net, { nmae: 'x' }), { code: 'ERR_INVALID_OPTION' })
+    // several users at once on each store
+    await Promise.all(Array.from({ length: 40 }, (_, i) => mem.set(`m${i}`, { i }, 60_000)))
+    await Promise.all(Array.from({ length: 40 }, (_, i) => net.set(`r${i}`, { i }, 60_000)))
+    await Promise.all(Array.from({ length: 40 }, (_, i) => net.get(`r${i}`)))
+    await assert.rejects(net.set('x', {}, -1), { code: 'ERR_INVALID_TIMEOUT' })
+    const pending = Array.from({ length: 10 }, (_, i) => net.get(`r${i}`))
+    const during = await registry.getSingleMetric('rs_store_in_flight').get()
+    await Promise.all(pending)
+
+    const text = await registry.metrics()
+    const sample = (name, labels) => {
+      const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`)
+      const line = text.split('\n').find((l) => l.startsWith(name + '{') && want.every((w) => l.includes(w)) && (labels.le !== undefined || !l.includes('le=')))
+      assert.ok(line, `${name} ${JSON.stringify(labels)} in\n${text}`)
+      return Number(line.slice(line.lastIndexOf(' ') + 1))
+    }
+    assert.match(text, /# TYPE rs_store_calls_total counter/)
+    assert.match(text, /# TYPE rs_store_call_duration_seconds histogram/)
+    assert.equal(sample('rs_store_calls_total', { store: 'memory', op: 'set' }), 40)
+    assert.equal(sample('rs_store_calls_total', { store: 'sessions', op: 'set' }), 41)
+    assert.equal(sample('rs_store_calls_total', { store: 'sessions', op: 'get' }), 50)
+    assert.equal(sample('rs_store_errors_total', { store: 'sessions', code: 'ERR_INVALID_TIMEOUT' }), 1)
+    assert.equal(during.values.find((v) => v.labels.store === 'sessions').value, 10)
+    assert.equal(sample('rs_store_in_flight', { store: 'sessions' }), 0)
+    // every Redis call is timed; the in-process store one in 16 (its first one)
+    assert.equal(sample('rs_store_call_duration_seconds_count', { store: 'sessions', op: 'get' }), 50)
+    assert.equal(sample('rs_store_call_duration_seconds_bucket', { store: 'sessions', op: 'get', le: '+Inf' }), 50)
+    assert.equal(sample('rs_store_call_duration_seconds_count', { store: 'memory', op: 'set' }), mem.stats().latency.set.count)
+    // the counts follow the stores between scrapes; an unregistered store is gone
+    await mem.get('m1')
+    off()
+    await net.get('r1')
+    const again = await registry.metrics()
+    assert.ok(!again.includes('store="memory"'), again)
+    assert.match(again, /rs_store_calls_total\{store="sessions",op="get"\} 51/)
+  } finally {
+    await mem.close()
+    await net.close()
+    await redis.stop()
   }
 })

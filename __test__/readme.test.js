@@ -15,7 +15,9 @@ const { startPostgres } = require('./support/postgres-server')
 
 const ROOT = path.join(__dirname, '..')
 const SIMPLES_08 = path.join(__dirname, 'hosts/simples-0.8/node_modules/simples')
-const examples = [...fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => m[1])
+// The README's examples and those of the docs that have runnable ones.
+const SOURCES = ['README.md', 'docs/observability.md']
+const examples = SOURCES.flatMap((file) => [...fs.readFileSync(path.join(ROOT, file), 'utf8').matchAll(/```js\n([\s\S]*?)```/g)].map((m) => ({ file, code: m[1] })))
 
 let redis
 let postgres
@@ -28,7 +30,9 @@ test.after(async () => {
   await postgres.destroy()
 })
 
-test('the README has examples', () => assert.ok(examples.length >= 5, `${examples.length} examples`))
+test('the README and the docs have examples', () => {
+  for (const file of SOURCES) assert.ok(examples.filter((e) => e.file === file).length >= (file === 'README.md' ? 5 : 1), file)
+})
 
 /** A server example run on a port that is taken says so and exits non-zero (it never claims to listen). */
 async function portTaken(dir) {
@@ -52,9 +56,9 @@ async function portTaken(dir) {
   }
 }
 
-examples.forEach((code, i) => {
+examples.forEach(({ file, code }, i) => {
   const title = code.split('\n').find((l) => /require\('rs-store\/|require\('(express|fastify|simples)'\)/.test(l)) || code.split('\n')[0]
-  test(`README example ${i + 1} runs as written (${title.trim()})`, async () => {
+  test(`${file} example ${i + 1} runs as written (${title.trim()})`, async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-readme-'))
     fs.mkdirSync(path.join(dir, 'node_modules'))
     fs.symlinkSync(ROOT, path.join(dir, 'node_modules/rs-store'))

@@ -11,6 +11,7 @@ const sections = {
   file: () => require('./file'),
   codec: () => require('./codec'),
   express: () => require('./express'),
+  observe: () => require('./observe'),
 }
 // Run only when named: minutes long.
 const extra = { migrate: () => require('./migrate') }

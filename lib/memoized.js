@@ -18,7 +18,7 @@
 const { codedError, invalidType, fromNative } = require('./errors')
 const options = require('./options')
 const { serialize, parse, checkId, readable, noCallback, TIMEOUT_UNIT_MS } = require('./store')
-const { Meter, method } = require('./observe')
+const { Meter, METER, method } = require('./observe')
 
 const { MAX_ID_BYTES } = require('./native')
 
@@ -195,6 +195,8 @@ function memoized(inner, opts) {
     ids: () => whole(() => inner.ids()),
     all: () => whole(() => inner.all()),
     entries: () => whole(() => inner.entries()),
+    /** The inner store's round trip (the cache answers nothing for it). */
+    ping: () => whole(() => inner.ping()),
     /** Removes every session of the inner store and empties the cache (its locks released). */
     clear: () =>
       whole(async () => {
@@ -221,6 +223,7 @@ function memoized(inner, opts) {
     store[name] = wrapped.get(fn)
   }
   store.stats = () => meter.stats({ cache: { entries: cache.size, bytes, hits, misses } })
+  store[METER] = meter
   return store
 }
 

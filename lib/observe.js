@@ -33,7 +33,6 @@ const SYNC_SAMPLE = 16
  * Latency buckets, upper bounds in ms: 1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6,
  * 7.5 per decade from 1 µs to 75 s (a bucket is at most 1.33× wider than
  * the one before, so p50/p99 read from them are within that), and +Inf.
- * The Prometheus histogram (lib/prometheus.js) shows a subset of them.
  */
 const STEPS = [1, 1.25, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5]
 const BOUNDS_MS = []
@@ -146,19 +145,6 @@ class Meter {
     const server = this.server === undefined ? {} : { server: this.server }
     return { store: this.kind, ...server, calls, errors: Object.fromEntries(this.errors), inFlight: this.inFlight, latency, ...extra }
   }
-
-  /** Cumulative counts of `r` at the bounds (ms) given, and the +Inf count. */
-  cumulative(r, boundsMs) {
-    const out = []
-    const b = r.buckets
-    let i = 0
-    let seen = 0
-    for (const le of boundsMs) {
-      while (b && i < BOUNDS_MS.length && BOUNDS_MS[i] <= le) seen += b[i++]
-      out.push(seen)
-    }
-    return out
-  }
 }
 
 /**
@@ -243,4 +229,7 @@ function method(meter, name, impl, reject) {
   }
 }
 
-module.exports = { CHANNEL, channel, Meter, TAKEN, method, BOUNDS_MS, SYNC_SAMPLE }
+/** Where a store keeps its Meter (for lib/prometheus.js). */
+const METER = Symbol.for('rs-store.meter')
+
+module.exports = { CHANNEL, channel, Meter, TAKEN, METER, method, BOUNDS_MS, SYNC_SAMPLE }

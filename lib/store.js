@@ -18,7 +18,8 @@ const { codedError, invalidType, fromNative, reporter } = require('./errors')
 const options = require('./options')
 const { locking } = require('./lock')
 const native = require('./native')
-const { Meter, method } = require('./observe')
+const { Meter, METER, method } = require('./observe')
+const { performance } = require('node:perf_hooks')
 
 const { MAX_ID_BYTES } = native
 
@@ -296,6 +297,13 @@ function makeStore(engine, opts, extra = {}) {
     }
     return engine.call('revokeUser', user, JSON.stringify(except))
   })
+  // A round trip to where the sessions are, in ms (3 decimals), timed from
+  // the call: what a health check sees, queueing included.
+  const ping = observed('ping', (extra) => {
+    noCallback(extra)
+    const t0 = performance.now()
+    return engine.call('ping', undefined, undefined, undefined, () => Math.round((performance.now() - t0) * 1000) / 1000)
+  })
   const rotate = observed('rotate', (oldId, newId, extra) => {
     noCallback(extra)
     checkId(oldId)
@@ -396,6 +404,12 @@ function makeStore(engine, opts, extra = {}) {
     revokeUser,
     /** Moves a live session to a free id (data, ttl, user, absolute end); resolves true when moved. */
     rotate,
+    /**
+     * A round trip to the backend (a Redis PING, a PostgreSQL query of the
+     * table, a look at the directory or bucket): resolves the ms it took,
+     * rejects with the coded error a call would get (for health checks).
+     */
+    ping,
     /** All live sessions, as an array of session objects. */
     all: observed('all', () => engine.call('entries', undefined, undefined, undefined, parseAll)),
     /** All live sessions with their ids: [{ id, session }]. */
@@ -418,6 +432,7 @@ function makeStore(engine, opts, extra = {}) {
     },
     ...(lockEngine && { [LOCK_ENGINE]: lockEngine }),
     [TIMEOUT_UNIT_MS]: unitMs,
+    [METER]: meter,
   }
 }
 

@@ -80,3 +80,10 @@ const unavailable: number = st.errors.ERR_STORE_UNAVAILABLE ?? 0
 const p99: number | undefined = st.latency.get?.p99Ms
 void unavailable
 void p99
+// ping() and the Prometheus entry
+import { register as promRegister } from 'rs-store/prometheus'
+const roundTrip: Promise<number> = redis.ping()
+void roundTrip
+declare const registry: { registerMetric(metric: unknown): void }
+const unregister: () => void = promRegister(registry, redis, { name: 'sessions' })
+void unregister

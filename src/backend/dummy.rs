@@ -27,6 +27,7 @@ impl SyncBackend for DummyBackend {
       Op::SessionsOf(_) => Reply::Page(String::new(), Vec::new()),
       Op::RevokeUser(..) => Reply::Count(0),
       Op::Rotate(..) => Reply::Bool(false),
+      Op::Ping => Reply::Done,
     })
   }
   fn close(&self) -> Result<()> {

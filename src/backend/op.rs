@@ -83,6 +83,11 @@ pub enum Op {
   /// user and absolute end, in one atomic step; `Bool`. With a codec the
   /// value is re-encoded for the new id ([`Recode`]).
   Rotate(String, String, Option<Recode>),
+  /// A round trip to where the sessions are (a Redis `PING`, a PostgreSQL
+  /// `SELECT 1`, a look at the directory or bucket), answering `Done`; for
+  /// health checks (`store.ping()`), so it fails as a call to a store that
+  /// is down would.
+  Ping,
 }
 
 /// How a value encoded for one id becomes the value for another (the
@@ -148,7 +153,7 @@ impl Op {
       | Op::Write(id, ..) => Some(id),
       // A rotation is about two ids, a user's ops about many: each keeps
       // its batch in one group, in call order with the rest.
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => None,
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) | Op::Ping => None,
     }
   }
 }
@@ -188,7 +193,9 @@ impl Op {
       | Op::Write(..)
       | Op::SessionsOf(_)
       | Op::RevokeUser(..)
-      | Op::Rotate(..)) => Err(op),
+      | Op::Rotate(..)
+      // One command, not a walk.
+      | Op::Ping) => Err(op),
     }
   }
 }
@@ -339,6 +346,7 @@ impl Op {
         Op::RevokeUser(user_of(id, name)?, except)
       }
       // text: the new id.
+      "ping" => Op::Ping,
       "rotate" => {
         let new = String::from_utf8(text.ok_or_else(|| need("the new id"))?).map_err(|_| need("the new id"))?;
         check_id(&new)?;
@@ -368,7 +376,8 @@ impl Op {
       | Op::Renew(..)
       | Op::SessionsOf(_)
       | Op::RevokeUser(..)
-      | Op::Rotate(..) => None,
+      | Op::Rotate(..)
+      | Op::Ping => None,
     }
   }
 
@@ -387,7 +396,8 @@ impl Op {
       | Op::Lock(..)
       | Op::Unlock(..)
       | Op::Renew(..)
-      | Op::SessionsOf(_) => Changes::Nothing,
+      | Op::SessionsOf(_)
+      | Op::Ping => Changes::Nothing,
     }
   }
 }
@@ -526,5 +536,8 @@ mod tests {
     assert_eq!(call("sessionsOf", Some(""), None, None).unwrap_err().code, Code::InvalidArgument);
     assert!(matches!(call("rotate", Some("a"), Some("b"), None), Ok(Op::Rotate(o, n, None)) if o == "a" && n == "b"));
     assert_eq!(call("rotate", Some("a"), Some(""), None).unwrap_err().code, Code::InvalidId);
+    let ping = call("ping", None, None, None).unwrap();
+    assert!(matches!(ping, Op::Ping) && ping.id().is_none() && ping.changes() == Changes::Nothing);
+    assert!(matches!(ping.into_whole(), Err(Op::Ping)), "a ping is one command, not a walk");
   }
 }

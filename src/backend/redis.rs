@@ -235,6 +235,7 @@ impl Commands {
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => 0,
       // Refused before they are queued (the store has no per-user sessions).
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => 0,
+      Op::Ping => cmd!("PING"),
     }
   }
 
@@ -273,6 +274,7 @@ impl Commands {
       Op::Ttl(_) => Reply::Ttl(pttl_to_ttl(int(&last)?)),
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => unreachable!("scans are not pipelined"),
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("Redis")),
+      Op::Ping => Reply::Done,
     })
   }
 }
@@ -283,7 +285,7 @@ impl Commands {
 /// the same arguments. Not `SET NX`/`XX` (the second answer could differ
 /// from the first's effect), taking a lock, or a release (its answer).
 fn resendable(op: &Op) -> bool {
-  matches!(op, Op::Get(_) | Op::Set(..) | Op::Remove(_) | Op::Touch(..) | Op::Ttl(_) | Op::Exists(_) | Op::Renew(..))
+  matches!(op, Op::Get(_) | Op::Set(..) | Op::Remove(_) | Op::Touch(..) | Op::Ttl(_) | Op::Exists(_) | Op::Renew(..) | Op::Ping)
 }
 
 /// A `PTTL` answer as a [`Ttl`].
@@ -622,6 +624,13 @@ impl RedisBackend {
 
   /// The addresses of every master (one entry for a single server).
   async fn masters(&self, conn: &Conn) -> Result<Vec<Option<(String, u16)>>> {
+    self.masters_of(conn, false).await
+  }
+
+  /// As [`Self::masters`]; `serving`: the masters that hold slots instead,
+  /// failing ones too (a failed master that kept its slots is an outage; one
+  /// replaced by its replica holds none).
+  async fn masters_of(&self, conn: &Conn, serving: bool) -> Result<Vec<Option<(String, u16)>>> {
     let Conn::Cluster(c) = conn else { return Ok(vec![None]) };
     let mut c = c.clone();
     let nodes = self
@@ -635,7 +644,10 @@ impl RedisBackend {
       // <id> <ip:port@cport[,hostname]> <flags> ...
       let mut parts = line.split_whitespace();
       let (_, Some(addr), Some(flags)) = (parts.next(), parts.next(), parts.next()) else { continue };
-      if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+      let master = flags.split(',').any(|f| f == "master");
+      // After <master> <ping-sent> <pong-recv> <config-epoch> <link-state>: the slots.
+      let skip = if serving { !master || parts.clone().nth(5).is_none() } else { !master || flags.contains("fail") };
+      if skip {
         continue;
       }
       let hostport = addr.split(['@', ',']).next().unwrap_or_default();
@@ -812,10 +824,19 @@ fn escape_glob(s: &str) -> String {
   out
 }
 
-/// The whole-store ops: SCAN walks, one node at a time.
+/// The whole-store ops: SCAN walks, one node at a time (and a ping).
 impl RedisBackend {
   async fn whole(&self, op: &Op) -> Result<Reply> {
     Ok(match op {
+      // Every master of a Cluster, failing ones too: one down is an
+      // outage of its slots' sessions.
+      Op::Ping => {
+        let conn = self.conn().await?;
+        for node in self.masters_of(&conn, true).await? {
+          Commands::reply_last(op, self.on_node(&conn, &node, redis::cmd("PING")).await?)?;
+        }
+        Reply::Done
+      }
       Op::Len => Reply::Count(self.len().await?),
       Op::Clear => Reply::Count(self.clear().await?),
       Op::Keys => Reply::Keys(self.keys().await?),

@@ -289,6 +289,13 @@ impl FileBackend {
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("file")),
+      // The directory is still there and a directory (a volume unmounted,
+      // a directory removed under a running app).
+      Op::Ping => match fs::metadata(&inner.dir) {
+        Ok(m) if m.is_dir() => Reply::Done,
+        Ok(_) => return Err(StoreError::new(Code::StoreUnavailable, format!("{} is no longer a directory", inner.dir.display()))),
+        Err(e) => return Err(StoreError::io("cannot use directory", &inner.dir, e)),
+      },
       Op::Clear => {
         inner.drop_recycled();
         let mut n = 0;

@@ -540,6 +540,10 @@ impl SyncBackend for MemoryBackend {
       Op::SessionsOf(user) => Reply::Page(String::new(), self.sessions_of(&user)?),
       Op::RevokeUser(user, except) => Reply::Count(self.revoke_user(&user, &except)?),
       Op::Rotate(old, new, recode) => Reply::Bool(self.rotate(&old, &new, recode.as_ref())?),
+      Op::Ping => {
+        Self::check_open(&self.shared.state.lock())?;
+        Reply::Done
+      }
     })
   }
 

@@ -393,6 +393,12 @@ impl Inner {
       // An object store has no atomic multi-object step to keep an index
       // and a session together: refused (README, "Per-user sessions").
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("object storage")),
+      // One HEAD of a name no session has: answered (found or not) when the
+      // service and the bucket are there.
+      Op::Ping => match self.store()?.head(&self.root.clone().join(".rs-store-ping")).await {
+        Ok(_) | Err(object_store::Error::NotFound { .. }) => Reply::Done,
+        Err(e) => return Err(map_err(e)),
+      },
       Op::Clear => {
         let mut n = 0;
         let store = self.store()?;

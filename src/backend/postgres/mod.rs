@@ -97,7 +97,7 @@ fn kind(op: &Op) -> usize {
     Op::Lock(..) => 8,
     Op::Unlock(..) => 9,
     Op::Renew(..) => 10,
-    Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => usize::MAX,
+    Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::Ping => usize::MAX,
     // Run alone, answered with an error by `whole` (no user column yet).
     Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => usize::MAX,
   }
@@ -442,7 +442,7 @@ impl Inner {
         let until = now + *ttl as f64 / 1000.0;
         Reply::Bool(c.execute(st, &[id, token, &until, &now]).await.map_err(e)? == 1)
       }
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) => unreachable!("whole-store ops are not pipelined"),
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::Ping => unreachable!("whole-store ops are not pipelined"),
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
     })
   }
@@ -482,6 +482,11 @@ impl Inner {
       // Refused before they are queued (Core::new, the facade); an
       // indexed user column would give them atomically (#26).
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
+      // The table is there too, not only the server.
+      Op::Ping => {
+        c.query(&prepare(&self.sql.ping).await?, &[]).await.map_err(e)?;
+        Reply::Done
+      }
       op => unreachable!("{op:?} is pipelined"),
     })
   }

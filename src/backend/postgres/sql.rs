@@ -61,6 +61,8 @@ pub struct Sql {
   pub keys: String,
   pub entries: String,
   pub page: String,
+  /// A query of the table that reads no session (`store.ping()`).
+  pub ping: String,
   pub lock: String,
   pub unlock: String,
   pub renew: String,
@@ -113,6 +115,7 @@ impl Sql {
       entries: at(&format!("SELECT sid, sess FROM {t} WHERE {live}"), 1),
       // Keyset pages in primary key order: the cursor is the last id of the page before.
       page: at(&format!("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid > $1 AND {live} ORDER BY sid LIMIT $3"), 2),
+      ping: format!("SELECT 1 FROM {t} LIMIT 0"),
       lock: format!(
         "INSERT INTO {l} AS k (sid, token, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET token = excluded.token, expire = excluded.expire WHERE k.expire <= to_timestamp($4::float8)"
       ),
