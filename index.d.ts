@@ -164,6 +164,8 @@ export interface StoreStats {
   locks?: { acquired: number; waited: number; timeouts: number; lost: number }
   /** Redis (one server, the JS socket) and the daemon: connections opened, connect attempts failed, connections lost under calls. */
   connections?: { opened: number; failed: number; lost: number }
+  /** memory and sessions.json: entries held (expired ones until swept), their bytes (as maxBytes counts), live sessions evicted by maxEntries/maxBytes. */
+  memory?: { entries: number; bytes: number; evictions: number }
   /** file store: gets answered from its read cache or not; memoized: calls answered from its cache, what it holds. */
   cache?: { hits: number; misses: number; entries?: number; bytes?: number }
 }

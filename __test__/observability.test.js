@@ -152,9 +152,17 @@ test('memory: traced calls, stats; calls timed one in 16 per op, the first one a
     assert.equal(s.calls.set, 102)
     assert.equal(s.latency.set.count, Math.ceil(102 / 16))
     assert.ok(s.locks, 'memory has locks, and their counters')
+    assert.deepEqual(s.memory, { entries: 100, bytes: s.memory.bytes, evictions: 0 })
+    assert.ok(s.memory.bytes > 100 * 10, JSON.stringify(s.memory))
   } finally {
     await store.close()
   }
+  // evictions: what the bounds cost, counted (sessions set at once by several users)
+  const small = rs.memory({ maxEntries: 10 })
+  await Promise.all(Array.from({ length: 25 }, (_, i) => small.set(`u${i}`, { i }, 60_000)))
+  assert.deepEqual({ ...small.stats().memory, bytes: 0 }, { entries: 10, bytes: 0, evictions: 15 })
+  await small.close()
+  assert.equal(small.stats().memory, undefined, 'a closed store holds nothing')
   assert.equal(store.stats().calls.close, 1)
   await pingDown(store, 'ERR_STORE_CLOSED')
 })

@@ -47,6 +47,7 @@ const syncStore = (h) => ({
   call: (op, id, text, ms) => binding.syncCall(h, op, id, text, ms),
   flush: () => binding.syncFlush(h),
   flushNow: () => binding.syncFlushNow(h),
+  held: () => binding.syncHeld(h),
   close: () => binding.syncClose(h),
   panicForTest: () => binding.syncPanicForTest(h),
 })

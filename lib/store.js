@@ -152,6 +152,11 @@ function syncEngine(native, kind) {
     locks: true,
     call: (op, id, text, ms, map) => (map ? map(native.call(op, id, text, ms)) : native.call(op, id, text, ms)),
     close: () => native.close(),
+    /** stats().memory of an in-memory store: { entries, bytes, evictions }. */
+    counters: () => {
+      const held = native.held()
+      return held ? { memory: held } : {}
+    },
   }
 }
 

@@ -161,6 +161,16 @@ export interface FileStoreConfig {
  */
 export declare const MAX_ID_BYTES: number
 
+/** What an in-memory store holds and has evicted (`stats().memory`). */
+export interface MemoryHeld {
+  /** Entries held (expired ones too, until the sweep reclaims them). */
+  entries: number
+  /** Bytes they are charged against `maxBytes`. */
+  bytes: number
+  /** Live sessions evicted by `maxEntries` / `maxBytes` so far. */
+  evictions: number
+}
+
 /**
  * An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
  * with expired sessions reclaimed in the background.
@@ -355,6 +365,9 @@ export declare function syncFlush(store: ExternalObject<SyncStore>): Promise<voi
  * promise would settle any more (see `lib/at-exit.js`).
  */
 export declare function syncFlushNow(store: ExternalObject<SyncStore>): void
+
+/** [`MemoryHeld`] of an in-memory store; `null` for others and once closed. */
+export declare function syncHeld(store: ExternalObject<SyncStore>): MemoryHeld | null
 
 /**
  * JS-thread connection: the connection is gone; every call sent or

@@ -861,6 +861,7 @@ module.exports.syncCall = nativeBinding.syncCall
 module.exports.syncClose = nativeBinding.syncClose
 module.exports.syncFlush = nativeBinding.syncFlush
 module.exports.syncFlushNow = nativeBinding.syncFlushNow
+module.exports.syncHeld = nativeBinding.syncHeld
 module.exports.wireAbort = nativeBinding.wireAbort
 module.exports.wireFeed = nativeBinding.wireFeed
 module.exports.wireOpened = nativeBinding.wireOpened

@@ -147,11 +147,26 @@ pub trait Backend: Send + Sync + 'static {
   async fn close(&self) -> Result<()>;
 }
 
+/// What an in-memory backend holds now, and how many live sessions its
+/// bounds (`maxEntries`, `maxBytes`) evicted so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Holding {
+  /// Entries held (expired ones too, until the sweep reclaims them).
+  pub entries: u64,
+  /// Bytes they are charged (ids + values + per-entry overhead).
+  pub bytes: u64,
+  pub evicted: u64,
+}
+
 /// The contract for backends that never block (memory, dummy,
 /// sessions.json): one op at a time on the caller's thread, so the
 /// `#[napi]` layer runs them on the JS thread with no thread hop.
 pub trait SyncBackend: Send + Sync + 'static {
   fn run(&self, op: Op) -> Result<Reply>;
+  /// What an in-memory backend holds and has evicted (`stats().memory`).
+  fn held(&self) -> Option<Holding> {
+    None
+  }
   /// Waits until writes made so far are durable (may block: call it off the
   /// JS thread). Nothing to do for purely in-memory backends.
   fn flush(&self) -> Result<()> {

@@ -329,6 +329,9 @@ impl SyncBackend for SnapshotBackend {
     }
     Ok(r)
   }
+  fn held(&self) -> Option<super::Holding> {
+    self.mem.held()
+  }
   /// Blocks until every change made before the call is on disk.
   fn flush(&self) -> Result<()> {
     let mut st = self.writer.lock();

@@ -102,6 +102,23 @@ pub fn sync_flush_now(store: &External<SyncStore>) -> napi::Result<(), Code> {
   Ok(backend.flush()?)
 }
 
+/// What an in-memory store holds and has evicted (`stats().memory`).
+#[napi(object)]
+pub struct MemoryHeld {
+  /// Entries held (expired ones too, until the sweep reclaims them).
+  pub entries: f64,
+  /// Bytes they are charged against `maxBytes`.
+  pub bytes: f64,
+  /// Live sessions evicted by `maxEntries` / `maxBytes` so far.
+  pub evictions: f64,
+}
+
+/// [`MemoryHeld`] of an in-memory store; `null` for others and once closed.
+#[napi(catch_unwind)]
+pub fn sync_held(store: &External<SyncStore>) -> napi::Result<Option<MemoryHeld>, Code> {
+  Ok(store.open().ok().and_then(|o| o.backend.held()).map(|h| MemoryHeld { entries: h.entries as f64, bytes: h.bytes as f64, evictions: h.evicted as f64 }))
+}
+
 /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.
 #[napi(catch_unwind)]
 pub fn sync_close(store: &External<SyncStore>) -> napi::Result<(), Code> {

@@ -67,6 +67,8 @@ struct State {
   /// (slot(expires), id) of every entry that has an expiry (see [`slot`]).
   index: BTreeSet<(Expiry, Arc<str>)>,
   bytes: usize,
+  /// Live entries evicted by the bounds.
+  evicted: u64,
   closed: bool,
   /// In-process locks: id → (token, expires).
   locks: std::collections::HashMap<String, (String, Expiry)>,
@@ -375,6 +377,7 @@ impl MemoryBackend {
     while st.map.len() > max_entries || st.bytes > max_bytes {
       let Some((k, e)) = st.map.pop_front() else { break };
       st.unlink(&k, &e);
+      st.evicted += 1;
     }
   }
 }
@@ -545,6 +548,11 @@ impl SyncBackend for MemoryBackend {
         Reply::Done
       }
     })
+  }
+
+  fn held(&self) -> Option<super::Holding> {
+    let st = self.shared.state.lock();
+    Some(super::Holding { entries: st.map.len() as u64, bytes: st.bytes as u64, evicted: st.evicted })
   }
 
   fn close(&self) -> Result<()> {
