@@ -3,7 +3,8 @@
 //! Data path: JS facade (`lib/`) → [`binding`] (`#[napi]`, thin) →
 //! [`engine`] → [`backend`] (one contract, ops as data; one module per
 //! backend, Synchro's module stores beside the object session store). Expiry is absolute
-//! ([`expiry`]); errors carry stable codes ([`error`]).
+//! ([`expiry`]); errors carry stable codes ([`error`]); the I/O runtime
+//! ([`runtime`]) serves the engine, the backends and the binding alike.
 
 // Clippy's defaults are errors here, and every `unsafe` block says why it is
 // sound in a `// SAFETY:` comment.
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod error;
 pub mod expiry;
 pub mod options;
+pub mod runtime;
 
 /// mimalloc instead of glibc malloc for Rust's allocations: buffers are
 /// allocated on the JS thread (queued calls) and freed on the I/O thread and

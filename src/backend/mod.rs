@@ -24,6 +24,7 @@ pub mod record;
 pub mod redis;
 mod sentinel;
 pub mod snapshot;
+pub mod worker;
 
 /// Listings a `page` walk continues (a directory or object listing held
 /// open between pages): a cursor is a number naming one; one nobody

@@ -34,7 +34,7 @@ use serde_json::value::RawValue;
 
 use super::memory::{MemoryBackend, MemoryOptions};
 use super::{Changes, Op, Reply, Report, SyncBackend};
-use crate::engine::worker::{Shared, Worker};
+use crate::backend::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{after_ms, now_ms, Expiry};
 

@@ -46,7 +46,7 @@ pub use sync_store::{MemoryStoreOptions, SyncStore};
 /// the daemon, module stores; flush promises); one worker is plenty. napi
 /// takes this runtime for its first environment only and shuts it down with
 /// the last one; the stores' I/O runs on rs-store's own runtime instead
-/// ([`crate::engine::runtime`]), which outlives every environment.
+/// ([`crate::runtime`]), which outlives every environment.
 #[napi_derive::module_init]
 fn init_runtime() {
   if let Ok(rt) = tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name("rs-store-napi").enable_all().build() {

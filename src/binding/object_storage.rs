@@ -83,7 +83,7 @@ pub fn object_session_store(
   let timeout = crate::options::ms_or(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
   // Its sweep task starts here, on the runtime its dispatcher runs on.
   let backend = {
-    let _rt = crate::engine::runtime::get()?.enter();
+    let _rt = crate::runtime::get()?.enter();
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
   };
   async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::charged)

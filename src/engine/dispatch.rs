@@ -25,7 +25,7 @@ pub enum Msg {
 
 /// Where a store's dispatcher runs.
 pub enum Runs {
-  /// On rs-store's runtime ([`super::runtime`]; backends whose I/O is
+  /// On rs-store's runtime ([`crate::runtime`]; backends whose I/O is
   /// async: Redis, object storage).
   Shared,
   /// On a thread of the store's own, with a current-thread runtime: the
@@ -49,7 +49,7 @@ pub fn start(
   let dispatcher = dispatch(backend, encode, rx, deliver, spin);
   match runs {
     Runs::Shared => {
-      super::runtime::get()?.spawn(dispatcher);
+      crate::runtime::get()?.spawn(dispatcher);
     }
     Runs::OwnThread(name) => {
       let rt = tokio::runtime::Builder::new_current_thread()

@@ -185,7 +185,7 @@ mod bus {
 
   fn install() {
     // The handler is process-wide and outlives the environment installing it.
-    crate::engine::runtime::outlive_environments();
+    crate::runtime::outlive_environments();
     // SAFETY: sigaction with a zeroed struct filled in here; the previous
     // action is kept for faults that are not ours. Runs once.
     unsafe {

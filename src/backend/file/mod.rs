@@ -81,7 +81,7 @@ mod writers;
 
 use super::record::{self, Record, EXT};
 use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
-use crate::engine::worker::{Shared, Worker};
+use crate::backend::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 use async_trait::async_trait;

@@ -211,7 +211,7 @@ fn sweeps() -> &'static Sweeps {
     let s: &'static Sweeps = Box::leak(Box::new(Sweeps { list: Mutex::new(Vec::new()), wake: Condvar::new() }));
     // Lives as long as the process (past the environment that started it:
     // its code must stay mapped); it holds no store alive (weak refs).
-    crate::engine::runtime::outlive_environments();
+    crate::runtime::outlive_environments();
     let _ = std::thread::Builder::new().name("rs-store-sweep".into()).spawn(move || sweep_loop(s));
     s
   })

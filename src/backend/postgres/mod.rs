@@ -186,7 +186,7 @@ impl PostgresBackend {
       last_failure: parking_lot::Mutex::new(None),
     });
     let sweeper = match cfg.sweep_interval {
-      Some(every) => Some(crate::engine::runtime::get()?.spawn(sweep_loop(Arc::downgrade(&inner), every))),
+      Some(every) => Some(crate::runtime::get()?.spawn(sweep_loop(Arc::downgrade(&inner), every))),
       None => None,
     };
     Ok(PostgresBackend { inner, sweeper: parking_lot::Mutex::new(sweeper) })
