@@ -71,7 +71,7 @@ function redisStore(config, o) {
   const create =
     (config.mode === 'single' || config.mode === 'daemon') && !config.ioThread
       ? (onDone) => {
-          const store = native.batchStore(nativeCall(() => native.redisWireStore(config, report)))
+          const store = native.wireStore(nativeCall(() => native.redisWireStore(config, report)))
           return { native: store, io: wireIo(store, onDone, config) }
         }
       : (onDone) => native.batchStore(nativeCall(() => native.redisStore(config, onDone, report)))

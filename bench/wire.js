@@ -12,7 +12,7 @@ const BATCH = 50
 
 function crossings(op, text, rounds) {
   // Never connected: the wire is only fed what this loop hands it.
-  const h = native.batchStore(native.redisWireStore({ ...redisConfig('redis://127.0.0.1:1'), session: {} }))
+  const h = native.wireStore(native.redisWireStore({ ...redisConfig('redis://127.0.0.1:1'), session: {} }))
   h.opened()
   const ids = Array.from({ length: BATCH }, (_, i) => `bench-wire-session-${String(i).padStart(8, '0')}`)
   const reply = Buffer.from((op === 'set' ? '+OK\r\n' : `$${Buffer.byteLength(text)}\r\n${text}\r\n`).repeat(BATCH))

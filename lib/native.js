@@ -52,12 +52,17 @@ const syncStore = (h) => ({
   panicForTest: () => binding.syncPanicForTest(h),
 })
 
-/** A batched store (lib/batch.js), with the JS-thread socket's calls (lib/redis-wire.js). */
+/** A batched store over a dispatcher (lib/batch.js): file, PostgreSQL, object storage, Redis Cluster/Sentinel/ioThread. */
 const batchStore = (h) => ({
   q: (op, id, text, ms) => binding.batchQ(h, op, id, text, ms),
   getNow: (id) => binding.batchGetNow(h, id),
   flush: () => binding.batchFlush(h),
   close: () => binding.batchClose(h),
+})
+
+/** A Redis store whose socket is on the JS thread (lib/redis-wire.js drives it): one server, the daemon. */
+const wireStore = (h) => ({
+  q: (op, id, text, ms) => binding.wireQ(h, op, id, text, ms),
   opened: () => binding.wireOpened(h),
   pack: () => binding.wirePack(h),
   feed: (chunk) => binding.wireFeed(h, chunk),
@@ -67,5 +72,6 @@ const batchStore = (h) => ({
 module.exports = binding
 module.exports.syncStore = syncStore
 module.exports.batchStore = batchStore
+module.exports.wireStore = wireStore
 /** For `require('rs-store').version`. */
 module.exports.loaded = { binary, platform: name }

@@ -26,7 +26,7 @@ const { codedError } = require('./errors')
 const RETRY_AFTER_MS = 250
 
 /**
- * @param native the AsyncStore in JS-thread mode (opened/pack/feed/abort)
+ * @param native the WireStore (lib/native.js wireStore: q/opened/pack/feed/abort)
  * @param deliver (replies) => void, in call order
  * @param o { url, tlsCa, tlsCert, tlsKey, tls, connectTimeoutMs, commandTimeoutMs, mode }
  */

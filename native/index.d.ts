@@ -88,8 +88,7 @@ export declare function batchGetNow(store: ExternalObject<AsyncStore>, id: strin
  * `sync_call`), checked now: a bad argument throws and queues
  * nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
  * session (the facade holds fast reads back behind pending changes).
- * Sessions are encoded now when the socket is on the JS thread (an
- * encoding error then rejects the call at once), else on the I/O thread.
+ * Sessions are encoded on the I/O thread.
  */
 export declare function batchQ(store: ExternalObject<AsyncStore>, op: string, id?: string, text?: string, ms?: number | undefined | null): number
 
@@ -299,10 +298,10 @@ export interface RedisStoreConfig {
 /**
  * A Redis store (one server, or rs-store's session daemon) whose
  * connection is a socket on the JS thread, driven by `lib/redis-wire.js`
- * through `opened`/`pack`/`feed`/`abort` (see `engine::wire`). The URL
+ * through `q`/`opened`/`pack`/`feed`/`abort` (src/binding/wire_store.rs). The URL
  * gives the credentials and database (`username`, `password`, `db` win).
  */
-export declare function redisWireStore(config: RedisStoreConfig, onReport?: (err: Error) => void): ExternalObject<AsyncStore>
+export declare function redisWireStore(config: RedisStoreConfig, onReport?: (err: Error) => void): ExternalObject<WireStore>
 
 /** The session size limit and the codec (compress → encrypt) of a store. */
 export interface SessionOptions {
@@ -373,7 +372,7 @@ export declare function syncHeld(store: ExternalObject<SyncStore>): MemoryHeld |
  * JS-thread connection: the connection is gone; every call sent or
  * queued fails with this error (`code` an `ERR_*` code), in call order.
  */
-export declare function wireAbort(store: ExternalObject<AsyncStore>, code: string, message: string): Array<Error>
+export declare function wireAbort(store: ExternalObject<WireStore>, code: string, message: string): Array<Error>
 
 /**
  * JS-thread connection: the bytes of one socket read; returns the
@@ -383,13 +382,13 @@ export declare function wireAbort(store: ExternalObject<AsyncStore>, code: strin
  * is unusable (not RESP, refused credentials): close it and `abort` with
  * that error.
  */
-export declare function wireFeed(store: ExternalObject<AsyncStore>, chunk: Buffer): Array<undefined | null | string | boolean | number | string[] | Error | Buffer>
+export declare function wireFeed(store: ExternalObject<WireStore>, chunk: Buffer): Array<undefined | null | string | boolean | number | string[] | Error | Buffer>
 
 /**
  * JS-thread connection: a new connection is open; returns its opening
  * commands and the queued ops, packed (null: nothing to send).
  */
-export declare function wireOpened(store: ExternalObject<AsyncStore>): string | null
+export declare function wireOpened(store: ExternalObject<WireStore>): string | null
 
 /**
  * JS-thread connection: the queued ops (and any further steps of a
@@ -399,4 +398,11 @@ export declare function wireOpened(store: ExternalObject<AsyncStore>): string | 
  * into the same bytes: V8 makes it with one copy on its heap, where a
  * Buffer costs a backing store to allocate and free.
  */
-export declare function wirePack(store: ExternalObject<AsyncStore>): string | null
+export declare function wirePack(store: ExternalObject<WireStore>): string | null
+
+/**
+ * Queues one op, as `batch_q` does for a dispatcher store. Its session is
+ * encoded now, on the JS thread (an encoding error rejects the call at
+ * once): the packing that follows runs here too.
+ */
+export declare function wireQ(store: ExternalObject<WireStore>, op: string, id?: string, text?: string, ms?: number | undefined | null): number

@@ -866,3 +866,4 @@ module.exports.wireAbort = nativeBinding.wireAbort
 module.exports.wireFeed = nativeBinding.wireFeed
 module.exports.wireOpened = nativeBinding.wireOpened
 module.exports.wirePack = nativeBinding.wirePack
+module.exports.wireQ = nativeBinding.wireQ

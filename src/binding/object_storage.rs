@@ -77,7 +77,7 @@ pub fn object_session_store(
     let dir = format!("/{root}");
     b.create(&dir).map_err(|e| StoreError::new(Code::Io, format!("cannot create directory {dir}: {e}")))?;
   }
-  let report = async_store::reporter(on_report)?;
+  let report = super::store_core::reporter(on_report)?;
   let core = Core::new(config.session, Some(report.clone()))?;
   let every = ms_or(config.sweep_interval_ms, SWEEP_STORED_MS);
   let timeout = crate::options::ms_or(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
@@ -86,7 +86,7 @@ pub fn object_session_store(
     let _rt = crate::runtime::get()?.enter();
     ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
   };
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::charged)
+  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::store_core::charged)
 }
 
 /// A Synchro module store on a local directory or cloud object storage.

@@ -8,7 +8,8 @@ use napi::bindgen_prelude::{External, Function};
 use napi_derive::napi;
 
 use super::async_store::{self, AsyncStore};
-use super::{charged, reporter_of, Core, JsReply};
+use super::store_core::{charged, reporter_of, Core};
+use super::JsReply;
 use crate::backend::postgres::{tls_config, PostgresBackend, PostgresConfig};
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, POSTGRES_TIMEOUT_MS, SWEEP_STORED_MS};

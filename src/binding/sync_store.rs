@@ -13,21 +13,6 @@ use super::reply::{decoded, JsReply, Settled};
 use super::{Core, Utf8Text};
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
-use crate::options::SessionOptions;
-
-/// Options of the memory store (validated again by the JS facade).
-#[napi(object)]
-#[derive(Default)]
-pub struct MemoryStoreOptions {
-  /// Most sessions kept; least recently used are evicted beyond it.
-  pub max_entries: Option<u32>,
-  /// Most bytes kept (ids + values + 96 bytes per entry).
-  pub max_bytes: Option<f64>,
-  /// Session size limit and codec.
-  pub session: Option<SessionOptions>,
-  /// How often expired sessions are reclaimed in the background (default 1000 ms).
-  pub sweep_interval_ms: Option<u32>,
-}
 
 /// A store over one backend, handed to JS as an External that the free
 /// functions below take first (`lib/native.js` gives it methods). They take
