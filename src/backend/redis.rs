@@ -657,6 +657,10 @@ impl RedisBackend {
         }
       }
     }
+    // Each node lists the others in an order of its own, and the node asked
+    // is a random one: sorted, a page cursor's master index names the same
+    // master on every page (else a walk skipped or repeated masters).
+    out.sort();
     Ok(out)
   }
 

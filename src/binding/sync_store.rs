@@ -116,6 +116,16 @@ pub fn sync_close(store: &External<SyncStore>) -> napi::Result<(), Code> {
 
 /// Test hook: proves that a Rust panic in a store method surfaces as a JS
 /// error and leaves the store usable. Not in the published types.
+///
+/// In the release binary on purpose: the node tests run against the addon
+/// `npm install` builds, which is a release build (`.ci/run` is `npm install
+/// && npm test`), the very binary users get; what this hook proves is that
+/// *that* binary's `catch_unwind` turns a panic into `ERR_INTERNAL` (panic
+/// strategy, napi-rs's wrapper). Compiled only into debug or feature builds,
+/// the test would either check another binary than the one shipped or have
+/// to be skipped against the release addon, and no test is skipped here. It
+/// costs one export of a few instructions that panics and touches nothing
+/// (it takes a store only so its call goes through the same path).
 #[napi(catch_unwind, skip_typescript)]
 pub fn sync_panic_for_test(_store: &External<SyncStore>) -> napi::Result<(), Code> {
   panic!("deliberate panic (test hook)");
