@@ -65,6 +65,16 @@ async function fill(contenders, keys, sess, parallel = 1) {
   }
 }
 
+/** The per-call cases: a set and a get of `sess` over `keys`, at 1 and 50 calls in flight. */
+function setGetCases(keys, sess) {
+  const cases = {}
+  for (const inflight of [1, 50]) {
+    cases[`set@${inflight}`] = { inflight, op: (c) => (i) => c.set(keys[i % keys.length], sess) }
+    cases[`get@${inflight}`] = { inflight, op: (c) => (i) => c.get(keys[i % keys.length]) }
+  }
+  return cases
+}
+
 /**
  * Measures every contender on every case in interleaved rounds (contender A,
  * B, C, then again…) and keeps each one's median, so that a machine whose
@@ -110,4 +120,4 @@ function table(title, rows, metrics, base, { cpu = true } = {}) {
   }
 }
 
-module.exports = { benchSession, ids, rate, fill, compare, table, fmt }
+module.exports = { benchSession, ids, rate, fill, setGetCases, compare, table, fmt }

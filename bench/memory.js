@@ -6,7 +6,7 @@ const { promisify } = require('node:util')
 const session = require('express-session')
 const createMemoryStore = require('memorystore')
 const rs = require('..')
-const { benchSession, ids, fill, compare, table } = require('./harness')
+const { benchSession, ids, fill, setGetCases, compare, table } = require('./harness')
 
 const N = 10_000 // sessions in the store while measuring
 
@@ -35,11 +35,7 @@ module.exports = async function memoryBench({ ms }) {
   ]
   const stores = contenders.map((c) => ({ name: c.name, ...c.make() }))
   await fill(stores, keys, sess)
-  const cases = {}
-  for (const inflight of [1, 50]) {
-    cases[`set@${inflight}`] = { inflight, op: (s) => (i) => s.set(keys[i % N], sess) }
-    cases[`get@${inflight}`] = { inflight, op: (s) => (i) => s.get(keys[i % N]) }
-  }
+  const cases = setGetCases(keys, sess)
   const rows = await compare(stores, cases, { ms: ms * 2, rounds: 5 })
   for (const s of stores) await s.close()
   table(`Memory stores (${N} sessions, ${JSON.stringify(sess).length}-byte session; ops/s and CPU µs per call at 1 and 50 calls in flight)`, rows, Object.keys(cases), 'express-session MemoryStore')

@@ -7,7 +7,7 @@ const { promisify } = require('node:util')
 const session = require('express-session')
 const rs = require('..')
 const { startPostgres } = require('../__test__/support/postgres-server')
-const { benchSession, ids, fill, compare, table } = require('./harness')
+const { benchSession, ids, fill, setGetCases, compare, table } = require('./harness')
 
 const N = 10_000
 const TTL_MS = 3_600_000
@@ -29,11 +29,7 @@ module.exports = async function postgresBench({ ms }) {
     { name: 'rs-store postgres', set: (id, s) => ours.set(id, s, TTL_MS), get: ours.get },
   ]
   await fill(contenders, keys, sess, 100)
-  const cases = {}
-  for (const inflight of [1, 50]) {
-    cases[`set@${inflight}`] = { inflight, op: (c) => (i) => c.set(keys[i % N], sess) }
-    cases[`get@${inflight}`] = { inflight, op: (c) => (i) => c.get(keys[i % N]) }
-  }
+  const cases = setGetCases(keys, sess)
   const rows = await compare(contenders, cases, { ms: ms * 3, rounds: 5 })
   await ours.close()
   peer.close()

@@ -11,7 +11,7 @@ const { createClient } = require('redis')
 const IORedis = require('ioredis')
 const rs = require('..')
 const { startRedis } = require('../__test__/support/redis-servers')
-const { benchSession, ids, fill, compare, table } = require('./harness')
+const { benchSession, ids, fill, setGetCases, compare, table } = require('./harness')
 
 const N = 10_000
 const TTL_MS = 3_600_000
@@ -59,11 +59,7 @@ module.exports = async function redisBench({ ms }) {
     { name: 'rs-store redis + secret (I/O thread)', set: (id, s) => rsSecretThread.set(id, s, TTL_MS), get: rsSecretThread.get },
   ]
   await fill(contenders, keys, sess, 100)
-  const cases = {}
-  for (const inflight of [1, 50]) {
-    cases[`set@${inflight}`] = { inflight, op: (c) => (i) => c.set(keys[i % N], sess) }
-    cases[`get@${inflight}`] = { inflight, op: (c) => (i) => c.get(keys[i % N]) }
-  }
+  const cases = setGetCases(keys, sess)
   const rows = await compare(contenders, cases, { ms: ms * 3, rounds: 5 })
   for (const st of [rsStore, rsThread, rsSecret, rsSecretThread]) await st.close()
   await nodeRedis.quit()

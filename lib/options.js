@@ -153,4 +153,36 @@ function known(opts, what) {
   return only(object(opts, what), what, KNOWN[what])
 }
 
-module.exports = { object, number, string, boolean, only, suggest, known, KNOWN, session }
+/** A PEM option of `tls`: a string, a Buffer, or an array of them (CAs). */
+function pem(tls, name) {
+  const v = tls[name]
+  if (v === undefined || v === null) return undefined
+  const one = (x) => {
+    if (typeof x === 'string') return x
+    if (Buffer.isBuffer(x)) return x.toString('utf8')
+    throw invalidType('ERR_INVALID_OPTION', `option tls.${name} must be PEM text (a string or Buffer)`)
+  }
+  const text = Array.isArray(v) && name === 'ca' ? v.map(one).join('\n') : one(v)
+  if (!text.includes('-----BEGIN ')) throw codedError('ERR_INVALID_OPTION', `option tls.${name} is not PEM text`)
+  return text
+}
+
+/**
+ * A network store's `tls` object, node-style `{ ca, cert, key }` (PEM
+ * strings or Buffers): `ca` replaces the public roots (a private CA), `cert`
+ * + `key` enable mutual TLS. Certificates are always verified (Redis and
+ * PostgreSQL alike).
+ */
+function tlsFiles(t) {
+  if (typeof t !== 'object') throw invalidType('ERR_INVALID_OPTION', 'option tls must be a boolean or { ca, cert, key }')
+  if (t.rejectUnauthorized === false) {
+    throw codedError('ERR_INVALID_OPTION', "tls.rejectUnauthorized: false is not supported: give the server's CA as tls.ca instead")
+  }
+  const out = { tlsCa: pem(t, 'ca'), tlsCert: pem(t, 'cert'), tlsKey: pem(t, 'key') }
+  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
+    throw codedError('ERR_INVALID_OPTION', 'a TLS client certificate (tls.cert) needs its key (tls.key), and the key its certificate')
+  }
+  return out
+}
+
+module.exports = { object, number, string, boolean, only, suggest, known, KNOWN, session, tlsFiles }

@@ -19,35 +19,13 @@ const { codedError, invalidType } = require('./errors')
 
 const DEFAULTS = { schema: 'public', table: 'session', timeoutMs: native.POSTGRES_TIMEOUT_MS }
 
-/** A PEM option of `tls`: a string, a Buffer, or an array of them (CAs). */
-function pem(tls, name) {
-  const v = tls[name]
-  if (v === undefined || v === null) return undefined
-  const one = (x) => {
-    if (typeof x === 'string') return x
-    if (Buffer.isBuffer(x)) return x.toString('utf8')
-    throw invalidType('ERR_INVALID_OPTION', `option tls.${name} must be PEM text (a string or Buffer)`)
-  }
-  const text = Array.isArray(v) && name === 'ca' ? v.map(one).join('\n') : one(v)
-  if (!text.includes('-----BEGIN ')) throw codedError('ERR_INVALID_OPTION', `option tls.${name} is not PEM text`)
-  return text
-}
-
 /** `tls` / `ssl`: true, or { ca, cert, key }; certificates are always verified. */
 function tlsOptions(o) {
   if (o.tls !== undefined && o.ssl !== undefined) throw codedError('ERR_INVALID_OPTION', 'give either tls or ssl (the same option), not both')
   const t = o.tls ?? o.ssl
   if (t === undefined || t === null || t === false) return {}
   if (t === true) return { tls: true }
-  if (typeof t !== 'object') throw invalidType('ERR_INVALID_OPTION', 'option tls must be a boolean or { ca, cert, key }')
-  if (t.rejectUnauthorized === false) {
-    throw codedError('ERR_INVALID_OPTION', "tls.rejectUnauthorized: false is not supported: give the server's CA as tls.ca instead")
-  }
-  const out = { tls: true, tlsCa: pem(t, 'ca'), tlsCert: pem(t, 'cert'), tlsKey: pem(t, 'key') }
-  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
-    throw codedError('ERR_INVALID_OPTION', 'a TLS client certificate (tls.cert) needs its key (tls.key), and the key its certificate')
-  }
-  return out
+  return { tls: true, ...options.tlsFiles(t) }
 }
 
 const env = (name) => (process.env[name] === undefined || process.env[name] === '' ? undefined : process.env[name])

@@ -41,36 +41,10 @@ function list(o, name, tls) {
   return v.map((n) => nodeUrl(n, tls, `an entry of ${name}`))
 }
 
-/** A PEM option of `tls`: a string, a Buffer, or an array of them (CAs). */
-function pem(tls, name) {
-  const v = tls[name]
-  if (v === undefined || v === null) return undefined
-  const one = (x) => {
-    if (typeof x === 'string') return x
-    if (Buffer.isBuffer(x)) return x.toString('utf8')
-    throw invalidType('ERR_INVALID_OPTION', `option tls.${name} must be PEM text (a string or Buffer)`)
-  }
-  const text = Array.isArray(v) && name === 'ca' ? v.map(one).join('\n') : one(v)
-  if (!text.includes('-----BEGIN ')) throw codedError('ERR_INVALID_OPTION', `option tls.${name} is not PEM text`)
-  return text
-}
-
-/**
- * `tls`: `true`, or node-style `{ ca, cert, key }` (PEM strings or Buffers):
- * `ca` replaces the public roots (a private CA), `cert` + `key` enable
- * mutual TLS. Certificates are always verified.
- */
+/** `tls`: `true` (the public roots), or `{ ca, cert, key }` (options.tlsFiles). */
 function tlsOptions(o) {
   if (o.tls === undefined || o.tls === null || o.tls === false || o.tls === true) return {}
-  if (typeof o.tls !== 'object') throw invalidType('ERR_INVALID_OPTION', 'option tls must be a boolean or { ca, cert, key }')
-  if (o.tls.rejectUnauthorized === false) {
-    throw codedError('ERR_INVALID_OPTION', 'tls.rejectUnauthorized: false is not supported: give the server\'s CA as tls.ca instead')
-  }
-  const out = { tlsCa: pem(o.tls, 'ca'), tlsCert: pem(o.tls, 'cert'), tlsKey: pem(o.tls, 'key') }
-  if ((out.tlsCert === undefined) !== (out.tlsKey === undefined)) {
-    throw codedError('ERR_INVALID_OPTION', 'a TLS client certificate (tls.cert) needs its key (tls.key), and the key its certificate')
-  }
-  return out
+  return options.tlsFiles(o.tls)
 }
 
 /** The native config for `cfg` (see the module comment). */

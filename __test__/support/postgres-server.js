@@ -10,12 +10,11 @@
 const { spawn, execFile } = require('node:child_process')
 const { promisify } = require('node:util')
 const fs = require('node:fs')
-const net = require('node:net')
 const os = require('node:os')
 const path = require('node:path')
 
 const run = promisify(execFile)
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const { freePort, sleep } = require('./ports')
 
 const USER = 'rs'
 const PASSWORD = 'rs-store-test-password'
@@ -27,18 +26,6 @@ function binDir() {
   if (versions.length === 0) throw new Error(`no PostgreSQL server binaries in ${root}/*/bin: apt-get install postgresql (.ci/run does)`)
   versions.sort((a, b) => Number(b) - Number(a))
   return path.join(root, versions[0], 'bin')
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** Who the server runs as: the `postgres` user when we are root, else ourselves. */

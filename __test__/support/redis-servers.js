@@ -10,19 +10,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 const run = promisify(execFile)
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer()
-    srv.unref()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-  })
-}
+const { freePort, waitFor, sleep } = require('./ports')
 
 async function cli(port, ...args) {
   return cliAuth(port, undefined, ...args)
@@ -32,20 +20,6 @@ async function cliAuth(port, password, ...args) {
   const auth = password ? ['-a', password, '--no-auth-warning'] : []
   const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...auth, ...args], { timeout: 10_000 })
   return stdout.trim()
-}
-
-async function waitFor(what, fn, ms = 10_000) {
-  const end = Date.now() + ms
-  let last
-  while (Date.now() < end) {
-    try {
-      if (await fn()) return
-    } catch (e) {
-      last = e
-    }
-    await sleep(50)
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ''}`)
 }
 
 /** One redis-server; `extra` are more command-line settings. */
