@@ -18,6 +18,11 @@ async function counterRace(storeExpr, setup, { locked, cycles, lockOpts = { ttlM
     const rs = require(${JSON.stringify(ROOT)})
     const s = ${storeExpr}
     ;(async () => {
+      // Both children start their cycles together (on a loaded machine the
+      // second one to start could otherwise find the first one done).
+      process.stdout.write('ready\\n')
+      await new Promise((r) => process.stdin.once('data', r))
+      process.stdin.destroy()
       for (let i = 0; i < ${cycles}; i++) {
         const step = async () => {
           const c = await s.get('counter')
@@ -29,8 +34,11 @@ async function counterRace(storeExpr, setup, { locked, cycles, lockOpts = { ttlM
       await s.close()
     })().catch((e) => { console.error(e); process.exit(1) })`
   await setup.set('counter', { n: 0 }, 600_000)
-  const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker], { stdio: 'inherit' }))
-  const codes = await Promise.all(kids.map((k) => new Promise((r) => k.once('exit', r))))
+  const kids = [0, 1].map(() => spawn(process.execPath, ['-e', worker], { stdio: ['pipe', 'pipe', 'inherit'] }))
+  const exits = kids.map((k) => new Promise((r) => k.once('exit', r)))
+  await Promise.all(kids.map((k) => new Promise((r) => k.stdout.once('data', r))))
+  for (const k of kids) k.stdin.end('go\n')
+  const codes = await Promise.all(exits)
   assert.deepEqual(codes, [0, 0])
   return (await setup.get('counter')).n
 }
