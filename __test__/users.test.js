@@ -13,10 +13,18 @@ const userOf = (s) => s.user
 const ids = async (store, user) => (await store.sessionsOf(user)).map((s) => s.id).sort()
 const HOUR = 3_600_000
 
+/** A fresh sessions.json file for each store (removed after the tests). */
+const jsonDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-'))
+test.after(() => fs.rmSync(jsonDir, { recursive: true, force: true }))
+let files = 0
+const jsonFile = () => path.join(jsonDir, `s${files++}.json`)
+
 /** The kinds of store with per-user sessions, each made with `opts`. */
 const kinds = {
   memory: (opts) => rs.memory(opts),
   'memory + secret': (opts) => rs.memory({ secret: 'k'.repeat(64), compress: true, ...opts }),
+  'sessions.json': (opts) => rs.file({ sessionStateFile: jsonFile(), ...opts }),
+  'sessions.json + secret': (opts) => rs.file({ sessionStateFile: jsonFile(), secret: 'k'.repeat(64), ...opts }),
 }
 
 for (const [kind, make] of Object.entries(kinds)) {
@@ -215,7 +223,6 @@ test('stores without per-user sessions yet refuse the options with a coded error
   try {
     for (const make of [
       () => rs.file({ dir, userOf }),
-      () => rs.file({ sessionStateFile: path.join(dir, 's.json'), maxLifetime: 1000 }),
       () => rs.objectStore({ directory: dir, maxSessionsPerUser: 2 }),
       () => rs.redis({ port: 1, userOf }),
     ]) {

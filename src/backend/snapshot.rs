@@ -8,6 +8,13 @@
 //! * Expiries are kept beside it in `<file>.expires` (`{ "<id>": epoch ms }`)
 //!   so the main file keeps Synchro's exact shape. A session found without an
 //!   expiry there (e.g. a file written by Synchro) gets `default_ttl`.
+//! * A store with per-user sessions (`userOf`, `maxSessionsPerUser`,
+//!   `maxLifetime`) keeps each session's user, absolute end and place in
+//!   the write order in `<file>.users` (`{ "<id>": { "user", "end", "seq" } }`),
+//!   written with the other two from one snapshot and reloaded with them,
+//!   so the index, the cap and the end hold across a restart. A session
+//!   found without an entry there is anonymous and starts its lifetime at
+//!   the load. A store without these options neither reads nor writes it.
 //! * `flush()` waits until everything changed so far is on disk; `close()`
 //!   flushes, then stops the writer.
 //! * A main file that is not a JSON object is refused at start
@@ -32,7 +39,7 @@ use std::collections::HashMap;
 use base64::Engine;
 use serde_json::value::RawValue;
 
-use super::memory::{MemoryBackend, MemoryOptions};
+use super::memory::{MemoryBackend, MemoryOptions, SavedMeta};
 use super::{Changes, Op, Reply, Report, SyncBackend};
 use crate::backend::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
@@ -71,6 +78,12 @@ pub struct SnapshotBackend {
 fn expires_path(file: &Path) -> PathBuf {
   let mut name = file.as_os_str().to_owned();
   name.push(".expires");
+  PathBuf::from(name)
+}
+
+fn users_path(file: &Path) -> PathBuf {
+  let mut name = file.as_os_str().to_owned();
+  name.push(".users");
   PathBuf::from(name)
 }
 
@@ -165,14 +178,62 @@ fn render(entries: &[(String, Vec<u8>, Option<Expiry>)], binary: bool) -> (Vec<u
   (main, serde_json::to_vec(&exp).expect("a map serializes"))
 }
 
+/// `<file>.users` from the per-user meta of a snapshot.
+fn render_users(metas: Vec<(String, SavedMeta)>) -> Vec<u8> {
+  let map: serde_json::Map<String, serde_json::Value> =
+    metas.into_iter().map(|(id, m)| (id, serde_json::to_value(m).expect("meta serializes"))).collect();
+  serde_json::to_vec(&map).expect("a map serializes")
+}
+
+/// The per-user meta of `<file>.users` (none when it is missing). One that
+/// cannot be read is reported and its sessions load as anonymous: it costs
+/// the index, not the sessions.
+fn load_users(file: &Path, report: Option<&Report>) -> HashMap<String, SavedMeta> {
+  let path = users_path(file);
+  let bad = |what: String| {
+    if let Some(r) = report {
+      r(StoreError::new(Code::Corrupt, format!("{}: {what}; its sessions load as anonymous", path.display())));
+    }
+  };
+  let text = match fs::read(&path) {
+    Ok(t) => t,
+    Err(e) if e.kind() == ErrorKind::NotFound => return HashMap::new(),
+    Err(e) => {
+      bad(format!("cannot be read ({e})"));
+      return HashMap::new();
+    }
+  };
+  let map: HashMap<String, SavedMeta> = match serde_json::from_slice(&text) {
+    Ok(m) => m,
+    Err(e) => {
+      bad(format!("is not a JSON object of {{ user, end, seq }} ({e})"));
+      return HashMap::new();
+    }
+  };
+  map
+    .into_iter()
+    .map(|(id, mut m)| {
+      if let Some(u) = &m.user {
+        if let Err(e) = super::check_user(u) {
+          bad(format!("session {id:?}: {}", e.message));
+          m.user = None;
+        }
+      }
+      (id, m)
+    })
+    .collect()
+}
+
 /// Loads the sessions of `file`. Each session's text is taken as it is in
 /// the file (not parsed into values, so any depth the store accepted loads
 /// again). A session that cannot be loaded (an encrypted entry that is not
 /// base64) is reported and left out: it costs that session, not the store.
-fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary: bool, report: Option<&Report>) -> Result<()> {
+/// Answers whether the store dropped any (the cap, the bounds): the files
+/// then want rewriting.
+fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary: bool, report: Option<&Report>) -> Result<bool> {
   let text = match fs::read(file) {
     Ok(t) => t,
-    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(false),
     Err(e) => return Err(StoreError::io("cannot read", file, e)),
   };
   let sessions: HashMap<String, &RawValue> = serde_json::from_slice(&text)
@@ -182,8 +243,20 @@ fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary:
     .and_then(|t| serde_json::from_slice::<HashMap<String, serde_json::Value>>(&t).ok())
     .map(|m| m.into_iter().filter_map(|(k, v)| v.as_u64().map(|t| (k, t))).collect())
     .unwrap_or_default();
+  let mut metas = if mem.has_users() { load_users(file, report) } else { HashMap::new() };
+  // In write order, those without a recorded place last: the cap keeps the
+  // most recently written, as it did before the restart.
+  let mut sessions: Vec<(String, &RawValue, Option<SavedMeta>)> = sessions
+    .into_iter()
+    .map(|(id, raw)| {
+      let m = metas.remove(&id);
+      (id, raw, m)
+    })
+    .collect();
+  sessions.sort_by_key(|(_, _, m)| m.as_ref().map_or(u64::MAX, |m| m.seq));
   let now = now_ms();
-  for (id, raw) in sessions {
+  let mut dropped = false;
+  for (id, raw, meta) in sessions {
     let at = match expires.get(&id) {
       Some(&t) if t <= now => continue,
       Some(&t) => Some(t),
@@ -204,9 +277,9 @@ fn load(mem: &MemoryBackend, file: &Path, default_ttl: Option<Duration>, binary:
       },
       _ => raw.get().as_bytes().to_vec(),
     };
-    mem.set(&id, stored, at)?;
+    dropped |= mem.restore(&id, stored, at, meta)?;
   }
-  Ok(())
+  Ok(dropped)
 }
 
 /// Removes the temp files of writers that died mid-write (`.<name>.tmp-<pid>`
@@ -217,7 +290,7 @@ fn remove_stale_temps(file: &Path) {
   let Ok(list) = fs::read_dir(dir) else { return };
   for ent in list.flatten() {
     let entry = ent.file_name().to_string_lossy().into_owned();
-    let pid = [format!(".{name}.tmp-"), format!(".{name}.expires.tmp-")]
+    let pid = [format!(".{name}.tmp-"), format!(".{name}.expires.tmp-"), format!(".{name}.users.tmp-")]
       .iter()
       .find_map(|p| entry.strip_prefix(p.as_str()).and_then(|pid| pid.parse::<u32>().ok()));
     if let Some(pid) = pid {
@@ -271,11 +344,22 @@ fn writer_loop(
       st.flush_wanted = false;
     }
     let target = shared.lock().changed;
-    let result = mem.snapshot().and_then(|entries| {
-      let (main, exp) = render(&entries, binary);
-      atomic_write(&expires_path(&file), &exp)?;
-      atomic_write(&file, &main)
-    });
+    // The side files first: a crash between the writes leaves entries
+    // there for sessions the main file lacks, which a load ignores.
+    let result = if mem.has_users() {
+      mem.snapshot_users().and_then(|(entries, metas)| {
+        let (main, exp) = render(&entries, binary);
+        atomic_write(&expires_path(&file), &exp)?;
+        atomic_write(&users_path(&file), &render_users(metas))?;
+        atomic_write(&file, &main)
+      })
+    } else {
+      mem.snapshot().and_then(|entries| {
+        let (main, exp) = render(&entries, binary);
+        atomic_write(&expires_path(&file), &exp)?;
+        atomic_write(&file, &main)
+      })
+    };
     let mut st = shared.lock();
     match result {
       Ok(()) => {
@@ -307,10 +391,14 @@ impl SnapshotBackend {
     let lock = take_lock(&opts.file)?;
     let mem = Arc::new(MemoryBackend::new(opts.memory)?);
     remove_stale_temps(&opts.file);
-    load(&mem, &opts.file, opts.default_ttl, opts.binary, opts.report.as_ref())?;
+    let dropped = load(&mem, &opts.file, opts.default_ttl, opts.binary, opts.report.as_ref())?;
     let (m, f, c, r, b) = (mem.clone(), opts.file.clone(), opts.coalesce, opts.report.clone(), opts.binary);
     let writer = Worker::spawn("rs-store-snapshot", WriterState::default(), move |w| writer_loop(m, w, f, c, r, b))?;
-    Ok(SnapshotBackend { mem, writer, lock: parking_lot::Mutex::new(Some(lock)) })
+    let store = SnapshotBackend { mem, writer, lock: parking_lot::Mutex::new(Some(lock)) };
+    if dropped {
+      store.changed();
+    }
+    Ok(store)
   }
 
   fn changed(&self) {
@@ -367,7 +455,7 @@ impl Drop for SnapshotBackend {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::backend::Ttl;
+  use crate::backend::{Ttl, UserRules};
 
   fn opts(file: &Path) -> SnapshotOptions {
     SnapshotOptions {
@@ -404,6 +492,72 @@ mod tests {
     s.close().unwrap();
     fs::write(&file, b"[1,2]").unwrap();
     assert_eq!(SnapshotBackend::new(opts(&file)).err().unwrap().code, Code::Corrupt);
+    fs::remove_dir_all(&dir).unwrap();
+  }
+
+  fn with_users(file: &Path, max_per_user: Option<u32>) -> SnapshotOptions {
+    let rules = UserRules { users: true, max_per_user, max_lifetime_ms: Some(3_600_000) };
+    SnapshotOptions { memory: MemoryOptions { sweep_interval: None, rules, ..Default::default() }, ..opts(file) }
+  }
+
+  fn user_ids(s: &SnapshotBackend, user: &str) -> Vec<String> {
+    match s.run(Op::SessionsOf(user.into())).unwrap() {
+      Reply::Page(_, list) => list.into_iter().map(|(id, ..)| id).collect(),
+      r => panic!("{r:?}"),
+    }
+  }
+
+  #[test]
+  fn users_and_ends_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("rs-store-snap-users-{}-{}", std::process::id(), now_ms()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    let end;
+    {
+      let s = SnapshotBackend::new(with_users(&file, None)).unwrap();
+      for id in ["a3", "a1", "a2"] {
+        s.run(Op::Write(id.into(), b"{}".to_vec(), Some(after_ms(60_000_000)), None, Some("ada".into()))).unwrap();
+      }
+      s.run(Op::Write("anon".into(), b"{}".to_vec(), Some(after_ms(60_000)), None, None)).unwrap();
+      end = match s.run(Op::Ttl("a1".into())).unwrap() {
+        Reply::Ttl(Ttl::At(t)) => t,
+        r => panic!("{r:?}"),
+      };
+      s.close().unwrap();
+    }
+    // The main file keeps Synchro's shape: only sessions.
+    let main: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert_eq!(main["a1"], serde_json::json!({}));
+    let side: serde_json::Value = serde_json::from_slice(&fs::read(users_path(&file)).unwrap()).unwrap();
+    assert_eq!(side["a1"]["user"], "ada");
+    assert!(side["anon"].get("user").is_none());
+    {
+      let s = SnapshotBackend::new(with_users(&file, None)).unwrap();
+      assert_eq!(user_ids(&s, "ada"), ["a3", "a1", "a2"], "write order kept");
+      // The end is the one of the first write, not a new hour from the load.
+      s.run(Op::Touch("a1".into(), Some(after_ms(60_000_000)))).unwrap();
+      assert_eq!(s.run(Op::Ttl("a1".into())).unwrap(), Reply::Ttl(Ttl::At(end)));
+      s.close().unwrap();
+    }
+    // Reopened with a cap of 2: the least recently written goes, on disk too.
+    {
+      let s = SnapshotBackend::new(with_users(&file, Some(2))).unwrap();
+      assert_eq!(user_ids(&s, "ada"), ["a1", "a2"]);
+      s.flush().unwrap();
+      s.close().unwrap();
+    }
+    let main: serde_json::Value = serde_json::from_slice(&fs::read(&file).unwrap()).unwrap();
+    assert!(main.get("a3").is_none());
+    // A corrupt side file costs the index, not the sessions.
+    fs::write(users_path(&file), b"[").unwrap();
+    let reported = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let r = reported.clone();
+    let report: Report = Arc::new(move |e: StoreError| r.lock().push(e.code));
+    let s = SnapshotBackend::new(SnapshotOptions { report: Some(report), ..with_users(&file, None) }).unwrap();
+    assert_eq!(*reported.lock(), [Code::Corrupt]);
+    assert!(user_ids(&s, "ada").is_empty());
+    assert!(s.run(Op::Get("a1".into())).unwrap().into_value().unwrap().is_some());
+    s.close().unwrap();
     fs::remove_dir_all(&dir).unwrap();
   }
 

@@ -12,7 +12,6 @@ use super::store_core::{charged, reporter, Core};
 use super::sync_store::SyncStore;
 use crate::backend::memory::MemoryOptions;
 use crate::backend::snapshot::{SnapshotBackend, SnapshotOptions};
-use crate::backend::UserRules;
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, SWEEP_IN_MEMORY_MS};
 
@@ -36,7 +35,7 @@ pub struct SnapshotStoreConfig {
 #[napi(catch_unwind, ts_args_type = "config: SnapshotStoreConfig, onReport: (err: Error) => void")]
 pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsReply, ()>) -> napi::Result<External<SyncStore>, Code> {
   let report = reporter(on_report)?;
-  let core = Core::new(config.session, Some(report.clone()))?;
+  let (core, rules) = Core::with_users(config.session, Some(report.clone()))?;
   let backend = SnapshotBackend::new(SnapshotOptions {
     binary: core.codec.is_active(),
     file: config.session_state_file.into(),
@@ -44,8 +43,8 @@ pub fn snapshot_store(config: SnapshotStoreConfig, on_report: Function<'_, JsRep
       max_entries: config.max_entries.map(|n| n as usize),
       max_bytes: config.max_bytes.map(|n| n as usize),
       sweep_interval: Some(ms_or(config.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
-      // sessions.json keeps no user index on disk yet: refused by Core::new.
-      rules: UserRules::default(),
+      // Kept on disk beside it (<file>.users, src/backend/snapshot.rs).
+      rules,
     },
     default_ttl: config.default_ttl_ms.filter(|t| t.is_finite() && *t >= 0.0).map(|t| Duration::from_millis(t as u64)),
     coalesce: Duration::from_millis(config.coalesce_ms.unwrap_or(50) as u64),

@@ -35,7 +35,7 @@ impl Core {
     if rules.any() {
       return Err(StoreError::new(
         Code::InvalidOption,
-        "this store has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): memory stores have them (README, \"Per-user sessions\")",
+        "this store has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): memory and sessions.json stores have them (README, \"Per-user sessions\")",
       ));
     }
     Ok(Core { users: false, ..core })
@@ -66,7 +66,7 @@ impl Core {
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) if !self.users => {
         return Err(StoreError::new(
           Code::InvalidOption,
-          "this store has no per-user sessions yet (sessionsOf, revokeUser, rotate): memory stores have them",
+          "this store has no per-user sessions yet (sessionsOf, revokeUser, rotate): memory and sessions.json stores have them",
         ))
       }
       // The codec binds a session to its id: a rotated one is re-encoded.

@@ -31,6 +31,18 @@ const SWEEP_CHUNK: usize = 1024;
 /// A live entry as persisted: id, stored bytes, expiry.
 pub type Saved = (String, Vec<u8>, Option<Expiry>);
 
+/// What a store with per-user rules keeps beside a session, as persisted
+/// (sessions.json's `<file>.users`): its user, its absolute end, and its
+/// place in the store's write order (`seq`, larger = written later).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedMeta {
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub user: Option<String>,
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub end: Option<Expiry>,
+  pub seq: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct MemoryOptions {
   /// Most entries kept; the least recently used are evicted beyond it.
@@ -287,6 +299,28 @@ impl MemoryBackend {
     Ok(st.map.iter().filter(|(_, e)| !is_expired(e.expires, now)).map(|(k, e)| (k.to_string(), e.value.to_vec(), e.expires)).collect())
   }
 
+  /// Every live entry with its expiry, and the per-user meta of those that
+  /// have a user or an absolute end, from one instant (for persistence).
+  pub fn snapshot_users(&self) -> Result<(Vec<Saved>, Vec<(String, SavedMeta)>)> {
+    let st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let now = now_ms();
+    let mut saved = Vec::with_capacity(st.map.len());
+    let mut metas = Vec::new();
+    for (k, e) in st.map.iter().filter(|(_, e)| !is_expired(e.expires, now)) {
+      saved.push((k.to_string(), e.value.to_vec(), e.expires));
+      if let Some(m) = e.meta.as_deref().filter(|m| m.user.is_some() || m.end.is_some()) {
+        metas.push((k.to_string(), SavedMeta { user: m.user.as_deref().map(str::to_string), end: m.end, seq: m.seq }));
+      }
+    }
+    Ok((saved, metas))
+  }
+
+  /// Whether the store was made with per-user rules.
+  pub fn has_users(&self) -> bool {
+    self.opts.rules.any()
+  }
+
   /// Reclaims every expired entry now; returns how many.
   pub fn sweep_now(&self) -> usize {
     let mut total = 0;
@@ -343,6 +377,14 @@ impl MemoryBackend {
     } else {
       None
     };
+    self.insert(st, id, value, size, expires, meta);
+    Ok(true)
+  }
+
+  /// Stores the entry (in place of any old one), files it under its user,
+  /// then applies the cap and the bounds.
+  fn insert(&self, st: &mut State, id: &str, value: Box<[u8]>, size: usize, expires: Option<Expiry>, meta: Option<Box<Meta>>) {
+    let rules = self.opts.rules;
     let user = meta.as_ref().and_then(|m| m.user.clone().map(|u| (u, m.seq)));
     let key = if let RawEntryMut::Occupied(mut o) = st.map.raw_entry_mut().from_key(id) {
       // An overwrite updates the entry in place (no new node, the key is
@@ -367,7 +409,6 @@ impl MemoryBackend {
       }
     }
     self.evict(st);
-    Ok(true)
   }
 
   /// Evicts the least recently used beyond the bounds.

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{charge, reslot, MemoryBackend, Recode, State, Ttl, UserRules};
-use crate::error::Result;
+use super::{charge, reslot, MemoryBackend, Recode, SavedMeta, State, Ttl, UserRules};
+use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
 
 /// What a store with per-user rules keeps beside a session.
@@ -125,6 +125,45 @@ impl MemoryBackend {
       }
     }
     Ok(n)
+  }
+
+  /// Loads a persisted session (sessions.json at start) with the user and
+  /// absolute end it had (`saved`; `None`: anonymous, a lifetime from now).
+  /// Call in the order the sessions were written (`seq`) so that the cap
+  /// keeps the most recent. Answers whether the cap or the bounds removed
+  /// any session (the persisted file then has more than the store).
+  pub(crate) fn restore(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, saved: Option<SavedMeta>) -> Result<bool> {
+    let rules = self.opts.rules;
+    if !rules.any() {
+      self.set(id, value, expires)?;
+      return Ok(false);
+    }
+    let size = charge(id, value.len());
+    if let Some(max) = self.opts.max_bytes {
+      if size > max {
+        return Err(StoreError::new(Code::SessionTooLarge, format!("entry of {size} bytes exceeds the store's maxBytes ({max})")));
+      }
+    }
+    let mut st = self.shared.state.lock();
+    Self::check_open(&st)?;
+    let st = &mut *st;
+    // Strictly increasing whatever the file says, so no two share a place.
+    let seq = saved.as_ref().map_or(0, |m| m.seq).max(st.users.seq + 1);
+    st.users.seq = seq;
+    let (user, end) = match saved {
+      Some(m) => (m.user.map(Arc::from), m.end),
+      None => (None, rules.end_from_now()),
+    };
+    let expires = UserRules::clamp(end, expires);
+    if is_expired(expires, now_ms()) {
+      return Ok(false);
+    }
+    let before = st.map.len() + usize::from(!st.map.contains_key(id));
+    if let Some(m) = st.map.get_mut(id).and_then(|e| e.meta.take()) {
+      st.users.forget(&m);
+    }
+    self.insert(st, id, value.into_boxed_slice(), size, expires, Some(Box::new(Meta { user, end, seq })));
+    Ok(st.map.len() < before)
   }
 
   /// Moves the live session `old` to the free id `new`, under one lock.
