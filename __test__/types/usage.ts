@@ -74,6 +74,17 @@ async function users(): Promise<number> {
   return moved ? store.revokeUser('ada', { except: mine.map((s) => s.id) }) : 0
 }
 void users
+// per-user calls through the adapters, and rotating a request's session id (express)
+async function devices(req: import('express').Request): Promise<number> {
+  const users = new ExpressStore({ store: rs.file({ sessionStateFile: 'sessions.json', userOf: (s) => s.user }) })
+  const rotated: boolean = await users.rotateRequest(req)
+  const list: rs.UserSession[] = await users.sessionsOf('ada')
+  const f = new FastifyStore({ store: rs.memory({ userOf: (s) => s.user }) })
+  const moved: boolean = await f.rotate('a', 'b')
+  users.revokeUser('ada', { except: [req.sessionID] }, (err, n) => void (err ?? n))
+  return rotated && moved ? f.revokeUser('ada', { except: list.map((s) => s.id) }) : 0
+}
+void devices
 // observability: stats() typed
 const st: rs.StoreStats = redis.stats()
 const unavailable: number = st.errors.ERR_STORE_UNAVAILABLE ?? 0

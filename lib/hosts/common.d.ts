@@ -1,5 +1,5 @@
 // The options ExpressStore and FastifyStore share (lib/hosts/common.js).
-import type { Store, LockOptions } from '../../index'
+import type { Store, LockOptions, UserSession } from '../../index'
 
 export interface SessionAdapterOptions<Session> {
   /** Any rs-store store: rs.redis(url), rs.memory(), rs.file({ dir }), rs.daemon(port), rs.objectStore(cfg), … */
@@ -19,4 +19,14 @@ export interface SessionAdapterOptions<Session> {
   failClosed?: boolean
   /** Where errors that no caller can receive go (default: console.warn). */
   onError?: (err: Error & { code?: string }) => void
+}
+
+/** The per-user calls ExpressStore and FastifyStore pass through to their store (made with `userOf`). */
+export interface SessionAdapterUsers {
+  /** A user's live sessions, least recently written first. */
+  sessionsOf(user: string, callback?: (err: any, sessions?: UserSession[]) => void): Promise<UserSession[]>
+  /** Removes every session of `user` but the ids in `except` ("log out other devices"); resolves how many. */
+  revokeUser(user: string, options?: { except?: string[] }, callback?: (err: any, removed?: number) => void): Promise<number>
+  /** Moves a live session to a free id (data, ttl, user, absolute end) at once; false when `oldId` has none or `newId` is taken. */
+  rotate(oldId: string, newId: string, callback?: (err: any, moved?: boolean) => void): Promise<boolean>
 }

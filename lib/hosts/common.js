@@ -3,7 +3,8 @@
 // the rs-store store they wrap, connect-redis's TTL rule, answers that go to
 // a callback and a Promise at once, and (`sessionAdapter`) the options and
 // behaviour ExpressStore and FastifyStore have in common: ttl writes,
-// touchAfter, lockRequests options, failClosed with its events, onError.
+// touchAfter, lockRequests options, failClosed with its events, onError,
+// and the per-user calls (sessionsOf, revokeUser, rotate) passed through.
 const { codedError, invalidType } = require('../errors')
 const { TIMEOUT_UNIT_MS } = require('../store')
 const options = require('../options')
@@ -135,6 +136,40 @@ const sessionAdapter = {
     })
   },
 
+  /**
+   * Per-user sessions, passed through to the store (made with `userOf`):
+   * a user's live sessions `[{ id, session, ttl }]`; each takes an
+   * optional callback too, as the adapter's other methods.
+   */
+  sessionsOf(user, cb) {
+    return answer(this._call(call(this.store, 'sessionsOf', user)), cb, this._orphan)
+  },
+
+  /** Removes every session of `user` but the ids in `except`; resolves how many. */
+  revokeUser(user, opts, cb) {
+    if (typeof opts === 'function') [opts, cb] = [undefined, opts]
+    return answer(this._call(call(this.store, 'revokeUser', user, opts)), cb, this._orphan)
+  },
+
+  /** Moves a live session to a free id (data, ttl, user, absolute end); resolves true when moved. */
+  rotate(oldId, newId, cb) {
+    return answer(
+      this._call(call(this.store, 'rotate', oldId, newId)).then((moved) => {
+        if (moved) this._rotated(oldId, newId)
+        return moved
+      }),
+      cb,
+      this._orphan,
+    )
+  },
+
+  /** What the adapter remembers of `oldId` now belongs to `newId`. */
+  _rotated(oldId, newId) {
+    const at = this._written.get(oldId)
+    this._written.delete(oldId)
+    if (at !== undefined) this._written.set(newId, at)
+  },
+
   /** Stops the adapter's own probe timer; the wrapped store stays open (its owner closes it). */
   close() {
     clearInterval(this._probe)
@@ -201,6 +236,16 @@ const sessionAdapter = {
     }, PROBE_MS)
     this._probe.unref()
   },
+}
+
+/** `store[name](...args)` as a Promise; a store without the method (not an rs-store store of this version) is a coded error. */
+function call(store, name, ...args) {
+  if (typeof store[name] !== 'function') return Promise.reject(codedError('ERR_INVALID_OPTION', `the wrapped store has no ${name}() (an rs-store store made with userOf has it)`))
+  try {
+    return Promise.resolve(store[name](...args))
+  } catch (e) {
+    return Promise.reject(e)
+  }
 }
 
 /** Gives `Class` the shared adapter methods it does not define itself. */

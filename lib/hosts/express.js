@@ -19,7 +19,18 @@
 //   finds it back; meanwhile failed reads count as "no session" and failed
 //   writes are dropped. A failed destroy always reaches the app: a logout
 //   is never lost silently.
+// * rotateRequest(req): a new id for the request's session, its data kept
+//   (after a login, against session fixation). The store moves the session
+//   atomically (rotate); then req.sessionID and req.session follow the new
+//   id, as express-session's own regenerate() leaves them: `req.session.id`
+//   is a read-only property of express-session's Session, so req.session is
+//   a new Session over the same data, carrying over the save/reload wrappers
+//   express-session put on the old one. express-session compares
+//   req.sessionID with the cookie's id when the response starts: they now
+//   differ, so it sets the cookie to the new id and saves the session
+//   (with replace: the rotated session exists) when the response ends.
 const { Store } = require('express-session')
+const { codedError, invalidType } = require('../errors')
 const { answer, mixSessionAdapter } = require('./common')
 
 /** Marks a session that was loaded from the store (saved with replace). */
@@ -152,6 +163,56 @@ class ExpressStore extends Store {
 
   ids(cb) {
     return answer(this._call(this.store.ids()), cb, this._orphan)
+  }
+
+  /**
+   * Gives the request's session a new id (express-session's genid), keeping
+   * its data and what is left of its ttl; resolves true when the stored
+   * session moved, false when there was none to move (a new session, not
+   * saved yet, or one removed meanwhile: then nothing changes). Changes to
+   * req.session made before the call are saved under the new id when the
+   * response ends.
+   */
+  rotateRequest(req, cb) {
+    let moved
+    try {
+      moved = this._rotateRequest(req)
+    } catch (e) {
+      moved = Promise.reject(e)
+    }
+    return answer(moved, cb, this._orphan)
+  }
+
+  _rotateRequest(req) {
+    if (!req || typeof req !== 'object' || !req.session || typeof req.sessionID !== 'string') {
+      throw invalidType('ERR_INVALID_ARGUMENT', 'rotateRequest(req): req must be a request that express-session gave a session (req.session, req.sessionID)')
+    }
+    if (req.sessionStore !== this || typeof this.generate !== 'function') {
+      throw codedError('ERR_INVALID_OPTION', "rotateRequest(req): this ExpressStore is not the request's session store (session({ store }) sets it)")
+    }
+    // express-session's generate() draws the id (its genid option) and
+    // builds a fresh session: on a stand-in of req, so that req keeps its own.
+    const probe = Object.create(req)
+    this.generate(probe)
+    const oldId = req.sessionID
+    const newId = probe.sessionID
+    if (typeof newId !== 'string' || newId === oldId) {
+      throw codedError('ERR_INVALID_ID', `rotateRequest(req): express-session's genid gave ${JSON.stringify(newId)}, not a new session id`)
+    }
+    const old = req.session
+    return this.rotate(oldId, newId).then((moved) => {
+      // The request moved on (another rotation, a regenerate, a destroy) meanwhile: leave it.
+      if (!moved || req.session !== old || req.sessionID !== oldId) return moved
+      const data = JSON.parse(JSON.stringify(old)) // what express-session would save: its cookie as JSON
+      req.sessionID = newId
+      Store.prototype.createSession.call(this, req, data)
+      Object.defineProperty(req.session, LOADED, { value: true })
+      for (const name of ['save', 'reload']) {
+        const own = Object.getOwnPropertyDescriptor(old, name)
+        if (own) Object.defineProperty(req.session, name, own)
+      }
+      return moved
+    })
   }
 }
 

@@ -1,11 +1,13 @@
 // require('rs-store/fastify'): @fastify/session's store over an rs-store store.
 import { EventEmitter } from 'node:events'
 import type { Store } from '../../index'
-import type { SessionAdapterOptions } from './common'
+import type { SessionAdapterOptions, SessionAdapterUsers } from './common'
 
 export interface FastifyStoreOptions extends SessionAdapterOptions<any> {}
 
 type Callback = (err?: any) => void
+
+export interface FastifyStore extends SessionAdapterUsers {}
 
 /** Structurally what @fastify/session's SessionStore interface asks for. */
 export declare class FastifyStore extends EventEmitter {
