@@ -29,6 +29,13 @@ const COMMANDS = {
   export: { args: '<store> [file]', about: 'every session as NDJSON {id, ttlMs, session} (stdout or file)', example: 'rs-store export redis://127.0.0.1:6379 sessions.ndjson' },
   import: { args: '<store> [file]', about: 'sessions from NDJSON (stdin or file), ttl kept', example: 'rs-store import file:./sessions sessions.ndjson' },
   migrate: { args: '<from> <to>', about: 'copy every session with its ttl (--delete-source moves them)', example: 'rs-store migrate session-file-store:./sessions redis://127.0.0.1:6379' },
+  user: {
+    args: 'ls <store> <user> | revoke <store> <user> [--except ID]…',
+    about: "a user's sessions (ls), or remove them all but --except (revoke; asks first, --yes to skip), from the store's per-user index (json:FILE)",
+    example: 'rs-store user revoke json:./sessions.json ada --except 9f1c… --yes',
+    subcommands: ['ls', 'revoke'],
+    needs: ['a user'],
+  },
   watch: { args: '<store> <id>', about: 'print the session each time it changes (polls every --interval ms)', example: 'rs-store watch redis://127.0.0.1:6379 abc' },
   daemon: { args: '<port | socket> [dir] | --lock <port | socket>', about: "run rs-store's session daemon (rs-store-daemon)", example: 'rs-store daemon 7070 ./daemon-sessions' },
 }
@@ -40,6 +47,8 @@ const OPTIONS = {
   'secret-env': { type: 'string' },
   json: { type: 'boolean' },
   yes: { type: 'boolean', short: 'y' },
+  except: { type: 'string', multiple: true },
+  'user-field': { type: 'string' },
   'dry-run': { type: 'boolean' },
   'delete-source': { type: 'boolean' },
   match: { type: 'string' },
@@ -69,6 +78,9 @@ const COMMON = `Options:
   --prefix P          Redis key prefix (default sess:)
   --table T, --schema S  PostgreSQL table and schema (default session, public)
   --timeout MS        connect and command timeout (default 5000)
+  --user-field F      the session field that names its user, for the store's userOf (default user;
+                      a dotted path such as passport.user): user commands always open the store with it,
+                      other commands when it is given (a migrate or import then files each session)
   --json              output for scripts
   -h, --help          this help; rs-store <command> --help for a command's
   -v, --version       versions of the package, the addon and the binary`
@@ -99,15 +111,52 @@ function commandHelp(name) {
 
 class UsageError extends Error {}
 
-/** A store named by one string (see STORES); `create`: a file store may make its directory. */
-function openStore(spec, o, { create = false } = {}) {
+/**
+ * The store option userOf from --user-field (default `user`): the field's
+ * value when it is a non-empty string (or a number, as text), else
+ * anonymous. The index sessionsOf reads is the one the app's own userOf
+ * built; this one files what the CLI writes.
+ */
+function userOf(o) {
+  const field = o['user-field'] ?? 'user'
+  const keys = field.split('.')
+  if (keys.some((k) => k === '')) throw new UsageError(`--user-field must be a field name or a dotted path, got ${JSON.stringify(field)}`)
+  return (session) => {
+    let v = session
+    for (const k of keys) v = v !== null && typeof v === 'object' ? v[k] : undefined
+    if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+    return typeof v === 'string' && v !== '' ? v : undefined
+  }
+}
+
+/**
+ * A store named by one string (see STORES); `create`: a file store may make
+ * its directory; `users`: opened with userOf (user commands), which a store
+ * without per-user sessions refuses with an error naming it.
+ */
+function openStore(spec, o, { create = false, users = false } = {}) {
+  if (!users && o['user-field'] === undefined) return openKind(spec, o, { create })
+  try {
+    return openKind(spec, o, { create, userOf: userOf(o) })
+  } catch (e) {
+    if (e.code !== 'ERR_INVALID_OPTION' || !/per-user sessions/.test(e.message)) throw e
+    const kind = /^([a-z0-9+-]+):/i.exec(spec)[1]
+    throw codedError(
+      'ERR_INVALID_OPTION',
+      `${spec}: the ${kind}: store has no per-user sessions yet, so rs-store ${users ? 'user' : '--user-field'} cannot work on it; json:FILE (sessions.json) has them`,
+      e,
+    )
+  }
+}
+
+function openKind(spec, o, { create, userOf: by }) {
   const rs = require('..')
   const secret = o['secret-env'] === undefined ? undefined : process.env[o['secret-env']]
   if (o['secret-env'] !== undefined && !secret) throw codedError('ERR_INVALID_OPTION', `the environment variable ${o['secret-env']} (--secret-env) is not set`)
   const timeout = o.timeout === undefined ? 5000 : number(o.timeout, '--timeout')
   const codec = secret ? { secret } : {}
   // Sessions that do not decode are listed as such; the reports would only repeat it.
-  const quiet = { onError: () => {} }
+  const quiet = { onError: () => {}, ...(by && { userOf: by }) }
   const m = /^([a-z0-9+-]+):(.*)$/i.exec(spec)
   if (!m) throw new UsageError(`not a store: ${JSON.stringify(spec)} (see rs-store --help)`)
   const [, scheme, rest] = m
@@ -147,6 +196,7 @@ function openStore(spec, o, { create = false } = {}) {
     case 'dir':
       return rs.objectStore({ directory: exists(path.resolve(rest)), commandTimeoutMs: timeout, ...codec, ...quiet })
     case 'session-file-store':
+      if (by) throw codedError('ERR_INVALID_OPTION', 'this store has no per-user sessions (a source to migrate from)')
       return sessionFileStore(exists(path.resolve(rest)), o.ttl === undefined ? 3600 : number(o.ttl, '--ttl'))
     default:
       throw new UsageError(`unknown store kind ${JSON.stringify(scheme)} in ${JSON.stringify(spec)} (see rs-store --help)`)
@@ -439,6 +489,22 @@ const run = {
     bar.stop()
     out.json ? out.value({ migrated: n, skipped }) : out.line(`migrated ${n}${skipped ? `, ${skipped} that do not decode left in place` : ''}`)
   },
+  async user(store, [sub, user], o, out) {
+    need(user, 'a user')
+    if (sub === 'ls') {
+      const list = await store.sessionsOf(user)
+      if (out.json) return out.value(list.map(({ id, ttl, session }) => ({ id, ttl, session })))
+      for (const s of list) out.line(`${s.id.padEnd(40)}  ${out.paint(s.ttl === -1 ? 'yellow' : 'green', ttlText(s.ttl).padStart(8))}  ${sizeText(Buffer.byteLength(JSON.stringify(s.session))).padStart(10)}`)
+      if (process.stdout.isTTY) out.line(out.paint('dim', `${list.length} session${list.length === 1 ? '' : 's'} of ${user}`))
+      return
+    }
+    const except = o.except ?? []
+    if (!o.yes && !(await confirm(`Remove every session of ${JSON.stringify(user)}${except.length ? ` but ${except.join(', ')}` : ''}? Type yes: `))) {
+      throw new UsageError('user revoke removes sessions: confirm on a terminal, or pass --yes')
+    }
+    const removed = await store.revokeUser(user, { except })
+    out.json ? out.value({ removed }) : out.line(`removed ${removed}`)
+  },
   async watch(store, [id], o, out) {
     need(id, 'an id')
     const every = o.interval === undefined ? 1000 : number(o.interval, '--interval')
@@ -510,7 +576,10 @@ async function main(argv) {
     process.stdout.write(`${commandHelp(command)}\n`)
     return 0
   }
-  const [spec, ...args] = parsed.positionals
+  const { subcommands } = COMMANDS[command] ?? {}
+  // `rs-store user ls <store> <user>`: the subcommand comes before the store.
+  const [sub, ...positionals] = subcommands ? parsed.positionals : [undefined, ...parsed.positionals]
+  const [spec, ...args] = positionals
   const out = output(o)
   const opened = []
   const open = (s, opts) => {
@@ -519,12 +588,14 @@ async function main(argv) {
     return store
   }
   try {
+    if (subcommands && !subcommands.includes(sub)) throw new UsageError(`${command} needs one of ${subcommands.join(', ')}${sub === undefined ? '' : `, not ${JSON.stringify(sub)}`}`)
     if (spec === undefined) throw new UsageError(`${command} needs a store`)
-    const store = open(spec, { create: command === 'set' || command === 'import' })
+    for (const [i, what] of (COMMANDS[command].needs ?? []).entries()) need(args[i], what)
+    const store = open(spec, { create: command === 'set' || command === 'import', users: subcommands !== undefined })
     process.once('SIGINT', () => {
       Promise.allSettled(opened.map((s) => s.close())).then(() => process.exit(130))
     })
-    await run[command](store, args, o, out, open)
+    await run[command](store, subcommands ? [sub, ...args] : args, o, out, open)
     return 0
   } catch (e) {
     if (e instanceof UsageError) {
