@@ -224,7 +224,8 @@ test('stores without per-user sessions yet refuse the options with a coded error
     for (const make of [
       () => rs.file({ dir, userOf }),
       () => rs.objectStore({ directory: dir, maxSessionsPerUser: 2 }),
-      () => rs.redis({ port: 1, userOf }),
+      () => rs.daemon({ port: 1, userOf }),
+      () => rs.redis({ nodes: ['127.0.0.1:1'], maxLifetime: 1000 }),
     ]) {
       assert.throws(make, (e) => e.code === 'ERR_INVALID_OPTION' && /per-user sessions/.test(e.message))
     }

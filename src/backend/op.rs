@@ -153,7 +153,9 @@ impl Op {
       | Op::Write(id, ..) => Some(id),
       // A rotation is about two ids, a user's ops about many: each keeps
       // its batch in one group, in call order with the rest.
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) | Op::Ping => None,
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) | Op::Ping => {
+        None
+      }
     }
   }
 }

@@ -28,9 +28,14 @@ use redis::{
 use tokio::sync::Mutex;
 
 use super::sentinel::{self, Watch};
-use super::{Backend, Cond, Op, Reply, Ttl};
+use super::{Backend, Cond, Op, Reply, Ttl, UserRules};
+
+// Per-user sessions: their scripts (src/backend/redis_users.rs).
+#[path = "redis_users.rs"]
+mod users;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
+pub(crate) use users::SCRIPTS;
 
 /// Release a lock only if the caller's token still holds it.
 const UNLOCK_LUA: &str = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
@@ -71,6 +76,9 @@ pub struct RedisConfig {
   /// locks use its `LOCK`/`UNLOCK`/`RENEW` commands (no Lua there), and a
   /// lock dies with this connection.
   pub daemon: bool,
+  /// Per-user sessions (src/backend/redis_users.rs); none on the daemon
+  /// or a cluster (refused where the store is made).
+  pub rules: UserRules,
 }
 
 enum Conn {
@@ -136,6 +144,9 @@ pub struct Commands {
   pub prefix: String,
   /// rs-store's session daemon: locks are its `LOCK`/`UNLOCK`/`RENEW`.
   pub daemon: bool,
+  /// Per-user rules: with any, writes, removals and touches are scripts
+  /// (src/backend/redis_users.rs).
+  pub rules: UserRules,
 }
 
 /// Lock keys start with a byte that UTF-8 never starts with, so no session
@@ -144,7 +155,7 @@ pub struct Commands {
 const LOCK_MARK: &[u8] = b"\xfflock:";
 
 /// `<prefix><id>` as one command argument, written straight into it.
-struct Key<'a>(&'a str, &'a str);
+pub(crate) struct Key<'a>(pub &'a str, pub &'a str);
 
 impl redis::ToRedisArgs for Key<'_> {
   fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
@@ -202,6 +213,11 @@ impl Commands {
         1
       }};
     }
+    if self.scripted(op) {
+      self.script(op, now, cmd);
+      f(cmd);
+      return 1;
+    }
     let key = |id| Key(&self.prefix, id);
     let span = |at: &u64| at.saturating_sub(now).max(1);
     match op {
@@ -233,7 +249,7 @@ impl Commands {
       Op::Unlock(id, token) => cmd!("EVAL", UNLOCK_LUA, 1, self.lock_key(id), token),
       Op::Renew(id, token, ttl) => cmd!("EVAL", RENEW_LUA, 1, self.lock_key(id), token, (*ttl).max(1)),
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => 0,
-      // Refused before they are queued (the store has no per-user sessions).
+      // Scripts (above).
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => 0,
       Op::Ping => cmd!("PING"),
     }
@@ -273,7 +289,7 @@ impl Commands {
       }),
       Op::Ttl(_) => Reply::Ttl(pttl_to_ttl(int(&last)?)),
       Op::Len | Op::Clear | Op::Entries | Op::Keys | Op::Page(..) => unreachable!("scans are not pipelined"),
-      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("Redis")),
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return users::reply(op, last),
       Op::Ping => Reply::Done,
     })
   }
@@ -300,6 +316,9 @@ pub(crate) fn pttl_to_ttl(ms: i64) -> Ttl {
 /// Maps a redis-crate error to a coded store error.
 pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
   use redis::ErrorKind;
+  if e.code() == Some("NOSCRIPT") {
+    return users::lost_scripts();
+  }
   let msg = e.to_string();
   // The session daemon answers errors with rs-store's own codes.
   if let Some(code) = e.code().and_then(Code::parse) {
@@ -329,7 +348,7 @@ pub(crate) fn map_err(e: redis::RedisError) -> StoreError {
 }
 
 /// A reply of an unexpected shape (e.g. a foreign value under the prefix).
-fn parse_err(e: redis::ParsingError) -> StoreError {
+pub(crate) fn parse_err(e: redis::ParsingError) -> StoreError {
   StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"))
 }
 
@@ -420,7 +439,7 @@ impl RedisBackend {
     Ok(RedisBackend {
       place,
       cluster: matches!(cfg.topology, Topology::Cluster(_)),
-      cmds: Commands { prefix: cfg.prefix.clone(), daemon: cfg.daemon },
+      cmds: Commands { prefix: cfg.prefix.clone(), daemon: cfg.daemon, rules: cfg.rules },
       state: Mutex::new(State { connector, conn: None, closed: false, last_failure: None, conn_epoch: 0, followers: Vec::new() }),
       connect_timeout: cfg.connect_timeout,
       command_timeout: cfg.command_timeout,
@@ -464,11 +483,16 @@ impl RedisBackend {
     let timeout = self.connect_timeout.min(self.command_timeout);
     let config = AsyncConnectionConfig::new().set_connection_timeout(Some(timeout)).set_response_timeout(Some(self.command_timeout));
     let fut = async {
-      match &mut st.connector {
+      let mut conn = match &mut st.connector {
         Connector::Single(client) => client.get_multiplexed_async_connection_with_config(&config).await.map(Conn::Single),
         Connector::Cluster(client) => client.get_async_connection().await.map(Conn::Cluster),
         Connector::Sentinel(client) => self.sentinel_master(client, &config).await.map(Conn::Single),
+      }?;
+      // Per-user rules: every connection loads the scripts first (EVALSHA then finds them).
+      if let (Conn::Single(c), true) = (&mut conn, self.cmds.rules.any()) {
+        SCRIPTS.load(c).await?;
       }
+      Ok::<Conn, redis::RedisError>(conn)
     };
     let conn = match tokio::time::timeout(timeout, fut).await {
       Ok(Ok(c)) => c,
@@ -774,6 +798,10 @@ impl RedisBackend {
           // Our master became a replica: find the new one for the next call.
           self.state.lock().await.conn = None;
         }
+        if values.iter().any(|v| matches!(v, Value::ServerError(e) if e.code() == "NOSCRIPT")) {
+          // The scripts were flushed: a new connection loads them again.
+          self.state.lock().await.conn = None;
+        }
         let mut values = values.into_iter();
         ops.iter().zip(spans).map(|(op, n)| Commands::reply(op, values.by_ref().take(n).collect()).map_err(|e| self.at(e))).collect()
       }
@@ -849,6 +877,8 @@ impl RedisBackend {
         let (next, page) = self.page(cursor, *count).await?;
         Reply::Page(next, page)
       }
+      Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(_, _, None) => self.script(op).await?,
+      Op::Rotate(old, new, Some(recode)) => self.rotate_recoded(old, new, recode).await?,
       op => unreachable!("{op:?} is pipelined"),
     })
   }
@@ -1031,6 +1061,7 @@ mod tests {
       tls: false,
       tls_certs: None,
       daemon: false,
+      rules: UserRules::default(),
     };
     assert_eq!(RedisBackend::new(cfg).err().unwrap().code, Code::InvalidOption);
   }
@@ -1049,6 +1080,7 @@ mod tests {
       tls: false,
       tls_certs: None,
       daemon: false,
+      rules: UserRules::default(),
     };
     let b = RedisBackend::new(cfg).unwrap();
     let t = std::time::Instant::now();

@@ -14,8 +14,9 @@ use super::reply::JsReply;
 use super::store_core::{charged, reporter_of, Core};
 use super::wire_store::WireStore;
 use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
+use crate::backend::{Report, UserRules};
 use crate::engine::wire::Wire;
-use crate::error::Code;
+use crate::error::{Code, Result, StoreError};
 use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS};
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -76,6 +77,7 @@ pub fn redis_store(
   };
   let tls_certs = (config.tls_ca.is_some() || client_tls.is_some())
     .then(|| redis::TlsCertificates { client_tls, root_cert: config.tls_ca.map(String::into_bytes) });
+  let (core, rules) = redis_core(&config.mode, config.session, reporter_of(on_report)?)?;
   let cfg = RedisConfig {
     topology,
     tls: config.tls.unwrap_or(false),
@@ -87,8 +89,8 @@ pub fn redis_store(
     connect_timeout: ms_or(config.connect_timeout_ms, REDIS_TIMEOUT_MS),
     command_timeout: ms_or(config.command_timeout_ms, REDIS_TIMEOUT_MS),
     daemon: config.mode == "daemon",
+    rules,
   };
-  let core = Core::new(config.session, reporter_of(on_report)?)?;
   let spin = config.spin_micros.map_or(DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
   start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, Runs::Shared).map(charged)
 }
@@ -107,13 +109,35 @@ pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_,
     redis::ConnectionAddr::Unix(p) => p.display().to_string(),
     a => a.to_string().trim_start_matches("rediss://").trim_start_matches("redis://").to_string(),
   };
+  let (core, rules) = redis_core(&config.mode, config.session, reporter_of(on_report)?)?;
   let wire = Wire::new(
-    Commands { prefix: config.prefix, daemon: config.mode == "daemon" },
+    Commands { prefix: config.prefix, daemon: config.mode == "daemon", rules },
     address,
     config.username.or_else(|| settings.username().map(str::to_string)),
     config.password.or_else(|| settings.password().map(str::to_string)),
     config.db.map(i64::from).or(Some(settings.db())),
   );
-  let core = Core::new(config.session, reporter_of(on_report)?)?;
   Ok(charged(WireStore::new(wire, core)))
+}
+
+/// The core of a Redis store: per-user sessions on a single server and
+/// through Sentinel (one Lua script per step, src/backend/redis_users.rs);
+/// refused on a cluster (a user's index and sessions would sit in
+/// different slots) and on the daemon (no Lua).
+fn redis_core(mode: &str, session: Option<SessionOptions>, report: Option<Report>) -> Result<(Core, UserRules)> {
+  let (core, rules) = Core::with_users(session, report)?;
+  match mode {
+    "cluster" | "daemon" => {
+      if rules.any() {
+        let what = if mode == "cluster" { "Redis Cluster" } else { "the rs-store daemon" };
+        return Err(StoreError::new(
+          Code::InvalidOption,
+          format!("{what} has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): a single Redis server or Sentinel has them (README, \"Per-user sessions\")"),
+        ));
+      }
+      // Not rotate() either: its two keys may sit in different slots.
+      Ok((Core { users: false, ..core }, rules))
+    }
+    _ => Ok((core, rules)),
+  }
 }

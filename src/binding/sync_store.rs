@@ -101,7 +101,11 @@ pub struct MemoryHeld {
 /// [`MemoryHeld`] of an in-memory store; `null` for others and once closed.
 #[napi(catch_unwind)]
 pub fn sync_held(store: &External<SyncStore>) -> napi::Result<Option<MemoryHeld>, Code> {
-  Ok(store.open().ok().and_then(|o| o.backend.held()).map(|h| MemoryHeld { entries: h.entries as f64, bytes: h.bytes as f64, evictions: h.evicted as f64 }))
+  Ok(store.open().ok().and_then(|o| o.backend.held()).map(|h| MemoryHeld {
+    entries: h.entries as f64,
+    bytes: h.bytes as f64,
+    evictions: h.evicted as f64,
+  }))
 }
 
 /// Stops background work; later calls fail with `ERR_STORE_CLOSED`.

@@ -20,7 +20,7 @@ use combine::parser::combinator::AnySendSyncPartialState;
 use combine::stream::PointerOffset;
 use redis::{Cmd, Value};
 
-use crate::backend::redis::{map_err, pttl_to_ttl, Commands};
+use crate::backend::redis::{map_err, pttl_to_ttl, Commands, Key, SCRIPTS};
 use crate::backend::{Op, Reply, Ttl, Whole};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
@@ -38,6 +38,8 @@ enum Expect {
   Op { op: Op, left: usize, values: Vec<Value> },
   /// A step of the whole-store op in progress (see [`Scan`]).
   Step { left: usize, values: Vec<Value> },
+  /// The `GET` of a rotation re-encoded for its new id (see `rotating`).
+  Rotating,
 }
 
 /// A whole-store op in progress: `SCAN` steps and, for clear and entries,
@@ -92,6 +94,12 @@ pub struct Wire {
   out: Vec<u8>,
   /// One command's buffer, reused for every command packed.
   cmd: Cmd,
+  /// A rotation re-encoded for its new id (the codec binds a session to
+  /// its id) in progress: its `GET`, then its compare-and-set script; the
+  /// ops after it are held until the script answers, as behind a scan.
+  rotating: Option<Op>,
+  /// The server lost the scripts (`NOSCRIPT`): load them before the next ops.
+  reload: bool,
 }
 
 impl Wire {
@@ -109,6 +117,10 @@ impl Wire {
     if let Some(db) = db.filter(|d| *d != 0) {
       hello.push(redis::cmd("SELECT").arg(db).clone());
     }
+    // Per-user rules: their scripts, called by EVALSHA on this connection.
+    if cmds.rules.any() {
+      hello.extend(SCRIPTS.load_cmds());
+    }
     Wire {
       cmds,
       address,
@@ -119,6 +131,8 @@ impl Wire {
       held: VecDeque::new(),
       out: Vec::new(),
       cmd: Cmd::new(),
+      rotating: None,
+      reload: false,
     }
   }
 
@@ -135,12 +149,14 @@ impl Wire {
   /// Whether [`Wire::pack`] has something to send without new ops: the
   /// next step of a whole-store op, or ops held behind one that just ended.
   pub fn has_more(&self) -> bool {
-    !self.out.is_empty() || (self.scan.is_none() && !self.held.is_empty())
+    !self.out.is_empty() || (self.scan.is_none() && self.rotating.is_none() && !self.held.is_empty())
   }
 
   /// Ops sent or held, answered by neither a reply nor [`Wire::abort`] yet.
   pub fn pending(&self) -> usize {
-    self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. })).count() + usize::from(self.scan.is_some()) + self.held.len()
+    self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. } | Expect::Rotating)).count()
+      + usize::from(self.scan.is_some())
+      + self.held.len()
   }
 
   /// Queues `ops` (after any held ones) and returns the bytes to write:
@@ -154,10 +170,20 @@ impl Wire {
   /// keeping the buffer for the next tick.
   pub fn pack_with<R>(&mut self, ops: Vec<Op>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
     self.held.extend(ops);
+    if std::mem::take(&mut self.reload) {
+      for c in SCRIPTS.load_cmds() {
+        c.write_packed_command(&mut self.out);
+        self.inflight.push_back(Expect::Hello);
+      }
+    }
     let now = now_ms();
-    while self.scan.is_none() {
+    while self.scan.is_none() && self.rotating.is_none() {
       let Some(op) = self.held.pop_front() else { break };
       let op = match op.into_whole() {
+        Err(op @ Op::Rotate(_, _, Some(_))) => {
+          self.rotate_read(op);
+          break;
+        }
         Err(op) => op,
         Ok(op) => {
           let next = match &op {
@@ -194,6 +220,40 @@ impl Wire {
     let r = f(&self.out);
     self.out.clear();
     Some(r)
+  }
+
+  /// Sends the `GET` of a re-encoded rotation (again, when its session
+  /// changed between that read and the script).
+  fn rotate_read(&mut self, op: Op) {
+    let Op::Rotate(old, ..) = &op else { unreachable!("a rotation") };
+    redis::cmd("GET").arg(Key(&self.cmds.prefix, old)).write_packed_command(&mut self.out);
+    self.inflight.push_back(Expect::Rotating);
+    self.rotating = Some(op);
+  }
+
+  /// The value a re-encoded rotation read: nothing to move, or the
+  /// compare-and-set script with the value for the new id.
+  fn rotate_cas(&mut self, value: Value) -> Option<Result<Reply>> {
+    let op = self.rotating.take().expect("a rotation in progress");
+    let Op::Rotate(old, new, Some(recode)) = &op else { unreachable!("a re-encoded rotation") };
+    let read = match value {
+      Value::Nil => return Some(Ok(Reply::Bool(false))),
+      Value::ServerError(e) => return Some(Err(map_err(e.into()))),
+      v => match redis::from_redis_value::<Vec<u8>>(v) {
+        Ok(b) => b,
+        Err(e) => return Some(Err(StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}")))),
+      },
+    };
+    let value = match (recode.0)(old, new, read.clone()) {
+      Ok(v) => v,
+      Err(e) => return Some(Err(e)),
+    };
+    self.cmds.rotate_cas(old, new, &read, &value, &mut self.cmd);
+    self.cmd.write_packed_command(&mut self.out);
+    self.inflight.push_back(Expect::Op { op: op.clone(), left: 1, values: Vec::new() });
+    // Still in progress (later ops held) until the script answers.
+    self.rotating = Some(op);
+    None
   }
 
   /// Sends the next `SCAN` of the whole-store op in progress.
@@ -254,6 +314,12 @@ impl Wire {
           return Err(StoreError::new(e.code, format!("Redis at {}: {}", self.address, e.message)));
         }
       }
+      Expect::Rotating => {
+        self.inflight.pop_front();
+        if let Some(r) = self.rotate_cas(value) {
+          out.push((None, self.at(r)));
+        }
+      }
       Expect::Op { left, values, .. } | Expect::Step { left, values } => {
         *left -= 1;
         if *left > 0 {
@@ -262,6 +328,31 @@ impl Wire {
         }
         match self.inflight.pop_front() {
           Some(Expect::Op { op, mut values, .. }) => {
+            if matches!(&value, Value::ServerError(e) if e.code() == "NOSCRIPT") {
+              // A per-user call with nothing sent after it did nothing: it
+              // goes again behind the scripts, still in call order. (Writes
+              // dropped their value once sent: they answer the error.)
+              if self.inflight.is_empty() && matches!(op, Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(_, _, None)) {
+                let out = &mut self.out;
+                for c in SCRIPTS.load_cmds() {
+                  c.write_packed_command(out);
+                  self.inflight.push_back(Expect::Hello);
+                }
+                let n = self.cmds.each(&op, now_ms(), &mut self.cmd, |c| c.write_packed_command(out));
+                self.inflight.push_back(Expect::Op { op, left: n, values: Vec::new() });
+                return Ok(());
+              }
+              self.reload = true;
+            }
+            if let Op::Rotate(_, _, Some(_)) = op {
+              // The re-encoded rotation's script: over, or read again (-1).
+              if value == Value::Int(-1) {
+                let op = self.rotating.take().expect("a rotation in progress");
+                self.rotate_read(op);
+                return Ok(());
+              }
+              self.rotating = None;
+            }
             let r = if values.is_empty() {
               Commands::reply_last(&op, value)
             } else {
@@ -386,6 +477,8 @@ impl Wire {
     let n = self.pending() + queued.len();
     self.inflight.clear();
     self.scan = None;
+    self.rotating = None;
+    self.reload = false;
     self.held.clear();
     self.out.clear();
     self.decoder = Decoder::new();
