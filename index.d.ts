@@ -41,7 +41,7 @@ export interface StoreOptions {
   /** Take locks from another store (e.g. `daemon(lockPort)` for a `--lock` daemon) instead of this one's. */
   lockManager?: LockingStore
   /**
-   * Per-user sessions (memory and sessions.json stores; see the README, "Per-user sessions"):
+   * Per-user sessions (memory and sessions.json stores, Redis on one server or through Sentinel; see the README, "Per-user sessions"):
    * whose a session is, read from the session object at every
    * set/add/replace; `undefined` is anonymous.
    */
