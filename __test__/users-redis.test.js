@@ -329,7 +329,7 @@ test('redis: across two processes, a child replacing sessions while the parent r
   const revoked = await store.revokeUser('ada', { except: ['child0'] })
   assert.ok(revoked >= count, `revoked ${revoked}`)
   for (let i = 0; i < count; i++) assert.equal(await store.get(`s${i}`), null, `s${i} stays revoked`)
-  child.stdin.write('stop\n')
+  child.stdin.end('stop\n') // its end lets the child exit once done
   const last = JSON.parse(await line())
   assert.deepEqual(last, Array(count).fill(false), "the child's replaces after the revocation answer false")
   await new Promise((r) => child.once('exit', r))
