@@ -2,8 +2,9 @@
 // `rs-store user ls|revoke` (lib/cli.js) as operators run it, a separate
 // process each time, against the stores with per-user sessions the CLI can
 // open: sessions.json (json:FILE), whose index an app's store wrote to
-// <file>.users. A file store (file:DIR) has no per-user sessions yet: the
-// command says so with a coded error.
+// <file>.users, Redis and PostgreSQL (beside the running app). A file
+// store (file:DIR) has no per-user sessions yet: the command says so with
+// a coded error.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
@@ -84,6 +85,39 @@ test('cli: user ls and user revoke on sessions.json, what the app wrote, with --
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('cli: user ls and user revoke on Redis and PostgreSQL, while the app that wrote the sessions keeps running', { timeout: 120_000 }, async () => {
+  const { startRedis } = require('./support/redis-servers')
+  const { startPostgres } = require('./support/postgres-server')
+  const redis = await startRedis()
+  const pg = await startPostgres()
+  try {
+    for (const [spec, app] of [
+      [redis.url, rs.redis({ url: redis.url, userOf })],
+      [pg.url, rs.postgres({ url: pg.url, userOf })],
+    ]) {
+      try {
+        // several devices of two users at once
+        await Promise.all(['a1', 'a2', 'a3'].map((id) => app.set(id, { user: 'ada', device: id }, HOUR)))
+        await app.set('b1', { user: 'bob' }, HOUR)
+        const list = JSON.parse((await ok(['user', 'ls', spec, 'ada', '--json'])).out)
+        assert.deepEqual(list.map((s) => s.id).sort(), ['a1', 'a2', 'a3'], spec)
+        assert.ok(list.every((s) => s.ttl > 3500 && s.ttl <= 3600 && s.session.user === 'ada'), JSON.stringify(list))
+        assert.deepEqual(JSON.parse((await ok(['user', 'revoke', spec, 'ada', '--except', 'a2', '--yes', '--json'])).out), { removed: 2 })
+        // the running app sees it at once
+        assert.deepEqual((await app.sessionsOf('ada')).map((s) => s.id), ['a2'])
+        assert.equal(await app.get('a1'), null)
+        assert.equal(await app.replace('a3', { user: 'ada', late: true }, HOUR), false, 'a revoked session is not written back')
+        assert.deepEqual((await app.sessionsOf('bob')).map((s) => s.id), ['b1'])
+      } finally {
+        await app.close()
+      }
+    }
+  } finally {
+    await redis.stop()
+    await pg.destroy()
   }
 })
 

@@ -18,6 +18,14 @@ const jsonDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-'))
 test.after(() => fs.rmSync(jsonDir, { recursive: true, force: true }))
 let files = 0
 const jsonFile = () => path.join(jsonDir, `s${files++}.json`)
+// PostgreSQL: one server for the file, a table of its own per store.
+const { startPostgres } = require('./support/postgres-server')
+let pg
+let tables = 0
+test.before(async () => {
+  pg = await startPostgres()
+})
+test.after(() => pg.destroy())
 
 /** The kinds of store with per-user sessions, each made with `opts`. */
 const kinds = {
@@ -25,6 +33,8 @@ const kinds = {
   'memory + secret': (opts) => rs.memory({ secret: 'k'.repeat(64), compress: true, ...opts }),
   'sessions.json': (opts) => rs.file({ sessionStateFile: jsonFile(), ...opts }),
   'sessions.json + secret': (opts) => rs.file({ sessionStateFile: jsonFile(), secret: 'k'.repeat(64), ...opts }),
+  postgres: (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, ...opts }),
+  'postgres + secret': (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, secret: 'k'.repeat(64), compress: true, ...opts }),
 }
 
 for (const [kind, make] of Object.entries(kinds)) {
@@ -128,6 +138,7 @@ for (const [kind, make] of Object.entries(kinds)) {
 
   test(`${kind}: maxLifetime: no update, replace or set extends a session past its absolute end`, async () => {
     const store = make({ userOf, timeoutUnit: 's', maxLifetime: 2 })
+    await store.length() // connected (and the table made) first: the lifetime counts from the write
     const start = Date.now()
     await store.set('s', { user: 'ada' }, 3600)
     assert.ok((await store.ttl('s')) <= 2)
@@ -237,4 +248,92 @@ test('stores without per-user sessions yet refuse the options with a coded error
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }
+})
+
+/** Runs `script` (an async function body with `rs`, `cfg`, `say`) in a child process on the same store. */
+function child(script, cfg) {
+  const { spawn } = require('node:child_process')
+  const code = `const rs = require(${JSON.stringify(path.join(__dirname, '..'))}); const cfg = ${JSON.stringify(cfg)};
+    cfg.userOf = (s) => s.user; const say = (x) => process.stdout.write(JSON.stringify(x) + '\\n');
+    (async () => { ${script} })().then(() => process.exit(0), (e) => { console.error(e); process.exit(1) })`
+  const proc = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const lines = []
+  const waiters = []
+  let buf = ''
+  proc.stdout.on('data', (d) => {
+    buf += d
+    let nl
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buf.slice(0, nl)))
+      buf = buf.slice(nl + 1)
+      for (const w of waiters.splice(0)) w()
+    }
+  })
+  const exited = new Promise((resolve) => proc.once('exit', resolve))
+  /** The next line the child says. */
+  const next = async () => {
+    while (lines.length === 0) await new Promise((r) => waiters.push(r))
+    return lines.shift()
+  }
+  return { next, exited }
+}
+
+test('postgres, two processes on one table: concurrent logins of one user are capped, and a revocation racing the other process\'s replaces brings nothing back', { timeout: 120_000 }, async () => {
+  const cfg = { url: pg.url, table: 'users_shared', maxSessionsPerUser: 5 }
+  const store = rs.postgres({ ...cfg, userOf })
+  await store.length() // the table and its per-user columns made once, before both start
+  // 20 logins of ada in each process at once: exactly 5 left, of either process
+  const other = child(`const s = rs.postgres(cfg); await s.length(); say('ready');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => s.set('c' + i, { user: 'ada', i }, 3600000))); say('done'); await s.close()`, cfg)
+  assert.equal(await other.next(), 'ready')
+  await Promise.all(Array.from({ length: 20 }, (_, i) => store.set(`p${i}`, { user: 'ada', i }, HOUR)))
+  assert.equal(await other.next(), 'done')
+  assert.equal(await other.exited, 0)
+  const left = await store.sessionsOf('ada')
+  assert.equal(left.length, 5, JSON.stringify(left.map((s) => s.id)))
+  assert.equal(await store.length(), 5, 'the others were removed from the table')
+
+  // bob's 30 sessions on a store without the cap; the child keeps replacing them while this process revokes bob
+  const open = rs.postgres({ url: pg.url, table: 'users_shared', userOf })
+  for (let i = 0; i < 30; i++) await open.set(`b${i}`, { user: 'bob', i }, HOUR)
+  // (it writes until its writes find nothing, or for a minute at most)
+  const writer = child(`const s = rs.postgres({ url: cfg.url, table: cfg.table, userOf: cfg.userOf }); say('ready'); let last = []; let round = 0;
+    for (const end = Date.now() + 60000; Date.now() < end; round++) {
+      last = await Promise.all(Array.from({ length: 30 }, (_, i) => round % 2 ? s.replace('b' + i, { user: 'bob', i, round }, 3600000) : s.update('b' + i, 3600000)));
+      if (round === 1) say(last);
+      if (round > 1 && last.every((x) => !x)) break;
+    }
+    say({ last, round }); await s.close()`, cfg)
+  assert.equal(await writer.next(), 'ready')
+  assert.deepEqual(await writer.next(), Array(30).fill(true), 'writing before the revocation')
+  const revoked = await open.revokeUser('bob')
+  assert.equal(revoked, 30)
+  const { last, round } = await writer.next()
+  assert.equal(await writer.exited, 0)
+  assert.ok(round > 1, `the writes went on around the revocation (${round} rounds)`)
+  assert.deepEqual(last, Array(30).fill(false), 'the writes after the revocation found nothing')
+  for (let i = 0; i < 30; i++) assert.equal(await open.get(`b${i}`), null)
+  assert.deepEqual(await open.sessionsOf('bob'), [])
+  await open.close()
+  await store.close()
+})
+
+test('postgres: a store without per-user rules leaves connect-pg-simple\'s table as it is; with createTable false the missing columns are named', async () => {
+  const columns = async (table) => (await pg.sql(`SELECT column_name FROM information_schema.columns WHERE table_name = '${table}' ORDER BY column_name`)).trim().split('\n')
+  const plain = rs.postgres({ url: pg.url, table: 'plain_sessions' })
+  await plain.set('a', { user: 'ada' }, HOUR)
+  assert.equal(await plain.rotate('a', 'b'), true, 'rotate needs no per-user columns')
+  assert.deepEqual(await plain.get('b'), { user: 'ada' })
+  await plain.close()
+  assert.deepEqual(await columns('plain_sessions'), ['expire', 'sess', 'sid'])
+  const strict = rs.postgres({ url: pg.url, table: 'plain_sessions', createTable: false, userOf })
+  await assert.rejects(strict.get('b'), (e) => e.code === 'ERR_INVALID_OPTION' && /ADD COLUMN IF NOT EXISTS "rs_user"/.test(e.message))
+  await strict.close()
+  assert.deepEqual(await columns('plain_sessions'), ['expire', 'sess', 'sid'], 'nothing was changed')
+  const users = rs.postgres({ url: pg.url, table: 'plain_sessions', userOf })
+  assert.deepEqual(await users.get('b'), { user: 'ada' }, 'sessions written before userOf are kept')
+  await users.set('b', { user: 'ada' }, HOUR)
+  assert.deepEqual((await users.sessionsOf('ada')).map((s) => s.id), ['b'])
+  await users.close()
+  assert.deepEqual(await columns('plain_sessions'), ['expire', 'rs_end', 'rs_user', 'rs_written', 'sess', 'sid'])
 })

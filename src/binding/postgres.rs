@@ -97,6 +97,7 @@ pub fn postgres_store(
     None
   };
   let sweep = config.sweep_interval_ms.unwrap_or(SWEEP_STORED_MS);
+  let (core, rules) = Core::with_users(config.session, reporter_of(on_report)?)?;
   let backend = PostgresBackend::new(PostgresConfig {
     pg,
     schema: config.schema.unwrap_or_else(|| "public".into()),
@@ -107,7 +108,7 @@ pub fn postgres_store(
     command_timeout: ms_or(config.command_timeout_ms, POSTGRES_TIMEOUT_MS),
     sweep_interval: (sweep > 0).then(|| ms_or(Some(sweep), SWEEP_STORED_MS)),
     tls,
+    rules,
   })?;
-  let core = Core::new(config.session, reporter_of(on_report)?)?;
   async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::Shared).map(charged)
 }

@@ -16,6 +16,7 @@
 //!   under a transaction-level advisory lock of the table: one process of
 //!   the fleet at a time, the others skip.
 //! * Locks are rows of a lock table beside the sessions' (see docs/backends.md).
+//! * Per-user sessions and `rotate`: [`users`] (a transaction each).
 //! * Every call settles within `commandTimeoutMs`; a connection that broke
 //!   is dropped by the pool (recycled only while open), so a restarted
 //!   server is used again at the next call.
@@ -33,11 +34,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::{Backend, Cond, Op, Reply, Ttl};
+use super::{Backend, Cond, Op, Reply, Ttl, UserRules};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
 pub mod sql;
+mod users;
 
 use sql::{map_err, seconds, Sess, Sql, Stored, SWEEP_BATCH};
 
@@ -54,6 +56,8 @@ pub struct PostgresConfig {
   pub sweep_interval: Option<Duration>,
   /// `None`: plain TCP (or the unix socket).
   pub tls: Option<rustls::ClientConfig>,
+  /// Per-user rules (`userOf`, `maxSessionsPerUser`, `maxLifetime`).
+  pub rules: UserRules,
 }
 
 struct Inner {
@@ -62,8 +66,10 @@ struct Inner {
   /// `PostgreSQL at host:port/db`, for messages.
   place: String,
   create_table: bool,
-  /// The table was found or made (once per store).
+  /// The table was found or made (once per store), with the per-user
+  /// columns where the store has rules.
   ready: tokio::sync::OnceCell<()>,
+  rules: UserRules,
   command_timeout: Duration,
   closed: AtomicBool,
   /// The last failed connect attempt or timed-out query: batches within
@@ -98,7 +104,7 @@ fn kind(op: &Op) -> usize {
     Op::Unlock(..) => 9,
     Op::Renew(..) => 10,
     Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::Ping => usize::MAX,
-    // Run alone, answered with an error by `whole` (no user column yet).
+    // Run alone (`Inner::alone`), never pipelined.
     Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => usize::MAX,
   }
 }
@@ -136,6 +142,7 @@ fn check_text(op: &Op) -> Result<()> {
   let nul = |s: &str| s.contains('\0');
   let bad = match op {
     Op::Page(cursor, _) => nul(cursor),
+    Op::Rotate(old, new, _) => nul(old) || nul(new),
     op => op.id().is_some_and(nul),
   };
   if bad {
@@ -177,10 +184,11 @@ impl PostgresBackend {
       .map_err(|e| StoreError::new(Code::Internal, format!("cannot make the PostgreSQL pool: {e}")))?;
     let inner = Arc::new(Inner {
       pool,
-      sql: Sql::new(&cfg.schema, &cfg.table),
+      sql: Sql::new(&cfg.schema, &cfg.table, cfg.rules.any()),
       place,
       create_table: cfg.create_table,
       ready: tokio::sync::OnceCell::new(),
+      rules: cfg.rules,
       command_timeout: cfg.command_timeout,
       closed: AtomicBool::new(false),
       last_failure: parking_lot::Mutex::new(None),
@@ -283,8 +291,16 @@ impl Inner {
       PoolError::Closed => StoreError::closed(),
       e => StoreError::new(Code::StoreUnavailable, format!("{}: {e}", self.place)),
     })?;
-    if self.create_table {
-      self.ready.get_or_try_init(|| self.create(&client)).await?;
+    if self.create_table || self.sql.users.is_some() {
+      self
+        .ready
+        .get_or_try_init(|| async {
+          if self.create_table {
+            self.create(&client).await?;
+          }
+          self.ensure_user_columns(&client).await
+        })
+        .await?;
     }
     Ok(client)
   }
@@ -358,13 +374,16 @@ impl Inner {
     let mut out = Vec::with_capacity(ops.len());
     let mut i = 0;
     while i < ops.len() {
-      let end = if ops[i].id().is_none() { i + 1 } else { ops[i..].iter().position(|o| o.id().is_none()).map_or(ops.len(), |p| i + p) };
+      let end = if self.alone(&ops[i]) { i + 1 } else { ops[i..].iter().position(|o| self.alone(o)).map_or(ops.len(), |p| i + p) };
       let seg = &ops[i..end];
       let answers = tokio::time::timeout_at(deadline, async {
-        if seg[0].id().is_none() {
-          vec![self.whole(&client, &seg[0]).await]
-        } else {
-          self.pipeline(&client, seg).await
+        match &seg[0] {
+          op if op.id().is_none() => vec![self.whole(&client, op).await],
+          op if self.alone(op) => vec![match check_text(op) {
+            Ok(()) => self.user_write(&client, op, &self.rules).await,
+            Err(e) => Err(e),
+          }],
+          _ => self.pipeline(&client, seg).await,
         }
       })
       .await;
@@ -382,6 +401,12 @@ impl Inner {
       i = end;
     }
     out
+  }
+
+  /// Whether `op` runs by itself rather than in a pipeline: whole-store ops,
+  /// and the writes of a store with per-user rules (a transaction each).
+  fn alone(&self, op: &Op) -> bool {
+    op.id().is_none() || (self.sql.users.is_some() && matches!(op, Op::Write(..) | Op::Set(..) | Op::SetIf(..)))
   }
 
   /// The statements of `ops`, prepared on this connection once (cached by
@@ -443,7 +468,7 @@ impl Inner {
         Reply::Bool(c.execute(st, &[id, token, &until, &now]).await.map_err(e)? == 1)
       }
       Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::Ping => unreachable!("whole-store ops are not pipelined"),
-      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
+      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => unreachable!("per-user ops are not pipelined"),
     })
   }
 
@@ -479,15 +504,29 @@ impl Inner {
         let next = if page.len() as i64 == limit { page.last().map(|p| p.0.clone()).unwrap_or_default() } else { String::new() };
         Reply::Page(next, page)
       }
-      // Refused before they are queued (Core::new, the facade); an
-      // indexed user column would give them atomically (#26).
-      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("PostgreSQL")),
+      Op::SessionsOf(user) => self.sessions_of(c, user).await?,
+      Op::RevokeUser(user, except) => self.revoke_user(c, user, except).await?,
+      Op::Rotate(old, new, recode) => {
+        check_text(op)?;
+        self.rotate(c, old, new, recode.as_ref()).await?
+      }
       // The table is there too, not only the server.
       Op::Ping => {
         c.query(&prepare(&self.sql.ping).await?, &[]).await.map_err(e)?;
         Reply::Done
       }
-      op => unreachable!("{op:?} is pipelined"),
+      // Pipelined (`Inner::pipeline`) or run by `user_write`, never here.
+      Op::Get(_)
+      | Op::Set(..)
+      | Op::SetIf(..)
+      | Op::Remove(_)
+      | Op::Touch(..)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..)
+      | Op::Write(..) => unreachable!("{op:?} has an id: not a whole-store op"),
     })
   }
 }

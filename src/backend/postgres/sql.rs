@@ -68,6 +68,12 @@ pub struct Sql {
   pub renew: String,
   pub sweep: String,
   pub sweep_locks: String,
+  /// Moves a live session to a free id: (old, new, value, now).
+  pub rotate_put: String,
+  pub rotate_take: String,
+  pub rotate_drop: String,
+  /// A store with per-user rules: the statements over their columns.
+  pub users: Option<UserSql>,
   /// The advisory lock keys of table creation and of the sweep (per table).
   pub create_key: i64,
   pub sweep_key: i64,
@@ -81,14 +87,44 @@ fn key_of(s: &str) -> i64 {
 /// Rows deleted per statement of a sweep.
 pub const SWEEP_BATCH: i64 = 1000;
 
+/// The statements of a store with per-user rules (`userOf`,
+/// `maxSessionsPerUser`, `maxLifetime`; src/backend/postgres/users.rs):
+/// three nullable columns beside connect-pg-simple's, which it ignores:
+/// `rs_user` (whose; NULL anonymous), `rs_end` (the absolute end; NULL
+/// none) and `rs_written` (µs of the server clock at the last write: the
+/// order of "least recently written"), and an index on (rs_user, rs_written).
+#[derive(Debug)]
+pub struct UserSql {
+  /// Whether the columns are there.
+  pub check: String,
+  /// Adds them (and the index) to a table made without them.
+  pub add_columns: Vec<String>,
+  /// The seed of a user's transaction-level advisory lock (per table).
+  pub user_key: i64,
+  /// `pg_advisory_xact_lock(hash(user, seed))`: a user's writes, cap and revocation one at a time.
+  pub lock: String,
+  /// A session's user, absolute end (epoch ms) and liveness, its row locked: (id, now).
+  pub current: String,
+  /// (id, value, expire s, user, end s): the write, with its user and end.
+  pub upsert: String,
+  /// (user, now, n): removes the user's live sessions beyond the n most recently written.
+  pub cap: String,
+  /// (user, now): the user's live sessions, least recently written first.
+  pub list: String,
+  /// (user, except ids, now): removes the user's sessions but those; counts the live ones.
+  pub revoke: String,
+}
+
 impl Sql {
-  pub fn new(schema: &str, table: &str) -> Sql {
+  pub fn new(schema: &str, table: &str, users: bool) -> Sql {
     let t = format!("{}.{}", quote(schema), quote(table));
     let lock_table = format!("{table}_lock");
     let l = format!("{}.{}", quote(schema), quote(&lock_table));
     let index = quote(&format!("IDX_{table}_expire"));
     let live = "expire > to_timestamp($NOW::float8)";
     let at = |s: &str, now: usize| s.replace("$NOW", &format!("${now}"));
+    let cols = if users { ", rs_user, rs_end, rs_written" } else { "" };
+    let set_cols = if users { ", rs_user = excluded.rs_user, rs_end = excluded.rs_end, rs_written = excluded.rs_written" } else { "" };
     Sql {
       create: vec![
         // connect-pg-simple's table.sql (the primary key named <table>_pkey, its index IDX_<table>_expire).
@@ -106,7 +142,11 @@ impl Sql {
       ),
       replace: at(&format!("UPDATE {t} SET sess = $2, expire = to_timestamp($3::float8) WHERE sid = $1 AND {live}"), 4),
       remove: at(&format!("DELETE FROM {t} WHERE sid = $1 RETURNING {live}"), 2),
-      touch: at(&format!("UPDATE {t} SET expire = to_timestamp($2::float8) WHERE sid = $1 AND {live}"), 3),
+      // With per-user rules never past the session's absolute end.
+      touch: match users {
+        false => at(&format!("UPDATE {t} SET expire = to_timestamp($2::float8) WHERE sid = $1 AND {live}"), 3),
+        true => at(&format!("UPDATE {t} SET expire = LEAST(to_timestamp($2::float8), COALESCE(rs_end, 'infinity'::timestamp)) WHERE sid = $1 AND {live}"), 3),
+      },
       ttl: at(&format!("SELECT date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid = $1 AND {live}"), 2),
       exists: at(&format!("SELECT 1 FROM {t} WHERE sid = $1 AND {live}"), 2),
       len: at(&format!("SELECT count(*) FROM {t} WHERE {live}"), 1),
@@ -131,6 +171,28 @@ impl Sql {
       sweep_locks: format!(
         "WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {l} WHERE (SELECT got FROM k) AND expire < to_timestamp($1::float8)"
       ),
+      rotate_take: at(&format!("SELECT sess FROM {t} WHERE sid = $1 AND {live} FOR UPDATE"), 2),
+      // The new id is free when no row has it or its row has expired (taken over).
+      rotate_put: format!(
+        "INSERT INTO {t} AS s (sid, sess, expire{cols}) SELECT $2, $3, expire{cols} FROM {t} WHERE sid = $1 ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire{set_cols} WHERE s.expire <= to_timestamp($4::float8)"
+      ),
+      rotate_drop: format!("DELETE FROM {t} WHERE sid = $1"),
+      users: users.then(|| UserSql {
+        check: format!("SELECT rs_user, rs_end, rs_written FROM {t} LIMIT 0"),
+        add_columns: vec![
+          format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS \"rs_user\" varchar, ADD COLUMN IF NOT EXISTS \"rs_end\" timestamp(6), ADD COLUMN IF NOT EXISTS \"rs_written\" int8"),
+          format!("CREATE INDEX IF NOT EXISTS {} ON {t} (\"rs_user\", \"rs_written\") WHERE \"rs_user\" IS NOT NULL", quote(&format!("IDX_{table}_rs_user"))),
+        ],
+        user_key: key_of(&format!("rs-store user {t}")),
+        lock: "SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2::int8))".into(),
+        current: at(&format!("SELECT rs_user, date_part('epoch', rs_end::timestamptz) * 1000, {live} FROM {t} WHERE sid = $1 FOR UPDATE"), 2),
+        upsert: format!(
+          "INSERT INTO {t} AS s (sid, sess, expire, rs_user, rs_end, rs_written) VALUES ($1, $2, to_timestamp($3::float8), $4, to_timestamp($5::float8), (extract(epoch from clock_timestamp()) * 1000000)::int8) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire, rs_user = excluded.rs_user, rs_end = excluded.rs_end, rs_written = excluded.rs_written"
+        ),
+        cap: at(&format!("DELETE FROM {t} WHERE sid IN (SELECT sid FROM {t} WHERE rs_user = $1 AND {live} ORDER BY rs_written DESC OFFSET $3)"), 2),
+        list: at(&format!("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE rs_user = $1 AND {live} ORDER BY rs_written"), 2),
+        revoke: at(&format!("WITH d AS (DELETE FROM {t} WHERE rs_user = $1 AND NOT (sid = ANY($2)) RETURNING expire) SELECT count(*) FROM d WHERE {live}"), 3),
+      }),
       create_key: key_of(&format!("rs-store create {t}")),
       sweep_key: key_of(&format!("rs-store sweep {t}")),
       table: t,
@@ -259,7 +321,7 @@ mod tests {
     assert_eq!(check_ident("table", "").unwrap_err().code, Code::InvalidOption);
     assert_eq!(check_ident("table", "a\0b").unwrap_err().code, Code::InvalidOption);
     assert_eq!(check_ident("table", &"x".repeat(64)).unwrap_err().code, Code::InvalidOption);
-    let sql = Sql::new("public", "my\"table");
+    let sql = Sql::new("public", "my\"table", false);
     assert!(sql.get.starts_with("SELECT sess FROM \"public\".\"my\"\"table\" WHERE sid = $1 AND expire > to_timestamp($2::float8)"));
   }
 
