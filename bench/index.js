@@ -12,6 +12,7 @@ const sections = {
   codec: () => require('./codec'),
   express: () => require('./express'),
   observe: () => require('./observe'),
+  users: () => require('./users'),
 }
 // Run only when named: minutes long.
 const extra = { migrate: () => require('./migrate') }
