@@ -18,6 +18,7 @@ const jsonDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-'))
 test.after(() => fs.rmSync(jsonDir, { recursive: true, force: true }))
 let files = 0
 const jsonFile = () => path.join(jsonDir, `s${files++}.json`)
+const fileDir = () => path.join(jsonDir, `d${files++}`)
 // PostgreSQL: one server for the file, a table of its own per store.
 const { startPostgres } = require('./support/postgres-server')
 let pg
@@ -33,6 +34,8 @@ const kinds = {
   'memory + secret': (opts) => rs.memory({ secret: 'k'.repeat(64), compress: true, ...opts }),
   'sessions.json': (opts) => rs.file({ sessionStateFile: jsonFile(), ...opts }),
   'sessions.json + secret': (opts) => rs.file({ sessionStateFile: jsonFile(), secret: 'k'.repeat(64), ...opts }),
+  file: (opts) => rs.file({ dir: fileDir(), ...opts }),
+  'file + secret, no read cache': (opts) => rs.file({ dir: fileDir(), secret: 'k'.repeat(64), compress: true, readCacheBytes: 0, fastReads: false, ...opts }),
   postgres: (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, ...opts }),
   'postgres + secret': (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, secret: 'k'.repeat(64), compress: true, ...opts }),
 }
@@ -195,12 +198,14 @@ for (const [kind, make] of Object.entries(kinds)) {
 }
 
 test('rotate works on a store without userOf too', async () => {
-  const store = rs.memory()
-  await store.set('a', { n: 1 }, HOUR)
-  assert.equal(await store.rotate('a', 'b'), true)
-  assert.deepEqual(await store.get('b'), { n: 1 })
-  assert.equal(await store.get('a'), null)
-  await store.close()
+  for (const store of [rs.memory(), rs.file({ dir: fileDir() })]) {
+    await store.set('a', { n: 1 }, HOUR)
+    assert.equal(await store.rotate('a', 'b'), true)
+    assert.deepEqual(await store.get('b'), { n: 1 })
+    assert.equal(await store.get('a'), null)
+    assert.equal(await store.ttl('b'), 3600)
+    await store.close()
+  }
 })
 
 test('bad input to per-user calls and options: coded errors, data intact', async () => {
@@ -233,18 +238,17 @@ test('stores without per-user sessions yet refuse the options with a coded error
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-'))
   try {
     for (const make of [
-      () => rs.file({ dir, userOf }),
       () => rs.objectStore({ directory: dir, maxSessionsPerUser: 2 }),
       () => rs.daemon({ port: 1, userOf }),
       () => rs.redis({ nodes: ['127.0.0.1:1'], maxLifetime: 1000 }),
     ]) {
       assert.throws(make, (e) => e.code === 'ERR_INVALID_OPTION' && /per-user sessions/.test(e.message))
     }
-    const file = rs.file({ dir })
-    await file.set('a', {}, HOUR)
-    await assert.rejects(file.rotate('a', 'b'), { code: 'ERR_INVALID_OPTION' })
-    assert.deepEqual(await file.get('a'), {})
-    await file.close()
+    const objects = rs.objectStore({ directory: dir })
+    await objects.set('a', {}, HOUR)
+    await assert.rejects(objects.rotate('a', 'b'), { code: 'ERR_INVALID_OPTION' })
+    assert.deepEqual(await objects.get('a'), {})
+    await objects.close()
   } finally {
     fs.rmSync(dir, { recursive: true, force: true })
   }

@@ -160,6 +160,36 @@ impl Op {
   }
 }
 
+impl Op {
+  /// The user a per-user write files its session under (grouping the
+  /// writes of one user, see `shards_joined`).
+  pub fn user(&self) -> Option<&str> {
+    match self {
+      Op::Write(.., Some(user)) => Some(user),
+      Op::Write(..)
+      | Op::Get(_)
+      | Op::Set(..)
+      | Op::SetIf(..)
+      | Op::Remove(_)
+      | Op::Touch(..)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..)
+      | Op::Len
+      | Op::Clear
+      | Op::Keys
+      | Op::Entries
+      | Op::Page(..)
+      | Op::SessionsOf(_)
+      | Op::RevokeUser(..)
+      | Op::Rotate(..)
+      | Op::Ping => None,
+    }
+  }
+}
+
 /// A whole-store op, apart from the per-id ones: for engines that walk the
 /// store in steps (the Redis JS-socket path), so that their matches list
 /// every whole-store op and a new one cannot pass for another.

@@ -3,7 +3,9 @@
 //! `{"rs-store":1,"id":"…","expires":<ms|null>,"sum":<crc32c>}`, then the
 //! payload. `sum` (CRC-32C of the payload) lets a reader tell a torn or
 //! mixed read from a record; records without it are accepted. Names come
-//! from a hash of the id, never from the id.
+//! from a hash of the id, never from the id. The file store's per-user
+//! sessions add `"user"` and `"end"` (see [`Header`]); records without
+//! them are anonymous, and readers that do not know them ignore them.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -22,6 +24,13 @@ pub struct Header {
   pub expires: Option<Expiry>,
   #[serde(default, skip_serializing_if = "Option::is_none")]
   pub sum: Option<u32>,
+  /// Whose session it is (a file store with `userOf`; its user's index
+  /// names it too).
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub user: Option<String>,
+  /// Its absolute end (`maxLifetime`), epoch ms.
+  #[serde(default, skip_serializing_if = "Option::is_none")]
+  pub end: Option<Expiry>,
 }
 
 /// CRC-32C of a payload.
@@ -37,20 +46,38 @@ pub struct Record {
 
 /// `<sha256(id) hex>.sess`
 pub fn name_for(id: &str) -> String {
+  hashed_name(id, EXT)
+}
+
+/// `<sha256(key) hex>.<ext>`
+pub fn hashed_name(key: &str, ext: &str) -> String {
   const HEX: &[u8; 16] = b"0123456789abcdef";
-  let digest = Sha256::digest(id.as_bytes());
-  let mut name = String::with_capacity(64 + 1 + EXT.len());
+  let digest = Sha256::digest(key.as_bytes());
+  let mut name = String::with_capacity(64 + 1 + ext.len());
   for b in digest.iter() {
     name.push(HEX[(b >> 4) as usize] as char);
     name.push(HEX[(b & 15) as usize] as char);
   }
   name.push('.');
-  name.push_str(EXT);
+  name.push_str(ext);
   name
 }
 
+/// Whose a record is and its absolute end (per-user sessions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Owner {
+  pub user: Option<String>,
+  pub end: Option<Expiry>,
+}
+
 pub fn encode(id: &str, expires: Option<Expiry>, payload: &[u8]) -> Result<Vec<u8>> {
-  let header = serde_json::to_vec(&Header { version: 1, id: id.to_string(), expires, sum: Some(sum(payload)) })
+  encode_owned(id, expires, payload, Owner::default())
+}
+
+/// [`encode`] with the record's user and absolute end.
+pub fn encode_owned(id: &str, expires: Option<Expiry>, payload: &[u8], owner: Owner) -> Result<Vec<u8>> {
+  let Owner { user, end } = owner;
+  let header = serde_json::to_vec(&Header { version: 1, id: id.to_string(), expires, sum: Some(sum(payload)), user, end })
     .map_err(|e| StoreError::new(Code::Internal, e.to_string()))?;
   let mut buf = Vec::with_capacity(header.len() + 1 + payload.len());
   buf.extend_from_slice(&header);

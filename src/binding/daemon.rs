@@ -80,6 +80,7 @@ async fn start(config: DaemonConfig) -> Result<DaemonServer> {
       report: Some(report),
       read_cache_bytes: super::READ_CACHE_BYTES,
       inline_small_batches: false, // the daemon's runtime is shared by its connections
+      rules: Default::default(),
     })?)),
     (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
   };

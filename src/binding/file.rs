@@ -47,6 +47,7 @@ pub fn file_store(
   on_report: Function<'_, JsReply, ()>,
 ) -> napi::Result<External<AsyncStore>, Code> {
   let report = reporter(on_report)?;
+  let (core, rules) = Core::with_users(config.session, Some(report.clone()))?;
   let backend = FileBackend::new(FileOptions {
     dir: config.dir.into(),
     fast_reads: config.fast_reads.unwrap_or(true),
@@ -55,8 +56,8 @@ pub fn file_store(
     report: Some(report.clone()),
     read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
     inline_small_batches: true,
+    rules,
   })?;
-  let core = Core::new(config.session, Some(report))?;
   // Its own thread, spinning as Redis's dispatcher does: a small batch runs
   // right on a dispatcher that is awake instead of hopping to the blocking
   // pool and back (about half the time of a set at one call in flight).

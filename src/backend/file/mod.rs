@@ -62,7 +62,8 @@
 //! reads, walks), `write.rs` (atomic writes, recycled inodes, remove,
 //! touch), `writers.rs` (the write locks), `files.rs` (how files are
 //! opened), `locks.rs`, `sweep.rs` (the store's thread), `cache.rs` (the
-//! read cache shared by the processes on one directory).
+//! read cache shared by the processes on one directory), `users.rs`
+//! (per-user sessions: an index file per user, under a per-user lock).
 
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read, Write};
@@ -76,11 +77,12 @@ mod files;
 mod locks;
 mod read;
 mod sweep;
+mod users;
 mod write;
 mod writers;
 
 use super::record::{self, Record, EXT};
-use super::{in_order, shards, Backend, Cond, Cursors, Op, Reply, Report, Ttl};
+use super::{in_order, shards, shards_joined, Backend, Cond, Cursors, Op, Reply, Report, Ttl, UserRules};
 use crate::backend::worker::{Shared, Worker};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::{is_expired, now_ms, Expiry};
@@ -128,6 +130,8 @@ pub struct FileOptions {
   /// it instead of the blocking pool: for a caller whose thread is the
   /// store's own (it may block), saving two thread hops per batch.
   pub inline_small_batches: bool,
+  /// Per-user sessions (`users.rs`); none: the store pays nothing for them.
+  pub rules: UserRules,
 }
 
 struct Inner {
@@ -150,6 +154,9 @@ struct Inner {
   pages: Cursors<fs::ReadDir>,
   /// The sessions' write locks, shared with every process on the directory.
   writers: writers::Writers,
+  rules: UserRules,
+  /// The users' locks (`users.rs`), opened when first needed.
+  user_locks: std::sync::OnceLock<writers::Writers>,
 }
 
 /// How [`Inner::commit`] put the new file in place.
@@ -235,8 +242,13 @@ impl FileBackend {
       exchange: AtomicBool::new(cfg!(target_os = "linux")),
       cache: if opts.read_cache_bytes > 0 { ReadCache::new(dir, opts.read_cache_bytes) } else { None },
       pages: Cursors::new(),
-      writers: writers::Writers::open(dir)?,
+      writers: writers::Writers::open(dir, writers::WRITERS_FILE)?,
+      rules: opts.rules,
+      user_locks: std::sync::OnceLock::new(),
     });
+    if opts.rules.users {
+      inner.user_locks()?;
+    }
     let sweeper = match opts.sweep_interval {
       Some(every) => {
         let i = inner.clone();
@@ -256,6 +268,20 @@ impl FileBackend {
   fn run_sync(inner: &Inner, op: &Op) -> Result<Reply> {
     Ok(match op {
       Op::Get(id) => Reply::Value(inner.get(id)?),
+      // A store with per-user rules reads the session first (its user and
+      // absolute end): users.rs.
+      Op::Set(id, v, exp) if inner.rules.any() => {
+        inner.put(id, v, *exp, None, users::Whose::Keep)?;
+        Reply::Done
+      }
+      Op::SetIf(id, v, exp, cond) if inner.rules.any() => Reply::Bool(inner.put(id, v, *exp, Some(*cond), users::Whose::Keep)?),
+      Op::Write(id, v, exp, cond, user) => match (inner.put(id, v, *exp, *cond, users::Whose::User(user.as_deref()))?, cond) {
+        (written, Some(_)) => Reply::Bool(written),
+        (_, None) => Reply::Done,
+      },
+      Op::SessionsOf(user) => Reply::Page(String::new(), inner.sessions_of(user)?),
+      Op::RevokeUser(user, except) => Reply::Count(inner.revoke_user(user, except)?),
+      Op::Rotate(old, new, recode) => Reply::Bool(inner.rotate(old, new, recode.as_ref())?),
       Op::Set(id, v, exp) => {
         let _held = inner.hold(id)?;
         inner.write(id, v, *exp)?;
@@ -288,7 +314,6 @@ impl FileBackend {
       Op::Lock(id, token, ttl) => Reply::Bool(inner.lock(id, token, *ttl)?),
       Op::Unlock(id, token) => Reply::Bool(inner.unlock(id, token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(inner.renew(id, token, *ttl)?),
-      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return Err(super::no_users("file")),
       // The directory is still there and a directory (a volume unmounted,
       // a directory removed under a running app).
       Op::Ping => match fs::metadata(&inner.dir) {
@@ -306,6 +331,8 @@ impl FileBackend {
             n += 1;
           }
         }
+        // The users' indexes then name no live session: removed.
+        inner.prune_indexes(inner.index_files(), &|| false);
         Reply::Count(n)
       }
     })
@@ -330,7 +357,10 @@ impl Backend for FileBackend {
     if self.inline_small_batches && n <= INLINE_MAX {
       return ops.iter().map(|op| Self::run_sync(&self.inner, op)).collect();
     }
-    let tasks = shards(ops, SHARDS).into_iter().map(|group| {
+    // With per-user sessions the writes of one user stay in one group too,
+    // in call order (the order of the cap).
+    let groups = if self.inner.rules.users { shards_joined(ops, SHARDS, Op::user) } else { shards(ops, SHARDS) };
+    let tasks = groups.into_iter().map(|group| {
       let places: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
       let run = self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>());
       async move { run.await.unwrap_or_else(|e| places.into_iter().map(|i| (i, Err(e.clone()))).collect()) }
@@ -372,6 +402,7 @@ mod tests {
       report: None,
       read_cache_bytes: 0,
       inline_small_batches: false,
+      rules: UserRules::default(),
     }
   }
 

@@ -1,6 +1,6 @@
-//! The sweep: expired sessions, stale lock files and leftover temp files,
-//! one file at a time, on the store's own worker (stopped and joined on
-//! close).
+//! The sweep: expired sessions, stale lock files, leftover temp files and
+//! the users' index entries of sessions gone, one file at a time, on the
+//! store's own worker (stopped and joined on close).
 
 use super::read::{names, same_file};
 use super::*;
@@ -14,6 +14,7 @@ impl Inner {
     let Ok(rd) = fs::read_dir(&self.dir) else { return 0 };
     let now = now_ms();
     let mut removed = 0;
+    let mut indexes = Vec::new();
     for ent in rd.flatten() {
       if stopping() {
         break;
@@ -40,12 +41,20 @@ impl Inner {
         }
         continue;
       }
+      if p.extension().is_some_and(|x| x == users::USER_EXT) {
+        indexes.push(p);
+        continue;
+      }
       if p.extension().is_none_or(|x| x != EXT) {
         continue;
       }
       let mut head = Vec::with_capacity(2048);
       let Ok(f) = files::open_read(&p) else { continue };
       if (&f).take(4096).read_to_end(&mut head).is_err() {
+        continue;
+      }
+      // A header past 4 KiB (a long id or user, escaped): up to 16 KiB.
+      if head.len() == 4096 && !head.contains(&b'\n') && (&f).take(12 * 1024).read_to_end(&mut head).is_err() {
         continue;
       }
       // Only the header is read (the payload may be cut off); one whose id
@@ -65,7 +74,8 @@ impl Inner {
         Err(e) => self.report(e),
       }
     }
-    removed
+    // After the sessions: entries of those just removed go too.
+    removed + self.prune_indexes(indexes, stopping)
   }
 }
 

@@ -55,9 +55,14 @@ impl Inner {
   /// (or where the file system refuses the exchange) the temp file is new
   /// and renamed over the session file.
   pub(super) fn write(&self, id: &str, payload: &[u8], expires: Option<Expiry>) -> Result<()> {
+    self.write_owned(id, payload, expires, record::Owner::default())
+  }
+
+  /// [`Inner::write`] of a record with its user and absolute end (`users.rs`).
+  pub(super) fn write_owned(&self, id: &str, payload: &[u8], expires: Option<Expiry>, owner: record::Owner) -> Result<()> {
     self.check_open()?;
     let path = self.path_for(id);
-    let buf = record::encode(id, expires, payload)?;
+    let buf = record::encode_owned(id, expires, payload, owner)?;
     let Some(c) = &self.cache else { return self.write_file(&path, &buf) };
     // The session written is cached (the file holds it) unless another
     // change of the slot overlapped this one.
@@ -204,13 +209,16 @@ impl Inner {
 
   /// Rewrites the session of `id` with a new expiry, read and written
   /// holding its write lock: it never undoes another process's write or
-  /// removal, and never recreates a session.
+  /// removal, and never recreates a session. Its user and absolute end
+  /// stay, and the expiry never goes past that end (per-user sessions; the
+  /// header is parsed anyway, so a plain store pays nothing for it).
   pub(super) fn touch(&self, id: &str, expires: Option<Expiry>) -> Result<bool> {
     let _held = self.hold(id)?;
     match self.read_live_held(id)? {
       None => Ok(false),
       Some((_, s)) => {
-        self.write(id, &s.payload, expires)?;
+        let record::Header { user, end, .. } = s.header;
+        self.write_owned(id, &s.payload, crate::backend::UserRules::clamp(end, expires), record::Owner { user, end })?;
         Ok(true)
       }
     }

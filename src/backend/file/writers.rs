@@ -32,6 +32,12 @@ use crate::error::{Result, StoreError};
 
 /// The lock table's file name in the store's directory.
 pub const WRITERS_FILE: &str = ".rs-store-writers";
+/// The users' lock table (per-user sessions, `users.rs`): the same kind of
+/// table, byte `k` for the users whose index file's hash starts with `k`.
+/// A file of its own, opened only by stores that need it, so that a store
+/// without `userOf` has no extra file, and so that a thread may hold a
+/// user's lock and then a session's (the stripes of the two differ).
+pub const USERS_FILE: &str = ".rs-store-users";
 /// In-process mutexes ordering the store's own threads (a slot's mutex is
 /// `slot % STRIPES`); elsewhere than Linux one lock serves every slot.
 #[cfg(target_os = "linux")]
@@ -41,6 +47,7 @@ const STRIPES: usize = 1;
 
 pub struct Writers {
   file: File,
+  name: &'static str,
   stripes: Box<[Mutex<()>]>,
 }
 
@@ -52,10 +59,11 @@ pub struct Held<'a> {
 }
 
 impl Writers {
-  pub fn open(dir: &Path) -> Result<Writers> {
-    let path = dir.join(WRITERS_FILE);
+  /// The lock table `name` (`WRITERS_FILE`, `USERS_FILE`) of `dir`.
+  pub fn open(dir: &Path, name: &'static str) -> Result<Writers> {
+    let path = dir.join(name);
     let (file, _) = files::open_rw(&path, true).map_err(|e| StoreError::io("cannot open", &path, e))?;
-    Ok(Writers { file, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() })
+    Ok(Writers { file, name, stripes: (0..STRIPES).map(|_| Mutex::new(())).collect() })
   }
 
   /// Takes the write lock of the sessions of `slot`, waiting for another
@@ -63,7 +71,7 @@ impl Writers {
   pub fn hold(&self, slot: usize) -> Result<Held<'_>> {
     let slot = slot & 0xffff;
     let order = self.stripes[slot % STRIPES].lock();
-    self.range(slot, true).map_err(|e| StoreError::io("cannot lock", Path::new(WRITERS_FILE), e))?;
+    self.range(slot, true).map_err(|e| StoreError::io("cannot lock", Path::new(self.name), e))?;
     Ok(Held { writers: self, slot, _order: order })
   }
 
