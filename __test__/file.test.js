@@ -345,6 +345,13 @@ test('file: the read cache serves a session only while no process has changed it
     assert.equal((await nocache.get('ball')).n, -1, 'readCacheBytes: 0 reads the file')
     await sleep(1100)
     assert.equal((await a.get('ball')).n, -1, 'a cached copy older than 1 s is read again')
+    // A store that caches nothing still tells the others' caches of its changes.
+    assert.equal((await a.get('ball')).n, -1)
+    await nocache.set('ball', { n: 301 }, 60_000)
+    assert.equal((await a.get('ball')).n, 301, 'a write of a store with readCacheBytes: 0 is seen at once')
+    assert.equal(await nocache.remove('ball'), true)
+    assert.equal(await a.get('ball'), null, 'and its removal')
+    await a.set('ball', { n: 302 }, 60_000)
     assert.throws(() => rs.file({ dir, readCacheBytes: -1 }), (e) => e.code === 'ERR_INVALID_OPTION')
     assert.ok(fs.statSync(path.join(dir, '.rs-store-gens')).isFile(), 'the shared table of counters')
     assert.equal(await a.length(), 1, 'which is no session')

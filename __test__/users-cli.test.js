@@ -2,9 +2,9 @@
 // `rs-store user ls|revoke` (lib/cli.js) as operators run it, a separate
 // process each time, against the stores with per-user sessions the CLI can
 // open: sessions.json (json:FILE), whose index an app's store wrote to
-// <file>.users, Redis and PostgreSQL (beside the running app). A file
-// store (file:DIR) has no per-user sessions yet: the command says so with
-// a coded error.
+// <file>.users, and a file store (file:DIR), Redis and PostgreSQL beside
+// the running app. Object storage (dir:DIR) has no per-user sessions: the
+// command says so with a coded error.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
@@ -88,13 +88,15 @@ test('cli: user ls and user revoke on sessions.json, what the app wrote, with --
   }
 })
 
-test('cli: user ls and user revoke on Redis and PostgreSQL, while the app that wrote the sessions keeps running', { timeout: 120_000 }, async () => {
+test('cli: user ls and user revoke on a file store, Redis and PostgreSQL, while the app that wrote the sessions keeps running', { timeout: 120_000 }, async () => {
   const { startRedis } = require('./support/redis-servers')
   const { startPostgres } = require('./support/postgres-server')
   const redis = await startRedis()
   const pg = await startPostgres()
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-cli-users-'))
   try {
     for (const [spec, app] of [
+      [`file:${dir}`, rs.file({ dir, userOf, maxSessionsPerUser: 10 })],
       [redis.url, rs.redis({ url: redis.url, userOf })],
       [pg.url, rs.postgres({ url: pg.url, userOf })],
     ]) {
@@ -118,6 +120,7 @@ test('cli: user ls and user revoke on Redis and PostgreSQL, while the app that w
   } finally {
     await redis.stop()
     await pg.destroy()
+    fs.rmSync(dir, { recursive: true, force: true })
   }
 })
 
@@ -143,21 +146,21 @@ test('cli: --user-field names the field (a dotted path) when the CLI writes: an 
   }
 })
 
-test('cli: user on a store without per-user sessions (file:DIR) is a coded error naming it; usage errors exit 2', async () => {
+test('cli: user on a store without per-user sessions (dir:DIR, object storage) is a coded error naming it; usage errors exit 2', async () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-cli-users-'))
   try {
-    const store = rs.file({ dir })
+    const store = rs.objectStore({ directory: dir })
     await store.set('a', { user: 'ada' }, HOUR)
     await store.close()
     for (const args of [
-      ['user', 'ls', `file:${dir}`, 'ada'],
-      ['user', 'revoke', `file:${dir}`, 'ada', '--yes'],
+      ['user', 'ls', `dir:${dir}`, 'ada'],
+      ['user', 'revoke', `dir:${dir}`, 'ada', '--yes'],
     ]) {
       const r = await cli(args)
       assert.equal(r.code, 1, r.err)
-      assert.match(r.err, /^rs-store: ERR_INVALID_OPTION: file:.*the file: store has no per-user sessions yet.*json:FILE/m)
+      assert.match(r.err, /^rs-store: ERR_INVALID_OPTION: dir:.*the dir: store has no per-user sessions yet.*file:DIR, json:FILE/m)
     }
-    const kept = rs.file({ dir })
+    const kept = rs.objectStore({ directory: dir })
     assert.deepEqual(await kept.get('a'), { user: 'ada' }, 'nothing was touched')
     await kept.close()
     const json = `json:${path.join(dir, 's.json')}`

@@ -143,7 +143,7 @@ function openStore(spec, o, { create = false, users = false } = {}) {
     const kind = /^([a-z0-9+-]+):/i.exec(spec)[1]
     throw codedError(
       'ERR_INVALID_OPTION',
-      `${spec}: the ${kind}: store has no per-user sessions yet, so rs-store ${users ? 'user' : '--user-field'} cannot work on it; json:FILE (sessions.json), redis:// (one server, Sentinel) and postgres:// have them`,
+      `${spec}: the ${kind}: store has no per-user sessions yet, so rs-store ${users ? 'user' : '--user-field'} cannot work on it; file:DIR, json:FILE (sessions.json), redis:// (one server, Sentinel) and postgres:// have them`,
       e,
     )
   }

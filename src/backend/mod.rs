@@ -89,15 +89,23 @@ fn shard_of(id: &str) -> u64 {
 /// op tagged with its place: one id always lands in one group (its ops keep
 /// their order), and a batch with a whole-store op stays one group.
 pub(crate) fn shards(ops: Vec<Op>, most: usize) -> Vec<Vec<(usize, Op)>> {
-  shards_joined(ops, most, |_| None)
+  let n = if ops.iter().any(|op| op.id().is_none()) { 1 } else { most.min(ops.len()).max(1) };
+  let mut groups: Vec<Vec<(usize, Op)>> = (0..n).map(|_| Vec::new()).collect();
+  for (i, op) in ops.into_iter().enumerate() {
+    let g = op.id().map_or(0, |id| (shard_of(id) % n as u64) as usize);
+    groups[g].push((i, op));
+  }
+  groups.retain(|g| !g.is_empty());
+  groups
 }
 
 /// [`shards`], where the ops that share `also(op)` (e.g. the user of a
-/// per-user write) land in one group too: groups that such a key would
-/// link are merged, so an id's ops stay together and in order as well.
+/// per-user write) land in one group too: such an op goes by that key, the
+/// others by their id, and the groups of an id's ops are merged when they
+/// differ, so an id's ops stay together and in order as well.
 pub(crate) fn shards_joined(ops: Vec<Op>, most: usize, also: impl Fn(&Op) -> Option<&str>) -> Vec<Vec<(usize, Op)>> {
   let n = if ops.iter().any(|op| op.id().is_none()) { 1 } else { most.min(ops.len()).max(1) };
-  let shard = |key: &str| (shard_of(key) % n as u64) as usize;
+  let shard = |op: &Op| op.id().map_or(0, |id| (shard_of(also(op).unwrap_or(id)) % n as u64) as usize);
   // Which group each shard joins (a union-find over at most `most` shards).
   let mut join: Vec<usize> = (0..n).collect();
   fn root(join: &[usize], mut g: usize) -> usize {
@@ -106,16 +114,17 @@ pub(crate) fn shards_joined(ops: Vec<Op>, most: usize, also: impl Fn(&Op) -> Opt
     }
     g
   }
+  let mut first: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
   for op in &ops {
-    if let (Some(id), Some(key)) = (op.id(), also(op)) {
-      let (a, b) = (root(&join, shard(id)), root(&join, shard(key)));
-      join[a.max(b)] = a.min(b);
-    }
+    let Some(id) = op.id() else { continue };
+    let g = *first.entry(id).or_insert_with(|| shard(op));
+    let (a, b) = (root(&join, g), root(&join, shard(op)));
+    join[a.max(b)] = a.min(b);
   }
+  let places: Vec<usize> = ops.iter().map(|op| root(&join, shard(op))).collect();
   let mut groups: Vec<Vec<(usize, Op)>> = (0..n).map(|_| Vec::new()).collect();
   for (i, op) in ops.into_iter().enumerate() {
-    let g = op.id().map_or(0, |id| root(&join, shard(id)));
-    groups[g].push((i, op));
+    groups[places[i]].push((i, op));
   }
   groups.retain(|g| !g.is_empty());
   groups

@@ -289,6 +289,8 @@ pub struct Change {
 
 pub struct ReadCache {
   gens: Gens,
+  /// Bytes it may hold; 0: it caches nothing, and only counts this
+  /// store's changes for the other processes' caches.
   budget: usize,
   on: AtomicBool,
   lru: Mutex<Lru>,
@@ -306,7 +308,7 @@ impl ReadCache {
   /// read, it is at most `MAX_AGE_MS` old and not expired. (The entry knows
   /// its slot: a hit hashes nothing but the id.)
   pub fn get(&self, id: &str, now: u64) -> Option<Vec<u8>> {
-    if !self.on.load(Ordering::Relaxed) {
+    if self.budget == 0 || !self.on.load(Ordering::Relaxed) {
       return None;
     }
     let mut lru = self.lru.lock();
@@ -340,6 +342,9 @@ impl ReadCache {
   /// no change began since [`ReadCache::before_read`].
   pub fn after_read(&self, seen: Seen, id: &str, expires: Option<Expiry>, payload: &[u8], now: u64) {
     let Seen { slot, gen: Some(gen) } = seen else { return };
+    if self.budget == 0 {
+      return;
+    }
     fence(Ordering::SeqCst);
     if self.gens.slot(slot).begun.load(Ordering::SeqCst) == gen {
       self.insert(id, Entry { slot, gen, read_at: now, expires, payload: payload.to_vec() });
@@ -366,7 +371,7 @@ impl ReadCache {
     let s = self.gens.slot(change.slot);
     fence(Ordering::SeqCst); // the file changed before this counts
     s.done.fetch_add(1, Ordering::SeqCst);
-    let (Some(before), Some((id, expires, payload, now))) = (change.alone, wrote) else { return };
+    let (Some(before), Some((id, expires, payload, now)), true) = (change.alone, wrote, self.budget > 0) else { return };
     let gen = before + 1;
     if s.begun.load(Ordering::SeqCst) == gen && s.done.load(Ordering::SeqCst) == gen {
       self.insert(id, Entry { slot: change.slot, gen, read_at: now, expires, payload: payload.to_vec() });
