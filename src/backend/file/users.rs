@@ -194,6 +194,9 @@ impl Inner {
   /// (the user's lock held), and the entries of sessions no longer theirs.
   fn cap(&self, user: &str, n: usize, index: Index) -> Result<()> {
     let had = index.ids.len();
+    if had <= n {
+      return Ok(()); // at most n entries: at most n live sessions, nothing read
+    }
     let live = self.live_of(user, index.ids)?;
     let excess = live.len().saturating_sub(n);
     for (id, ..) in &live[..excess] {
