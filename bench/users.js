@@ -108,6 +108,25 @@ module.exports = async function usersBench({ ms, only }) {
     await big.close()
   }
 
+  if (want('file')) {
+    // Each on a directory of its own, as an app's would be.
+    const os = require('node:os')
+    const path = require('node:path')
+    const root = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-bench-users-'))
+    const plain = rs.file({ dir: path.join(root, 'plain') })
+    const users = rs.file({ dir: path.join(root, 'users'), userOf })
+    const capped = rs.file({ dir: path.join(root, 'capped'), ...rules })
+    const contenders = [
+      { name: 'file', set: (id, s) => plain.set(id, s, TTL_MS), get: plain.get },
+      { name: 'file + userOf', set: (id, s) => users.set(id, s, TTL_MS), get: users.get },
+      { name: 'file + userOf, cap, maxLifetime', set: (id, s) => capped.set(id, s, TTL_MS), get: capped.get },
+    ]
+    await fill(contenders)
+    print('File store with and without per-user sessions (ops/s), ratios to the plain store', await compareWithServer(contenders, cases, { ms: ms * 3 }))
+    for (const st of [plain, users, capped]) await st.close()
+    fs.rmSync(root, { recursive: true, force: true })
+  }
+
   if (want('redis')) {
     const server = await startRedis()
     const plain = rs.redis({ url: server.url, prefix: 'p:' })
