@@ -261,6 +261,9 @@ impl Inner {
       let Some((_, peek)) = self.read_live(old)? else { return Ok(false) };
       let user = peek.header.user;
       let _user_held = user.as_deref().map(|u| self.hold_user(u)).transpose()?;
+      // Read before the sessions' locks: rebuilding a corrupt one reads
+      // sessions, which may take their locks.
+      let index = user.as_deref().map(|u| self.read_index(u)).transpose()?;
       let _first = self.writers.hold(a.min(b))?;
       let _second = if a != b { Some(self.writers.hold(a.max(b))?) } else { None };
       let Some((path, s)) = self.read_live_held(old)? else { return Ok(false) };
@@ -274,10 +277,9 @@ impl Inner {
         Some(r) => (r.0)(old, new, s.payload)?,
         None => s.payload,
       };
-      if let Some(u) = &user {
+      if let (Some(u), Some(mut index)) = (&user, index) {
         // The new id takes the old one's place; the old entry stays until
         // a later step drops it, so a crash leaves no live session unfiled.
-        let mut index = self.read_index(u)?;
         index.ids.retain(|(i, _)| i != new);
         let at = index.ids.iter().position(|(i, _)| i == old);
         let place = match at {
@@ -306,13 +308,12 @@ impl Inner {
       if stopping() {
         break;
       }
-      // Whose index it is, from its header; then read again under that user's lock.
+      // Whose index it is, from its header; then read again under that
+      // user's lock. Read without the lock, it may meet a rewrite (a
+      // recycled inode): skipped, never reported (a corrupt index is, when
+      // its user's next step reads it).
       let user = match files::read(&p).map(|b| record::decode_header(&p.display(), &b).map(|(h, _)| h.id)) {
         Ok(Ok(u)) if p.file_name().is_some_and(|n| *n == *record::hashed_name(&u, USER_EXT)) => u,
-        Ok(Err(e)) => {
-          self.report(e);
-          continue;
-        }
         _ => continue,
       };
       let pruned = (|| -> Result<bool> {
