@@ -2,8 +2,8 @@
 // Per-user sessions on Redis (userOf, sessionsOf, revokeUser,
 // maxSessionsPerUser, maxLifetime, rotate): on one server over both
 // connection paths (the JS socket, and ioThread), with and without a
-// codec, through Sentinel, across two processes; Redis Cluster and the
-// daemon refuse them with a coded error.
+// codec, through Sentinel, across two processes; Redis Cluster refuses
+// them with a coded error (the daemon: users.test.js, users-daemon.test.js).
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
@@ -375,7 +375,7 @@ test('redis Sentinel: per-user sessions through the master the sentinels name', 
   }
 })
 
-test('redis Cluster and the daemon refuse per-user sessions with a coded error', async () => {
+test('redis Cluster refuses per-user sessions with a coded error', async () => {
   const cluster = await startCluster(3)
   try {
     const nodes = cluster.nodes.map((n) => `127.0.0.1:${n.port}`)
@@ -391,5 +391,4 @@ test('redis Cluster and the daemon refuse per-user sessions with a coded error',
   } finally {
     await cluster.stop()
   }
-  assert.throws(() => rs.daemon({ port: 1, userOf }), (e) => e.code === 'ERR_INVALID_OPTION' && /daemon has no per-user sessions/.test(e.message))
 })

@@ -27,6 +27,14 @@ test.before(async () => {
   pg = await startPostgres()
 })
 test.after(() => pg.destroy())
+// The daemon (memory storage): one for the file, a prefix of its own per store.
+const { startDaemon } = require('./support/daemon')
+let daemon
+let prefixes = 0
+test.before(async () => {
+  daemon = await startDaemon(0)
+})
+test.after(() => daemon.stop())
 
 /** The kinds of store with per-user sessions, each made with `opts`. */
 const kinds = {
@@ -38,6 +46,8 @@ const kinds = {
   'file + secret, no read cache': (opts) => rs.file({ dir: fileDir(), secret: 'k'.repeat(64), compress: true, readCacheBytes: 0, fastReads: false, ...opts }),
   postgres: (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, ...opts }),
   'postgres + secret': (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, secret: 'k'.repeat(64), compress: true, ...opts }),
+  daemon: (opts) => rs.daemon({ port: daemon.port, prefix: `u${++prefixes}:`, ...opts }),
+  'daemon + secret': (opts) => rs.daemon({ port: daemon.port, prefix: `u${++prefixes}:`, secret: 'k'.repeat(64), compress: true, ...opts }),
 }
 
 for (const [kind, make] of Object.entries(kinds)) {
@@ -239,7 +249,6 @@ test('stores without per-user sessions yet refuse the options with a coded error
   try {
     for (const make of [
       () => rs.objectStore({ directory: dir, maxSessionsPerUser: 2 }),
-      () => rs.daemon({ port: 1, userOf }),
       () => rs.redis({ nodes: ['127.0.0.1:1'], maxLifetime: 1000 }),
     ]) {
       assert.throws(make, (e) => e.code === 'ERR_INVALID_OPTION' && /per-user sessions/.test(e.message))

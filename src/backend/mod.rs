@@ -175,8 +175,26 @@ pub trait Backend: Send + Sync + 'static {
   fn overlapping_batches_keep_order(&self) -> bool {
     false
   }
+  /// Runs `ops` under per-user rules that come with them rather than the
+  /// store's own: the session daemon's storage, whose clients each bring
+  /// their `maxSessionsPerUser` and `maxLifetime` (client options). A
+  /// backend that cannot take rules per call refuses them.
+  async fn exec_under(&self, rules: UserRules, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    if !rules.any() {
+      return self.exec(ops).await;
+    }
+    ops.iter().map(|_| Err(no_rules_per_call())).collect()
+  }
   /// Stops background work and releases connections. Idempotent.
   async fn close(&self) -> Result<()>;
+}
+
+/// The answer of a backend that takes per-user rules only from its options.
+pub(crate) fn no_rules_per_call() -> StoreError {
+  StoreError::new(
+    crate::error::Code::InvalidOption,
+    "this storage takes no per-user rules per call (userOf, maxSessionsPerUser, maxLifetime): the daemon has them on its memory storage",
+  )
 }
 
 /// What an in-memory backend holds now, and how many live sessions its
@@ -195,6 +213,14 @@ pub struct Holding {
 /// `#[napi]` layer runs them on the JS thread with no thread hop.
 pub trait SyncBackend: Send + Sync + 'static {
   fn run(&self, op: Op) -> Result<Reply>;
+  /// [`SyncBackend::run`] under per-user rules given with the op (see
+  /// [`Backend::exec_under`]).
+  fn run_under(&self, rules: UserRules, op: Op) -> Result<Reply> {
+    if rules.any() {
+      return Err(no_rules_per_call());
+    }
+    self.run(op)
+  }
   /// What an in-memory backend holds and has evicted (`stats().memory`).
   fn held(&self) -> Option<Holding> {
     None
@@ -211,6 +237,9 @@ pub trait SyncBackend: Send + Sync + 'static {
 impl<T: SyncBackend> Backend for T {
   async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
     ops.into_iter().map(|op| self.run(op)).collect()
+  }
+  async fn exec_under(&self, rules: UserRules, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    ops.into_iter().map(|op| self.run_under(rules, op)).collect()
   }
   async fn close(&self) -> Result<()> {
     SyncBackend::close(self)

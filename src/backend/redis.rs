@@ -33,8 +33,12 @@ use super::{Backend, Cond, Op, Reply, Ttl, UserRules};
 // Per-user sessions: their scripts (src/backend/redis_users.rs).
 #[path = "redis_users.rs"]
 mod users;
+// Their commands in the daemon dialect (src/backend/redis_daemon.rs).
+#[path = "redis_daemon.rs"]
+mod daemon_users;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
+pub(crate) use daemon_users::digest;
 pub(crate) use users::SCRIPTS;
 
 /// Release a lock only if the caller's token still holds it.
@@ -76,8 +80,9 @@ pub struct RedisConfig {
   /// locks use its `LOCK`/`UNLOCK`/`RENEW` commands (no Lua there), and a
   /// lock dies with this connection.
   pub daemon: bool,
-  /// Per-user sessions (src/backend/redis_users.rs); none on the daemon
-  /// or a cluster (refused where the store is made).
+  /// Per-user sessions (src/backend/redis_users.rs; on the daemon
+  /// src/backend/redis_daemon.rs); none on a cluster (refused where the
+  /// store is made).
   pub rules: UserRules,
 }
 
@@ -213,7 +218,12 @@ impl Commands {
         1
       }};
     }
-    if self.scripted(op) {
+    if self.daemon {
+      if self.daemon_users(op, now, cmd) {
+        f(cmd);
+        return 1;
+      }
+    } else if self.scripted(op) {
       self.script(op, now, cmd);
       f(cmd);
       return 1;
@@ -489,7 +499,7 @@ impl RedisBackend {
         Connector::Sentinel(client) => self.sentinel_master(client, &config).await.map(Conn::Single),
       }?;
       // Per-user rules: every connection loads the scripts first (EVALSHA then finds them).
-      if let (Conn::Single(c), true) = (&mut conn, self.cmds.rules.any()) {
+      if let (Conn::Single(c), true) = (&mut conn, self.cmds.loads_scripts()) {
         SCRIPTS.load(c).await?;
       }
       Ok::<Conn, redis::RedisError>(conn)

@@ -293,6 +293,9 @@ impl Commands {
   /// nothing to load for it). A rotation re-encoded for its new id is
   /// [`Commands::rotate_cas`].
   pub(crate) fn script(&self, op: &Op, now: u64, cmd: &mut Cmd) {
+    if self.daemon && self.daemon_users(op, now, cmd) {
+      return;
+    }
     let s = &*SCRIPTS;
     let span = |at: &Option<u64>| at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default();
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
@@ -366,6 +369,9 @@ impl Commands {
   /// for the new id: moved only if the session still holds `read`
   /// (answers -1 when it changed meanwhile: read again).
   pub(crate) fn rotate_cas(&self, old: &str, new: &str, read: &[u8], value: &[u8], cmd: &mut Cmd) {
+    if self.daemon {
+      return self.daemon_rotate_cas(old, new, read, value, cmd);
+    }
     cmd.clear();
     self.call(&SCRIPTS.rotate, cmd);
     cmd.arg(Key(&self.prefix, old)).arg(&self.prefix).arg(old).arg(new).arg("1").arg(read).arg(value);

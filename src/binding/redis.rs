@@ -121,18 +121,18 @@ pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_,
 }
 
 /// The core of a Redis store: per-user sessions on a single server and
-/// through Sentinel (one Lua script per step, src/backend/redis_users.rs);
-/// refused on a cluster (a user's index and sessions would sit in
-/// different slots) and on the daemon (no Lua).
+/// through Sentinel (one Lua script per step, src/backend/redis_users.rs)
+/// and on the daemon (one daemon command per step, carrying this client's
+/// rules: src/backend/redis_daemon.rs); refused on a cluster (a user's
+/// index and sessions would sit in different slots).
 fn redis_core(mode: &str, session: Option<SessionOptions>, report: Option<Report>) -> Result<(Core, UserRules)> {
   let (core, rules) = Core::with_users(session, report)?;
   match mode {
-    "cluster" | "daemon" => {
+    "cluster" => {
       if rules.any() {
-        let what = if mode == "cluster" { "Redis Cluster" } else { "the rs-store daemon" };
         return Err(StoreError::new(
           Code::InvalidOption,
-          format!("{what} has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): a single Redis server or Sentinel has them (README, \"Per-user sessions\")"),
+          "Redis Cluster has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): a single Redis server, Sentinel or the daemon has them (README, \"Per-user sessions\")",
         ));
       }
       // Not rotate() either: its two keys may sit in different slots.

@@ -19,7 +19,15 @@
 //! | `SCAN cursor [MATCH p] [COUNT n]`, `KEYS p` | every match in one step (cursor `0`) |
 //! | `LOCK k token ttl-ms` | `:1` taken, `:0` held by another |
 //! | `UNLOCK k token`, `RENEW k token ttl-ms` | `:1` when `token` holds `k` |
+//! | `UWRITE prefix id v ttl-ms cond owner lifetime-ms cap` | `:1` written, `:0` refused by `cond` |
+//! | `SESSIONSOF prefix user` | `[id, v, pttl, …]` |
+//! | `REVOKEUSER prefix user [keep-id…]` | count removed |
+//! | `ROTATE prefix old new [sha256-hex v]` | `:1` moved, `:0` not, `:-1` changed since read |
 //! | `SELECT 0`, `CLIENT …`, `COMMAND …`, `INFO` | accepted for client compatibility |
+//!
+//! The per-user commands (users.rs) carry the client's rules with each
+//! write (`''` for none; cond `NX`, `XX` or `''`; owner `k` keep, `a`
+//! anonymous, `u<user>`), as the Redis scripts take them.
 //!
 //! A lock lives until `UNLOCK`, until its ttl (`LOCK`/`RENEW`) runs out, or
 //! until the connection that took it closes (the holder process died or
@@ -34,6 +42,7 @@
 
 mod locks;
 pub mod resp;
+mod users;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,8 +69,9 @@ pub const MAX_KEY_BYTES: usize = 4096;
 /// request of millions of empty arguments takes ~15× its bytes in parsed
 /// values (a 60 MB one took the daemon to 1 GiB under the old 64 MiB limit).
 pub const MAX_VALUE_BYTES: usize = 2 * 1024 * 1024;
-/// Room in one request besides its value (the command, the key, numbers).
-const REQUEST_OVERHEAD: usize = MAX_KEY_BYTES + 256;
+/// Room in one request besides its value (the command, the keys, a user,
+/// numbers): `ROTATE` names two keys.
+const REQUEST_OVERHEAD: usize = 2 * MAX_KEY_BYTES + 512;
 
 /// Where the daemon listens.
 #[derive(Debug, Clone)]
@@ -336,6 +346,9 @@ async fn execute(shared: &Shared, conn: u64, args: Vec<Vec<u8>>) -> Reply {
 }
 
 async fn storage_command(s: &dyn Backend, max_value: usize, name: &str, a: &[Vec<u8>]) -> std::result::Result<Reply, Reply> {
+  if let Some(r) = users::command(s, max_value, name, a).await {
+    return r;
+  }
   let done = |r: Result<Reply>| r.map_err(store_error);
   match (name, a.len()) {
     ("GET", 1) => done(s.get(key(&a[0])?).await.map(Reply::Bulk)),

@@ -118,7 +118,7 @@ impl Wire {
       hello.push(redis::cmd("SELECT").arg(db).clone());
     }
     // Per-user rules: their scripts, called by EVALSHA on this connection.
-    if cmds.rules.any() {
+    if cmds.loads_scripts() {
       hello.extend(SCRIPTS.load_cmds());
     }
     Wire {

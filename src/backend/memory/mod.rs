@@ -343,8 +343,9 @@ impl MemoryBackend {
 
 impl MemoryBackend {
   /// `set`, or with a condition `set_if`; true when written. `owner`: the
-  /// session's user, where the store has per-user rules.
-  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>, owner: Owner) -> Result<bool> {
+  /// session's user, where the write has per-user `rules` (the store's own,
+  /// or the daemon client's that sent it).
+  fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>, owner: Owner, rules: UserRules) -> Result<bool> {
     let size = charge(id, value.len());
     if let Some(max) = self.opts.max_bytes {
       if size > max {
@@ -353,7 +354,6 @@ impl MemoryBackend {
     }
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
-    let rules = self.opts.rules;
     if cond.is_some() || rules.any() {
       let now = now_ms();
       let live = st.live(id, now).is_some();
@@ -377,14 +377,23 @@ impl MemoryBackend {
     } else {
       None
     };
-    self.insert(st, id, value, size, expires, meta);
+    self.insert(st, id, value, size, expires, meta, rules.max_per_user);
     Ok(true)
   }
 
   /// Stores the entry (in place of any old one), files it under its user,
-  /// then applies the cap and the bounds.
-  fn insert(&self, st: &mut State, id: &str, value: Box<[u8]>, size: usize, expires: Option<Expiry>, meta: Option<Box<Meta>>) {
-    let rules = self.opts.rules;
+  /// then applies the cap (`maxSessionsPerUser`) and the bounds.
+  #[allow(clippy::too_many_arguments)]
+  fn insert(
+    &self,
+    st: &mut State,
+    id: &str,
+    value: Box<[u8]>,
+    size: usize,
+    expires: Option<Expiry>,
+    meta: Option<Box<Meta>>,
+    cap: Option<u32>,
+  ) {
     let user = meta.as_ref().and_then(|m| m.user.clone().map(|u| (u, m.seq)));
     let key = if let RawEntryMut::Occupied(mut o) = st.map.raw_entry_mut().from_key(id) {
       // An overwrite updates the entry in place (no new node, the key is
@@ -394,7 +403,13 @@ impl MemoryBackend {
       let old = std::mem::replace(e, Entry { value, expires, meta });
       reslot(&mut st.index, k, old.expires, expires);
       st.bytes = st.bytes - charge(id, old.value.len()) + size;
-      k.clone()
+      let k = k.clone();
+      // A write without rules over a user's session (a daemon client
+      // without userOf) takes it out of the user's list.
+      if let Some(m) = &old.meta {
+        st.users.forget(m);
+      }
+      k
     } else {
       let key: Arc<str> = Arc::from(id);
       reslot(&mut st.index, &key, None, expires);
@@ -404,7 +419,7 @@ impl MemoryBackend {
     };
     if let Some((user, seq)) = user {
       st.users.file(&user, seq, key);
-      if let Some(n) = rules.max_per_user {
+      if let Some(n) = cap {
         st.cap(&user, n as usize, now_ms());
       }
     }
@@ -432,12 +447,14 @@ impl MemoryBackend {
   }
 
   pub(crate) fn set(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>) -> Result<()> {
-    self.put(id, value, expires, None, Owner::Keep).map(|_| ())
+    self.put(id, value, expires, None, Owner::Keep, self.opts.rules).map(|_| ())
   }
 
-  /// Atomic: the check and the write happen under one lock.
+  /// Atomic: the check and the write happen under one lock (`run`'s
+  /// `SetIf` is this, under the rules it is given).
+  #[cfg(test)]
   pub(crate) fn set_if(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Cond) -> Result<bool> {
-    self.put(id, value, expires, Some(cond), Owner::Keep)
+    self.put(id, value, expires, Some(cond), Owner::Keep, self.opts.rules)
   }
 
   pub(crate) fn remove(&self, id: &str) -> Result<bool> {
@@ -555,13 +572,19 @@ impl MemoryBackend {
 
 impl SyncBackend for MemoryBackend {
   fn run(&self, op: Op) -> Result<Reply> {
+    self.run_under(self.opts.rules, op)
+  }
+
+  /// Writes follow `rules`; the rest needs none (a touch never passes a
+  /// session's absolute end, whoever asks).
+  fn run_under(&self, rules: UserRules, op: Op) -> Result<Reply> {
     Ok(match op {
       Op::Get(id) => Reply::Value(self.get(&id)?),
       Op::Set(id, v, at) => {
-        self.set(&id, v, at)?;
+        self.put(&id, v, at, None, Owner::Keep, rules)?;
         Reply::Done
       }
-      Op::SetIf(id, v, at, cond) => Reply::Bool(self.set_if(&id, v, at, cond)?),
+      Op::SetIf(id, v, at, cond) => Reply::Bool(self.put(&id, v, at, Some(cond), Owner::Keep, rules)?),
       Op::Remove(id) => Reply::Bool(self.remove(&id)?),
       Op::Touch(id, at) => Reply::Bool(self.touch(&id, at)?),
       Op::Ttl(id) => Reply::Ttl(self.ttl(&id)?),
@@ -577,7 +600,7 @@ impl SyncBackend for MemoryBackend {
       Op::Lock(id, token, ttl) => Reply::Bool(self.lock(&id, &token, ttl)?),
       Op::Unlock(id, token) => Reply::Bool(self.unlock(&id, &token)?),
       Op::Renew(id, token, ttl) => Reply::Bool(self.renew(&id, &token, ttl)?),
-      Op::Write(id, v, at, cond, user) => match (self.put(&id, v, at, cond, Owner::User(user))?, cond) {
+      Op::Write(id, v, at, cond, user) => match (self.put(&id, v, at, cond, Owner::User(user), rules)?, cond) {
         (written, Some(_)) => Reply::Bool(written),
         (_, None) => Reply::Done,
       },

@@ -162,7 +162,7 @@ impl MemoryBackend {
     if let Some(m) = st.map.get_mut(id).and_then(|e| e.meta.take()) {
       st.users.forget(&m);
     }
-    self.insert(st, id, value.into_boxed_slice(), size, expires, Some(Box::new(Meta { user, end, seq })));
+    self.insert(st, id, value.into_boxed_slice(), size, expires, Some(Box::new(Meta { user, end, seq })), rules.max_per_user);
     Ok(st.map.len() < before)
   }
 
