@@ -29,12 +29,20 @@ test.before(async () => {
 test.after(() => pg.destroy())
 // The daemon (memory storage): one for the file, a prefix of its own per store.
 const { startDaemon } = require('./support/daemon')
+// And one with a storage directory (the file backend).
 let daemon
+let daemonDir
 let prefixes = 0
 test.before(async () => {
   daemon = await startDaemon(0)
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-daemon-'))
+  daemonDir = { ...(await startDaemon(0, dir)), dir }
 })
-test.after(() => daemon.stop())
+test.after(async () => {
+  await daemon.stop()
+  await daemonDir.stop()
+  fs.rmSync(daemonDir.dir, { recursive: true, force: true })
+})
 
 /** The kinds of store with per-user sessions, each made with `opts`. */
 const kinds = {
@@ -48,6 +56,8 @@ const kinds = {
   'postgres + secret': (opts) => rs.postgres({ url: pg.url, table: `users_${++tables}`, secret: 'k'.repeat(64), compress: true, ...opts }),
   daemon: (opts) => rs.daemon({ port: daemon.port, prefix: `u${++prefixes}:`, ...opts }),
   'daemon + secret': (opts) => rs.daemon({ port: daemon.port, prefix: `u${++prefixes}:`, secret: 'k'.repeat(64), compress: true, ...opts }),
+  'daemon, storage dir': (opts) => rs.daemon({ port: daemonDir.port, prefix: `u${++prefixes}:`, ...opts }),
+  'daemon, storage dir + secret': (opts) => rs.daemon({ port: daemonDir.port, prefix: `u${++prefixes}:`, secret: 'k'.repeat(64), ...opts }),
 }
 
 for (const [kind, make] of Object.entries(kinds)) {

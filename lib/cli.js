@@ -31,7 +31,7 @@ const COMMANDS = {
   migrate: { args: '<from> <to>', about: 'copy every session with its ttl (--delete-source moves them)', example: 'rs-store migrate session-file-store:./sessions redis://127.0.0.1:6379' },
   user: {
     args: 'ls <store> <user> | revoke <store> <user> [--except ID]…',
-    about: "a user's sessions (ls), or remove them all but --except (revoke; asks first, --yes to skip), from the store's per-user index (json:FILE, redis://, postgres://)",
+    about: "a user's sessions (ls), or remove them all but --except (revoke; asks first, --yes to skip), from the store's per-user index (file:DIR, json:FILE, redis://, postgres://, daemon:)",
     example: 'rs-store user revoke json:./sessions.json ada --except 9f1c… --yes',
     subcommands: ['ls', 'revoke'],
     needs: ['a user'],
@@ -143,7 +143,7 @@ function openStore(spec, o, { create = false, users = false } = {}) {
     const kind = /^([a-z0-9+-]+):/i.exec(spec)[1]
     throw codedError(
       'ERR_INVALID_OPTION',
-      `${spec}: the ${kind}: store has no per-user sessions yet, so rs-store ${users ? 'user' : '--user-field'} cannot work on it; file:DIR, json:FILE (sessions.json), redis:// (one server, Sentinel) and postgres:// have them`,
+      `${spec}: the ${kind}: store has no per-user sessions yet, so rs-store ${users ? 'user' : '--user-field'} cannot work on it; file:DIR, json:FILE (sessions.json), redis:// (one server, Sentinel), postgres:// and daemon: have them`,
       e,
     )
   }

@@ -267,17 +267,24 @@ impl FileBackend {
   }
 
   /// Runs one op synchronously (on the calling thread).
+  #[cfg(test)]
   fn run_sync(inner: &Inner, op: &Op) -> Result<Reply> {
+    Self::run_under(inner, op, &inner.rules)
+  }
+
+  /// [`FileBackend::run_sync`], its writes under `rules` (the store's own,
+  /// or a daemon client's).
+  fn run_under(inner: &Inner, op: &Op, rules: &UserRules) -> Result<Reply> {
     Ok(match op {
       Op::Get(id) => Reply::Value(inner.get(id)?),
       // A store with per-user rules reads the session first (its user and
       // absolute end): users.rs.
-      Op::Set(id, v, exp) if inner.rules.any() => {
-        inner.put(id, v, *exp, None, users::Whose::Keep)?;
+      Op::Set(id, v, exp) if rules.any() => {
+        inner.put(id, v, *exp, None, users::Whose::Keep, rules)?;
         Reply::Done
       }
-      Op::SetIf(id, v, exp, cond) if inner.rules.any() => Reply::Bool(inner.put(id, v, *exp, Some(*cond), users::Whose::Keep)?),
-      Op::Write(id, v, exp, cond, user) => match (inner.put(id, v, *exp, *cond, users::Whose::User(user.as_deref()))?, cond) {
+      Op::SetIf(id, v, exp, cond) if rules.any() => Reply::Bool(inner.put(id, v, *exp, Some(*cond), users::Whose::Keep, rules)?),
+      Op::Write(id, v, exp, cond, user) => match (inner.put(id, v, *exp, *cond, users::Whose::User(user.as_deref()), rules)?, cond) {
         (written, Some(_)) => Reply::Bool(written),
         (_, None) => Reply::Done,
       },
@@ -340,6 +347,22 @@ impl FileBackend {
     })
   }
 
+  async fn exec_with(&self, rules: UserRules, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    let n = ops.len();
+    if self.inline_small_batches && n <= INLINE_MAX {
+      return ops.iter().map(|op| Self::run_under(&self.inner, op, &rules)).collect();
+    }
+    // With per-user sessions the writes of one user stay in one group too,
+    // in call order (the order of the cap).
+    let groups = if rules.users { shards_joined(ops, SHARDS, Op::user) } else { shards(ops, SHARDS) };
+    let tasks = groups.into_iter().map(|group| {
+      let places: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
+      let run = self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_under(inner, &op, &rules))).collect::<Vec<_>>());
+      async move { run.await.unwrap_or_else(|e| places.into_iter().map(|i| (i, Err(e.clone()))).collect()) }
+    });
+    in_order(n, futures::future::join_all(tasks).await.into_iter().flatten())
+  }
+
   async fn blocking<T: Send + 'static>(&self, f: impl FnOnce(&Inner) -> T + Send + 'static) -> Result<T> {
     let inner = self.inner.clone();
     tokio::task::spawn_blocking(move || f(&inner)).await.map_err(|e| StoreError::new(Code::Internal, format!("file task failed: {e}")))
@@ -355,19 +378,12 @@ impl Backend for FileBackend {
   /// Splits the batch by id into parallel groups (see the module docs); a
   /// batch with a whole-directory op runs as one group.
   async fn exec(&self, ops: Vec<Op>) -> Vec<Result<Reply>> {
-    let n = ops.len();
-    if self.inline_small_batches && n <= INLINE_MAX {
-      return ops.iter().map(|op| Self::run_sync(&self.inner, op)).collect();
-    }
-    // With per-user sessions the writes of one user stay in one group too,
-    // in call order (the order of the cap).
-    let groups = if self.inner.rules.users { shards_joined(ops, SHARDS, Op::user) } else { shards(ops, SHARDS) };
-    let tasks = groups.into_iter().map(|group| {
-      let places: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
-      let run = self.blocking(move |inner| group.into_iter().map(|(i, op)| (i, Self::run_sync(inner, &op))).collect::<Vec<_>>());
-      async move { run.await.unwrap_or_else(|e| places.into_iter().map(|i| (i, Err(e.clone()))).collect()) }
-    });
-    in_order(n, futures::future::join_all(tasks).await.into_iter().flatten())
+    self.exec_with(self.inner.rules, ops).await
+  }
+
+  /// The daemon's storage: each client's rules come with its ops.
+  async fn exec_under(&self, rules: UserRules, ops: Vec<Op>) -> Vec<Result<Reply>> {
+    self.exec_with(rules, ops).await
   }
 
   async fn close(&self) -> Result<()> {

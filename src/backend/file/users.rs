@@ -153,8 +153,17 @@ impl Inner {
   /// A write of a store with per-user rules (`Set`, `SetIf`, `Write`):
   /// under the user's lock (when it names one) and the session's, the
   /// condition, the absolute end, the index, the record; then the cap,
-  /// still under the user's lock. True when written.
-  pub(super) fn put(&self, id: &str, payload: &[u8], expires: Option<Expiry>, cond: Option<Cond>, whose: Whose) -> Result<bool> {
+  /// still under the user's lock. True when written. `rules`: the store's,
+  /// or those of the daemon client that sent the write.
+  pub(super) fn put(
+    &self,
+    id: &str,
+    payload: &[u8],
+    expires: Option<Expiry>,
+    cond: Option<Cond>,
+    whose: Whose,
+    rules: &UserRules,
+  ) -> Result<bool> {
     self.check_open()?;
     let user = match whose {
       Whose::User(Some(u)) => Some(u),
@@ -170,7 +179,7 @@ impl Inner {
     // A session that is not live starts a new lifetime.
     let end = match &old {
       Some(h) => h.end,
-      None => self.rules.end_from_now(),
+      None => rules.end_from_now(),
     };
     let owner = match whose {
       Whose::Keep => old.and_then(|h| h.user),
@@ -184,7 +193,7 @@ impl Inner {
     }
     self.write_owned(id, payload, UserRules::clamp(end, expires), Owner { user: owner, end })?;
     drop(held);
-    if let (Some(u), Some(n), Some(index)) = (user, self.rules.max_per_user, index) {
+    if let (Some(u), Some(n), Some(index)) = (user, rules.max_per_user, index) {
       self.cap(u, n as usize, index)?;
     }
     Ok(true)

@@ -30,6 +30,8 @@ const SWEEP_CHUNK: usize = 1024;
 
 /// A live entry as persisted: id, stored bytes, expiry.
 pub type Saved = (String, Vec<u8>, Option<Expiry>);
+/// Live entries, and the per-user meta of those that have any.
+pub type SavedUsers = (Vec<Saved>, Vec<(String, SavedMeta)>);
 
 /// What a store with per-user rules keeps beside a session, as persisted
 /// (sessions.json's `<file>.users`): its user, its absolute end, and its
@@ -301,7 +303,7 @@ impl MemoryBackend {
 
   /// Every live entry with its expiry, and the per-user meta of those that
   /// have a user or an absolute end, from one instant (for persistence).
-  pub fn snapshot_users(&self) -> Result<(Vec<Saved>, Vec<(String, SavedMeta)>)> {
+  pub fn snapshot_users(&self) -> Result<SavedUsers> {
     let st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
