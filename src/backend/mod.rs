@@ -193,7 +193,7 @@ pub trait Backend: Send + Sync + 'static {
 pub(crate) fn no_rules_per_call() -> StoreError {
   StoreError::new(
     crate::error::Code::InvalidOption,
-    "this storage takes no per-user rules per call (userOf, maxSessionsPerUser, maxLifetime): the daemon has them on its memory storage",
+    "this storage takes no per-user rules per call (userOf, maxSessionsPerUser, maxLifetime): the memory and file backends do (the daemon's storages)",
   )
 }
 
