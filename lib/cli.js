@@ -160,8 +160,10 @@ function openKind(spec, o, { create, userOf: by }) {
   const m = /^([a-z0-9+-]+):(.*)$/i.exec(spec)
   if (!m) throw new UsageError(`not a store: ${JSON.stringify(spec)} (see rs-store --help)`)
   const [, scheme, rest] = m
-  const exists = (p) => {
-    if (!create && !fs.existsSync(p)) throw codedError('ERR_INVALID_OPTION', `${p} does not exist`)
+  // `also`: another path whose presence means the store is there (a
+  // sessions.json store that an app holds but has not yet written out).
+  const exists = (p, also) => {
+    if (!create && !fs.existsSync(p) && !(also && fs.existsSync(also))) throw codedError('ERR_INVALID_OPTION', `${p} does not exist`)
     return p
   }
   switch (scheme) {
@@ -181,7 +183,7 @@ function openKind(spec, o, { create, userOf: by }) {
     case 'file':
       return rs.file({ dir: exists(path.resolve(rest)), readCacheBytes: 0, ...codec, ...quiet })
     case 'json':
-      return rs.file({ sessionStateFile: exists(path.resolve(rest)), ...codec, ...quiet })
+      return rs.file({ sessionStateFile: exists(path.resolve(rest), `${path.resolve(rest)}.lock`), ...codec, ...quiet })
     case 'daemon':
       return rs.daemon({ ...(/^\d+$/.test(rest) ? { port: Number(rest) } : { socket: rest }), connectTimeoutMs: timeout, commandTimeoutMs: timeout, prefix: o.prefix ?? '', ...codec, ...quiet })
     case 's3':
