@@ -17,6 +17,7 @@
 //!   transaction cannot share one): a store without the rules pays nothing.
 
 use deadpool_postgres::Object;
+use futures::TryFutureExt;
 use tokio_postgres::types::ToSql;
 
 use super::sql::{seconds, Sess, UserSql};
@@ -69,7 +70,9 @@ impl Inner {
     c.query(&st, params).await.map_err(|e| self.err(e))
   }
 
-  /// A write of a store with per-user rules (see the module comment).
+  /// A write of a store with per-user rules (see the module comment), in
+  /// two round trips: `BEGIN`, the user's lock and the row read are one
+  /// pipeline, the upsert, the cap and `COMMIT` the next.
   pub(super) async fn user_write(&self, c: &Object, op: &Op, rules: &UserRules) -> Result<Reply> {
     let u = self.user_sql()?;
     let (id, value, at, cond, owner) = match op {
@@ -78,37 +81,66 @@ impl Inner {
       Op::SetIf(id, v, at, cond) => (id, v, *at, Some(*cond), Owner::Keep),
       op => return Err(StoreError::new(Code::Internal, format!("{op:?} is not a write"))),
     };
-    self
-      .transaction(c, async {
-        let now = seconds(Some(now_ms()));
-        // Only a write that names its user takes that user's lock (and caps):
-        // a plain write keeps the user and so the count.
-        if let Owner::User(Some(user)) = owner {
-          self.exec(c, &u.lock, &[&user, &u.user_key]).await?;
-        }
-        let row = self.rows(c, &u.current, &[id, &now]).await?.pop();
-        let (old_user, old_end, live) = match &row {
-          Some(r) => (r.get::<_, Option<String>>(0), r.get::<_, Option<f64>>(1), r.get::<_, bool>(2)),
-          None => (None, None, false),
-        };
-        if cond.is_some_and(|c| live != (c == Cond::Present)) {
-          return Ok(Reply::Bool(false));
-        }
-        // A live session keeps its absolute end; one that is not starts anew.
-        let end = if live { old_end.map(|ms| ms as u64) } else { rules.end_from_now() };
-        let user = match owner {
-          Owner::Keep => old_user.filter(|_| live),
-          Owner::User(user) => user.map(str::to_string),
-        };
-        let expire = seconds(UserRules::clamp(end, at));
-        let end_s = end.map(|e| seconds(Some(e)));
-        self.exec(c, &u.upsert, &[id, &Sess(value), &expire, &user, &end_s]).await?;
-        if let (Owner::User(Some(user)), Some(n)) = (owner, rules.max_per_user) {
-          self.exec(c, &u.cap, &[&user, &now, &(n as i64)]).await?;
-        }
-        Ok(if cond.is_some() { Reply::Bool(true) } else { Reply::Done })
-      })
-      .await
+    let e = |e| self.err(e);
+    // Prepared first (cached after a connection's first use): each query
+    // below is then written at its first poll, in the order try_join polls.
+    let [lock, current, upsert, cap] = [&u.lock, &u.current, &u.upsert, &u.cap];
+    let (lock, current, upsert, cap) =
+      futures::try_join!(c.prepare_cached(lock), c.prepare_cached(current), c.prepare_cached(upsert), c.prepare_cached(cap)).map_err(e)?;
+    let now = seconds(Some(now_ms()));
+    // Only a write that names its user takes that user's lock (and caps):
+    // a plain write keeps the user and so the count.
+    let named = match owner {
+      Owner::User(Some(user)) => Some(user),
+      _ => None,
+    };
+    let body = async {
+      let (_, _, mut rows) = futures::try_join!(
+        c.batch_execute("BEGIN").map_err(e),
+        async {
+          match named {
+            Some(user) => c.execute(&lock, &[&user, &u.user_key]).await.map_err(e),
+            None => Ok(0),
+          }
+        },
+        async { c.query(&current, &[id, &now]).await.map_err(e) },
+      )?;
+      let row = rows.pop();
+      let (old_user, old_end, live) = match &row {
+        Some(r) => (r.get::<_, Option<String>>(0), r.get::<_, Option<f64>>(1), r.get::<_, bool>(2)),
+        None => (None, None, false),
+      };
+      if cond.is_some_and(|c| live != (c == Cond::Present)) {
+        c.batch_execute("COMMIT").await.map_err(e)?;
+        return Ok(Reply::Bool(false));
+      }
+      // A live session keeps its absolute end; one that is not starts anew.
+      let end = if live { old_end.map(|ms| ms as u64) } else { rules.end_from_now() };
+      let user = match owner {
+        Owner::Keep => old_user.filter(|_| live),
+        Owner::User(user) => user.map(str::to_string),
+      };
+      let expire = seconds(UserRules::clamp(end, at));
+      let end_s = end.map(|e| seconds(Some(e)));
+      let limit = rules.max_per_user.map(|n| n as i64);
+      futures::try_join!(
+        async { c.execute(&upsert, &[id, &Sess(value), &expire, &user, &end_s]).await.map_err(e) },
+        async {
+          match (named, limit) {
+            (Some(user), Some(n)) => c.execute(&cap, &[&user, &now, &n]).await.map_err(e),
+            _ => Ok(0),
+          }
+        },
+        c.batch_execute("COMMIT").map_err(e),
+      )?;
+      Ok(if cond.is_some() { Reply::Bool(true) } else { Reply::Done })
+    };
+    let out = body.await;
+    if out.is_err() {
+      // A broken connection is dropped by the pool; a live one is clean again.
+      let _ = c.batch_execute("ROLLBACK").await;
+    }
+    out
   }
 
   /// A user's live sessions with their ttl, least recently written first.
@@ -120,17 +152,26 @@ impl Inner {
     Ok(Reply::Page(String::new(), page))
   }
 
-  /// Removes every session of `user` but `except`; how many live ones.
+  /// Removes every session of `user` but `except`; how many live ones:
+  /// `BEGIN`, the user's lock, the delete and `COMMIT` in one pipeline.
   pub(super) async fn revoke_user(&self, c: &Object, user: &str, except: &[String]) -> Result<Reply> {
     let u = self.user_sql()?;
-    self
-      .transaction(c, async {
-        self.exec(c, &u.lock, &[&user, &u.user_key]).await?;
-        let now = seconds(Some(now_ms()));
-        let rows = self.rows(c, &u.revoke, &[&user, &except, &now]).await?;
-        Ok(Reply::Count(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64))
-      })
-      .await
+    let e = |e| self.err(e);
+    let (lock, revoke) = futures::try_join!(c.prepare_cached(&u.lock), c.prepare_cached(&u.revoke)).map_err(e)?;
+    let now = seconds(Some(now_ms()));
+    let out = futures::try_join!(
+      c.batch_execute("BEGIN").map_err(e),
+      async { c.execute(&lock, &[&user, &u.user_key]).await.map_err(e) },
+      async { c.query(&revoke, &[&user, &except, &now]).await.map_err(e) },
+      c.batch_execute("COMMIT").map_err(e),
+    );
+    match out {
+      Ok((_, _, rows, _)) => Ok(Reply::Count(rows.first().map_or(0, |r| r.get::<_, i64>(0)) as u64)),
+      Err(err) => {
+        let _ = c.batch_execute("ROLLBACK").await;
+        Err(err)
+      }
+    }
   }
 
   /// Moves a live session to a free id (with its user and end where the
