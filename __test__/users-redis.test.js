@@ -2,14 +2,14 @@
 // Per-user sessions on Redis (userOf, sessionsOf, revokeUser,
 // maxSessionsPerUser, maxLifetime, rotate): on one server over both
 // connection paths (the JS socket, and ioThread), with and without a
-// codec, through Sentinel, across two processes; Redis Cluster refuses
-// them with a coded error (the daemon: users.test.js, users-daemon.test.js).
+// codec, through Sentinel, across two processes (Redis Cluster:
+// users-cluster.test.js; the daemon: users.test.js, users-daemon.test.js).
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const rs = require('..')
-const { startRedis, startCluster, startSentinel, sleep } = require('./support/redis-servers')
+const { startRedis, startSentinel, sleep } = require('./support/redis-servers')
 
 const userOf = (s) => s.user
 const ids = async (store, user) => (await store.sessionsOf(user)).map((s) => s.id).sort()
@@ -375,20 +375,3 @@ test('redis Sentinel: per-user sessions through the master the sentinels name', 
   }
 })
 
-test('redis Cluster refuses per-user sessions with a coded error', async () => {
-  const cluster = await startCluster(3)
-  try {
-    const nodes = cluster.nodes.map((n) => `127.0.0.1:${n.port}`)
-    for (const opts of [{ userOf }, { maxSessionsPerUser: 2 }, { maxLifetime: 1000 }]) {
-      assert.throws(() => rs.redis({ nodes, ...opts }), (e) => e.code === 'ERR_INVALID_OPTION' && /Redis Cluster has no per-user sessions/.test(e.message))
-    }
-    const plain = rs.redis({ nodes })
-    await plain.set('a', { n: 1 }, HOUR)
-    await assert.rejects(plain.rotate('a', 'b'), { code: 'ERR_INVALID_OPTION' })
-    assert.deepEqual(await plain.get('a'), { n: 1 })
-    await plain.clear()
-    await plain.close()
-  } finally {
-    await cluster.stop()
-  }
-})

@@ -36,6 +36,9 @@ mod users;
 // Their commands in the daemon dialect (src/backend/redis_daemon.rs).
 #[path = "redis_daemon.rs"]
 mod daemon_users;
+// On a cluster: src/backend/redis_cluster_users.rs.
+#[path = "redis_cluster_users.rs"]
+mod cluster_users;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 pub(crate) use daemon_users::digest;
@@ -81,8 +84,8 @@ pub struct RedisConfig {
   /// lock dies with this connection.
   pub daemon: bool,
   /// Per-user sessions (src/backend/redis_users.rs; on the daemon
-  /// src/backend/redis_daemon.rs); none on a cluster (refused where the
-  /// store is made).
+  /// src/backend/redis_daemon.rs, on a cluster
+  /// src/backend/redis_cluster_users.rs).
   pub rules: UserRules,
 }
 
@@ -829,14 +832,25 @@ impl RedisBackend {
       let now = now_ms();
       let mut seen = HashSet::new();
       let mut end = start;
-      while end < ops.len() && ops[end].id().is_none_or(|id| seen.insert(id)) {
+      let mut users = HashSet::new();
+      while end < ops.len()
+        && ops[end].id().is_none_or(|id| seen.insert(id))
+        && cluster_users::wave_user(&ops[end]).is_none_or(|u| users.insert(u))
+      {
         end += 1;
       }
       let futs = ops[start..end].iter().map(|op| {
         let mut c = conn.clone();
         let mut cmds = Vec::with_capacity(2);
-        self.cmds.each(op, now, &mut scratch, |c| cmds.push(c.clone()));
+        // Per-user rules: steps of their own (src/backend/redis_cluster_users.rs).
+        let scripted = self.cmds.scripted(op);
+        if !scripted {
+          self.cmds.each(op, now, &mut scratch, |c| cmds.push(c.clone()));
+        }
         async move {
+          if scripted {
+            return self.cluster_step(c, op).await;
+          }
           let mut values = Vec::with_capacity(cmds.len());
           for cmd in cmds {
             let v = self.timed("a command", async { cmd.query_async::<Value>(&mut c).await }).await?;
@@ -887,6 +901,7 @@ impl RedisBackend {
         let (next, page) = self.page(cursor, *count).await?;
         Reply::Page(next, page)
       }
+      Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) if self.cluster => self.cluster_whole(op).await?,
       Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(_, _, None) => self.script(op).await?,
       Op::Rotate(old, new, Some(recode)) => self.rotate_recoded(old, new, recode).await?,
       op => unreachable!("{op:?} is pipelined"),

@@ -14,9 +14,8 @@ use super::reply::JsReply;
 use super::store_core::{charged, reporter_of, Core};
 use super::wire_store::WireStore;
 use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
-use crate::backend::{Report, UserRules};
 use crate::engine::wire::Wire;
-use crate::error::{Code, Result, StoreError};
+use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS};
 
 /// Connection settings of the Redis store, normalized by the JS facade.
@@ -77,7 +76,7 @@ pub fn redis_store(
   };
   let tls_certs = (config.tls_ca.is_some() || client_tls.is_some())
     .then(|| redis::TlsCertificates { client_tls, root_cert: config.tls_ca.map(String::into_bytes) });
-  let (core, rules) = redis_core(&config.mode, config.session, reporter_of(on_report)?)?;
+  let (core, rules) = Core::with_users(config.session, reporter_of(on_report)?)?;
   let cfg = RedisConfig {
     topology,
     tls: config.tls.unwrap_or(false),
@@ -109,7 +108,7 @@ pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_,
     redis::ConnectionAddr::Unix(p) => p.display().to_string(),
     a => a.to_string().trim_start_matches("rediss://").trim_start_matches("redis://").to_string(),
   };
-  let (core, rules) = redis_core(&config.mode, config.session, reporter_of(on_report)?)?;
+  let (core, rules) = Core::with_users(config.session, reporter_of(on_report)?)?;
   let wire = Wire::new(
     Commands { prefix: config.prefix, daemon: config.mode == "daemon", rules },
     address,
@@ -118,26 +117,4 @@ pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_,
     config.db.map(i64::from).or(Some(settings.db())),
   );
   Ok(charged(WireStore::new(wire, core)))
-}
-
-/// The core of a Redis store: per-user sessions on a single server and
-/// through Sentinel (one Lua script per step, src/backend/redis_users.rs)
-/// and on the daemon (one daemon command per step, carrying this client's
-/// rules: src/backend/redis_daemon.rs); refused on a cluster (a user's
-/// index and sessions would sit in different slots).
-fn redis_core(mode: &str, session: Option<SessionOptions>, report: Option<Report>) -> Result<(Core, UserRules)> {
-  let (core, rules) = Core::with_users(session, report)?;
-  match mode {
-    "cluster" => {
-      if rules.any() {
-        return Err(StoreError::new(
-          Code::InvalidOption,
-          "Redis Cluster has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): a single Redis server, Sentinel or the daemon has them (README, \"Per-user sessions\")",
-        ));
-      }
-      // Not rotate() either: its two keys may sit in different slots.
-      Ok((Core { users: false, ..core }, rules))
-    }
-    _ => Ok((core, rules)),
-  }
 }

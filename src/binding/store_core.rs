@@ -35,7 +35,7 @@ impl Core {
     if rules.any() {
       return Err(StoreError::new(
         Code::InvalidOption,
-        "this store has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): memory, file, sessions.json and PostgreSQL stores, Redis (a single server or Sentinel) and the daemon have them (README, \"Per-user sessions\")",
+        "this store has no per-user sessions yet (userOf, maxSessionsPerUser, maxLifetime): memory, file, sessions.json and PostgreSQL stores, Redis (a single server, Sentinel or Cluster) and the daemon have them (README, \"Per-user sessions\")",
       ));
     }
     Ok(Core { users: false, ..core })
@@ -66,7 +66,7 @@ impl Core {
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) if !self.users => {
         return Err(StoreError::new(
           Code::InvalidOption,
-          "this store has no per-user sessions yet (sessionsOf, revokeUser, rotate): memory, file, sessions.json and PostgreSQL stores, Redis (a single server or Sentinel) and the daemon have them",
+          "this store has no per-user sessions yet (sessionsOf, revokeUser, rotate): memory, file, sessions.json and PostgreSQL stores, Redis (a single server, Sentinel or Cluster) and the daemon have them",
         ))
       }
       // The codec binds a session to its id: a rotated one is re-encoded.
