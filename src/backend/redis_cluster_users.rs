@@ -548,7 +548,23 @@ impl RedisBackend {
         Ok(Reply::Count(n))
       }
       Op::Rotate(old, new, recode) => Ok(Reply::Bool(self.rotate(&c, old, new, recode.as_ref()).await?)),
-      _ => Err(StoreError::new(Code::Internal, format!("not a cluster per-user op: {op:?}"))),
+      Op::Get(_)
+      | Op::Set(..)
+      | Op::SetIf(..)
+      | Op::Remove(_)
+      | Op::Touch(..)
+      | Op::Ttl(_)
+      | Op::Exists(_)
+      | Op::Len
+      | Op::Clear
+      | Op::Keys
+      | Op::Entries
+      | Op::Page(..)
+      | Op::Lock(..)
+      | Op::Unlock(..)
+      | Op::Renew(..)
+      | Op::Write(..)
+      | Op::Ping => Err(StoreError::new(Code::Internal, format!("not a cluster per-user op: {op:?}"))),
     }
   }
 
@@ -605,10 +621,10 @@ impl RedisBackend {
 /// user go in separate waves, in call order (the cap's order and its
 /// count), as one session's calls do.
 pub(super) fn wave_user(op: &Op) -> Option<&str> {
-  match op {
-    Op::Write(.., Some(u)) => Some(u),
-    _ => None,
+  if let Op::Write(.., Some(u)) = op {
+    return Some(u);
   }
+  None
 }
 
 #[cfg(test)]
