@@ -116,7 +116,9 @@ end
 if user then
   local idx = ukey(user)
   redis.call('ZADD', idx, at and fmt(at) or fmt(FOREVER), id)
-  if ARGV[8] ~= '' then
+  -- The index holds every live session of the user (and maybe stale
+  -- entries): no more entries than the cap, nothing to evict or read.
+  if ARGV[8] ~= '' and redis.call('ZCARD', idx) > tonumber(ARGV[8]) then
     local l = live_of(idx, user)
     for i = 1, #l - tonumber(ARGV[8]) do drop(l[i][1], user) end
   end
