@@ -2,11 +2,11 @@
 // Per-user sessions (#26): what `userOf` (and the cap and absolute lifetime
 // with it) costs per call next to the same store without it, and how long
 // `sessionsOf` of a user with 10 sessions takes among 100k sessions.
-// CPU is this process's per call; on Redis and PostgreSQL the server's CPU
-// per call is printed beside it (a Lua script or a transaction runs there).
+// CPU is this process's per call; on Redis and Redis Cluster the servers'
+// CPU per call is printed beside it (the per-user steps are Lua scripts).
 const fs = require('node:fs')
 const rs = require('..')
-const { startRedis } = require('../__test__/support/redis-servers')
+const { startRedis, startCluster } = require('../__test__/support/redis-servers')
 const { startPostgres } = require('../__test__/support/postgres-server')
 const { benchSession, ids, rate, table } = require('./harness')
 
@@ -21,20 +21,21 @@ function procCpuUs(pid) {
   return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100 // utime, stime in 1/100 s
 }
 
-/** Like harness.compare, plus the server's CPU per call when `serverPid` is given. */
-async function compareWithServer(contenders, cases, { ms, rounds = 5, serverPid }) {
+/** Like harness.compare, plus the servers' CPU per call when `serverPids` are given. */
+async function compareWithServer(contenders, cases, { ms, rounds = 5, serverPids = [] }) {
+  const serverCpu = () => serverPids.reduce((sum, pid) => sum + procCpuUs(pid), 0)
   const samples = contenders.map(() => ({}))
   for (let r = 0; r < rounds; r++) {
     for (const [metric, { inflight, op }] of Object.entries(cases)) {
       for (let c = 0; c < contenders.length; c++) {
-        const s0 = serverPid ? procCpuUs(serverPid) : 0
+        const s0 = serverCpu()
         const call = op(contenders[c])
         let calls = 0 // the warm-up's too, as the server's CPU counts them
         const v = await rate((i) => (calls++, call(i)), { ms: ms / rounds, inflight, warmupMs: r === 0 ? 200 : 50 })
         const push = (k, x) => (samples[c][k] ||= []).push(x)
         push(metric, v.ops)
         push(`${metric} µs`, v.cpu)
-        if (serverPid) push(`${metric} server µs`, (procCpuUs(serverPid) - s0) / calls)
+        if (serverPids.length) push(`${metric} server µs`, (serverCpu() - s0) / calls)
       }
     }
   }
@@ -138,12 +139,30 @@ module.exports = async function usersBench({ ms, only }) {
       { name: 'redis + userOf, cap, maxLifetime', set: (id, s) => capped.set(id, s, TTL_MS), get: capped.get },
     ]
     await fill(contenders)
-    print('Redis store with and without per-user sessions (ops/s), ratios to the plain store', await compareWithServer(contenders, cases, { ms: ms * 3, serverPid: server.proc.pid }), true)
+    print('Redis store with and without per-user sessions (ops/s), ratios to the plain store', await compareWithServer(contenders, cases, { ms: ms * 3, serverPids: [server.proc.pid] }), true)
     for (const st of [plain, users, capped]) await st.close()
     const big = rs.redis({ url: server.url, prefix: 'big:', userOf })
     latency.push(['redis', await sessionsOfLatency(big, 100_000)])
     await big.close()
     await server.stop()
+  }
+
+  if (want('cluster')) {
+    const cluster = await startCluster(3)
+    const nodes = cluster.nodes.map((n) => `127.0.0.1:${n.port}`)
+    const plain = rs.redis({ nodes, prefix: 'p:' })
+    const users = rs.redis({ nodes, prefix: 'u:', userOf })
+    const capped = rs.redis({ nodes, prefix: 'c:', ...rules })
+    const contenders = [
+      { name: 'cluster', set: (id, s) => plain.set(id, s, TTL_MS), get: plain.get },
+      { name: 'cluster + userOf', set: (id, s) => users.set(id, s, TTL_MS), get: users.get },
+      { name: 'cluster + userOf, cap, maxLifetime', set: (id, s) => capped.set(id, s, TTL_MS), get: capped.get },
+    ]
+    await fill(contenders)
+    const rows = await compareWithServer(contenders, cases, { ms: ms * 3, serverPids: cluster.nodes.map((n) => n.proc.pid) })
+    print('Redis Cluster (3 masters) with and without per-user sessions (ops/s), ratios to the plain store; server CPU summed over the masters', rows, true)
+    for (const st of [plain, users, capped]) await st.close()
+    await cluster.stop()
   }
 
   if (want('postgres')) {
