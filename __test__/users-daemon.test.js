@@ -8,6 +8,8 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
+const net = require('node:net')
+const crypto = require('node:crypto')
 const { spawn, execFile } = require('node:child_process')
 const { promisify } = require('node:util')
 const rs = require('..')
@@ -17,6 +19,24 @@ const userOf = (s) => s.user
 const ids = async (store, user) => (await store.sessionsOf(user)).map((s) => s.id).sort()
 const HOUR = 3_600_000
 const cli = async (port, ...args) => (await promisify(execFile)('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args], { timeout: 10_000 })).stdout.trim()
+
+/** Sends one request (an array of bulk strings) on a fresh connection; resolves its one-line reply. */
+function raw(port, args) {
+  const parts = [`*${args.length}\r\n`]
+  for (const a of args) parts.push(`$${Buffer.byteLength(a)}\r\n`, a, '\r\n')
+  return new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1', () => sock.end(parts.join('')))
+    let answer = ''
+    sock.on('data', (b) => {
+      answer += b
+      if (answer.endsWith('\r\n')) resolve(answer.trim()), sock.destroy()
+    })
+    sock.once('error', reject)
+    sock.once('close', () => resolve(answer.trim()))
+  })
+}
+/** The daemon process's peak resident memory (VmHWM) in MiB. */
+const peakMiB = (d) => Number(/VmHWM:\s+(\d+)/.exec(fs.readFileSync(`/proc/${d.child.pid}/status`, 'utf8'))[1]) / 1024
 
 /** A child process running `body` with `s`, a daemon store made with `cfg` (and userOf); `say(x)` prints a JSON line. */
 function child(cfg, body) {
@@ -138,6 +158,58 @@ test('daemon: bad input to the per-user commands answers a coded error and leave
     assert.deepEqual(await ids(store, 'ada'), ['a', 'b'])
   } finally {
     await store.close()
+    await d.stop()
+  }
+})
+
+for (const storage of ['memory', 'storage dir']) {
+  test(`daemon (${storage}): the ids REVOKEUSER keeps are bounded with the prefix each key repeats: many one-byte ids under a long prefix answer ERR_INVALID_ARGUMENT without the daemon growing with them; a long list under a short prefix is served; data intact`, { timeout: 120_000 }, async (t) => {
+    const dir = storage === 'memory' ? undefined : fs.mkdtempSync(path.join(os.tmpdir(), 'rs-users-daemon-'))
+    const limit = 1024 * 1024
+    const d = await startDaemon('--max-value-bytes', limit, 0, ...(dir ? [dir] : []))
+    const store = rs.daemon({ port: d.port, prefix: 'p:', userOf })
+    try {
+      // ~150k one-byte ids under a 4095-byte prefix fill one request (~1 MiB);
+      // each built as prefix + id, they were ~600 MiB (before any storage call).
+      const prefix = 'P'.repeat(4095)
+      assert.equal(await raw(d.port, ['UWRITE', prefix, 'a', '{"user":"ada"}', '3600000', '', 'uada', '', '']), ':1')
+      const attack = ['REVOKEUSER', prefix, 'ada', ...Array(150_000).fill('x')]
+      const before = peakMiB(d)
+      const answers = await Promise.all([1, 2, 3].map(() => raw(d.port, attack)))
+      const grew = peakMiB(d) - before
+      t.diagnostic(`peak RSS ${Math.round(before)} -> ${Math.round(before + grew)} MiB`)
+      assert.ok(grew < 200, `the daemon's peak RSS grew ${Math.round(grew)} MiB over 3 such requests at once`)
+      for (const a of answers) assert.match(a, /^-ERR_INVALID_ARGUMENT the ids to keep, each with the prefix, are at most 1048576 bytes/)
+      assert.equal(await raw(d.port, ['GET', prefix + 'a']), '$14\r\n{"user":"ada"}', 'stored data intact')
+      assert.match(await raw(d.port, ['SESSIONSOF', prefix, 'ada']), /^\*3\r\n\$1\r\na\r\n/)
+      // A long list of real-looking ids under a short prefix fits and is served.
+      for (const id of ['a', 'b', 'c']) await store.set(id, { user: 'ada' }, HOUR)
+      const junk = Array.from({ length: 60_000 }, (_, i) => `k${i}`)
+      assert.equal(await store.revokeUser('ada', { except: [...junk, 'b'] }), 2)
+      assert.deepEqual(await ids(store, 'ada'), ['b'])
+      assert.equal(await store.length(), 1)
+      assert.equal(await raw(d.port, ['DBSIZE']), ':2', "b, and the long prefix's a")
+    } finally {
+      await store.close()
+      await d.stop()
+      if (dir) fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+}
+
+test('daemon: ROTATE holds the value for the new id to --max-value-bytes as every write', async () => {
+  const d = await startDaemon('--max-value-bytes', 1000, 0)
+  try {
+    const sha = crypto.createHash('sha256').update('v').digest('hex')
+    assert.equal(await cli(d.port, 'set', 'p:a', 'v'), 'OK')
+    // within the request's bound (it leaves room for two keys), over the value's
+    assert.match(await cli(d.port, 'rotate', 'p:', 'a', 'z', sha, 'x'.repeat(1001)), /^ERR_SESSION_TOO_LARGE values are at most 1000 bytes/)
+    assert.equal(await cli(d.port, 'get', 'p:a'), 'v', 'stored data intact')
+    assert.equal(await cli(d.port, 'exists', 'p:z'), '0')
+    assert.equal(await cli(d.port, 'rotate', 'p:', 'a', 'z', sha, 'y'.repeat(1000)), '1', 'at the limit it moves')
+    assert.equal(await cli(d.port, 'get', 'p:z'), 'y'.repeat(1000))
+    assert.equal(await cli(d.port, 'exists', 'p:a'), '0')
+  } finally {
     await d.stop()
   }
 })

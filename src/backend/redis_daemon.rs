@@ -34,25 +34,23 @@ impl Commands {
   pub(crate) fn daemon_users(&self, op: &Op, now: u64, cmd: &mut Cmd) -> bool {
     let span = |at: &Option<u64>| at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default();
     let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    let cond = |c: Option<Cond>| match c {
+      Some(Cond::Absent) => "NX",
+      Some(Cond::Present) => "XX",
+      None => "",
+    };
     cmd.clear();
+    let uwrite = |cmd: &mut Cmd, id: &str, v: &[u8], at: &Option<u64>, c: Option<Cond>, owner: &[u8]| {
+      cmd.arg("UWRITE").arg(&self.prefix).arg(id).arg(v).arg(span(at)).arg(cond(c)).arg(owner);
+      cmd.arg(num(self.rules.max_lifetime_ms)).arg(num(self.rules.max_per_user.map(u64::from)));
+    };
     match op {
-      Op::Set(id, v, at) | Op::SetIf(id, v, at, _) | Op::Write(id, v, at, ..) => {
-        if !matches!(op, Op::Write(..)) && !self.rules.any() {
-          return false;
-        }
-        let cond = match op {
-          Op::SetIf(.., Cond::Absent) | Op::Write(.., Some(Cond::Absent), _) => "NX",
-          Op::SetIf(.., Cond::Present) | Op::Write(.., Some(Cond::Present), _) => "XX",
-          _ => "",
-        };
-        cmd.arg("UWRITE").arg(&self.prefix).arg(id).arg(&v[..]).arg(span(at)).arg(cond);
-        match op {
-          Op::Write(.., None) => cmd.arg("a"),
-          Op::Write(.., Some(u)) => cmd.arg([b"u", u.as_bytes()].concat()),
-          _ => cmd.arg("k"),
-        };
-        cmd.arg(num(self.rules.max_lifetime_ms)).arg(num(self.rules.max_per_user.map(u64::from)));
-      }
+      // a plain write keeps the session's user (`k`); without rules it is a plain SET
+      Op::Set(id, v, at) if self.rules.any() => uwrite(cmd, id, v, at, None, b"k"),
+      Op::SetIf(id, v, at, c) if self.rules.any() => uwrite(cmd, id, v, at, Some(*c), b"k"),
+      Op::Set(..) | Op::SetIf(..) => return false,
+      Op::Write(id, v, at, c, None) => uwrite(cmd, id, v, at, *c, b"a"),
+      Op::Write(id, v, at, c, Some(u)) => uwrite(cmd, id, v, at, *c, &[b"u", u.as_bytes()].concat()),
       Op::SessionsOf(u) => {
         cmd.arg("SESSIONSOF").arg(&self.prefix).arg(u);
       }
@@ -114,6 +112,10 @@ mod tests {
     assert_eq!(args(&cmd), ["UWRITE", "s:", "a", "{}", "1000", "XX", "uada", "5000", "3"]);
     assert!(d.daemon_users(&Op::Set("a".into(), b"{}".to_vec(), None), 0, &mut cmd));
     assert_eq!(args(&cmd), ["UWRITE", "s:", "a", "{}", "", "", "k", "5000", "3"]);
+    assert!(d.daemon_users(&Op::SetIf("a".into(), b"{}".to_vec(), None, Cond::Absent), 0, &mut cmd));
+    assert_eq!(args(&cmd), ["UWRITE", "s:", "a", "{}", "", "NX", "k", "5000", "3"]);
+    assert!(d.daemon_users(&Op::Write("a".into(), b"{}".to_vec(), Some(500), None, None), 0, &mut cmd));
+    assert_eq!(args(&cmd), ["UWRITE", "s:", "a", "{}", "500", "", "a", "5000", "3"]);
     assert!(d.daemon_users(&Op::RevokeUser("ada".into(), vec!["x".into(), "y".into()]), 0, &mut cmd));
     assert_eq!(args(&cmd), ["REVOKEUSER", "s:", "ada", "x", "y"]);
     assert!(!d.daemon_users(&Op::Remove("a".into()), 0, &mut cmd), "a removal is UNLINK");
@@ -122,6 +124,9 @@ mod tests {
     // a client without rules sends its plain SET
     let plain = Commands { prefix: "s:".into(), daemon: true, rules: UserRules::default() };
     assert!(!plain.daemon_users(&Op::Set("a".into(), b"{}".to_vec(), None), 0, &mut cmd));
+    assert!(!plain.daemon_users(&Op::SetIf("a".into(), b"{}".to_vec(), None, Cond::Present), 0, &mut cmd));
+    assert!(plain.daemon_users(&Op::Write("a".into(), b"{}".to_vec(), None, Some(Cond::Present), Some("ada".into())), 0, &mut cmd));
+    assert_eq!(args(&cmd), ["UWRITE", "s:", "a", "{}", "", "XX", "uada", "", ""]);
     assert!(plain.daemon_users(&Op::Rotate("a".into(), "b".into(), None), 0, &mut cmd));
     assert_eq!(args(&cmd), ["ROTATE", "s:", "a", "b"]);
   }

@@ -21,7 +21,7 @@
 //! | `UNLOCK k token`, `RENEW k token ttl-ms` | `:1` when `token` holds `k` |
 //! | `UWRITE prefix id v ttl-ms cond owner lifetime-ms cap` | `:1` written, `:0` refused by `cond` |
 //! | `SESSIONSOF prefix user` | `[id, v, pttl, …]` |
-//! | `REVOKEUSER prefix user [keep-id…]` | count removed |
+//! | `REVOKEUSER prefix user [keep-id…]` | count removed (keep-ids with the prefix ≤ the value limit in all) |
 //! | `ROTATE prefix old new [sha256-hex v]` | `:1` moved, `:0` not, `:-1` changed since read |
 //! | `SELECT 0`, `CLIENT …`, `COMMAND …`, `INFO` | accepted for client compatibility |
 //!

@@ -26,8 +26,8 @@ pub(super) async fn command(s: &dyn Backend, max_value: usize, name: &str, a: &[
   Some(match (name, a.len()) {
     ("UWRITE", 8) => uwrite(s, max_value, a).await,
     ("SESSIONSOF", 2) => sessions_of(s, a).await,
-    ("REVOKEUSER", n) if n >= 2 => revoke(s, a).await,
-    ("ROTATE", 3 | 5) => rotate(s, a).await,
+    ("REVOKEUSER", n) if n >= 2 => revoke(s, max_value, a).await,
+    ("ROTATE", 3 | 5) => rotate(s, max_value, a).await,
     ("UWRITE" | "SESSIONSOF" | "REVOKEUSER" | "ROTATE", _) => Err(wrong_args(name)),
     _ => return None,
   })
@@ -125,11 +125,21 @@ async fn sessions_of(s: &dyn Backend, a: &[Vec<u8>]) -> Answered {
   Ok(Reply::Array(out))
 }
 
-/// `REVOKEUSER prefix user [keep-id …]`: how many were removed.
-async fn revoke(s: &dyn Backend, a: &[Vec<u8>]) -> Answered {
+/// `REVOKEUSER prefix user [keep-id …]`: how many were removed. The ids
+/// to keep, each counted with the prefix it is stored under, total at most
+/// `max_value` bytes, checked before any key is built: the prefix arrives
+/// once but each key repeats it, so many one-byte ids under a long prefix
+/// would otherwise make the daemon build ~600× the request's size.
+async fn revoke(s: &dyn Backend, max_value: usize, a: &[Vec<u8>]) -> Answered {
   let prefix = text(&a[0])?;
   let user = scoped(prefix, &a[1])?;
-  let keep = a[2..].iter().map(|id| session_key(prefix, id)).collect::<std::result::Result<Vec<_>, _>>()?;
+  let ids = &a[2..];
+  let total = ids.iter().fold(0usize, |n, id| n.saturating_add(prefix.len() + id.len()));
+  if total > max_value {
+    let msg = format!("the ids to keep, each with the prefix, are at most {max_value} bytes in all, got {total} ({} ids)", ids.len());
+    return Err(bad(Code::InvalidArgument, msg));
+  }
+  let keep = ids.iter().map(|id| session_key(prefix, id)).collect::<std::result::Result<Vec<_>, _>>()?;
   let n = under(s, UserRules::default(), Op::RevokeUser(user, keep)).await.and_then(Answer::into_count).map_err(store_error)?;
   Ok(Reply::Int(n as i64))
 }
@@ -139,10 +149,14 @@ async fn revoke(s: &dyn Backend, a: &[Vec<u8>]) -> Answered {
 /// the value it re-encoded for the new id (the codec binds a session to
 /// its id), it moves only if the session still holds what was read, else
 /// answers `-1` (read again). A digest, not the value read, keeps the
-/// request within one value's bound.
-async fn rotate(s: &dyn Backend, a: &[Vec<u8>]) -> Answered {
+/// request within one value's bound. The value is held to `max_value` as
+/// `UWRITE`'s is (the request's bound leaves room for two keys besides).
+async fn rotate(s: &dyn Backend, max_value: usize, a: &[Vec<u8>]) -> Answered {
   let prefix = text(&a[0])?;
   let (old, new) = (session_key(prefix, &a[1])?, session_key(prefix, &a[2])?);
+  if a.get(4).is_some_and(|value| value.len() > max_value) {
+    return Err(bad(Code::SessionTooLarge, format!("values are at most {max_value} bytes")));
+  }
   let changed = Arc::new(AtomicBool::new(false));
   let recode = match a.get(3..5) {
     None => None,

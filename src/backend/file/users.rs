@@ -238,13 +238,15 @@ impl Inner {
   /// `user` waits for the user's lock, held throughout.
   pub(super) fn revoke_user(&self, user: &str, except: &[String]) -> Result<u64> {
     self.check_open()?;
+    // a set, built before the user's lock: a scan per index entry would be index × list
+    let except: std::collections::HashSet<&str> = except.iter().map(String::as_str).collect();
     let _user_held = self.hold_user(user)?;
     let index = self.read_index(user)?;
     let had = index.ids.len();
     let mut keep = Vec::new();
     let mut n = 0;
     for (id, place) in index.ids {
-      if except.contains(&id) {
+      if except.contains(id.as_str()) {
         keep.push((id, place));
       } else if self.remove_owned(&id, user)? {
         n += 1;

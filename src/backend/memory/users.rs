@@ -3,7 +3,7 @@
 //! written, kept under the store's one lock with the sessions themselves,
 //! so a write, its filing under its user and the cap are one step.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{charge, reslot, MemoryBackend, Recode, SavedMeta, State, Ttl, UserRules};
@@ -112,12 +112,15 @@ impl MemoryBackend {
   }
 
   pub(super) fn revoke_user(&self, user: &str, except: &[String]) -> Result<u64> {
+    // a set, built before the lock: the list may be long (a scan per
+    // entry would be the user's sessions × the list, under the lock)
+    let except: HashSet<&str> = except.iter().map(String::as_str).collect();
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let now = now_ms();
     let mut n = 0;
     for id in st.users.ids(user) {
-      if except.iter().any(|x| **x == *id) {
+      if except.contains(&*id) {
         continue;
       }
       if st.remove(&id).is_some_and(|(_, e)| !is_expired(e.expires, now)) {
