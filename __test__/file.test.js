@@ -563,3 +563,43 @@ test('file: processes touching and replacing sessions never undo another process
   assert.equal(await store.length(), 0, 'every session the writer removed stays removed')
   await store.close()
 })
+
+// A rotation holds both ids' write locks; ids whose locks share an
+// in-process mutex (one pair in 64) must not wait on themselves.
+for (const [what, opts] of [['a plain file store', {}], ['a file store with userOf', { userOf: (s) => s.user }]]) {
+  test(`rotate on ${what}: 300 random ids, one after another and 4 at a time, all finish`, { timeout: 120_000 }, async () => {
+    const dir = tmp('rotate-many')
+    const store = rs.file({ dir, ...opts })
+    try {
+      const id = () => crypto.randomBytes(12).toString('hex')
+      let moved = 0
+      for (let i = 0; i < 300; i++) {
+        const [from, to] = [id(), id()]
+        await store.set(from, session(i % 7), 3600)
+        assert.equal(await store.rotate(from, to), true)
+        assert.equal(await store.get(from), null)
+        assert.deepEqual(await store.get(to), session(i % 7))
+        moved++
+      }
+      const live = Array.from({ length: 4 }, () => id())
+      for (const [i, s] of live.entries()) await store.set(s, session(i), 3600)
+      await Promise.all(
+        live.map(async (start, i) => {
+          let at = start
+          for (let n = 0; n < 75; n++) {
+            const next = id()
+            assert.equal(await store.rotate(at, next), true)
+            at = next
+            moved++
+          }
+          assert.deepEqual(await store.get(at), session(i))
+        }),
+      )
+      assert.equal(moved, 600)
+      assert.equal(await store.length(), 304)
+    } finally {
+      await store.close()
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+}

@@ -196,6 +196,42 @@ for (const [kind, make] of Object.entries(kinds)) {
     await store.close()
   })
 
+  // Two stores on one place (one after the other): memory stores share none.
+  const place = kind.startsWith('file')
+    ? () => ({ dir: fileDir() })
+    : kind.startsWith('sessions.json')
+      ? () => ({ sessionStateFile: jsonFile() })
+      : kind.startsWith('postgres')
+        ? () => ({ table: `users_${++tables}` })
+        : kind.startsWith('daemon')
+          ? () => ({ prefix: `u${++prefixes}:` })
+          : kind.startsWith('redis')
+            ? () => ({ prefix: `c${++prefixes}:` })
+            : null
+  test(`${kind}: maxLifetime: a session written without it gets its absolute end from the first write with it`, { skip: !place }, async () => {
+    const at = place()
+    const before = make({ userOf, timeoutUnit: 's', ...at })
+    await before.set('s', { user: 'ada' }, 3600)
+    await before.close()
+    const store = make({ userOf, timeoutUnit: 's', maxLifetime: 2, ...at })
+    await store.length() // connected (and loaded) first: the lifetime counts from the write
+    const start = Date.now()
+    assert.ok((await store.ttl('s')) > 2, 'no end yet')
+    let rounds = 0
+    while (Date.now() - start < 1900) {
+      await store.set('s', { user: 'ada', rounds }, 3600)
+      assert.equal(await store.update('s', 3600), true)
+      assert.ok((await store.ttl('s')) <= 2, 'never past the end')
+      rounds++
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.ok(rounds > 5)
+    while (Date.now() - start < 2100) await new Promise((r) => setTimeout(r, 20))
+    assert.equal(await store.get('s'), null, 'gone at its absolute end')
+    assert.deepEqual(await store.sessionsOf('ada'), [])
+    await store.close()
+  })
+
   test(`${kind}: rotate moves data, ttl, user and absolute end to the new id at once`, async () => {
     const store = make({ userOf, maxLifetime: HOUR })
     await store.set('old', { user: 'ada', cart: [1, 2] }, 600_000)

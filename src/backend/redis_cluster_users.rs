@@ -64,7 +64,9 @@ if live then
   old = m[1]
   ends = m[2] and tonumber(m[2])
   bound = m[3] and tonumber(m[3])
-elseif ARGV[5] ~= '' then
+end
+-- One with no end (written without maxLifetime) starts its lifetime now.
+if not ends and ARGV[5] ~= '' then
   ends = now + tonumber(ARGV[5])
 end
 local user = old

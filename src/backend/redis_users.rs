@@ -88,7 +88,9 @@ if live then
   local m = redis.call('HMGET', mk, 'u', 'e')
   old = m[1]
   ends = m[2] and tonumber(m[2])
-elseif ARGV[7] ~= '' then
+end
+-- One with no end (written without maxLifetime) starts its lifetime now.
+if not ends and ARGV[7] ~= '' then
   ends = now + tonumber(ARGV[7])
 end
 local user = old

@@ -408,3 +408,155 @@ fn concurrent_per_user_steps_never_deadlock_and_keep_the_index_whole() {
   }
   fs::remove_dir_all(&d).unwrap();
 }
+
+/// The write-lock slot of `id` (as `Inner::hold` computes it).
+fn slot(id: &str) -> usize {
+  slot_of(&record::name_for(id)) & 0xffff
+}
+
+/// Runs `f` on a thread of its own; fails (instead of hanging the run)
+/// when it has not finished in a minute.
+fn within_a_minute(what: &str, f: impl FnOnce() + Send + 'static) {
+  let (tx, rx) = std::sync::mpsc::channel();
+  std::thread::spawn(move || {
+    f();
+    let _ = tx.send(());
+  });
+  rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| panic!("{what}: still waiting after a minute (a deadlock)"));
+}
+
+/// A rotation holds both ids' write locks: ids whose slots share an
+/// in-process mutex (one in 64; every pair elsewhere than Linux), and two
+/// threads rotating pairs whose slot order crosses their mutexes' order,
+/// finish.
+#[test]
+fn rotations_of_ids_sharing_a_mutex_or_crossing_their_order_finish() {
+  let d = tmpdir("rotate-stripes");
+  let s = Arc::new(store(&d));
+  let ids: Vec<(String, usize)> = (0..300).map(|n| format!("s{n}")).map(|id| (id.clone(), slot(&id))).collect();
+  let pairs = || ids.iter().flat_map(|a| ids.iter().map(move |b| (a, b)));
+  // Two ids with different slots in one stripe.
+  let (x, y) =
+    pairs().find(|(a, b)| a.1 != b.1 && a.1 % writers::STRIPES == b.1 % writers::STRIPES).map(|(a, b)| (a.0.clone(), b.0.clone())).unwrap();
+  s.inner.write(&x, b"{}", None).unwrap();
+  let i = s.clone();
+  within_a_minute("a rotation within one stripe", move || {
+    assert!(i.inner.rotate(&x, &y, None).unwrap());
+    assert!(i.inner.rotate(&y, &x, None).unwrap());
+  });
+  // (a, b) with slot(a) < slot(b) and stripes (p, q); (c, e) with
+  // slot(c) < slot(e) and stripes (q, p).
+  if writers::STRIPES > 1 {
+    let pick = |p: usize, q: usize, not: &[&String]| {
+      pairs()
+        .find(|(a, b)| {
+          a.1 < b.1 && a.1 % writers::STRIPES == p && b.1 % writers::STRIPES == q && !not.contains(&&a.0) && !not.contains(&&b.0)
+        })
+        .map(|(a, b)| (&a.0, &b.0))
+    };
+    let (a, b) = pick(1, 2, &[]).unwrap();
+    let (c, e) = pick(2, 1, &[a, b]).unwrap();
+    let pairs = [(a.clone(), b.clone()), (c.clone(), e.clone())];
+    let i = s.clone();
+    within_a_minute("crossed rotations on two threads", move || {
+      let threads: Vec<_> = pairs
+        .into_iter()
+        .map(|(from, to)| {
+          let i = i.clone();
+          i.inner.write(&from, b"{}", None).unwrap();
+          std::thread::spawn(move || {
+            for _ in 0..2000 {
+              assert!(i.inner.rotate(&from, &to, None).unwrap());
+              assert!(i.inner.rotate(&to, &from, None).unwrap());
+            }
+          })
+        })
+        .collect();
+      for t in threads {
+        t.join().unwrap();
+      }
+    });
+  }
+  fs::remove_dir_all(&d).unwrap();
+}
+
+/// A store with `userOf` (and `rules`' other fields) whose reports land in
+/// the list it answers.
+fn reporting_user_store(dir: &Path, rules: UserRules) -> (FileBackend, Arc<Mutex<Vec<StoreError>>>) {
+  let seen = Arc::new(Mutex::new(Vec::new()));
+  let seen2 = seen.clone();
+  let report: Report = Arc::new(move |e: StoreError| seen2.lock().push(e));
+  (FileBackend::new(FileOptions { rules: UserRules { users: true, ..rules }, report: Some(report), ..options(dir) }).unwrap(), seen)
+}
+
+/// An index that does not read back is rebuilt, reported once and written
+/// back: the next listing and sweep read it as it is.
+#[test]
+fn a_rebuilt_index_is_written_back() {
+  let d = tmpdir("rebuilt-index");
+  let (s, seen) = reporting_user_store(&d, UserRules::default());
+  let i = &s.inner;
+  assert!(write_for(i, "a", Some("ada")) && write_for(i, "b", Some("ada")));
+  fs::write(i.index_path("ada"), b"not an index").unwrap();
+  assert_eq!(i.sessions_of("ada").unwrap().len(), 2);
+  assert_eq!(seen.lock().iter().filter(|e| e.code == Code::Corrupt).count(), 1);
+  assert_eq!(i.sessions_of("ada").unwrap().len(), 2);
+  i.prune_indexes(i.index_files(), &|| false);
+  assert_eq!(seen.lock().iter().filter(|e| e.code == Code::Corrupt).count(), 1, "read back after the rebuild");
+  fs::write(i.index_path("ada"), b"not an index").unwrap();
+  i.prune_indexes(i.index_files(), &|| false);
+  assert_eq!(i.sessions_of("ada").unwrap().len(), 2);
+  assert_eq!(seen.lock().iter().filter(|e| e.code == Code::Corrupt).count(), 2, "the sweep writes it back too");
+  fs::remove_dir_all(&d).unwrap();
+}
+
+/// A cap that fails after the write is reported; the write answers its
+/// own result (it happened).
+#[test]
+fn a_failed_cap_is_reported_and_the_write_answers_done() {
+  let d = tmpdir("cap-fails");
+  // The store closes when the cap meets ada's corrupt session: its next
+  // read fails.
+  let store_of: Arc<Mutex<std::sync::Weak<Inner>>> = Arc::new(Mutex::new(std::sync::Weak::new()));
+  let (seen, at_report) = (Arc::new(Mutex::new(Vec::new())), store_of.clone());
+  let seen2 = seen.clone();
+  let report: Report = Arc::new(move |e: StoreError| {
+    seen2.lock().push(e.code);
+    if let Some(i) = at_report.lock().upgrade() {
+      i.closed.store(true, Ordering::Release);
+    }
+  });
+  let rules = UserRules { users: true, max_per_user: Some(1), max_lifetime_ms: None };
+  let s = FileBackend::new(FileOptions { rules, report: Some(report), ..options(&d) }).unwrap();
+  let i = &s.inner;
+  let uncapped = user_store(&d, None);
+  assert!(write_for(&uncapped.inner, "c", Some("ada")) && write_for(&uncapped.inner, "a", Some("ada")));
+  fs::write(i.path_for("c"), b"not a session").unwrap();
+  *store_of.lock() = Arc::downgrade(&s.inner);
+  let r = FileBackend::run_sync(i, &Op::Write("b".into(), b"{}".to_vec(), None, Some(Cond::Absent), Some("ada".into())));
+  assert!(matches!(r, Ok(Reply::Bool(true))), "{:?}", r.err());
+  assert_eq!(*seen.lock(), [Code::Corrupt, Code::StoreClosed], "the cap's error, reported");
+  i.closed.store(false, Ordering::Release);
+  assert!(i.read_live("b").unwrap().is_some());
+  fs::remove_dir_all(&d).unwrap();
+}
+
+/// A live session with no absolute end (written by a store without
+/// maxLifetime) gets one from the first write of a store with it, and no
+/// later write moves it.
+#[test]
+fn a_session_without_an_end_gets_one_from_a_store_with_max_lifetime() {
+  let d = tmpdir("no-end");
+  let (plain, _) = reporting_user_store(&d, UserRules::default());
+  let (timed, _) = reporting_user_store(&d, UserRules { max_lifetime_ms: Some(60_000), ..UserRules::default() });
+  assert!(write_for(&plain.inner, "a", Some("ada")));
+  assert_eq!(plain.inner.read_live("a").unwrap().unwrap().1.header.end, None);
+  let before = now_ms();
+  assert!(write_for(&timed.inner, "a", Some("ada")));
+  let end = timed.inner.read_live("a").unwrap().unwrap().1.header.end.expect("an end");
+  assert!(end >= before + 60_000 && end <= now_ms() + 60_000, "{end}");
+  std::thread::sleep(Duration::from_millis(5));
+  assert!(write_for(&timed.inner, "a", Some("ada")));
+  assert_eq!(timed.inner.read_live("a").unwrap().unwrap().1.header.end, Some(end), "kept");
+  fs::remove_dir_all(&d).unwrap();
+}

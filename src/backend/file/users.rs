@@ -11,9 +11,12 @@
 //!   whatever its clock.
 //! * An index is read and written only under its user's lock, a byte-range
 //!   lock of `.rs-store-users` (`writers.rs`). Locks are taken user first,
-//!   then sessions, one session at a time (a rotation takes its two ids in
-//!   slot order), and at most one user at a time: no two steps can wait on
-//!   each other.
+//!   then sessions, and at most one user at a time. A step holds one
+//!   session's lock at a time, but a rotation holds two: it takes both
+//!   ids' in-process mutexes in stripe order (once when they share one),
+//!   then both byte ranges in slot order (`Writers::hold_pair`). As every
+//!   holder takes its mutexes before any range, and ranges only upward, no
+//!   two steps, of this process or another, can wait on each other.
 //! * An index names every session whose record names its user (a write
 //!   files the session in the index before it writes the record: a crash
 //!   in between leaves one entry too many, never one too few), and an
@@ -40,6 +43,9 @@ pub(super) struct Index {
   seq: u64,
   /// (id, place), least recently written first.
   ids: Vec<(String, u64)>,
+  /// Rebuilt from the records (the file did not read back): to be written.
+  #[serde(skip)]
+  rebuilt: bool,
 }
 
 /// Whose a written session is.
@@ -64,7 +70,7 @@ impl Inner {
     Ok(self.user_locks.get_or_init(|| w))
   }
 
-  fn index_path(&self, user: &str) -> PathBuf {
+  pub(super) fn index_path(&self, user: &str) -> PathBuf {
     self.dir.join(record::hashed_name(user, USER_EXT))
   }
 
@@ -74,7 +80,8 @@ impl Inner {
 
   /// The index of `user` (its lock held). One that cannot be read is
   /// reported and rebuilt from the records, so a revocation still finds
-  /// every session.
+  /// every session, and marked `rebuilt`: the step writes it back, so the
+  /// next one neither reports it again nor walks the directory.
   fn read_index(&self, user: &str) -> Result<Index> {
     let path = self.index_path(user);
     let bytes = match files::read(&path) {
@@ -110,7 +117,7 @@ impl Inner {
       .enumerate()
       .map(|(i, (_, s))| (s.header.id, i as u64 + 1))
       .collect();
-    Ok(Index { seq: ids.len() as u64, ids })
+    Ok(Index { seq: ids.len() as u64, ids, rebuilt: true })
   }
 
   /// Writes the index of `user` (its lock held) atomically, as a session
@@ -176,11 +183,9 @@ impl Inner {
     if cond.is_some_and(|c| old.is_some() != (c == Cond::Present)) {
       return Ok(false);
     }
-    // A session that is not live starts a new lifetime.
-    let end = match &old {
-      Some(h) => h.end,
-      None => rules.end_from_now(),
-    };
+    // A session that is not live starts a new lifetime, and so does a
+    // live one with none (written by a store without maxLifetime).
+    let end = old.as_ref().and_then(|h| h.end).or_else(|| rules.end_from_now());
     let owner = match whose {
       Whose::Keep => old.and_then(|h| h.user),
       Whose::User(u) => u.map(str::to_string),
@@ -194,7 +199,11 @@ impl Inner {
     self.write_owned(id, payload, UserRules::clamp(end, expires), Owner { user: owner, end })?;
     drop(held);
     if let (Some(u), Some(n), Some(index)) = (user, rules.max_per_user, index) {
-      self.cap(u, n as usize, index)?;
+      // The write is done: a cap that fails is reported, not the write's
+      // answer (the next write of the user caps again).
+      if let Err(e) = self.cap(u, n as usize, index) {
+        self.report(e);
+      }
     }
     Ok(true)
   }
@@ -213,7 +222,7 @@ impl Inner {
     }
     let ids: Vec<(String, u64)> = live.into_iter().skip(excess).map(|(id, place, _)| (id, place)).collect();
     if ids.len() != had {
-      self.write_index(user, &Index { seq: index.seq, ids })?;
+      self.write_index(user, &Index { seq: index.seq, ids, rebuilt: false })?;
     }
     Ok(())
   }
@@ -223,11 +232,11 @@ impl Inner {
     self.check_open()?;
     let _user_held = self.hold_user(user)?;
     let index = self.read_index(user)?;
-    let had = index.ids.len();
+    let (had, rebuilt) = (index.ids.len(), index.rebuilt);
     let live = self.live_of(user, index.ids)?;
-    if live.len() != had {
+    if live.len() != had || rebuilt {
       let ids = live.iter().map(|(id, place, _)| (id.clone(), *place)).collect();
-      self.write_index(user, &Index { seq: index.seq, ids })?;
+      self.write_index(user, &Index { seq: index.seq, ids, rebuilt: false })?;
     }
     Ok(live.into_iter().map(|(id, _, s)| (id, s.payload, s.header.expires.map_or(Ttl::Persistent, Ttl::At))).collect())
   }
@@ -242,7 +251,7 @@ impl Inner {
     let except: std::collections::HashSet<&str> = except.iter().map(String::as_str).collect();
     let _user_held = self.hold_user(user)?;
     let index = self.read_index(user)?;
-    let had = index.ids.len();
+    let (had, rebuilt) = (index.ids.len(), index.rebuilt);
     let mut keep = Vec::new();
     let mut n = 0;
     for (id, place) in index.ids {
@@ -252,8 +261,8 @@ impl Inner {
         n += 1;
       }
     }
-    if keep.len() != had {
-      self.write_index(user, &Index { seq: index.seq, ids: keep })?;
+    if keep.len() != had || rebuilt {
+      self.write_index(user, &Index { seq: index.seq, ids: keep, rebuilt: false })?;
     }
     Ok(n)
   }
@@ -275,8 +284,7 @@ impl Inner {
       // Read before the sessions' locks: rebuilding a corrupt one reads
       // sessions, which may take their locks.
       let index = user.as_deref().map(|u| self.read_index(u)).transpose()?;
-      let _first = self.writers.hold(a.min(b))?;
-      let _second = if a != b { Some(self.writers.hold(a.max(b))?) } else { None };
+      let _both = self.writers.hold_pair(a, b)?;
       let Some((path, s)) = self.read_live_held(old)? else { return Ok(false) };
       if s.header.user != user {
         continue; // moved to another user meanwhile: that user's lock
@@ -284,10 +292,8 @@ impl Inner {
       if self.read_live_held(new)?.is_some() {
         return Ok(false);
       }
-      let payload = match recode {
-        Some(r) => (r.0)(old, new, s.payload)?,
-        None => s.payload,
-      };
+      let recoded = recode.map(|r| (r.0)(old, new, s.payload.clone())).transpose()?;
+      let payload = recoded.as_deref().unwrap_or(&s.payload);
       if let (Some(u), Some(mut index)) = (&user, index) {
         // The new id takes the old one's place; the old entry stays until
         // a later step drops it, so a crash leaves no live session unfiled.
@@ -303,11 +309,24 @@ impl Inner {
         index.ids.insert(at.map_or(index.ids.len(), |k| k + 1), (new.to_string(), place));
         self.write_index(u, &index)?;
       }
-      self.write_owned(new, &payload, s.header.expires, Owner { user, end: s.header.end })?;
-      return match self.changing(Some(old), &path, || fs::remove_file(&path)) {
-        Ok(()) => Ok(true),
-        Err(e) => Err(StoreError::io("cannot delete", &path, e)),
-      };
+      // The old id goes first (no client knows the new one yet): a crash
+      // in between leaves neither id live, never both.
+      self.changing(Some(old), &path, || fs::remove_file(&path)).map_err(|e| StoreError::io("cannot delete", &path, e))?;
+      let owner = Owner { user: user.clone(), end: s.header.end };
+      if let Err(e) = self.write_owned(new, payload, s.header.expires, owner) {
+        // Not moved: no new id (a write that failed after its rename, an
+        // fsync), the old one back as it was, still under both locks.
+        let new_path = self.path_for(new);
+        match self.changing(Some(new), &new_path, || fs::remove_file(&new_path)) {
+          Err(e) if e.kind() != ErrorKind::NotFound => self.report(StoreError::io("cannot delete", &new_path, e)),
+          _ => {}
+        }
+        if let Err(back) = self.write_owned(old, &s.payload, s.header.expires, Owner { user, end: s.header.end }) {
+          self.report(back);
+        }
+        return Err(e);
+      }
+      return Ok(true);
     }
   }
 
@@ -330,11 +349,11 @@ impl Inner {
       let pruned = (|| -> Result<bool> {
         let _user_held = self.hold_user(&user)?;
         let index = self.read_index(&user)?;
-        let had = index.ids.len();
+        let (had, rebuilt) = (index.ids.len(), index.rebuilt);
         let ids: Vec<(String, u64)> = self.live_of(&user, index.ids)?.into_iter().map(|(id, place, _)| (id, place)).collect();
         let gone = ids.is_empty();
-        if ids.len() != had {
-          self.write_index(&user, &Index { seq: index.seq, ids })?;
+        if ids.len() != had || rebuilt {
+          self.write_index(&user, &Index { seq: index.seq, ids, rebuilt: false })?;
         }
         Ok(gone)
       })();

@@ -41,9 +41,9 @@ pub const USERS_FILE: &str = ".rs-store-users";
 /// In-process mutexes ordering the store's own threads (a slot's mutex is
 /// `slot % STRIPES`); elsewhere than Linux one lock serves every slot.
 #[cfg(target_os = "linux")]
-const STRIPES: usize = 64;
+pub(super) const STRIPES: usize = 64;
 #[cfg(not(target_os = "linux"))]
-const STRIPES: usize = 1;
+pub(super) const STRIPES: usize = 1;
 
 pub struct Writers {
   file: File,
@@ -51,11 +51,14 @@ pub struct Writers {
   stripes: Box<[Mutex<()>]>,
 }
 
-/// A held write lock; released when dropped.
+/// A held write lock (or two, [`Writers::hold_pair`]); released when dropped.
 pub struct Held<'a> {
   writers: &'a Writers,
   slot: usize,
+  /// The second range of a pair, locked after `slot`.
+  then: Option<usize>,
   _order: MutexGuard<'a, ()>,
+  _then_order: Option<MutexGuard<'a, ()>>,
 }
 
 impl Writers {
@@ -72,7 +75,32 @@ impl Writers {
     let slot = slot & 0xffff;
     let order = self.stripes[slot % STRIPES].lock();
     self.range(slot, true).map_err(|e| StoreError::io("cannot lock", Path::new(self.name), e))?;
-    Ok(Held { writers: self, slot, _order: order })
+    Ok(Held { writers: self, slot, then: None, _order: order, _then_order: None })
+  }
+
+  /// Takes the write locks of two slots (a rotation's two ids). The
+  /// mutexes are non-reentrant and shared by slots: they are taken in
+  /// stripe order, once when both slots share one, then the ranges in
+  /// slot order (once when they are one range). Every holder of a pair
+  /// takes all its mutexes before any range, and ranges only upward, so no
+  /// two pairs, in this process or another, wait on each other.
+  pub fn hold_pair(&self, a: usize, b: usize) -> Result<Held<'_>> {
+    let (a, b) = (a & 0xffff, b & 0xffff);
+    let (sa, sb) = (a % STRIPES, b % STRIPES);
+    let order = self.stripes[sa.min(sb)].lock();
+    let then_order = (sa != sb).then(|| self.stripes[sa.max(sb)].lock());
+    let lock = |slot| self.range(slot, true).map_err(|e| StoreError::io("cannot lock", Path::new(self.name), e));
+    let (first, second) = (a.min(b), a.max(b));
+    lock(first)?;
+    // Elsewhere than Linux one lock is the whole file: taken once.
+    let then = (cfg!(target_os = "linux") && second != first).then_some(second);
+    if let Some(s) = then {
+      if let Err(e) = lock(s) {
+        let _ = self.range(first, false);
+        return Err(e);
+      }
+    }
+    Ok(Held { writers: self, slot: first, then, _order: order, _then_order: then_order })
   }
 
   #[cfg(target_os = "linux")]
@@ -110,6 +138,9 @@ impl Writers {
 impl Drop for Held<'_> {
   fn drop(&mut self) {
     // Unlocking a range we hold cannot fail on a valid descriptor.
+    if let Some(s) = self.then {
+      let _ = self.writers.range(s, false);
+    }
     let _ = self.writers.range(self.slot, false);
   }
 }

@@ -32,7 +32,9 @@ impl Meta {
   /// The meta of a session written now; `old` is its meta if it was live.
   pub fn written(old: Option<Box<Meta>>, owner: Owner, rules: &UserRules, users: &mut Users) -> Box<Meta> {
     users.seq += 1;
-    let end = old.as_ref().map_or_else(|| rules.end_from_now(), |m| m.end);
+    // A session with no end (new, or written without maxLifetime) starts
+    // its lifetime now.
+    let end = old.as_ref().and_then(|m| m.end).or_else(|| rules.end_from_now());
     let user = match owner {
       Owner::Keep => old.and_then(|m| m.user),
       Owner::User(None) => None,
@@ -154,7 +156,7 @@ impl MemoryBackend {
     let seq = saved.as_ref().map_or(0, |m| m.seq).max(st.users.seq + 1);
     st.users.seq = seq;
     let (user, end) = match saved {
-      Some(m) => (m.user.map(Arc::from), m.end),
+      Some(m) => (m.user.map(Arc::from), m.end.or_else(|| rules.end_from_now())),
       None => (None, rules.end_from_now()),
     };
     let expires = UserRules::clamp(end, expires);

@@ -114,8 +114,9 @@ impl Inner {
         c.batch_execute("COMMIT").await.map_err(e)?;
         return Ok(Reply::Bool(false));
       }
-      // A live session keeps its absolute end; one that is not starts anew.
-      let end = if live { old_end.map(|ms| ms as u64) } else { rules.end_from_now() };
+      // A live session keeps its absolute end; one that is not, or has
+      // none (written without maxLifetime), starts anew.
+      let end = old_end.filter(|_| live).map(|ms| ms as u64).or_else(|| rules.end_from_now());
       let user = match owner {
         Owner::Keep => old_user.filter(|_| live),
         Owner::User(user) => user.map(str::to_string),
