@@ -30,46 +30,30 @@ function metricsOf(registry) {
   let m = perRegistry.get(registry)
   if (m) return m
   const stores = new Map()
-  const each = (fn) => {
-    for (const [name, store] of stores) fn(name, store.stats())
-  }
   const registers = [registry]
+  // A metric read from every store's stats() when Prometheus scrapes:
+  // `fill(metric, name, stats)` sets its values for one store.
+  const scraped = (Metric, name, help, labelNames, fill) =>
+    new Metric({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset()
+        for (const [store, s] of stores) fill(this, store, s.stats())
+      },
+    })
+  // A counter per store and key of one of its stats' maps (calls by op, errors by code).
+  const perKey = (name, help, label, field) =>
+    scraped(prom.Counter, name, help, ['store', label], (c, store, s) => {
+      for (const [key, n] of Object.entries(s[field])) c.inc({ store, [label]: key }, n)
+    })
   m = {
     stores,
-    calls: new prom.Counter({
-      name: 'rs_store_calls_total',
-      help: 'rs-store store calls made, per store and method',
-      labelNames: ['store', 'op'],
-      registers,
-      collect() {
-        this.reset()
-        each((name, s) => {
-          for (const [op, n] of Object.entries(s.calls)) this.inc({ store: name, op }, n)
-        })
-      },
-    }),
-    errors: new prom.Counter({
-      name: 'rs_store_errors_total',
-      help: 'rs-store store calls failed, per store and error code',
-      labelNames: ['store', 'code'],
-      registers,
-      collect() {
-        this.reset()
-        each((name, s) => {
-          for (const [code, n] of Object.entries(s.errors)) this.inc({ store: name, code }, n)
-        })
-      },
-    }),
-    inFlight: new prom.Gauge({
-      name: 'rs_store_in_flight',
-      help: 'rs-store store calls made and not yet settled',
-      labelNames: ['store'],
-      registers,
-      collect() {
-        this.reset()
-        each((name, s) => this.set({ store: name }, s.inFlight))
-      },
-    }),
+    calls: perKey('rs_store_calls_total', 'rs-store store calls made, per store and method', 'op', 'calls'),
+    errors: perKey('rs_store_errors_total', 'rs-store store calls failed, per store and error code', 'code', 'errors'),
+    inFlight: scraped(prom.Gauge, 'rs_store_in_flight', 'rs-store store calls made and not yet settled', ['store'], (g, store, s) => g.set({ store }, s.inFlight)),
     duration: new prom.Histogram({
       name: 'rs_store_call_duration_seconds',
       help: 'rs-store store call durations (every call of a network or file store, one in 16 of an in-process store)',

@@ -457,6 +457,14 @@ mod tests {
   use super::*;
   use crate::backend::{Ttl, UserRules};
 
+  /// A fresh directory for one test (`rs-store-<tag>-…`) and its sessions.json.
+  fn temp_file(tag: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("rs-store-{tag}-{}-{}", std::process::id(), now_ms()));
+    fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("sessions.json");
+    (dir, file)
+  }
+
   fn opts(file: &Path) -> SnapshotOptions {
     SnapshotOptions {
       file: file.to_path_buf(),
@@ -470,9 +478,7 @@ mod tests {
 
   #[test]
   fn persists_and_reloads_with_coalescing() {
-    let dir = std::env::temp_dir().join(format!("rs-store-snap-{}-{}", std::process::id(), now_ms()));
-    fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sessions.json");
+    let (dir, file) = temp_file("snap");
     {
       let s = SnapshotBackend::new(opts(&file)).unwrap();
       for i in 0..100 {
@@ -509,9 +515,7 @@ mod tests {
 
   #[test]
   fn users_and_ends_survive_a_restart() {
-    let dir = std::env::temp_dir().join(format!("rs-store-snap-users-{}-{}", std::process::id(), now_ms()));
-    fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sessions.json");
+    let (dir, file) = temp_file("snap-users");
     let end;
     {
       let s = SnapshotBackend::new(with_users(&file, None)).unwrap();
@@ -563,9 +567,7 @@ mod tests {
 
   #[test]
   fn one_store_per_file() {
-    let dir = std::env::temp_dir().join(format!("rs-store-snap-lock-{}-{}", std::process::id(), now_ms()));
-    fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("sessions.json");
+    let (dir, file) = temp_file("snap-lock");
     let first = SnapshotBackend::new(opts(&file)).unwrap();
     first.run(Op::Set("a".into(), b"{}".to_vec(), None)).unwrap();
     let refused = SnapshotBackend::new(opts(&file)).err().unwrap();

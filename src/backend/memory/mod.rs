@@ -341,6 +341,18 @@ impl MemoryBackend {
     }
     Ok(())
   }
+
+  /// What an entry of `id` and a `value_len`-byte value is charged, refused
+  /// when that alone is over `maxBytes`.
+  fn charge_within(&self, id: &str, value_len: usize) -> Result<usize> {
+    let size = charge(id, value_len);
+    match self.opts.max_bytes {
+      Some(max) if size > max => {
+        Err(StoreError::new(Code::SessionTooLarge, format!("entry of {size} bytes exceeds the store's maxBytes ({max})")))
+      }
+      _ => Ok(size),
+    }
+  }
 }
 
 impl MemoryBackend {
@@ -348,12 +360,7 @@ impl MemoryBackend {
   /// session's user, where the write has per-user `rules` (the store's own,
   /// or the daemon client's that sent it).
   fn put(&self, id: &str, value: Vec<u8>, expires: Option<Expiry>, cond: Option<Cond>, owner: Owner, rules: UserRules) -> Result<bool> {
-    let size = charge(id, value.len());
-    if let Some(max) = self.opts.max_bytes {
-      if size > max {
-        return Err(StoreError::new(Code::SessionTooLarge, format!("entry of {size} bytes exceeds the store's maxBytes ({max})")));
-      }
-    }
+    let size = self.charge_within(id, value.len())?;
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     if cond.is_some() || rules.any() {

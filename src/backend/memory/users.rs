@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{charge, reslot, MemoryBackend, Recode, SavedMeta, State, Ttl, UserRules};
-use crate::error::{Code, Result, StoreError};
+use crate::error::Result;
 use crate::expiry::{is_expired, now_ms, Expiry};
 
 /// What a store with per-user rules keeps beside a session.
@@ -143,12 +143,7 @@ impl MemoryBackend {
       self.set(id, value, expires)?;
       return Ok(false);
     }
-    let size = charge(id, value.len());
-    if let Some(max) = self.opts.max_bytes {
-      if size > max {
-        return Err(StoreError::new(Code::SessionTooLarge, format!("entry of {size} bytes exceeds the store's maxBytes ({max})")));
-      }
-    }
+    let size = self.charge_within(id, value.len())?;
     let mut st = self.shared.state.lock();
     Self::check_open(&st)?;
     let st = &mut *st;

@@ -120,78 +120,74 @@ impl Sql {
     let t = format!("{}.{}", quote(schema), quote(table));
     let lock_table = format!("{table}_lock");
     let l = format!("{}.{}", quote(schema), quote(&lock_table));
-    let index = quote(&format!("IDX_{table}_expire"));
-    let live = "expire > to_timestamp($NOW::float8)";
-    let at = |s: &str, now: usize| s.replace("$NOW", &format!("${now}"));
+    let (index, user_index) = (quote(&format!("IDX_{table}_expire")), quote(&format!("IDX_{table}_rs_user")));
     let cols = if users { ", rs_user, rs_end, rs_written" } else { "" };
     let set_cols = if users { ", rs_user = excluded.rs_user, rs_end = excluded.rs_end, rs_written = excluded.rs_written" } else { "" };
+    let batch = SWEEP_BATCH.to_string();
+    let names = [
+      ("t", t.as_str()),
+      ("l", &l),
+      ("index", &index),
+      ("user_index", &user_index),
+      ("cols", cols),
+      ("set_cols", set_cols),
+      ("batch", &batch),
+    ];
+    let q = |template: &str| statement(template, &names);
     Sql {
       create: vec![
         // connect-pg-simple's table.sql (the primary key named <table>_pkey, its index IDX_<table>_expire).
-        format!("CREATE TABLE IF NOT EXISTS {t} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"sess\" json NOT NULL, \"expire\" timestamp(6) NOT NULL)"),
-        format!("CREATE INDEX IF NOT EXISTS {index} ON {t} (\"expire\")"),
-        format!("CREATE TABLE IF NOT EXISTS {l} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"token\" text NOT NULL, \"expire\" timestamptz(6) NOT NULL)"),
+        q("CREATE TABLE IF NOT EXISTS {t} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"sess\" json NOT NULL, \"expire\" timestamp(6) NOT NULL)"),
+        q("CREATE INDEX IF NOT EXISTS {index} ON {t} (\"expire\")"),
+        q("CREATE TABLE IF NOT EXISTS {l} (\"sid\" varchar NOT NULL COLLATE \"default\" PRIMARY KEY, \"token\" text NOT NULL, \"expire\" timestamptz(6) NOT NULL)"),
       ],
-      get: at(&format!("SELECT sess FROM {t} WHERE sid = $1 AND {live}"), 2),
-      set: format!(
-        "INSERT INTO {t} (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire"
-      ),
+      get: q("SELECT sess FROM {t} WHERE sid = $1 AND {live}"),
+      set: q("INSERT INTO {t} (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire"),
       // One winner among concurrent adds: the row lock of ON CONFLICT; an expired row counts as absent.
-      add: format!(
-        "INSERT INTO {t} AS s (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire WHERE s.expire <= to_timestamp($4::float8)"
-      ),
-      replace: at(&format!("UPDATE {t} SET sess = $2, expire = to_timestamp($3::float8) WHERE sid = $1 AND {live}"), 4),
-      remove: at(&format!("DELETE FROM {t} WHERE sid = $1 RETURNING {live}"), 2),
+      add: q("INSERT INTO {t} AS s (sid, sess, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire WHERE s.expire <= to_timestamp($4::float8)"),
+      replace: q("UPDATE {t} SET sess = $2, expire = to_timestamp($3::float8) WHERE sid = $1 AND {live}"),
+      remove: q("DELETE FROM {t} WHERE sid = $1 RETURNING {live}"),
       // With per-user rules never past the session's absolute end.
       touch: match users {
-        false => at(&format!("UPDATE {t} SET expire = to_timestamp($2::float8) WHERE sid = $1 AND {live}"), 3),
-        true => at(&format!("UPDATE {t} SET expire = LEAST(to_timestamp($2::float8), COALESCE(rs_end, 'infinity'::timestamp)) WHERE sid = $1 AND {live}"), 3),
+        false => q("UPDATE {t} SET expire = to_timestamp($2::float8) WHERE sid = $1 AND {live}"),
+        true => q("UPDATE {t} SET expire = LEAST(to_timestamp($2::float8), COALESCE(rs_end, 'infinity'::timestamp)) WHERE sid = $1 AND {live}"),
       },
-      ttl: at(&format!("SELECT date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid = $1 AND {live}"), 2),
-      exists: at(&format!("SELECT 1 FROM {t} WHERE sid = $1 AND {live}"), 2),
-      len: at(&format!("SELECT count(*) FROM {t} WHERE {live}"), 1),
-      clear: at(&format!("WITH d AS (DELETE FROM {t} RETURNING expire) SELECT count(*) FROM d WHERE {live}"), 1),
-      keys: at(&format!("SELECT sid FROM {t} WHERE {live}"), 1),
-      entries: at(&format!("SELECT sid, sess FROM {t} WHERE {live}"), 1),
-      // Keyset pages in primary key order: the cursor is the last id of the page before.
-      page: at(&format!("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid > $1 AND {live} ORDER BY sid LIMIT $3"), 2),
-      ping: format!("SELECT 1 FROM {t} LIMIT 0"),
-      lock: format!(
-        "INSERT INTO {l} AS k (sid, token, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET token = excluded.token, expire = excluded.expire WHERE k.expire <= to_timestamp($4::float8)"
-      ),
-      unlock: at(&format!("DELETE FROM {l} WHERE sid = $1 AND token = $2 AND {live}"), 3),
-      renew: at(&format!("UPDATE {l} SET expire = to_timestamp($3::float8) WHERE sid = $1 AND token = $2 AND {live}"), 4),
+      ttl: q("SELECT date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid = $1 AND {live}"),
+      exists: q("SELECT 1 FROM {t} WHERE sid = $1 AND {live}"),
+      len: q("SELECT count(*) FROM {t} WHERE {live}"),
+      clear: q("WITH d AS (DELETE FROM {t} RETURNING expire) SELECT count(*) FROM d WHERE {live}"),
+      keys: q("SELECT sid FROM {t} WHERE {live}"),
+      entries: q("SELECT sid, sess FROM {t} WHERE {live}"),
+      // Keyset pages in primary key order: the cursor is the last id of the page before; $3 the page's size, after {live}'s $2.
+      page: q("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE sid > $1 AND {live:2} ORDER BY sid LIMIT $3"),
+      ping: q("SELECT 1 FROM {t} LIMIT 0"),
+      lock: q("INSERT INTO {l} AS k (sid, token, expire) VALUES ($1, $2, to_timestamp($3::float8)) ON CONFLICT (sid) DO UPDATE SET token = excluded.token, expire = excluded.expire WHERE k.expire <= to_timestamp($4::float8)"),
+      unlock: q("DELETE FROM {l} WHERE sid = $1 AND token = $2 AND {live}"),
+      renew: q("UPDATE {l} SET expire = to_timestamp($3::float8) WHERE sid = $1 AND token = $2 AND {live}"),
       // The outer condition is checked again on a row changed meanwhile
       // (READ COMMITTED): a session refreshed since the inner SELECT stays.
       // One statement, one implicit transaction: the advisory lock ($2) is
       // held to its end; a process that does not get it deletes nothing.
-      sweep: format!(
-        "WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {t} WHERE (SELECT got FROM k) AND sid IN (SELECT sid FROM {t} WHERE expire < to_timestamp($1::float8) LIMIT {SWEEP_BATCH}) AND expire < to_timestamp($1::float8)"
-      ),
-      sweep_locks: format!(
-        "WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {l} WHERE (SELECT got FROM k) AND expire < to_timestamp($1::float8)"
-      ),
-      rotate_take: at(&format!("SELECT sess FROM {t} WHERE sid = $1 AND {live} FOR UPDATE"), 2),
+      sweep: q("WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {t} WHERE (SELECT got FROM k) AND sid IN (SELECT sid FROM {t} WHERE expire < to_timestamp($1::float8) LIMIT {batch}) AND expire < to_timestamp($1::float8)"),
+      sweep_locks: q("WITH k AS (SELECT pg_try_advisory_xact_lock($2::int8) AS got) DELETE FROM {l} WHERE (SELECT got FROM k) AND expire < to_timestamp($1::float8)"),
+      rotate_take: q("SELECT sess FROM {t} WHERE sid = $1 AND {live} FOR UPDATE"),
       // The new id is free when no row has it or its row has expired (taken over).
-      rotate_put: format!(
-        "INSERT INTO {t} AS s (sid, sess, expire{cols}) SELECT $2, $3, expire{cols} FROM {t} WHERE sid = $1 ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire{set_cols} WHERE s.expire <= to_timestamp($4::float8)"
-      ),
-      rotate_drop: format!("DELETE FROM {t} WHERE sid = $1"),
+      rotate_put: q("INSERT INTO {t} AS s (sid, sess, expire{cols}) SELECT $2, $3, expire{cols} FROM {t} WHERE sid = $1 ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire{set_cols} WHERE s.expire <= to_timestamp($4::float8)"),
+      rotate_drop: q("DELETE FROM {t} WHERE sid = $1"),
       users: users.then(|| UserSql {
-        check: format!("SELECT rs_user, rs_end, rs_written FROM {t} LIMIT 0"),
+        check: q("SELECT rs_user, rs_end, rs_written FROM {t} LIMIT 0"),
         add_columns: vec![
-          format!("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS \"rs_user\" varchar, ADD COLUMN IF NOT EXISTS \"rs_end\" timestamp(6), ADD COLUMN IF NOT EXISTS \"rs_written\" int8"),
-          format!("CREATE INDEX IF NOT EXISTS {} ON {t} (\"rs_user\", \"rs_written\") WHERE \"rs_user\" IS NOT NULL", quote(&format!("IDX_{table}_rs_user"))),
+          q("ALTER TABLE {t} ADD COLUMN IF NOT EXISTS \"rs_user\" varchar, ADD COLUMN IF NOT EXISTS \"rs_end\" timestamp(6), ADD COLUMN IF NOT EXISTS \"rs_written\" int8"),
+          q("CREATE INDEX IF NOT EXISTS {user_index} ON {t} (\"rs_user\", \"rs_written\") WHERE \"rs_user\" IS NOT NULL"),
         ],
         user_key: key_of(&format!("rs-store user {t}")),
-        lock: "SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2::int8))".into(),
-        current: at(&format!("SELECT rs_user, date_part('epoch', rs_end::timestamptz) * 1000, {live} FROM {t} WHERE sid = $1 FOR UPDATE"), 2),
-        upsert: format!(
-          "INSERT INTO {t} AS s (sid, sess, expire, rs_user, rs_end, rs_written) VALUES ($1, $2, to_timestamp($3::float8), $4, to_timestamp($5::float8), (extract(epoch from clock_timestamp()) * 1000000)::int8) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire, rs_user = excluded.rs_user, rs_end = excluded.rs_end, rs_written = excluded.rs_written"
-        ),
-        cap: at(&format!("DELETE FROM {t} WHERE sid IN (SELECT sid FROM {t} WHERE rs_user = $1 AND {live} ORDER BY rs_written DESC OFFSET $3)"), 2),
-        list: at(&format!("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE rs_user = $1 AND {live} ORDER BY rs_written"), 2),
-        revoke: at(&format!("WITH d AS (DELETE FROM {t} WHERE rs_user = $1 AND NOT (sid = ANY($2)) RETURNING expire) SELECT count(*) FROM d WHERE {live}"), 3),
+        lock: q("SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2::int8))"),
+        current: q("SELECT rs_user, date_part('epoch', rs_end::timestamptz) * 1000, {live} FROM {t} WHERE sid = $1 FOR UPDATE"),
+        upsert: q("INSERT INTO {t} AS s (sid, sess, expire, rs_user, rs_end, rs_written) VALUES ($1, $2, to_timestamp($3::float8), $4, to_timestamp($5::float8), (extract(epoch from clock_timestamp()) * 1000000)::int8) ON CONFLICT (sid) DO UPDATE SET sess = excluded.sess, expire = excluded.expire, rs_user = excluded.rs_user, rs_end = excluded.rs_end, rs_written = excluded.rs_written"),
+        // $3 the cap's offset, after {live}'s $2.
+        cap: q("DELETE FROM {t} WHERE sid IN (SELECT sid FROM {t} WHERE rs_user = $1 AND {live:2} ORDER BY rs_written DESC OFFSET $3)"),
+        list: q("SELECT sid, sess, date_part('epoch', expire::timestamptz) * 1000 FROM {t} WHERE rs_user = $1 AND {live} ORDER BY rs_written"),
+        revoke: q("WITH d AS (DELETE FROM {t} WHERE rs_user = $1 AND NOT (sid = ANY($2)) RETURNING expire) SELECT count(*) FROM d WHERE {live}"),
       }),
       create_key: key_of(&format!("rs-store create {t}")),
       sweep_key: key_of(&format!("rs-store sweep {t}")),
@@ -199,6 +195,28 @@ impl Sql {
       lock_table: l,
     }
   }
+}
+
+/// A statement from its template, in one pass (a quoted name is never read
+/// as a placeholder): `{name}` is that entry of `names`; `{live}`, that the
+/// row is live at the time bound as the parameter after the template's
+/// last (`{live:N}`: as parameter N).
+fn statement(template: &str, names: &[(&str, &str)]) -> String {
+  let last = template.split('$').skip(1).filter_map(|p| p.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok()).max();
+  let mut out = String::with_capacity(template.len() + 64);
+  let mut rest = template;
+  while let Some(open) = rest.find('{') {
+    let close = open + rest[open..].find('}').expect("a placeholder ends with }");
+    out.push_str(&rest[..open]);
+    match &rest[open + 1..close] {
+      "live" => out.push_str(&format!("expire > to_timestamp(${}::float8)", last.unwrap_or(0) + 1)),
+      live if live.starts_with("live:") => out.push_str(&format!("expire > to_timestamp(${}::float8)", &live[5..])),
+      name => out.push_str(names.iter().find(|(n, _)| *n == name).unwrap_or_else(|| panic!("no name {name:?} in SQL")).1),
+    }
+    rest = &rest[close + 1..];
+  }
+  out.push_str(rest);
+  out
 }
 
 /// Seconds since the epoch for `to_timestamp`: `None` (never expires) is
@@ -323,6 +341,10 @@ mod tests {
     assert_eq!(check_ident("table", &"x".repeat(64)).unwrap_err().code, Code::InvalidOption);
     let sql = Sql::new("public", "my\"table", false);
     assert!(sql.get.starts_with("SELECT sess FROM \"public\".\"my\"\"table\" WHERE sid = $1 AND expire > to_timestamp($2::float8)"));
+    // A name is never read as a placeholder nor a parameter, in any statement.
+    let odd = Sql::new("s", "t$NOW{live}$9", true);
+    assert_eq!(odd.get, "SELECT sess FROM \"s\".\"t$NOW{live}$9\" WHERE sid = $1 AND expire > to_timestamp($2::float8)");
+    assert!(odd.users.unwrap().cap.contains("WHERE rs_user = $1 AND expire > to_timestamp($2::float8) ORDER BY rs_written DESC OFFSET $3"));
   }
 
   #[test]
