@@ -1,7 +1,7 @@
 'use strict'
 // The Redis connection on the JS thread (one server, or rs-store's session
 // daemon): a `net` or `tls` socket of Node's, while Rust packs the commands
-// and parses the replies with the redis crate (src/engine/wire.rs). It is the
+// and parses the replies with the redis crate (src/backend/redis/wire.rs). It is the
 // I/O side of a batch engine (lib/batch.js): `flush(n)` sends the tick's n
 // queued calls, replies go to `deliver` in call order.
 //

@@ -22,7 +22,6 @@ mod op;
 pub mod postgres;
 pub mod record;
 pub mod redis;
-mod sentinel;
 pub mod snapshot;
 pub mod worker;
 

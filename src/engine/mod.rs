@@ -4,4 +4,6 @@
 //! `Backend`, `Op`, `Reply`); no backend uses the engine.
 
 pub mod dispatch;
-pub mod wire;
+// The Redis connection on the JS thread lives with the rest of Redis
+// (src/backend/redis/wire.rs); the binding reaches it by this path too.
+pub use crate::backend::redis::wire;

@@ -20,7 +20,7 @@ use combine::parser::combinator::AnySendSyncPartialState;
 use combine::stream::PointerOffset;
 use redis::{Cmd, Value};
 
-use crate::backend::redis::{map_err, pttl_to_ttl, Commands, Key, SCRIPTS};
+use super::{map_err, pttl_to_ttl, Commands, Key, SCRIPTS};
 use crate::backend::{Op, Reply, Ttl, Whole};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;

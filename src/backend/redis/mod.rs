@@ -27,21 +27,23 @@ use redis::{
 };
 use tokio::sync::Mutex;
 
-use super::sentinel::{self, Watch};
+use self::sentinel::Watch;
 use super::{Backend, Cond, Op, Reply, Ttl, UserRules};
 
 // Per-user sessions: their scripts (src/backend/redis_users.rs).
-#[path = "redis_users.rs"]
+#[path = "../redis_users.rs"]
 mod users;
-// Their commands in the daemon dialect (src/backend/redis_daemon.rs).
-#[path = "redis_daemon.rs"]
-mod daemon_users;
-// On a cluster: src/backend/redis_cluster_users.rs.
-#[path = "redis_cluster_users.rs"]
+// Their commands in the daemon dialect.
+mod daemon;
+// On a cluster.
 mod cluster_users;
+// Following a Sentinel-managed master through failovers.
+mod sentinel;
+// The connection on the JS thread.
+pub mod wire;
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
-pub(crate) use daemon_users::digest;
+pub(crate) use daemon::digest;
 pub(crate) use users::SCRIPTS;
 
 /// Release a lock only if the caller's token still holds it.
@@ -84,8 +86,8 @@ pub struct RedisConfig {
   /// lock dies with this connection.
   pub daemon: bool,
   /// Per-user sessions (src/backend/redis_users.rs; on the daemon
-  /// src/backend/redis_daemon.rs, on a cluster
-  /// src/backend/redis_cluster_users.rs).
+  /// src/backend/redis/daemon.rs, on a cluster
+  /// src/backend/redis/cluster_users.rs).
   pub rules: UserRules,
 }
 
@@ -145,7 +147,7 @@ pub struct RedisBackend {
 
 /// How ops become Redis commands and replies become answers, for one key
 /// prefix: shared by this backend and the JS-thread connection
-/// ([`crate::engine::wire`]).
+/// ([`wire`]).
 #[derive(Debug, Clone)]
 pub struct Commands {
   /// Key prefix, e.g. `sess:`.
@@ -842,7 +844,7 @@ impl RedisBackend {
       let futs = ops[start..end].iter().map(|op| {
         let mut c = conn.clone();
         let mut cmds = Vec::with_capacity(2);
-        // Per-user rules: steps of their own (src/backend/redis_cluster_users.rs).
+        // Per-user rules: steps of their own (src/backend/redis/cluster_users.rs).
         let scripted = self.cmds.scripted(op);
         if !scripted {
           self.cmds.each(op, now, &mut scratch, |c| cmds.push(c.clone()));

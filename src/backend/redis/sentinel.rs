@@ -1,6 +1,6 @@
 //! Following a Sentinel-managed master through a failover: tasks subscribed
 //! to every sentinel's notifications tell the Redis backend
-//! ([`super::redis`]) as soon as a failover of its master starts, so it
+//! ([`super`]) as soon as a failover of its master starts, so it
 //! stops writing to the old master at once and goes to the replica chosen
 //! to replace it (once that one reports itself master), instead of writing
 //! to the old master until it is demoted, which then drops those writes
