@@ -6,9 +6,11 @@
 // queued calls, replies go to `deliver` in call order.
 //
 // * Connects lazily and again after a failure. While a connect attempt is
-//   under way, calls wait for it (at most connectTimeoutMs); within 250 ms of
-//   a failed attempt (no connection, or one that refused us), calls fail at
-//   once instead of queueing behind another. A connection lost after it
+//   under way, calls wait for it (at most connectTimeoutMs, never past
+//   commandTimeoutMs); within REDIS_RETRY_AFTER_MS of a failed attempt (no
+//   connection, or one that refused us), calls fail at once instead of
+//   queueing behind another. That policy is the Rust client's, read from
+//   the addon (src/backend/redis/connect.rs), so both drivers keep one. A connection lost after it
 //   worked is made again by the next call at once.
 // * Every call settles within commandTimeoutMs of being queued, whatever the
 //   server does (silence, or a reply that trickles in byte by byte): once
@@ -22,8 +24,7 @@
 const net = require('node:net')
 const tls = require('node:tls')
 const { codedError } = require('./errors')
-
-const RETRY_AFTER_MS = 250
+const { REDIS_RETRY_AFTER_MS, redisConnectWithinMs } = require('./native')
 
 /**
  * @param native the WireStore (lib/native.js wireStore: q/opened/pack/feed/abort)
@@ -43,6 +44,7 @@ function wireIo(native, deliver, o) {
   let timer = null
   let closing = null // resolves the close once every call is answered
   const connections = { opened: 0, failed: 0, lost: 0 } // for stats()
+  const connectWithinMs = redisConnectWithinMs(o.connectTimeoutMs, o.commandTimeoutMs)
 
   const unavailable = (why) => codedError('ERR_STORE_UNAVAILABLE', `${kind} at ${target.name}: ${why}`)
 
@@ -91,7 +93,7 @@ function wireIo(native, deliver, o) {
   }
 
   function connect() {
-    if (lastFailure && Date.now() - lastFailure.at < RETRY_AFTER_MS) {
+    if (lastFailure && Date.now() - lastFailure.at < REDIS_RETRY_AFTER_MS) {
       const e = lastFailure.err
       return answer(native.abort(e.code, e.message))
     }
@@ -103,11 +105,11 @@ function wireIo(native, deliver, o) {
     if (target.tls) s.once('connect', () => (tcpUp = true))
     connectTimer = setTimeout(() => {
       if (socket !== s) return
-      const ms = Math.min(o.connectTimeoutMs, o.commandTimeoutMs)
+      const ms = connectWithinMs
       // Connected, but no TLS handshake: most often a plain Redis given rediss://.
       if (tcpUp) fail(unavailable(`connected, but no TLS handshake within ${ms} ms: does the server speak TLS on this port? rediss:// and tls: true need a TLS port (tls-port); a plain Redis is redis://`))
       else fail(unavailable(`no connection within ${ms} ms (connectTimeoutMs)`))
-    }, Math.min(o.connectTimeoutMs, o.commandTimeoutMs))
+    }, connectWithinMs)
     connectTimer.unref()
     s.once(target.tls ? 'secureConnect' : 'connect', () => {
       if (socket !== s) return

@@ -252,10 +252,23 @@ export interface PostgresStoreConfig {
 }
 
 /**
+ * How long after a failed connect attempt to Redis or the daemon calls
+ * fail at once (with its error) instead of queueing another connect
+ * timeout behind it.
+ */
+export declare const REDIS_RETRY_AFTER_MS: number
+
+/**
  * Default `connectTimeoutMs` and `commandTimeoutMs` of Redis and the
  * daemon (also the JS-thread connection's timers, `lib/redis-wire.js`).
  */
 export declare const REDIS_TIMEOUT_MS: number
+
+/**
+ * How long one connect attempt to Redis or the daemon may take, in ms:
+ * the connect timeout, never past the command timeout.
+ */
+export declare function redisConnectWithinMs(connectTimeoutMs: number, commandTimeoutMs: number): number
 
 /**
  * A Redis store (single server, Redis Cluster or Sentinel). Replies arrive

@@ -20,13 +20,11 @@ use combine::parser::combinator::AnySendSyncPartialState;
 use combine::stream::PointerOffset;
 use redis::{Cmd, Value};
 
-use super::{map_err, pttl_to_ttl, Commands, Key, SCRIPTS};
-use crate::backend::{Op, Reply, Ttl, Whole};
+use super::whole::{Step, Walk};
+use super::{map_err, Commands, Key, SCRIPTS};
+use crate::backend::{Op, Reply};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
-
-/// Keys per `SCAN` step.
-const SCAN_COUNT: usize = 1000;
 
 /// What the next reply (or replies) on the connection answer.
 enum Expect {
@@ -36,27 +34,14 @@ enum Expect {
   /// One op of the caller; `values` gathers the replies of its `left`
   /// commands but the last (none allocated for an op of one command).
   Op { op: Op, left: usize, values: Vec<Value> },
-  /// A step of the whole-store op in progress (see [`Scan`]).
+  /// A step of the whole-store op in progress (see [`Walk`]).
   Step { left: usize, values: Vec<Value> },
+  /// The `PING` sent for an op answered without the server (a page
+  /// cursor refused, or past the last page), so that its answer keeps its
+  /// place in call order.
+  Known(Result<Reply>),
   /// The `GET` of a rotation re-encoded for its new id (see `rotating`).
   Rotating,
-}
-
-/// A whole-store op in progress: `SCAN` steps and, for clear and entries,
-/// the `UNLINK`s or `GET`s of each step's keys.
-struct Scan {
-  op: Whole,
-  /// Cursor of the next `SCAN`; `None` once the walk is over.
-  next: Option<u64>,
-  /// Ids of the keys whose `GET`/`UNLINK` replies are awaited.
-  ids: Vec<String>,
-  count: u64,
-  found: Vec<String>,
-  entries: Vec<(String, Vec<u8>)>,
-  /// `page`: one SCAN step, then a GET and a PTTL per key; the cursor to
-  /// continue from.
-  page: Vec<(String, Vec<u8>, Ttl)>,
-  page_next: String,
 }
 
 type Decoder = combine::stream::Decoder<AnySendSyncPartialState, PointerOffset<[u8]>>;
@@ -88,7 +73,8 @@ pub struct Wire {
   hello: Vec<Cmd>,
   inflight: VecDeque<Expect>,
   decoder: Decoder,
-  scan: Option<Scan>,
+  /// The whole-store op in progress (src/backend/redis/whole.rs).
+  scan: Option<Walk>,
   /// Ops held back behind a whole-store op.
   held: VecDeque<Op>,
   out: Vec<u8>,
@@ -154,7 +140,7 @@ impl Wire {
 
   /// Ops sent or held, answered by neither a reply nor [`Wire::abort`] yet.
   pub fn pending(&self) -> usize {
-    self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. } | Expect::Rotating)).count()
+    self.inflight.iter().filter(|e| matches!(e, Expect::Op { .. } | Expect::Rotating | Expect::Known(_))).count()
       + usize::from(self.scan.is_some())
       + self.held.len()
   }
@@ -185,25 +171,20 @@ impl Wire {
           break;
         }
         Err(op) => op,
-        Ok(op) => {
-          let next = match &op {
-            Whole::Page(cursor, _) if !cursor.is_empty() => Some(cursor.parse().map_err(|_| ()).unwrap_or(0)),
-            Whole::Page(..) | Whole::Len | Whole::Clear | Whole::Keys | Whole::Entries => Some(0),
-          };
-          let scan = Scan {
-            op,
-            next,
-            ids: Vec::new(),
-            count: 0,
-            found: Vec::new(),
-            entries: Vec::new(),
-            page: Vec::new(),
-            page_next: String::new(),
-          };
-          self.scan = Some(scan);
-          self.scan_step();
-          break;
-        }
+        Ok(op) => match Walk::new(op) {
+          Ok(walk) => {
+            self.scan = Some(walk);
+            if let Some(r) = self.scan_step() {
+              self.known(r);
+              continue;
+            }
+            break;
+          }
+          Err(e) => {
+            self.known(Err(e));
+            continue;
+          }
+        },
       };
       let out = &mut self.out;
       let n = self.cmds.each(&op, now, &mut self.cmd, |c| c.write_packed_command(out));
@@ -256,16 +237,25 @@ impl Wire {
     None
   }
 
-  /// Sends the next `SCAN` of the whole-store op in progress.
-  fn scan_step(&mut self) {
-    let Some(scan) = self.scan.as_ref() else { return };
-    let Some(cursor) = scan.next else { return };
-    let count = match scan.op {
-      Whole::Page(_, n) => n.max(1) as usize,
-      Whole::Len | Whole::Clear | Whole::Keys | Whole::Entries => SCAN_COUNT,
+  /// Sends the next step of the whole-store op in progress; its answer
+  /// when the walk is over.
+  fn scan_step(&mut self) -> Option<Result<Reply>> {
+    let walk = self.scan.as_mut()?;
+    let out = &mut self.out;
+    let left = match walk.step(&self.cmds, &mut self.cmd, |c| c.write_packed_command(out)) {
+      Step::Over => return Some(Ok(self.scan.take().expect("a walk in progress").reply())),
+      Step::Scan => 1,
+      Step::Keys(n) => n,
     };
-    redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(self.cmds.pattern()).arg("COUNT").arg(count).write_packed_command(&mut self.out);
-    self.inflight.push_back(Expect::Step { left: 1, values: Vec::with_capacity(1) });
+    self.inflight.push_back(Expect::Step { left, values: Vec::with_capacity(left) });
+    None
+  }
+
+  /// An op whose answer is known without the server: a `PING` keeps its
+  /// place in call order.
+  fn known(&mut self, r: Result<Reply>) {
+    redis::cmd("PING").write_packed_command(&mut self.out);
+    self.inflight.push_back(Expect::Known(r));
   }
 
   /// Parses the bytes of one socket read; returns the answers of the ops it
@@ -313,6 +303,10 @@ impl Wire {
           let e = map_err(e.into());
           return Err(StoreError::new(e.code, format!("Redis at {}: {}", self.address, e.message)));
         }
+      }
+      Expect::Known(_) => {
+        let Some(Expect::Known(r)) = self.inflight.pop_front() else { unreachable!("front was a known answer") };
+        out.push((None, self.at(r)));
       }
       Expect::Rotating => {
         self.inflight.pop_front();
@@ -384,90 +378,12 @@ impl Wire {
 
   /// One step of the whole-store op answered: its reply once it is over.
   fn stepped(&mut self, values: Vec<Value>) -> Option<Result<Reply>> {
-    let r = self.step(values);
-    let over = r.is_err() || self.scan.as_ref().is_some_and(|s| s.next.is_none() && s.ids.is_empty());
-    if !over {
-      return None;
+    let walk = self.scan.as_mut().expect("a walk in progress");
+    if let Err(e) = walk.answer(&self.cmds, values) {
+      self.scan = None;
+      return Some(Err(e));
     }
-    let scan = self.scan.take().expect("a scan in progress");
-    Some(r.map(|()| match scan.op {
-      Whole::Len | Whole::Clear => Reply::Count(scan.count),
-      Whole::Keys => Reply::Keys(scan.found),
-      Whole::Page(..) => Reply::Page(scan.page_next, scan.page),
-      Whole::Entries => Reply::Entries(scan.entries),
-    }))
-  }
-
-  fn step(&mut self, values: Vec<Value>) -> Result<()> {
-    for v in &values {
-      if let Value::ServerError(e) = v {
-        return Err(map_err(e.clone().into()));
-      }
-    }
-    let scan = self.scan.as_mut().expect("a scan in progress");
-    let bad = |e: redis::ParsingError| StoreError::new(Code::Corrupt, format!("unexpected reply from Redis: {e}"));
-    if !scan.ids.is_empty() && matches!(scan.op, Whole::Page(..)) {
-      // A GET and a PTTL per key; a key gone between SCAN and GET is skipped.
-      let mut values = values.into_iter();
-      for id in std::mem::take(&mut scan.ids) {
-        let (Some(v), Some(t)) = (values.next(), values.next()) else { break };
-        if let Some(b) = redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)? {
-          scan.page.push((id, b, pttl_to_ttl(redis::from_redis_value::<i64>(t).map_err(bad)?)));
-        }
-      }
-      return Ok(());
-    }
-    if !scan.ids.is_empty() {
-      // The GETs or UNLINKs of the last step's keys.
-      for (id, v) in std::mem::take(&mut scan.ids).into_iter().zip(values) {
-        match scan.op {
-          Whole::Clear => scan.count += redis::from_redis_value::<u64>(v).map_err(bad)?,
-          // A key that expired between SCAN and GET is simply skipped.
-          Whole::Entries => scan.entries.extend(redis::from_redis_value::<Option<Vec<u8>>>(v).map_err(bad)?.map(|b| (id, b))),
-          // They send no command per key (a page's GET/PTTL pairs are read above).
-          Whole::Len | Whole::Keys | Whole::Page(..) => {
-            return Err(StoreError::new(Code::Internal, "a reply per key for a walk that sent none"))
-          }
-        }
-      }
-      self.scan_step();
-      return Ok(());
-    }
-    let [v] = <[Value; 1]>::try_from(values).map_err(|_| StoreError::new(Code::Internal, "a SCAN step has one reply"))?;
-    let (next, keys): (u64, Vec<Vec<u8>>) = redis::from_redis_value(v).map_err(bad)?;
-    scan.next = (next != 0).then_some(next);
-    if let Whole::Page(..) = scan.op {
-      // One step only: the caller continues from `next`.
-      scan.page_next = scan.next.map(|n| n.to_string()).unwrap_or_default();
-      scan.next = None;
-    }
-    let keys: Vec<(Vec<u8>, String)> = keys.into_iter().filter_map(|k| self.cmds.id_of(&k).map(|id| (k, id))).collect();
-    match scan.op {
-      Whole::Page(..) if !keys.is_empty() => {
-        for (k, _) in &keys {
-          redis::cmd("GET").arg(k).write_packed_command(&mut self.out);
-          redis::cmd("PTTL").arg(k).write_packed_command(&mut self.out);
-        }
-        scan.ids = keys.into_iter().map(|(_, id)| id).collect();
-        self.inflight.push_back(Expect::Step { left: scan.ids.len() * 2, values: Vec::with_capacity(scan.ids.len() * 2) });
-        return Ok(());
-      }
-      Whole::Page(..) => {}
-      Whole::Len => scan.count += keys.len() as u64,
-      Whole::Keys => scan.found.extend(keys.into_iter().map(|(_, id)| id)),
-      Whole::Clear | Whole::Entries if !keys.is_empty() => {
-        let name = if matches!(scan.op, Whole::Clear) { "UNLINK" } else { "GET" };
-        for (k, _) in &keys {
-          redis::cmd(name).arg(k).write_packed_command(&mut self.out);
-        }
-        scan.ids = keys.into_iter().map(|(_, id)| id).collect();
-        self.inflight.push_back(Expect::Step { left: scan.ids.len(), values: Vec::with_capacity(scan.ids.len()) });
-        return Ok(());
-      }
-      Whole::Clear | Whole::Entries => {}
-    }
-    self.scan_step();
-    Ok(())
+    self.scan_step()
   }
 
   /// The connection is gone (or unusable): every op sent, held or still
