@@ -110,6 +110,25 @@ for (const [kind, extra] of Object.entries(kinds)) {
     await store.close()
   })
 
+  test(`${kind}: a rewrite moves the meta and index expiry with the session's, and a removed session's meta is not inherited`, async () => {
+    const store = make({ userOf })
+    await store.set('f', { user: 'ada' }, 1000)
+    await store.set('f', { user: 'ada', n: 2 }, Infinity) // meta and index now without expiry
+    await sleep(1100)
+    assert.deepEqual(await store.sessionsOf('ada'), [{ id: 'f', session: { user: 'ada', n: 2 }, ttl: -1 }])
+    await store.set('f', { user: 'ada', n: 3 }, 1000) // and back: the index gets an expiry again
+    await sleep(1100)
+    assert.deepEqual(await keysOf(store.prefix), [], 'session, meta and index expired together')
+    // A session removed by a plain client leaves its meta; a new session of the id is not the old user's.
+    await store.set('x', { user: 'ada' }, HOUR)
+    await server.cli('DEL', `${store.prefix}x`)
+    await store.set('x', { cart: [] }, HOUR)
+    assert.deepEqual(await store.sessionsOf('ada'), [])
+    assert.equal(await store.revokeUser('ada'), 0)
+    assert.deepEqual(await store.get('x'), { cart: [] })
+    await store.close()
+  })
+
   test(`${kind}: revokeUser removes every session of the user but those excepted`, async () => {
     const store = make({ userOf })
     for (let i = 0; i < 5; i++) await store.set(`a${i}`, { user: 'ada', i }, HOUR)

@@ -10,8 +10,9 @@
 //!   `w` when it was last written (server time in µs, the order of the cap);
 //! - `\xffuser:<prefix><user>`: the user's index, a sorted set of session
 //!   ids scored by their expiry (2^53: none); entries whose score has
-//!   passed are dropped at every step on the user, and the key expires with
-//!   the last of its sessions.
+//!   passed are dropped at every step on the user but a rewrite of a
+//!   listed session (the common write: one ZADD, no walk), and the key
+//!   expires no sooner than the last of its sessions.
 //!
 //! Both start with a byte UTF-8 never starts with (as lock keys do), so
 //! no session id names one and scans skip them. An entry is trusted only
@@ -83,11 +84,12 @@ const WRITE: &str = r#"
 local id, sk, mk = ARGV[2], skey(ARGV[2]), mkey(ARGV[2])
 local live = redis.call('EXISTS', sk) == 1
 if (ARGV[5] == 'NX' and live) or (ARGV[5] == 'XX' and not live) then return 0 end
-local old, ends = false, false
+local old, ends, meta = false, false, false
 if live then
   local m = redis.call('HMGET', mk, 'u', 'e')
   old = m[1]
   ends = m[2] and tonumber(m[2])
+  meta = old or ends
 end
 -- One with no end (written without maxLifetime) starts its lifetime now.
 if not ends and ARGV[7] ~= '' then
@@ -98,33 +100,51 @@ if ARGV[6] == 'a' then user = false elseif ARGV[6] ~= 'k' then user = string.sub
 local at = false
 if ARGV[4] ~= '' then at = now + tonumber(ARGV[4]) end
 if ends and (not at or at > ends) then at = ends end
-redis.call('UNLINK', mk)
 if old and old ~= user then
   redis.call('ZREM', ukey(old), id)
   settle(ukey(old))
 end
 if at and at <= now then
-  redis.call('UNLINK', sk)
+  redis.call('UNLINK', sk, mk)
   return 1
 end
 if at then redis.call('SET', sk, ARGV[3], 'PX', fmt(at - now)) else redis.call('SET', sk, ARGV[3]) end
+-- The meta of a live session is rewritten in place (HSET overwrites
+-- every field it keeps); a new session's may be a removed one's leftover.
+if not live then redis.call('UNLINK', mk) end
 if user or ends then
+  if old and not user then redis.call('HDEL', mk, 'u') end
   local f = { 'w', fmt(stamp) }
   if user then f[#f + 1] = 'u'; f[#f + 1] = user end
   if ends then f[#f + 1] = 'e'; f[#f + 1] = fmt(ends) end
   redis.call('HSET', mk, unpack(f))
-  if at then redis.call('PEXPIREAT', mk, fmt(at)) end
+  if at then redis.call('PEXPIREAT', mk, fmt(at)) elseif meta then redis.call('PERSIST', mk) end
+elseif meta then
+  redis.call('UNLINK', mk)
 end
 if user then
   local idx = ukey(user)
-  redis.call('ZADD', idx, at and fmt(at) or fmt(FOREVER), id)
-  -- The index holds every live session of the user (and maybe stale
-  -- entries): no more entries than the cap, nothing to evict or read.
-  if ARGV[8] ~= '' and redis.call('ZCARD', idx) > tonumber(ARGV[8]) then
-    local l = live_of(idx, user)
-    for i = 1, #l - tonumber(ARGV[8]) do drop(l[i][1], user) end
+  local pt = redis.call('PTTL', idx)
+  if redis.call('ZADD', idx, at and fmt(at) or fmt(FOREVER), id) == 1 then
+    -- A new entry: the index drops its expired ones, and holds every live
+    -- session of the user (maybe stale entries too): no more entries than
+    -- the cap, nothing to evict or read.
+    redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. fmt(now))
+    if ARGV[8] ~= '' and redis.call('ZCARD', idx) > tonumber(ARGV[8]) then
+      local l = live_of(idx, user)
+      for i = 1, #l - tonumber(ARGV[8]) do drop(l[i][1], user) end
+    end
   end
-  settle(idx)
+  -- The index lives at least as long as the session: a later expiry is
+  -- kept, a persistent index (one with a session without expiry, or none
+  -- left) is settled on its entries.
+  if pt == -1 then
+    if at then settle(idx) end
+  elseif not at then
+    redis.call('PERSIST', idx)
+  elseif pt == -2 or now + pt < at then
+    redis.call('PEXPIREAT', idx, fmt(at))
+  end
 end
 return 1
 "#;
