@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::error::{Result, StoreError};
 use crate::expiry::Expiry;
 
-pub use op::{check_user, Changes, Cond, Op, Page, Recode, Reply, Ttl, UserRules, Whole, MAX_ID_BYTES};
+pub use op::{check_user, Changes, Cond, Kind, Op, Owner, Page, Put, Recode, Reply, Ttl, UserRules, Whole, MAX_ID_BYTES};
 
 pub mod dummy;
 pub mod file;

@@ -136,56 +136,98 @@ impl UserRules {
   }
 }
 
-impl Op {
-  /// The session id the op is about, or `None` for whole-store ops.
-  pub fn id(&self) -> Option<&str> {
-    match self {
-      Op::Get(id)
-      | Op::Set(id, ..)
-      | Op::SetIf(id, ..)
-      | Op::Remove(id)
-      | Op::Touch(id, _)
-      | Op::Ttl(id)
-      | Op::Exists(id)
-      | Op::Lock(id, ..)
-      | Op::Unlock(id, _)
-      | Op::Renew(id, ..)
-      | Op::Write(id, ..) => Some(id),
-      // A rotation is about two ids, a user's ops about many: each keeps
-      // its batch in one group, in call order with the rest.
-      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) | Op::Ping => {
-        None
-      }
-    }
-  }
+/// An op by what it does, its parts borrowed, for the sites that treat
+/// several ops alike (the op's id, user and changes below; the Redis
+/// scripts, the daemon dialect, a cluster's steps, the whole-store runs).
+/// [`Op::kind`] is the one match that names every op for them; their
+/// matches on a `Kind` are exhaustive too, so a new op is classified there
+/// once, and a new kind makes the compiler list every site.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind<'a> {
+  /// `Get`, `Ttl`, `Exists`: read one session.
+  Read(&'a str),
+  /// `Set`, `SetIf`, `Write`: write one session.
+  Write(Put<'a>),
+  Remove(&'a str),
+  /// `Touch`: a new expiry (`None`: none).
+  Touch(&'a str, Option<Expiry>),
+  /// `Lock`, `Unlock`, `Renew`: locks live apart from the sessions.
+  Lock(&'a str),
+  /// `Len`, `Keys`, `Entries`, `Page`: read the whole store.
+  Walk,
+  /// `Clear`: a walk that removes.
+  Clear,
+  /// A user's sessions.
+  SessionsOf(&'a str),
+  /// A user, and the ids to keep.
+  RevokeUser(&'a str, &'a [String]),
+  /// Old id, new id, and with a codec how the value is re-encoded.
+  Rotate(&'a str, &'a str, Option<&'a Recode>),
+  Ping,
+}
+
+/// A write, as `Set`, `SetIf` and `Write` all are.
+#[derive(Debug, Clone, Copy)]
+pub struct Put<'a> {
+  pub id: &'a str,
+  pub value: &'a [u8],
+  pub at: Option<Expiry>,
+  /// `SetIf`'s, or a `Write`'s.
+  pub cond: Option<Cond>,
+  pub owner: Owner<'a>,
+}
+
+/// Whose session a write leaves: `Set`/`SetIf` keep its user, a `Write`
+/// names one, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+  Keep,
+  Anonymous,
+  User(&'a str),
 }
 
 impl Op {
+  /// What the op does (see [`Kind`]).
+  #[inline]
+  pub fn kind(&self) -> Kind<'_> {
+    match self {
+      Op::Get(id) | Op::Ttl(id) | Op::Exists(id) => Kind::Read(id),
+      Op::Set(id, value, at) => Kind::Write(Put { id, value, at: *at, cond: None, owner: Owner::Keep }),
+      Op::SetIf(id, value, at, cond) => Kind::Write(Put { id, value, at: *at, cond: Some(*cond), owner: Owner::Keep }),
+      Op::Write(id, value, at, cond, user) => {
+        Kind::Write(Put { id, value, at: *at, cond: *cond, owner: user.as_deref().map_or(Owner::Anonymous, Owner::User) })
+      }
+      Op::Remove(id) => Kind::Remove(id),
+      Op::Touch(id, at) => Kind::Touch(id, *at),
+      Op::Lock(id, ..) | Op::Unlock(id, _) | Op::Renew(id, ..) => Kind::Lock(id),
+      Op::Len | Op::Keys | Op::Entries | Op::Page(..) => Kind::Walk,
+      Op::Clear => Kind::Clear,
+      Op::SessionsOf(user) => Kind::SessionsOf(user),
+      Op::RevokeUser(user, keep) => Kind::RevokeUser(user, keep),
+      Op::Rotate(old, new, recode) => Kind::Rotate(old, new, recode.as_ref()),
+      Op::Ping => Kind::Ping,
+    }
+  }
+
+  /// The session id the op is about, or `None` for whole-store ops.
+  #[inline]
+  pub fn id(&self) -> Option<&str> {
+    match self.kind() {
+      Kind::Read(id) | Kind::Write(Put { id, .. }) | Kind::Remove(id) | Kind::Touch(id, _) | Kind::Lock(id) => Some(id),
+      // A rotation is about two ids, a user's ops about many: each keeps
+      // its batch in one group, in call order with the rest.
+      Kind::Walk | Kind::Clear | Kind::SessionsOf(_) | Kind::RevokeUser(..) | Kind::Rotate(..) | Kind::Ping => None,
+    }
+  }
+
   /// The user a per-user write files its session under (grouping the
   /// writes of one user, see `shards_joined`).
+  #[inline]
   pub fn user(&self) -> Option<&str> {
-    match self {
-      Op::Write(.., Some(user)) => Some(user),
-      Op::Write(..)
-      | Op::Get(_)
-      | Op::Set(..)
-      | Op::SetIf(..)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::SessionsOf(_)
-      | Op::RevokeUser(..)
-      | Op::Rotate(..)
-      | Op::Ping => None,
+    match self.kind() {
+      Kind::Write(Put { owner: Owner::User(user), .. }) => Some(user),
+      Kind::Write(_) | Kind::Read(_) | Kind::Remove(_) | Kind::Touch(..) | Kind::Lock(_) | Kind::Walk | Kind::Clear => None,
+      Kind::SessionsOf(_) | Kind::RevokeUser(..) | Kind::Rotate(..) | Kind::Ping => None,
     }
   }
 }
@@ -211,23 +253,12 @@ impl Op {
       Op::Keys => Ok(Whole::Keys),
       Op::Entries => Ok(Whole::Entries),
       Op::Page(cursor, n) => Ok(Whole::Page(cursor, n)),
-      op @ (Op::Get(_)
-      | Op::Set(..)
-      | Op::SetIf(..)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
+      op @ (Op::Get(_) | Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) | Op::Ttl(_) | Op::Exists(_)) => Err(op),
+      op @ (Op::Lock(..) | Op::Unlock(..) | Op::Renew(..)) => Err(op),
       // Per-user ops are answered by the backends that have them, never walked.
-      | Op::Write(..)
-      | Op::SessionsOf(_)
-      | Op::RevokeUser(..)
-      | Op::Rotate(..)
+      op @ (Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..)) => Err(op),
       // One command, not a walk.
-      | Op::Ping) => Err(op),
+      op @ Op::Ping => Err(op),
     }
   }
 }
@@ -255,55 +286,34 @@ impl Reply {
   fn unexpected(self) -> StoreError {
     StoreError::new(Code::Internal, format!("unexpected reply {self:?}"))
   }
-  pub fn into_value(self) -> Result<Option<Vec<u8>>> {
-    if let Reply::Value(v) = self {
-      Ok(v)
-    } else {
-      Err(self.unexpected())
+}
+
+/// `Reply::into_value(self) -> Result<Option<Vec<u8>>>` and the like: the
+/// reply of the shape an op answers, else `ERR_INTERNAL`.
+macro_rules! into_shape {
+  ($($name:ident: $variant:ident($($part:ident),+) -> $t:ty;)*) => {
+    impl Reply {
+      $(
+        pub fn $name(self) -> Result<$t> {
+          if let Reply::$variant($($part),+) = self {
+            Ok(($($part),+))
+          } else {
+            Err(self.unexpected())
+          }
+        }
+      )*
     }
-  }
-  pub fn into_bool(self) -> Result<bool> {
-    if let Reply::Bool(b) = self {
-      Ok(b)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_ttl(self) -> Result<Ttl> {
-    if let Reply::Ttl(t) = self {
-      Ok(t)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_count(self) -> Result<u64> {
-    if let Reply::Count(n) = self {
-      Ok(n)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_keys(self) -> Result<Vec<String>> {
-    if let Reply::Keys(k) = self {
-      Ok(k)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_entries(self) -> Result<Vec<(String, Vec<u8>)>> {
-    if let Reply::Entries(e) = self {
-      Ok(e)
-    } else {
-      Err(self.unexpected())
-    }
-  }
-  pub fn into_page(self) -> Result<Page> {
-    if let Reply::Page(next, page) = self {
-      Ok((next, page))
-    } else {
-      Err(self.unexpected())
-    }
-  }
+  };
+}
+
+into_shape! {
+  into_value: Value(v) -> Option<Vec<u8>>;
+  into_bool: Bool(b) -> bool;
+  into_ttl: Ttl(t) -> Ttl;
+  into_count: Count(n) -> u64;
+  into_keys: Keys(k) -> Vec<String>;
+  into_entries: Entries(e) -> Vec<(String, Vec<u8>)>;
+  into_page: Page(next, page) -> Page;
 }
 
 /// What an op changes, for engines that answer some reads without the
@@ -393,43 +403,20 @@ impl Op {
   pub fn value_mut(&mut self) -> Option<(&str, &mut Vec<u8>)> {
     match self {
       Op::Set(id, v, _) | Op::SetIf(id, v, ..) | Op::Write(id, v, ..) => Some((id, v)),
-      Op::Get(_)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::SessionsOf(_)
-      | Op::RevokeUser(..)
-      | Op::Rotate(..)
-      | Op::Ping => None,
+      // Reads and other changes of one id, locks, walks, a user's ops.
+      Op::Get(_) | Op::Ttl(_) | Op::Exists(_) | Op::Remove(_) | Op::Touch(..) | Op::Lock(..) | Op::Unlock(..) | Op::Renew(..) => None,
+      Op::Len | Op::Clear | Op::Keys | Op::Entries | Op::Page(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) | Op::Ping => {
+        None
+      }
     }
   }
 
   pub fn changes(&self) -> Changes {
-    match self {
-      Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) | Op::Write(..) => Changes::Its,
-      Op::Clear | Op::RevokeUser(..) | Op::Rotate(..) => Changes::All,
+    match self.kind() {
+      Kind::Write(_) | Kind::Remove(_) | Kind::Touch(..) => Changes::Its,
+      Kind::Clear | Kind::RevokeUser(..) | Kind::Rotate(..) => Changes::All,
       // Locks live apart from the sessions (docs/backends.md, "Locks").
-      Op::Get(_)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::SessionsOf(_)
-      | Op::Ping => Changes::Nothing,
+      Kind::Read(_) | Kind::Lock(_) | Kind::Walk | Kind::SessionsOf(_) | Kind::Ping => Changes::Nothing,
     }
   }
 }

@@ -9,7 +9,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, Pipeline, Value};
 
-use super::{cluster_users, parse_err, Commands, Conn, RedisBackend};
+use super::{parse_err, Commands, Conn, RedisBackend};
 use crate::backend::{Op, Reply};
 use crate::error::Result;
 use crate::expiry::now_ms;
@@ -120,7 +120,9 @@ impl RedisBackend {
       let mut users = HashSet::new();
       while end < ops.len()
         && ops[end].id().is_none_or(|id| seen.insert(id))
-        && cluster_users::wave_user(&ops[end]).is_none_or(|u| users.insert(u))
+        // The writes of one user go in separate waves, in call order (the
+        // cap's order and its count), as one session's calls do.
+        && ops[end].user().is_none_or(|u| users.insert(u))
       {
         end += 1;
       }

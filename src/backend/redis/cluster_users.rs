@@ -35,8 +35,9 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::{Cmd, Script, Value};
 
+use super::commands::{cond, owner, span};
 use super::{parse_err, pttl_to_ttl, users, Commands, Key, RedisBackend};
-use crate::backend::{Cond, Op, Recode, Reply};
+use crate::backend::{Kind, Op, Recode, Reply};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
@@ -391,42 +392,24 @@ impl RedisBackend {
   /// cluster: one script, or more when the id must be filed first).
   pub(super) async fn cluster_step(&self, c: ClusterConnection, op: &Op) -> Result<Reply> {
     let now = now_ms();
-    let span = |at: &Option<u64>| at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default();
-    match op {
-      Op::Set(id, v, at) | Op::SetIf(id, v, at, _) | Op::Write(id, v, at, ..) => {
-        let cond = match op {
-          Op::SetIf(.., Cond::Absent) | Op::Write(.., Some(Cond::Absent), _) => "NX",
-          Op::SetIf(.., Cond::Present) | Op::Write(.., Some(Cond::Present), _) => "XX",
-          _ => "",
-        };
-        let owner = match op {
-          Op::Write(.., None) => b"a".to_vec(),
-          Op::Write(.., Some(u)) => [b"u", u.as_bytes()].concat(),
-          _ => b"k".to_vec(),
-        };
-        let written = self.write(&c, id, v, &span(at), cond, &owner).await?;
+    match op.kind() {
+      Kind::Write(put) => {
+        let written = self.write(&c, put.id, put.value, &span(put.at, now), cond(put.cond), &owner(put.owner)).await?;
         Commands::reply_last(op, Value::Int(written))
       }
-      Op::Remove(id) => {
+      Kind::Remove(id) => {
         let v = self.eval(&c, &SCRIPTS.remove, &Keys::of(&self.cmds.prefix, id).two(), &[]).await?;
         Ok(Reply::Bool(int(&v)? > 0))
       }
-      Op::Touch(id, at) => self.touch(&c, id, &span(at)).await,
-      Op::Get(_)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Ping
-      | Op::SessionsOf(_)
-      | Op::RevokeUser(..)
-      | Op::Rotate(..) => Err(StoreError::new(Code::Internal, format!("not a cluster step: {op:?}"))),
+      Kind::Touch(id, at) => self.touch(&c, id, &span(at, now)).await,
+      Kind::Read(_)
+      | Kind::Lock(_)
+      | Kind::Walk
+      | Kind::Clear
+      | Kind::Ping
+      | Kind::SessionsOf(_)
+      | Kind::RevokeUser(..)
+      | Kind::Rotate(..) => Err(StoreError::new(Code::Internal, format!("not a cluster step: {op:?}"))),
     }
   }
 
@@ -527,13 +510,13 @@ impl RedisBackend {
     let super::Conn::Cluster(c) = self.conn().await? else {
       return Err(StoreError::new(Code::Internal, "not a cluster connection"));
     };
-    match op {
-      Op::SessionsOf(user) => {
+    match op.kind() {
+      Kind::SessionsOf(user) => {
         let live = self.live_of(&c, user, true).await?;
         let page = live.into_iter().filter_map(|(_, id, r)| r.map(|(v, t)| (id, v, pttl_to_ttl(t)))).collect();
         Ok(Reply::Page(String::new(), page))
       }
-      Op::RevokeUser(user, except) => {
+      Kind::RevokeUser(user, except) => {
         let keep: HashSet<&str> = except.iter().map(String::as_str).collect();
         let ids = self.listed(&c, user).await?;
         let drops = ids.iter().filter(|id| !keep.contains(id.as_str())).map(|id| {
@@ -549,24 +532,10 @@ impl RedisBackend {
         }
         Ok(Reply::Count(n))
       }
-      Op::Rotate(old, new, recode) => Ok(Reply::Bool(self.rotate(&c, old, new, recode.as_ref()).await?)),
-      Op::Get(_)
-      | Op::Set(..)
-      | Op::SetIf(..)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Write(..)
-      | Op::Ping => Err(StoreError::new(Code::Internal, format!("not a cluster per-user op: {op:?}"))),
+      Kind::Rotate(old, new, recode) => Ok(Reply::Bool(self.rotate(&c, old, new, recode).await?)),
+      Kind::Read(_) | Kind::Write(_) | Kind::Remove(_) | Kind::Touch(..) | Kind::Lock(_) | Kind::Walk | Kind::Clear | Kind::Ping => {
+        Err(StoreError::new(Code::Internal, format!("not a cluster per-user op: {op:?}")))
+      }
     }
   }
 
@@ -617,16 +586,6 @@ impl RedisBackend {
       }
     }
   }
-}
-
-/// The user a write of a cluster batch files under: the writes of one
-/// user go in separate waves, in call order (the cap's order and its
-/// count), as one session's calls do.
-pub(super) fn wave_user(op: &Op) -> Option<&str> {
-  if let Op::Write(.., Some(u)) = op {
-    return Some(u);
-  }
-  None
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use redis::{Cmd, Value};
 
 use super::users;
-use crate::backend::{Cond, Op, Reply, Ttl, UserRules};
+use crate::backend::{Cond, Op, Owner, Put, Reply, Ttl, UserRules};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
@@ -177,6 +177,43 @@ impl Commands {
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => return users::reply(op, last),
       Op::Ping => Reply::Done,
     })
+  }
+}
+
+impl Commands {
+  /// A write's arguments after the prefix, as the per-user `WRITE` script
+  /// (src/backend/redis_users.rs) and the daemon's `UWRITE` both take them:
+  /// id, value, ttl ms, cond, owner, then this store's rules (maxLifetime
+  /// ms, maxSessionsPerUser; `''` for none).
+  pub(super) fn write_args(&self, put: &Put, now: u64, cmd: &mut Cmd) {
+    cmd.arg(put.id).arg(put.value).arg(span(put.at, now)).arg(cond(put.cond)).arg(&*owner(put.owner));
+    let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
+    cmd.arg(num(self.rules.max_lifetime_ms)).arg(num(self.rules.max_per_user.map(u64::from)));
+  }
+}
+
+/// An expiry as the per-user steps take it: ms from `now` (at least 1),
+/// `''` for none.
+pub(super) fn span(at: Option<u64>, now: u64) -> String {
+  at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default()
+}
+
+/// A write's condition as the per-user steps take it: `NX`, `XX`, `''`.
+pub(super) fn cond(c: Option<Cond>) -> &'static str {
+  match c {
+    Some(Cond::Absent) => "NX",
+    Some(Cond::Present) => "XX",
+    None => "",
+  }
+}
+
+/// A write's owner as the per-user steps take it: `k` keeps the session's
+/// user, `a` anonymous, `u<user>`.
+pub(super) fn owner(o: Owner) -> std::borrow::Cow<'static, [u8]> {
+  match o {
+    Owner::Keep => b"k".as_slice().into(),
+    Owner::Anonymous => b"a".as_slice().into(),
+    Owner::User(u) => [b"u", u.as_bytes()].concat().into(),
   }
 }
 

@@ -19,7 +19,7 @@ use redis::Cmd;
 use sha2::{Digest, Sha256};
 
 use super::Commands;
-use crate::backend::{Cond, Op};
+use crate::backend::{Kind, Op, Owner, Put};
 
 impl Commands {
   /// Whether a connection loads the Redis scripts when it opens: a store
@@ -32,49 +32,25 @@ impl Commands {
   /// per-user op or a write of a store with rules; false otherwise (its
   /// plain commands serve).
   pub(crate) fn daemon_users(&self, op: &Op, now: u64, cmd: &mut Cmd) -> bool {
-    let span = |at: &Option<u64>| at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default();
-    let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
-    let cond = |c: Option<Cond>| match c {
-      Some(Cond::Absent) => "NX",
-      Some(Cond::Present) => "XX",
-      None => "",
-    };
     cmd.clear();
-    let uwrite = |cmd: &mut Cmd, id: &str, v: &[u8], at: &Option<u64>, c: Option<Cond>, owner: &[u8]| {
-      cmd.arg("UWRITE").arg(&self.prefix).arg(id).arg(v).arg(span(at)).arg(cond(c)).arg(owner);
-      cmd.arg(num(self.rules.max_lifetime_ms)).arg(num(self.rules.max_per_user.map(u64::from)));
-    };
-    match op {
-      // a plain write keeps the session's user (`k`); without rules it is a plain SET
-      Op::Set(id, v, at) if self.rules.any() => uwrite(cmd, id, v, at, None, b"k"),
-      Op::SetIf(id, v, at, c) if self.rules.any() => uwrite(cmd, id, v, at, Some(*c), b"k"),
-      Op::Set(..) | Op::SetIf(..) => return false,
-      Op::Write(id, v, at, c, None) => uwrite(cmd, id, v, at, *c, b"a"),
-      Op::Write(id, v, at, c, Some(u)) => uwrite(cmd, id, v, at, *c, &[b"u", u.as_bytes()].concat()),
-      Op::SessionsOf(u) => {
-        cmd.arg("SESSIONSOF").arg(&self.prefix).arg(u);
+    match op.kind() {
+      // A plain write keeps the session's user (`k`); without rules it is a plain SET.
+      Kind::Write(Put { owner: Owner::Keep, .. }) if !self.rules.any() => return false,
+      Kind::Write(put) => {
+        cmd.arg("UWRITE").arg(&self.prefix);
+        self.write_args(&put, now, cmd);
       }
-      Op::RevokeUser(u, keep) => {
-        cmd.arg("REVOKEUSER").arg(&self.prefix).arg(u).arg(keep);
+      Kind::SessionsOf(user) => {
+        cmd.arg("SESSIONSOF").arg(&self.prefix).arg(user);
       }
-      Op::Rotate(old, new, recode) => {
+      Kind::RevokeUser(user, keep) => {
+        cmd.arg("REVOKEUSER").arg(&self.prefix).arg(user).arg(keep);
+      }
+      Kind::Rotate(old, new, recode) => {
         debug_assert!(recode.is_none(), "a re-encoded rotation is rotate_cas");
         cmd.arg("ROTATE").arg(&self.prefix).arg(old).arg(new);
       }
-      Op::Get(_)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Ping => return false,
+      Kind::Read(_) | Kind::Remove(_) | Kind::Touch(..) | Kind::Lock(_) | Kind::Walk | Kind::Clear | Kind::Ping => return false,
     }
     true
   }
@@ -96,7 +72,7 @@ pub(crate) fn digest(value: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::backend::UserRules;
+  use crate::backend::{Cond, UserRules};
 
   fn args(cmd: &Cmd) -> Vec<String> {
     let v: Vec<Vec<u8>> = redis::from_redis_value(redis::parse_redis_value(&cmd.get_packed_command()).unwrap()).unwrap();

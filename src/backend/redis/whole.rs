@@ -9,7 +9,7 @@
 use redis::{Cmd, Value};
 
 use super::{map_err, parse_err, pttl_to_ttl, Commands, RedisBackend};
-use crate::backend::{Op, Reply, Ttl, Whole};
+use crate::backend::{Kind, Op, Reply, Ttl, Whole};
 use crate::error::{Code, Result, StoreError};
 
 /// Keys per `SCAN` step of a walk (and so per batch of `UNLINK`s or `GET`s).
@@ -218,39 +218,24 @@ impl Walk {
 /// master, and the per-user ops that run on their own.
 impl RedisBackend {
   pub(super) async fn whole(&self, op: &Op) -> Result<Reply> {
-    let op = match op.clone().into_whole() {
-      Ok(w) => return self.walk(Walk::new(w)?).await,
-      Err(op) => op,
-    };
-    Ok(match &op {
+    Ok(match op.kind() {
+      Kind::Walk | Kind::Clear => match op.clone().into_whole() {
+        Ok(w) => self.walk(Walk::new(w)?).await?,
+        Err(op) => unreachable!("{op:?} is a walk"),
+      },
       // Every master of a Cluster, failing ones too: one down is an
       // outage of its slots' sessions.
-      Op::Ping => {
+      Kind::Ping => {
         let conn = self.conn().await?;
         for node in self.masters_of(&conn, true).await? {
-          Commands::reply_last(&op, self.on_node(&conn, &node, redis::cmd("PING")).await?)?;
+          Commands::reply_last(op, self.on_node(&conn, &node, redis::cmd("PING")).await?)?;
         }
         Reply::Done
       }
-      Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) if self.cluster => self.cluster_whole(&op).await?,
-      Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(_, _, None) => self.script(&op).await?,
-      Op::Rotate(old, new, Some(recode)) => self.rotate_recoded(old, new, recode).await?,
-      Op::Get(_)
-      | Op::Set(..)
-      | Op::SetIf(..)
-      | Op::Remove(_)
-      | Op::Touch(..)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Write(..)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..) => unreachable!("{op:?} is pipelined, or a walk"),
+      Kind::SessionsOf(_) | Kind::RevokeUser(..) | Kind::Rotate(..) if self.cluster => self.cluster_whole(op).await?,
+      Kind::SessionsOf(_) | Kind::RevokeUser(..) | Kind::Rotate(_, _, None) => self.script(op).await?,
+      Kind::Rotate(old, new, Some(recode)) => self.rotate_recoded(old, new, recode).await?,
+      Kind::Read(_) | Kind::Write(_) | Kind::Remove(_) | Kind::Touch(..) | Kind::Lock(_) => unreachable!("{op:?} is pipelined"),
     })
   }
 
