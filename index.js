@@ -29,20 +29,21 @@ function nativeCall(fn) {
  */
 function memory(opts) {
   const o = options.known(opts, 'memory')
-  const engine = nativeCall(() =>
-    native.memoryStore(
-      {
-        maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
-        maxBytes: options.number(o, 'maxBytes', { min: 1 }),
-        sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-        session: options.session(o),
-      },
-      // No report callback: what this process encoded in memory always
-      // decodes, and a callback (a threadsafe function) per store is memory
-      // that Node frees only when its event loop turns.
-    ),
-  )
+  // No report callback: what this process encoded in memory always
+  // decodes, and a callback (a threadsafe function) per store is memory
+  // that Node frees only when its event loop turns.
+  const engine = nativeCall(() => native.memoryStore(memoryConfig(o)))
   return makeStore(syncEngine(native.syncStore(engine), 'memory'), o)
+}
+
+/** The memory store's native options, also sessions.json's sessions in memory (src/binding/memory.rs). */
+function memoryConfig(o) {
+  return {
+    maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
+    maxBytes: options.number(o, 'maxBytes', { min: 1 }),
+    sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
+    session: options.session(o),
+  }
 }
 
 /** Stores nothing: every get misses, every write succeeds (HTTP Sessions' DummyStorage). */
@@ -119,10 +120,7 @@ function sessionStateFile(o) {
     sessionStateFile: path.resolve(options.string(o, 'sessionStateFile')),
     defaultTtlMs: units(o).defaultTtlMs,
     coalesceMs: options.number(o, 'coalesceMs', { min: 0, max: 60_000, integer: true }),
-    maxEntries: options.number(o, 'maxEntries', { min: 1, max: 2 ** 32 - 1, integer: true }),
-    maxBytes: options.number(o, 'maxBytes', { min: 1 }),
-    sweepIntervalMs: options.number(o, 'sweepIntervalMs', { min: 1, max: 2 ** 31 - 1, integer: true }),
-    session: options.session(o),
+    memory: memoryConfig(o),
   }
   const native_ = native.syncStore(nativeCall(() => native.snapshotStore(config, report)))
   const flush = () => settled(native_.flush())

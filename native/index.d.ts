@@ -176,7 +176,10 @@ export interface MemoryHeld {
  */
 export declare function memoryStore(options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void): ExternalObject<SyncStore>
 
-/** Options of the memory store (validated again by the JS facade). */
+/**
+ * Options of the memory store (validated again by the JS facade), and of
+ * sessions.json's sessions in memory.
+ */
 export interface MemoryStoreOptions {
   /** Most sessions kept; least recently used are evicted beyond it. */
   maxEntries?: number
@@ -343,21 +346,16 @@ export interface SnapshotStoreConfig {
   defaultTtlMs?: number
   /** How long a burst of changes is gathered into one write (default 50 ms). */
   coalesceMs?: number
-  maxEntries?: number
-  maxBytes?: number
-  /** Session size limit and codec. */
-  session?: SessionOptions
-  sweepIntervalMs?: number
+  /** The sessions in memory: the memory store's options. */
+  memory: MemoryStoreOptions
 }
 
 /** Starts the session daemon in this process. */
 export declare function startDaemon(config: DaemonConfig): Promise<DaemonServer | Error>
 
 /**
- * Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
- * is the session id (`page`: the cursor), `text` the session's JSON
- * (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
- * the async stores' replies are; failures throw coded errors.
+ * Runs one op, given as data (see `Op::from_call` and `call_fn!`).
+ * Answers as the async stores' replies are; failures throw coded errors.
  */
 export declare function syncCall(store: ExternalObject<SyncStore>, op: string, id?: string, text?: string, ms?: number | undefined | null): undefined | null | string | boolean | number | Array<string | number | null>
 

@@ -18,15 +18,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{Either3, External, Function, Null, Undefined};
+use napi::bindgen_prelude::{Either3, External, Null, Undefined};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::reply::{decoded, JsReply};
-use super::{Core, Utf8Text};
-use crate::backend::{Backend, Op};
+use super::store_core::{OnDone, Queue};
+use super::text::call_fn;
+use super::Core;
+use crate::backend::Backend;
 use crate::engine::dispatch::{self, Msg};
 pub(crate) use crate::engine::dispatch::{Runs, DEFAULT_SPIN};
 use crate::error::{Code, StoreError};
@@ -37,7 +38,7 @@ type Done = ThreadsafeFunction<Vec<JsReply>, (), Vec<JsReply>, napi::Status, fal
 /// External that the free functions below take first; see the module docs
 /// for the call protocol.
 pub struct AsyncStore {
-  queue: Mutex<Vec<Op>>,
+  queue: Queue,
   core: Arc<Core>,
   backend: Arc<dyn Backend>,
   /// The store's dispatcher on rs-store's I/O thread (or its own thread).
@@ -46,7 +47,7 @@ pub struct AsyncStore {
 
 pub(crate) fn start(
   backend: Arc<dyn Backend>,
-  on_done: Function<'_, Vec<JsReply>, ()>,
+  on_done: OnDone<'_>,
   core: Core,
   spin: Duration,
   runs: Runs,
@@ -70,7 +71,7 @@ pub(crate) fn start(
     spin,
     runs,
   )?;
-  Ok(AsyncStore { queue: Mutex::new(Vec::with_capacity(64)), core, backend, tx })
+  Ok(AsyncStore { queue: Queue::new(), core, backend, tx })
 }
 
 impl AsyncStore {
@@ -79,23 +80,16 @@ impl AsyncStore {
   }
 }
 
-/// Queues one op, given as data (see `Op::from_call`; arguments as for
-/// `sync_call`), checked now: a bad argument throws and queues
-/// nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every
-/// session (the facade holds fast reads back behind pending changes).
-/// Sessions are encoded on the I/O thread.
-#[napi(catch_unwind)]
-pub fn batch_q(
-  store: &External<AsyncStore>,
-  #[napi(ts_arg_type = "string")] op: Utf8Text,
-  #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
-  #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
-  ms: Option<f64>,
-) -> napi::Result<u32, Code> {
-  let op = store.core.op((op, id, text, ms), false)?;
-  let changes = op.changes() as u32;
-  store.queue.lock().push(op);
-  Ok(changes)
+call_fn! {
+  #[doc = " Queues one op, given as data (see `Op::from_call`; arguments as for"]
+  #[doc = " `sync_call`), checked now: a bad argument throws and queues"]
+  #[doc = " nothing. Returns what the op changes: 0 nothing, 1 its id, 2 every"]
+  #[doc = " session (the facade holds fast reads back behind pending changes)."]
+  #[doc = " Sessions are encoded on the I/O thread."]
+  #[napi(catch_unwind)]
+  pub fn batch_q(store: AsyncStore, call) -> u32 {
+    Ok(store.queue.push(&store.core, call, false)?)
+  }
 }
 
 /// A get answered at once when the backend can do it without waiting on
@@ -118,7 +112,7 @@ pub fn batch_get_now(store: &External<AsyncStore>, id: String) -> Either3<String
 /// Hands the queued ops to the dispatcher; their replies arrive in order.
 #[napi(catch_unwind)]
 pub fn batch_flush(store: &External<AsyncStore>) -> napi::Result<(), Code> {
-  let ops = std::mem::take(&mut *store.queue.lock());
+  let ops = store.queue.take();
   if !ops.is_empty() {
     store.dispatch(Msg::Batch(ops))?;
   }

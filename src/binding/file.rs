@@ -2,12 +2,11 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{External, Function};
+use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
 use super::async_store::{start, AsyncStore, Runs, DEFAULT_SPIN};
-use super::reply::JsReply;
-use super::store_core::{charged, reporter, Core};
+use super::store_core::{charged, reporter, Core, OnDone, OnReport};
 use crate::backend::file::{FileBackend, FileOptions};
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, SWEEP_STORED_MS};
@@ -41,11 +40,7 @@ pub const READ_CACHE_BYTES: usize = 32 << 20;
   catch_unwind,
   ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
 )]
-pub fn file_store(
-  config: FileStoreConfig,
-  on_done: Function<'_, Vec<JsReply>, ()>,
-  on_report: Function<'_, JsReply, ()>,
-) -> napi::Result<External<AsyncStore>, Code> {
+pub fn file_store(config: FileStoreConfig, on_done: OnDone<'_>, on_report: OnReport<'_>) -> napi::Result<External<AsyncStore>, Code> {
   let report = reporter(on_report)?;
   let (core, rules) = Core::with_users(config.session, Some(report.clone()))?;
   let backend = FileBackend::new(FileOptions {

@@ -3,18 +3,19 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{External, Function};
+use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
-use super::reply::JsReply;
-use super::store_core::{charged, reporter_of, Core};
+use super::store_core::{charged, reporter_of, Core, OnReport};
 use super::sync_store::SyncStore;
 use crate::backend::dummy::DummyBackend;
 use crate::backend::memory::{MemoryBackend, MemoryOptions};
-use crate::error::Code;
+use crate::backend::Report;
+use crate::error::{Code, Result};
 use crate::options::{ms_or, SessionOptions, SWEEP_IN_MEMORY_MS};
 
-/// Options of the memory store (validated again by the JS facade).
+/// Options of the memory store (validated again by the JS facade), and of
+/// sessions.json's sessions in memory.
 #[napi(object)]
 #[derive(Default)]
 pub struct MemoryStoreOptions {
@@ -31,19 +32,24 @@ pub struct MemoryStoreOptions {
 /// An in-process store bounded by `maxEntries`/`maxBytes` (LRU eviction),
 /// with expired sessions reclaimed in the background.
 #[napi(catch_unwind, ts_args_type = "options?: MemoryStoreOptions | undefined | null, onReport?: (err: Error) => void")]
-pub fn memory_store(
-  options: Option<MemoryStoreOptions>,
-  on_report: Option<Function<'_, JsReply, ()>>,
-) -> napi::Result<External<SyncStore>, Code> {
-  let o = options.unwrap_or_default();
-  let (core, rules) = Core::with_users(o.session, reporter_of(on_report)?)?;
-  let backend = MemoryBackend::new(MemoryOptions {
-    max_entries: o.max_entries.map(|n| n as usize),
-    max_bytes: o.max_bytes.map(|n| n as usize),
-    sweep_interval: Some(ms_or(o.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
-    rules,
-  })?;
-  Ok(charged(SyncStore::new(Arc::new(backend), core)))
+pub fn memory_store(options: Option<MemoryStoreOptions>, on_report: Option<OnReport<'_>>) -> napi::Result<External<SyncStore>, Code> {
+  let (core, memory) = options.unwrap_or_default().split(reporter_of(on_report)?)?;
+  Ok(charged(SyncStore::new(Arc::new(MemoryBackend::new(memory)?), core)))
+}
+
+impl MemoryStoreOptions {
+  /// The store's core and its sessions' bounds (memory, and sessions.json
+  /// in memory).
+  pub(crate) fn split(self, report: Option<Report>) -> Result<(Core, MemoryOptions)> {
+    let (core, rules) = Core::with_users(self.session, report)?;
+    let memory = MemoryOptions {
+      max_entries: self.max_entries.map(|n| n as usize),
+      max_bytes: self.max_bytes.map(|n| n as usize),
+      sweep_interval: Some(ms_or(self.sweep_interval_ms, SWEEP_IN_MEMORY_MS)),
+      rules,
+    };
+    Ok((core, memory))
+  }
 }
 
 /// A store that keeps nothing (HTTP Sessions' DummyStorage).

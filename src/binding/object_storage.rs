@@ -11,12 +11,13 @@ use url::Url;
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::{External, Function};
+use napi::bindgen_prelude::External;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
 use super::async_store::{self, AsyncStore};
-use super::reply::{JsReply, Settled};
+use super::reply::Settled;
+use super::store_core::{OnDone, OnReport};
 use super::Core;
 use crate::backend::object::modules::ModuleStore;
 use crate::backend::object::{within, Container, ObjectBackend};
@@ -60,8 +61,8 @@ pub struct ObjectStoreConfig {
 )]
 pub fn object_session_store(
   config: ObjectStoreConfig,
-  on_done: Function<'_, Vec<JsReply>, ()>,
-  on_report: Function<'_, JsReply, ()>,
+  on_done: OnDone<'_>,
+  on_report: OnReport<'_>,
 ) -> napi::Result<External<AsyncStore>, Code> {
   let (store, root) = open(&config.url, config.options)?;
   let prefix = config.prefix.unwrap_or_else(|| "sessions".into());

@@ -4,12 +4,11 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::{External, Function};
+use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
 use super::async_store::{self, AsyncStore};
-use super::store_core::{charged, reporter_of, Core};
-use super::JsReply;
+use super::store_core::{charged, reporter_of, Core, OnDone, OnReport};
 use crate::backend::postgres::{tls_config, PostgresBackend, PostgresConfig};
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, POSTGRES_TIMEOUT_MS, SWEEP_STORED_MS};
@@ -55,8 +54,8 @@ const POOL_SIZE: u32 = 4;
 )]
 pub fn postgres_store(
   config: PostgresStoreConfig,
-  on_done: Function<'_, Vec<JsReply>, ()>,
-  on_report: Option<Function<'_, JsReply, ()>>,
+  on_done: OnDone<'_>,
+  on_report: Option<OnReport<'_>>,
 ) -> napi::Result<External<AsyncStore>, Code> {
   let opt = |m: String| napi::Error::new(Code::InvalidOption, m);
   let mut pg = match &config.url {

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use napi::bindgen_prelude::{External, Function};
+use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
 use super::async_store::{start, AsyncStore, Runs, DEFAULT_SPIN};
-use super::reply::JsReply;
-use super::store_core::{charged, reporter_of, Core};
+use super::store_core::{charged, reporter_of, Core, OnDone, OnReport};
 use super::wire_store::WireStore;
 use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
 use crate::engine::wire::Wire;
@@ -57,8 +56,8 @@ pub struct RedisStoreConfig {
 )]
 pub fn redis_store(
   config: RedisStoreConfig,
-  on_done: Function<'_, Vec<JsReply>, ()>,
-  on_report: Option<Function<'_, JsReply, ()>>,
+  on_done: OnDone<'_>,
+  on_report: Option<OnReport<'_>>,
 ) -> napi::Result<External<AsyncStore>, Code> {
   let opt = |m: &str| napi::Error::new(Code::InvalidOption, m.to_string());
   let topology = match config.mode.as_str() {
@@ -99,7 +98,7 @@ pub fn redis_store(
 /// through `q`/`opened`/`pack`/`feed`/`abort` (src/binding/wire_store.rs). The URL
 /// gives the credentials and database (`username`, `password`, `db` win).
 #[napi(catch_unwind, ts_args_type = "config: RedisStoreConfig, onReport?: (err: Error) => void")]
-pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<Function<'_, JsReply, ()>>) -> napi::Result<External<WireStore>, Code> {
+pub fn redis_wire_store(config: RedisStoreConfig, on_report: Option<OnReport<'_>>) -> napi::Result<External<WireStore>, Code> {
   use redis::IntoConnectionInfo;
   let url = config.urls.first().ok_or_else(|| napi::Error::new(Code::InvalidOption, "a Redis URL is needed".to_string()))?;
   let info = url.as_str().into_connection_info().map_err(|e| napi::Error::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;

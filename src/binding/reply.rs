@@ -32,14 +32,23 @@ impl From<crate::error::Result<Reply>> for JsReply {
   }
 }
 
-impl TypeName for JsReply {
-  fn type_name() -> &'static str {
-    "undefined | null | string | boolean | number | string[] | Error"
-  }
-  fn value_type() -> ValueType {
-    ValueType::Unknown
-  }
+/// The TypeScript type and napi value type of a value this layer converts
+/// itself.
+macro_rules! ts_type {
+  ($t:ty, $ts:expr, $kind:ident) => {
+    impl napi::bindgen_prelude::TypeName for $t {
+      fn type_name() -> &'static str {
+        $ts
+      }
+      fn value_type() -> napi::ValueType {
+        napi::ValueType::$kind
+      }
+    }
+  };
 }
+pub(crate) use ts_type;
+
+ts_type!(JsReply, "undefined | null | string | boolean | number | string[] | Error", Unknown);
 
 impl ToNapiValue for JsReply {
   unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use napi::bindgen_prelude::{External, Function};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use parking_lot::Mutex;
 
 use super::reply::JsReply;
 use super::text::{Call, SessionLimits, Utf8Text};
@@ -104,6 +105,30 @@ impl Core {
   }
 }
 
+/// The ops a store queues on the JS thread until it hands them on
+/// (`batch_flush`, `wire_pack`).
+pub(crate) struct Queue(Mutex<Vec<Op>>);
+
+impl Queue {
+  pub(crate) fn new() -> Self {
+    Queue(Mutex::new(Vec::with_capacity(64)))
+  }
+
+  /// Queues a call's op, checked now (with `encode`, its session encoded
+  /// too): a bad argument fails and queues nothing. Answers what the op
+  /// changes: 0 nothing, 1 its id, 2 every session.
+  pub(crate) fn push(&self, core: &Core, call: Call, encode: bool) -> Result<u32> {
+    let op = core.op(call, encode)?;
+    let changes = op.changes() as u32;
+    self.0.lock().push(op);
+    Ok(changes)
+  }
+
+  pub(crate) fn take(&self) -> Vec<Op> {
+    std::mem::take(&mut *self.0.lock())
+  }
+}
+
 /// Native memory V8 is told each store holds (its maps, threadsafe
 /// functions, threads' buffers), freed when the JS object is collected.
 /// Without it V8 does not know what a store costs, and a process that
@@ -115,13 +140,18 @@ pub(crate) fn charged<T>(store: T) -> External<T> {
   External::new_with_size_hint(store, NATIVE_COST)
 }
 
-pub(crate) fn reporter_of(on_report: Option<Function<'_, JsReply, ()>>) -> Result<Option<Report>> {
+/// `onDone(replies)`: a dispatcher store's replies, in call order.
+pub(crate) type OnDone<'a> = Function<'a, Vec<JsReply>, ()>;
+/// `onReport(error)`: where problems that answer no call go.
+pub(crate) type OnReport<'a> = Function<'a, JsReply, ()>;
+
+pub(crate) fn reporter_of(on_report: Option<OnReport<'_>>) -> Result<Option<Report>> {
   on_report.map(reporter).transpose().map_err(|e| StoreError::new(Code::Internal, e.reason.clone()))
 }
 
 /// A thread-safe reporter that hands each error to `on_report` on the JS
 /// thread (weak: it never keeps Node alive).
-pub(crate) fn reporter(on_report: Function<'_, JsReply, ()>) -> napi::Result<Report, Code> {
+pub(crate) fn reporter(on_report: OnReport<'_>) -> napi::Result<Report, Code> {
   let tsfn: ThreadsafeFunction<JsReply, (), JsReply, napi::Status, false, true> = on_report
     .build_threadsafe_function::<JsReply>()
     .callee_handled::<false>()

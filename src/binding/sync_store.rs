@@ -10,7 +10,8 @@ use napi_derive::napi;
 use parking_lot::{MappedRwLockReadGuard, RwLock, RwLockReadGuard};
 
 use super::reply::{decoded, JsReply, Settled};
-use super::{Core, Utf8Text};
+use super::text::call_fn;
+use super::Core;
 use crate::backend::{Op, SyncBackend};
 use crate::error::{Code, StoreError};
 
@@ -39,26 +40,20 @@ impl SyncStore {
   }
 }
 
-/// Runs one op, given as data (see `Op::from_call`): `op` names it, `id`
-/// is the session id (`page`: the cursor), `text` the session's JSON
-/// (locks: the token), `ms` a ttl in ms (`page`: how many). Answers as
-/// the async stores' replies are; failures throw coded errors.
-#[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
-pub fn sync_call(
-  store: &External<SyncStore>,
-  #[napi(ts_arg_type = "string")] op: Utf8Text,
-  #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
-  #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
-  ms: Option<f64>,
-) -> napi::Result<JsReply, Code> {
-  let o = store.open()?;
-  let op = o.core.op((op, id, text, ms), true)?;
-  let get_id = match &op {
-    Op::Get(id) => Some(id.clone()),
-    _ => None,
-  };
-  let r = o.backend.run(op)?;
-  Ok(decoded(&o.core, get_id.as_deref(), Ok(r)))
+call_fn! {
+  #[doc = " Runs one op, given as data (see `Op::from_call` and `call_fn!`)."]
+  #[doc = " Answers as the async stores' replies are; failures throw coded errors."]
+  #[napi(catch_unwind, ts_return_type = "undefined | null | string | boolean | number | Array<string | number | null>")]
+  pub fn sync_call(store: SyncStore, call) -> JsReply {
+    let o = store.open()?;
+    let op = o.core.op(call, true)?;
+    let get_id = match &op {
+      Op::Get(id) => Some(id.clone()),
+      _ => None,
+    };
+    let r = o.backend.run(op)?;
+    Ok(decoded(&o.core, get_id.as_deref(), Ok(r)))
+  }
 }
 
 /// Resolves when every change made so far is persisted (sessionStateFile

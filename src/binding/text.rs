@@ -34,14 +34,7 @@ impl Utf8Text {
   }
 }
 
-impl napi::bindgen_prelude::TypeName for Utf8Text {
-  fn type_name() -> &'static str {
-    "string"
-  }
-  fn value_type() -> napi::ValueType {
-    napi::ValueType::String
-  }
-}
+super::reply::ts_type!(Utf8Text, "string", String);
 
 impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
   unsafe fn from_napi_value(env: napi::sys::napi_env, value: napi::sys::napi_value) -> napi::Result<Self> {
@@ -69,6 +62,30 @@ impl napi::bindgen_prelude::FromNapiValue for Utf8Text {
 /// A call as JS makes it: the op's name and its arguments (see
 /// [`Op::from_call`]), strings read in one pass each (see [`Utf8Text`]).
 pub(crate) type Call = (Utf8Text, Option<Utf8Text>, Option<Utf8Text>, Option<f64>);
+
+/// Declares the `#[napi]` function of a store kind that takes one call as
+/// data (`sync_call`, `batch_q`, `wire_q`): the store first, then `op`, which
+/// names it, `id`, the session id (`page`: the cursor), `text`, the
+/// session's JSON (locks: the token), and `ms`, a ttl in ms (`page`: how
+/// many). The body sees them as one [`Call`], named by the caller. Its docs
+/// are `#[doc = "…"]` lines: napi-rs would copy `///` lines that passed
+/// through a macro into the types as raw strings (`r" …`).
+macro_rules! call_fn {
+  ($(#[$($attr:tt)*])* pub fn $name:ident($store:ident: $kind:ty, $call:ident) -> $ret:ty $body:block) => {
+    $(#[$($attr)*])*
+    pub fn $name(
+      $store: &napi::bindgen_prelude::External<$kind>,
+      #[napi(ts_arg_type = "string")] op: $crate::binding::Utf8Text,
+      #[napi(ts_arg_type = "string")] id: Option<$crate::binding::Utf8Text>,
+      #[napi(ts_arg_type = "string")] text: Option<$crate::binding::Utf8Text>,
+      ms: Option<f64>,
+    ) -> napi::Result<$ret, $crate::error::Code> {
+      let $call: $crate::binding::text::Call = (op, id, text, ms);
+      $body
+    }
+  };
+}
+pub(crate) use call_fn;
 
 /// Per-session limits checked on the JS thread before anything is queued.
 #[derive(Debug, Clone, Copy)]

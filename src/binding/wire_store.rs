@@ -6,29 +6,30 @@
 //! flush to, and a dispatcher store has no socket to feed, so neither can
 //! be handed the other's calls (napi checks an External's type).
 
-use napi::bindgen_prelude::{BufferSlice, External, ToNapiValue, TypeName, ValueType};
+use napi::bindgen_prelude::{BufferSlice, External, ToNapiValue};
 use napi::sys;
 use napi::{Env, JsString, JsValue};
 use napi_derive::napi;
 use parking_lot::Mutex;
 
 use super::reply::{decoded, JsReply};
-use super::{Core, Utf8Text};
-use crate::backend::Op;
+use super::store_core::Queue;
+use super::text::call_fn;
+use super::Core;
 use crate::engine::wire::Wire;
 use crate::error::{Code, StoreError};
 
 /// A store whose Redis connection is a socket on the JS thread, handed to
 /// JS as an External that the free functions below take first.
 pub struct WireStore {
-  queue: Mutex<Vec<Op>>,
+  queue: Queue,
   core: Core,
   wire: Mutex<Wire>,
 }
 
 impl WireStore {
   pub(crate) fn new(wire: Wire, core: Core) -> Self {
-    WireStore { queue: Mutex::new(Vec::with_capacity(64)), core, wire: Mutex::new(wire) }
+    WireStore { queue: Queue::new(), core, wire: Mutex::new(wire) }
   }
 }
 
@@ -38,14 +39,7 @@ pub struct Fed {
   more: Option<Vec<u8>>,
 }
 
-impl TypeName for Fed {
-  fn type_name() -> &'static str {
-    "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>"
-  }
-  fn value_type() -> ValueType {
-    ValueType::Object
-  }
-}
+super::reply::ts_type!(Fed, "Array<undefined | null | string | boolean | number | string[] | Error | Buffer>", Object);
 
 impl ToNapiValue for Fed {
   unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> napi::Result<sys::napi_value> {
@@ -72,21 +66,14 @@ impl ToNapiValue for Fed {
   }
 }
 
-/// Queues one op, as `batch_q` does for a dispatcher store. Its session is
-/// encoded now, on the JS thread (an encoding error rejects the call at
-/// once): the packing that follows runs here too.
-#[napi(catch_unwind)]
-pub fn wire_q(
-  store: &External<WireStore>,
-  #[napi(ts_arg_type = "string")] op: Utf8Text,
-  #[napi(ts_arg_type = "string")] id: Option<Utf8Text>,
-  #[napi(ts_arg_type = "string")] text: Option<Utf8Text>,
-  ms: Option<f64>,
-) -> napi::Result<u32, Code> {
-  let op = store.core.op((op, id, text, ms), true)?;
-  let changes = op.changes() as u32;
-  store.queue.lock().push(op);
-  Ok(changes)
+call_fn! {
+  #[doc = " Queues one op, as `batch_q` does for a dispatcher store. Its session is"]
+  #[doc = " encoded now, on the JS thread (an encoding error rejects the call at"]
+  #[doc = " once): the packing that follows runs here too."]
+  #[napi(catch_unwind)]
+  pub fn wire_q(store: WireStore, call) -> u32 {
+    Ok(store.queue.push(&store.core, call, true)?)
+  }
 }
 
 /// JS-thread connection: a new connection is open; returns its opening
@@ -105,7 +92,7 @@ pub fn wire_opened<'env>(env: &'env Env, store: &External<WireStore>) -> napi::R
 /// Buffer costs a backing store to allocate and free.
 #[napi(catch_unwind, ts_return_type = "string | null")]
 pub fn wire_pack<'env>(env: &'env Env, store: &External<WireStore>) -> napi::Result<Option<JsString<'env>>, Code> {
-  let ops = std::mem::take(&mut *store.queue.lock());
+  let ops = store.queue.take();
   let packed = store.wire.lock().pack_with(ops, |b| env.create_string_latin1(b)).transpose();
   packed.map_err(|e| napi::Error::new(Code::Internal, format!("cannot make the string of commands to send: {}", e.reason)))
 }
@@ -121,7 +108,7 @@ pub fn wire_feed(store: &External<WireStore>, chunk: BufferSlice<'_>) -> napi::R
   let mut wire = store.wire.lock();
   let replies = wire.feed(&chunk)?;
   let replies = replies.into_iter().map(|(get_id, r)| decoded(&store.core, get_id.as_deref(), r)).collect();
-  let more = if wire.has_more() { wire.pack(std::mem::take(&mut *store.queue.lock())) } else { None };
+  let more = if wire.has_more() { wire.pack(store.queue.take()) } else { None };
   Ok(Fed { replies, more })
 }
 
@@ -130,6 +117,6 @@ pub fn wire_feed(store: &External<WireStore>, chunk: BufferSlice<'_>) -> napi::R
 #[napi(catch_unwind, ts_return_type = "Array<Error>")]
 pub fn wire_abort(store: &External<WireStore>, code: String, message: String) -> napi::Result<Vec<JsReply>, Code> {
   let e = StoreError::new(Code::parse(&code).unwrap_or(Code::StoreUnavailable), message);
-  let queued = std::mem::take(&mut *store.queue.lock());
+  let queued = store.queue.take();
   Ok(store.wire.lock().abort(queued, &e).into_iter().map(JsReply::from).collect())
 }
