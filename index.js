@@ -75,7 +75,7 @@ function redisStore(config, o) {
           const store = native.wireStore(nativeCall(() => native.redisWireStore(config, report)))
           return { native: store, io: wireIo(store, onDone, config) }
         }
-      : (onDone) => native.batchStore(nativeCall(() => native.redisStore(config, onDone, report)))
+      : (onDone) => native.batchStore(nativeCall(() => native.dispatchStore({ kind: 'redis', config }, onDone, report)))
   // (Cluster and Sentinel: the seed nodes or sentinels, comma-separated.)
   const server = config.urls.map((url) => endpoint({ ...config, urls: [url] }).name).join(',')
   return makeStore(batchEngine(create, { locks: true, kind: config.mode === 'daemon' ? 'daemon' : 'redis', server }), o)
@@ -104,7 +104,7 @@ function postgres(cfg) {
   const o = typeof cfg === 'string' ? {} : options.known(cfg, 'postgres')
   const config = { ...postgresConfig(cfg), session: options.session(o) }
   const report = reporter(o)
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.postgresStore(config, onDone, report))), { locks: true, kind: 'postgres', server: postgresServer(config) }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.dispatchStore({ kind: 'postgres', config }, onDone, report))), { locks: true, kind: 'postgres', server: postgresServer(config) }), o)
 }
 
 /** Where backend problems that answer no call go (a corrupt file met by a sweep). */
@@ -161,7 +161,7 @@ function file(opts) {
   }
   const report = reporter(o)
   const getNow = config.fastReads !== false || config.readCacheBytes !== 0
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.fileStore(config, onDone, report))), { locks: true, getNow, kind: 'file' }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.dispatchStore({ kind: 'file', config }, onDone, report))), { locks: true, getNow, kind: 'file' }), o)
 }
 
 /**
@@ -196,7 +196,7 @@ function objectStore(cfg) {
   }
   const report = reporter(o)
   const server = require('./lib/modules').serverOf(url, pairs)
-  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.objectSessionStore(config, onDone, report))), { kind: 'object', server }), o)
+  return makeStore(batchEngine((onDone) => native.batchStore(nativeCall(() => native.dispatchStore({ kind: 'object', config }, onDone, report))), { kind: 'object', server }), o)
 }
 
 /**

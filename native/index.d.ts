@@ -119,18 +119,30 @@ export interface DaemonConfig {
   sweepIntervalMs?: number
 }
 
+/**
+ * A store over an I/O backend (files, Redis over the redis crate's
+ * clients, PostgreSQL, object storage). Replies arrive through
+ * `onDone(replies)` in call order; problems that answer no call (a
+ * corrupt file met by a sweep, a session that does not decode) through
+ * `onReport(error)`.
+ */
+export declare function dispatchStore(config: DispatchStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): ExternalObject<AsyncStore>
+
+/**
+ * Which dispatcher store, and its config (`{ kind: 'file', config }`, …),
+ * as the JS facades (`index.js`) give it.
+ */
+export type DispatchStoreConfig =
+  | { kind: 'file'; config: FileStoreConfig }
+  | { kind: 'redis'; config: RedisStoreConfig }
+  | { kind: 'postgres'; config: PostgresStoreConfig }
+  | { kind: 'object'; config: ObjectStoreConfig }
+
 /** A store that keeps nothing (HTTP Sessions' DummyStorage). */
 export declare function dummyStore(): ExternalObject<SyncStore>
 
 /** Every error code and the JS class of its errors (`lib/errors.js`). */
 export declare function errorCodes(): Record<string, 'Error' | 'TypeError' | 'RangeError'>
-
-/**
- * A file store. Replies arrive through `onDone(replies)` in call order;
- * problems found in the directory (corrupt or foreign files) through
- * `onReport(error)`.
- */
-export declare function fileStore(config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): ExternalObject<AsyncStore>
 
 /** Options of the file store (one file per session). */
 export interface FileStoreConfig {
@@ -191,12 +203,6 @@ export interface MemoryStoreOptions {
   sweepIntervalMs?: number
 }
 
-/**
- * Sessions in object storage; replies through `onDone` in call order,
- * problems (corrupt objects, decode failures) through `onReport`.
- */
-export declare function objectSessionStore(config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void): ExternalObject<AsyncStore>
-
 /** Options of the object-storage session store. */
 export interface ObjectStoreConfig {
   /** `s3://bucket/prefix`, `az://container/prefix`, `gs://…`, `file:///dir`. */
@@ -218,8 +224,6 @@ export interface ObjectStoreConfig {
  * Redis's: every call settles within it).
  */
 export declare const POSTGRES_TIMEOUT_MS: number
-
-export declare function postgresStore(config: PostgresStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): ExternalObject<AsyncStore>
 
 /**
  * Connection settings and table of the PostgreSQL store, normalized by the
@@ -272,12 +276,6 @@ export declare const REDIS_TIMEOUT_MS: number
  * the connect timeout, never past the command timeout.
  */
 export declare function redisConnectWithinMs(connectTimeoutMs: number, commandTimeoutMs: number): number
-
-/**
- * A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
- * through `onDone(replies)`, in the order the calls were queued.
- */
-export declare function redisStore(config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void): ExternalObject<AsyncStore>
 
 /** Connection settings of the Redis store, normalized by the JS facade. */
 export interface RedisStoreConfig {

@@ -24,9 +24,10 @@ use napi_derive::napi;
 use tokio::sync::mpsc;
 
 use super::reply::{decoded, JsReply};
-use super::store_core::{OnDone, Queue};
+use super::store_core::{charged, reporter_of, OnDone, OnReport, Queue};
 use super::text::call_fn;
 use super::Core;
+use super::{FileStoreConfig, ObjectStoreConfig, PostgresStoreConfig, RedisStoreConfig};
 use crate::backend::Backend;
 use crate::engine::dispatch::{self, Msg};
 pub(crate) use crate::engine::dispatch::{Runs, DEFAULT_SPIN};
@@ -45,13 +46,50 @@ pub struct AsyncStore {
   tx: mpsc::UnboundedSender<Msg>,
 }
 
-pub(crate) fn start(
-  backend: Arc<dyn Backend>,
+/// Which dispatcher store, and its config (`{ kind: 'file', config }`, …),
+/// as the JS facades (`index.js`) give it.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum DispatchStoreConfig {
+  File { config: FileStoreConfig },
+  Redis { config: RedisStoreConfig },
+  Postgres { config: PostgresStoreConfig },
+  Object { config: ObjectStoreConfig },
+}
+
+/// What a dispatcher store is made of (each store's `dispatched`, beside
+/// its config): the core, the backend, and how its dispatcher runs.
+pub(crate) struct Dispatched {
+  pub core: Core,
+  pub backend: Arc<dyn Backend>,
+  pub spin: Duration,
+  pub runs: Runs,
+}
+
+/// A store over an I/O backend (files, Redis over the redis crate's
+/// clients, PostgreSQL, object storage). Replies arrive through
+/// `onDone(replies)` in call order; problems that answer no call (a
+/// corrupt file met by a sweep, a session that does not decode) through
+/// `onReport(error)`.
+#[napi(
+  catch_unwind,
+  ts_args_type = "config: DispatchStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void"
+)]
+pub fn dispatch_store(
+  config: DispatchStoreConfig,
   on_done: OnDone<'_>,
-  core: Core,
-  spin: Duration,
-  runs: Runs,
-) -> napi::Result<AsyncStore, Code> {
+  on_report: Option<OnReport<'_>>,
+) -> napi::Result<External<AsyncStore>, Code> {
+  let report = reporter_of(on_report)?;
+  let made = match config {
+    DispatchStoreConfig::File { config } => super::file::dispatched(config, report),
+    DispatchStoreConfig::Redis { config } => super::redis::dispatched(config, report),
+    DispatchStoreConfig::Postgres { config } => super::postgres::dispatched(config, report),
+    DispatchStoreConfig::Object { config } => super::object_storage::dispatched(config, report),
+  }?;
+  start(made, on_done).map(charged)
+}
+
+fn start(Dispatched { core, backend, spin, runs }: Dispatched, on_done: OnDone<'_>) -> napi::Result<AsyncStore, Code> {
   let done: Done = on_done
     .build_threadsafe_function::<Vec<JsReply>>()
     .callee_handled::<false>()

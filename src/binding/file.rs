@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
-use super::async_store::{start, AsyncStore, Runs, DEFAULT_SPIN};
-use super::store_core::{charged, reporter, Core, OnDone, OnReport};
+use super::async_store::{Dispatched, Runs, DEFAULT_SPIN};
+use super::Core;
 use crate::backend::file::{FileBackend, FileOptions};
+use crate::backend::Report;
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, SWEEP_STORED_MS};
 
@@ -33,22 +33,16 @@ pub struct FileStoreConfig {
 /// Default of `FileStoreConfig::read_cache_bytes`.
 pub const READ_CACHE_BYTES: usize = 32 << 20;
 
-/// A file store. Replies arrive through `onDone(replies)` in call order;
-/// problems found in the directory (corrupt or foreign files) through
-/// `onReport(error)`.
-#[napi(
-  catch_unwind,
-  ts_args_type = "config: FileStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
-)]
-pub fn file_store(config: FileStoreConfig, on_done: OnDone<'_>, on_report: OnReport<'_>) -> napi::Result<External<AsyncStore>, Code> {
-  let report = reporter(on_report)?;
-  let (core, rules) = Core::with_users(config.session, Some(report.clone()))?;
+/// A file store; problems found in the directory (corrupt or foreign
+/// files) are reported.
+pub(crate) fn dispatched(config: FileStoreConfig, report: Option<Report>) -> napi::Result<Dispatched, Code> {
+  let (core, rules) = Core::with_users(config.session, report.clone())?;
   let backend = FileBackend::new(FileOptions {
     dir: config.dir.into(),
     fast_reads: config.fast_reads.unwrap_or(true),
     durable: config.durable.unwrap_or(false),
     sweep_interval: Some(ms_or(config.sweep_interval_ms, SWEEP_STORED_MS)),
-    report: Some(report.clone()),
+    report,
     read_cache_bytes: config.read_cache_bytes.map_or(READ_CACHE_BYTES, |b| b as usize),
     inline_small_batches: true,
     rules,
@@ -56,5 +50,5 @@ pub fn file_store(config: FileStoreConfig, on_done: OnDone<'_>, on_report: OnRep
   // Its own thread, spinning as Redis's dispatcher does: a small batch runs
   // right on a dispatcher that is awake instead of hopping to the blocking
   // pool and back (about half the time of a set at one call in flight).
-  start(Arc::new(backend), on_done, core, DEFAULT_SPIN, Runs::OwnThread("rs-store-file")).map(charged)
+  Ok(Dispatched { core, backend: Arc::new(backend), spin: DEFAULT_SPIN, runs: Runs::OwnThread("rs-store-file") })
 }

@@ -11,16 +11,15 @@ use url::Url;
 
 use std::time::Duration;
 
-use napi::bindgen_prelude::External;
 use object_store::path::Path;
 use object_store::ObjectStore;
 
-use super::async_store::{self, AsyncStore};
+use super::async_store::{Dispatched, Runs};
 use super::reply::Settled;
-use super::store_core::{OnDone, OnReport};
 use super::Core;
 use crate::backend::object::modules::ModuleStore;
 use crate::backend::object::{within, Container, ObjectBackend};
+use crate::backend::Report;
 use crate::error::{Code, StoreError};
 use crate::options::{ms_or, SessionOptions, SWEEP_STORED_MS};
 
@@ -53,17 +52,9 @@ pub struct ObjectStoreConfig {
   pub session: Option<SessionOptions>,
 }
 
-/// Sessions in object storage; replies through `onDone` in call order,
-/// problems (corrupt objects, decode failures) through `onReport`.
-#[napi(
-  catch_unwind,
-  ts_args_type = "config: ObjectStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport: (err: Error) => void"
-)]
-pub fn object_session_store(
-  config: ObjectStoreConfig,
-  on_done: OnDone<'_>,
-  on_report: OnReport<'_>,
-) -> napi::Result<External<AsyncStore>, Code> {
+/// Sessions in object storage; problems (corrupt objects, decode
+/// failures) are reported.
+pub(crate) fn dispatched(config: ObjectStoreConfig, report: Option<Report>) -> napi::Result<Dispatched, Code> {
   let (store, root) = open(&config.url, config.options)?;
   let prefix = config.prefix.unwrap_or_else(|| "sessions".into());
   crate::backend::object::modules::check_path(&prefix, "prefix")?;
@@ -78,16 +69,15 @@ pub fn object_session_store(
     let dir = format!("/{root}");
     b.create(&dir).map_err(|e| StoreError::new(Code::Io, format!("cannot create directory {dir}: {e}")))?;
   }
-  let report = super::store_core::reporter(on_report)?;
-  let core = Core::new(config.session, Some(report.clone()))?;
+  let core = Core::new(config.session, report.clone())?;
   let every = ms_or(config.sweep_interval_ms, SWEEP_STORED_MS);
   let timeout = crate::options::ms_or(config.command_timeout_ms, crate::options::OBJECT_SESSION_TIMEOUT_MS);
   // Its sweep task starts here, on the runtime its dispatcher runs on.
   let backend = {
     let _rt = crate::runtime::get()?.enter();
-    ObjectBackend::new(store, root, timeout, Some(every), Some(report), Container::of(&config.url))
+    ObjectBackend::new(store, root, timeout, Some(every), report, Container::of(&config.url))
   };
-  async_store::start(Arc::new(backend), on_done, core, Duration::ZERO, async_store::Runs::Shared).map(super::store_core::charged)
+  Ok(Dispatched { core, backend: Arc::new(backend), spin: Duration::ZERO, runs: Runs::Shared })
 }
 
 /// A Synchro module store on a local directory or cloud object storage.

@@ -4,12 +4,12 @@
 use std::str::FromStr;
 use std::sync::Arc;
 
-use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
-use super::async_store::{self, AsyncStore};
-use super::store_core::{charged, reporter_of, Core, OnDone, OnReport};
+use super::async_store::{Dispatched, Runs, DEFAULT_SPIN};
+use super::Core;
 use crate::backend::postgres::{tls_config, PostgresBackend, PostgresConfig};
+use crate::backend::Report;
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, POSTGRES_TIMEOUT_MS, SWEEP_STORED_MS};
 
@@ -48,15 +48,8 @@ pub struct PostgresStoreConfig {
 /// Default `poolSize`.
 const POOL_SIZE: u32 = 4;
 
-#[napi(
-  catch_unwind,
-  ts_args_type = "config: PostgresStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void"
-)]
-pub fn postgres_store(
-  config: PostgresStoreConfig,
-  on_done: OnDone<'_>,
-  on_report: Option<OnReport<'_>>,
-) -> napi::Result<External<AsyncStore>, Code> {
+/// A PostgreSQL store.
+pub(crate) fn dispatched(config: PostgresStoreConfig, report: Option<Report>) -> napi::Result<Dispatched, Code> {
   let opt = |m: String| napi::Error::new(Code::InvalidOption, m);
   let mut pg = match &config.url {
     // The URL is not echoed: it may hold the password.
@@ -96,7 +89,7 @@ pub fn postgres_store(
     None
   };
   let sweep = config.sweep_interval_ms.unwrap_or(SWEEP_STORED_MS);
-  let (core, rules) = Core::with_users(config.session, reporter_of(on_report)?)?;
+  let (core, rules) = Core::with_users(config.session, report)?;
   let backend = PostgresBackend::new(PostgresConfig {
     pg,
     schema: config.schema.unwrap_or_else(|| "public".into()),
@@ -109,5 +102,5 @@ pub fn postgres_store(
     tls,
     rules,
   })?;
-  async_store::start(Arc::new(backend), on_done, core, async_store::DEFAULT_SPIN, async_store::Runs::Shared).map(charged)
+  Ok(Dispatched { core, backend: Arc::new(backend), spin: DEFAULT_SPIN, runs: Runs::Shared })
 }

@@ -9,10 +9,11 @@ use std::time::Duration;
 use napi::bindgen_prelude::External;
 use napi_derive::napi;
 
-use super::async_store::{start, AsyncStore, Runs, DEFAULT_SPIN};
-use super::store_core::{charged, reporter_of, Core, OnDone, OnReport};
+use super::async_store::{Dispatched, Runs, DEFAULT_SPIN};
+use super::store_core::{charged, reporter_of, Core, OnReport};
 use super::wire_store::WireStore;
 use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
+use crate::backend::Report;
 use crate::engine::wire::Wire;
 use crate::error::Code;
 use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS};
@@ -48,17 +49,9 @@ pub struct RedisStoreConfig {
   pub spin_micros: Option<u32>,
 }
 
-/// A Redis store (single server, Redis Cluster or Sentinel). Replies arrive
-/// through `onDone(replies)`, in the order the calls were queued.
-#[napi(
-  catch_unwind,
-  ts_args_type = "config: RedisStoreConfig, onDone: (replies: Array<undefined | null | string | boolean | number | string[] | Error>) => void, onReport?: (err: Error) => void"
-)]
-pub fn redis_store(
-  config: RedisStoreConfig,
-  on_done: OnDone<'_>,
-  on_report: Option<OnReport<'_>>,
-) -> napi::Result<External<AsyncStore>, Code> {
+/// A Redis store over the redis crate's clients (single server, Redis
+/// Cluster or Sentinel).
+pub(crate) fn dispatched(config: RedisStoreConfig, report: Option<Report>) -> napi::Result<Dispatched, Code> {
   let opt = |m: &str| napi::Error::new(Code::InvalidOption, m.to_string());
   let topology = match config.mode.as_str() {
     "single" | "daemon" => Topology::Single(config.urls.first().cloned().ok_or_else(|| opt("a Redis URL is needed"))?),
@@ -75,7 +68,7 @@ pub fn redis_store(
   };
   let tls_certs = (config.tls_ca.is_some() || client_tls.is_some())
     .then(|| redis::TlsCertificates { client_tls, root_cert: config.tls_ca.map(String::into_bytes) });
-  let (core, rules) = Core::with_users(config.session, reporter_of(on_report)?)?;
+  let (core, rules) = Core::with_users(config.session, report)?;
   let cfg = RedisConfig {
     topology,
     tls: config.tls.unwrap_or(false),
@@ -90,7 +83,7 @@ pub fn redis_store(
     rules,
   };
   let spin = config.spin_micros.map_or(DEFAULT_SPIN, |us| Duration::from_micros(us as u64));
-  start(Arc::new(RedisBackend::new(cfg)?), on_done, core, spin, Runs::Shared).map(charged)
+  Ok(Dispatched { core, backend: Arc::new(RedisBackend::new(cfg)?), spin, runs: Runs::Shared })
 }
 
 /// A Redis store (one server, or rs-store's session daemon) whose
