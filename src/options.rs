@@ -63,6 +63,19 @@ pub const OBJECT_SESSION_TIMEOUT_MS: u32 = 10_000;
 /// Default timeout of a module store's calls (modules are larger).
 pub const MODULE_TIMEOUT_MS: u32 = 30_000;
 
+/// A TLS client certificate and its key (PEM, for mutual TLS): both or
+/// neither (Redis and PostgreSQL alike).
+pub fn client_tls<T>(cert: Option<T>, key: Option<T>) -> crate::error::Result<Option<(T, T)>> {
+  match (cert, key) {
+    (Some(cert), Some(key)) => Ok(Some((cert, key))),
+    (None, None) => Ok(None),
+    _ => Err(crate::error::StoreError::new(
+      crate::error::Code::InvalidOption,
+      "a TLS client certificate needs its key, and the key its certificate",
+    )),
+  }
+}
+
 /// A duration option in ms (`sweepIntervalMs`, a timeout), or the store's
 /// default; at least 1 ms.
 pub fn ms_or(ms: Option<u32>, default_ms: u32) -> Duration {

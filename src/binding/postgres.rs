@@ -11,7 +11,7 @@ use super::Core;
 use crate::backend::postgres::{tls_config, PostgresBackend, PostgresConfig};
 use crate::backend::Report;
 use crate::error::Code;
-use crate::options::{ms_or, SessionOptions, POSTGRES_TIMEOUT_MS, SWEEP_STORED_MS};
+use crate::options::{client_tls, ms_or, SessionOptions, POSTGRES_TIMEOUT_MS, SWEEP_STORED_MS};
 
 /// Connection settings and table of the PostgreSQL store, normalized by the
 /// JS facade. `url` (a `postgres://` URL or `key=value` settings) is read
@@ -74,11 +74,7 @@ pub(crate) fn dispatched(config: PostgresStoreConfig, report: Option<Report>) ->
   if pg.get_hosts().is_empty() {
     pg.host("localhost");
   }
-  let client = match (&config.tls_cert, &config.tls_key) {
-    (Some(c), Some(k)) => Some((c.as_str(), k.as_str())),
-    (None, None) => None,
-    _ => return Err(opt("a TLS client certificate needs its key, and the key its certificate".into())),
-  };
+  let client = client_tls(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
   let tls = if config.tls.unwrap_or(false) || config.tls_ca.is_some() || client.is_some() {
     pg.ssl_mode(tokio_postgres::config::SslMode::Require);
     Some(tls_config(config.tls_ca.as_deref(), client)?)

@@ -16,7 +16,7 @@ use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
 use crate::backend::Report;
 use crate::engine::wire::Wire;
 use crate::error::Code;
-use crate::options::{ms_or, SessionOptions, REDIS_TIMEOUT_MS};
+use crate::options::{client_tls, ms_or, SessionOptions, REDIS_TIMEOUT_MS};
 
 /// Connection settings of the Redis store, normalized by the JS facade.
 #[napi(object)]
@@ -61,11 +61,8 @@ pub(crate) fn dispatched(config: RedisStoreConfig, report: Option<Report>) -> na
     }
     m => return Err(opt(&format!("unknown Redis mode {m:?}"))),
   };
-  let client_tls = match (config.tls_cert, config.tls_key) {
-    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig { client_cert: cert.into_bytes(), client_key: key.into_bytes() }),
-    (None, None) => None,
-    _ => return Err(opt("a TLS client certificate needs its key, and the key its certificate")),
-  };
+  let client_tls = client_tls(config.tls_cert, config.tls_key)?
+    .map(|(cert, key)| redis::ClientTlsConfig { client_cert: cert.into_bytes(), client_key: key.into_bytes() });
   let tls_certs = (config.tls_ca.is_some() || client_tls.is_some())
     .then(|| redis::TlsCertificates { client_tls, root_cert: config.tls_ca.map(String::into_bytes) });
   let (core, rules) = Core::with_users(config.session, report)?;
