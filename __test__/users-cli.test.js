@@ -2,9 +2,9 @@
 // `rs-store user ls|revoke` (lib/cli.js) as operators run it, a separate
 // process each time, against the stores with per-user sessions the CLI can
 // open: sessions.json (json:FILE), whose index an app's store wrote to
-// <file>.users, and a file store (file:DIR), Redis and PostgreSQL beside
-// the running app. Object storage (dir:DIR) has no per-user sessions: the
-// command says so with a coded error.
+// <file>.users, and a file store (file:DIR), Redis, PostgreSQL and the
+// daemon (daemon:PORT) beside the running app. Object storage (dir:DIR)
+// has no per-user sessions: the command says so with a coded error.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
@@ -88,17 +88,20 @@ test('cli: user ls and user revoke on sessions.json, what the app wrote, with --
   }
 })
 
-test('cli: user ls and user revoke on a file store, Redis and PostgreSQL, while the app that wrote the sessions keeps running', { timeout: 120_000 }, async () => {
+test('cli: user ls and user revoke on a file store, Redis, PostgreSQL and the daemon, while the app that wrote the sessions keeps running', { timeout: 120_000 }, async () => {
   const { startRedis } = require('./support/redis-servers')
   const { startPostgres } = require('./support/postgres-server')
+  const { startDaemon } = require('./support/daemon')
   const redis = await startRedis()
   const pg = await startPostgres()
+  const daemon = await startDaemon(0)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rs-store-cli-users-'))
   try {
     for (const [spec, app] of [
       [`file:${dir}`, rs.file({ dir, userOf, maxSessionsPerUser: 10 })],
       [redis.url, rs.redis({ url: redis.url, userOf })],
       [pg.url, rs.postgres({ url: pg.url, userOf })],
+      [`daemon:${daemon.port}`, rs.daemon({ port: daemon.port, userOf })],
     ]) {
       try {
         // several devices of two users at once
@@ -120,6 +123,7 @@ test('cli: user ls and user revoke on a file store, Redis and PostgreSQL, while 
   } finally {
     await redis.stop()
     await pg.destroy()
+    await daemon.stop()
     fs.rmSync(dir, { recursive: true, force: true })
   }
 })
