@@ -9,7 +9,7 @@ const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawn } = require('node:child_process')
 const rs = require('..')
-const { startRedis, startSentinel, sleep } = require('./support/redis-servers')
+const { startRedis, startSentinel, sleep, waitFor } = require('./support/redis-servers')
 
 const userOf = (s) => s.user
 const ids = async (store, user) => (await store.sessionsOf(user)).map((s) => s.id).sort()
@@ -377,6 +377,72 @@ test('redis: across two processes, a child replacing sessions while the parent r
   await capped.close()
   await store.clear()
   await store.close()
+})
+
+test('redis Sentinel: a planned failover in the middle of 8 writers logging users in: on the new master every index agrees with its sessions, the cap holds, a revocation after it sticks', { timeout: 180_000 }, async () => {
+  const s = await startSentinel('users-fo')
+  const sentinelCli = (...a) => require('node:util').promisify(require('node:child_process').execFile)('redis-cli', ['-p', String(s.sentinel.port), ...a]).then((r) => r.stdout)
+  const opts = { sentinels: [`127.0.0.1:${s.sentinel.port}`], name: 'users-fo', prefix: 'fo:', userOf, maxSessionsPerUser: 3, commandTimeoutMs: 3000 }
+  const stores = [rs.redis(opts), rs.redis(opts)]
+  const USERS = ['ada', 'bob', 'cy', 'dee']
+  try {
+    let stop = false
+    let acked = 0
+    let failed = 0
+    // Logins (a new id each) and rewrites of the last one, some moving it to the next user.
+    const writers = stores.flatMap((st, k) =>
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; !stop; i++) {
+          const user = USERS[(w + i) % USERS.length]
+          try {
+            await st.set(`k${k}-${w}-${i}`, { user, i }, HOUR)
+            if (i % 3 === 0) await st.replace(`k${k}-${w}-${i}`, { user: USERS[(w + i + 1) % USERS.length], i, moved: true }, HOUR)
+            acked++
+          } catch {
+            failed++
+            await sleep(20)
+          }
+        }
+      }),
+    )
+    await sleep(800)
+    assert.match(await sentinelCli('sentinel', 'failover', 'users-fo'), /OK/)
+    let again = Date.now() + 15_000
+    await waitFor('the switch', async () => {
+      if ((await s.sentinel.masterPort()) === s.replica.port) return true
+      if (Date.now() > again) {
+        // a failover the sentinel gave up (a slow promotion on a busy machine) is asked for again
+        again = Date.now() + 15_000
+        await sentinelCli('sentinel', 'failover', 'users-fo')
+      }
+      return false
+    }, 60_000)
+    await waitFor('the old master demoted and resynced', async () => /role:slave[\s\S]*master_link_status:up/.test(await s.master.cli('info', 'replication')), 60_000)
+    const before = acked
+    await waitFor('writes go on after the failover', async () => acked > before + 20, 30_000)
+    stop = true
+    await Promise.all(writers)
+    // A fresh store on the new master: each user's listing is exactly its live sessions.
+    const check = rs.redis({ url: `redis://127.0.0.1:${s.replica.port}`, prefix: 'fo:', userOf })
+    try {
+      const owners = new Map(USERS.map((u) => [u, []]))
+      for (const id of await check.ids()) owners.get((await check.get(id)).user).push(id)
+      for (const u of USERS) {
+        const listed = (await ids(check, u)).sort()
+        assert.ok(listed.length <= 3, `${u}: ${listed.length} sessions over the cap of 3 (${acked} writes, ${failed} failed)`)
+        assert.deepEqual(listed, owners.get(u).sort(), `${u}: its index lists exactly its live sessions`)
+      }
+      assert.ok([...owners.values()].some((l) => l.length > 0), 'sessions survived the failover')
+      for (const u of USERS) await stores[0].revokeUser(u)
+      assert.deepEqual(await check.ids(), [], 'no session of any user is left')
+      for (const u of USERS) assert.deepEqual(await check.sessionsOf(u), [])
+    } finally {
+      await check.close()
+    }
+  } finally {
+    await Promise.all(stores.map((st) => st.close()))
+    await s.stop()
+  }
 })
 
 test('redis Sentinel: per-user sessions through the master the sentinels name', async () => {
