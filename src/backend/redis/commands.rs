@@ -25,7 +25,7 @@ pub struct Commands {
   /// rs-store's session daemon: locks are its `LOCK`/`UNLOCK`/`RENEW`.
   pub daemon: bool,
   /// Per-user rules: with any, writes, removals and touches are scripts
-  /// (src/backend/redis_users.rs).
+  /// (src/backend/redis/users.rs).
   pub rules: UserRules,
 }
 
@@ -182,7 +182,7 @@ impl Commands {
 
 impl Commands {
   /// A write's arguments after the prefix, as the per-user `WRITE` script
-  /// (src/backend/redis_users.rs) and the daemon's `UWRITE` both take them:
+  /// (src/backend/redis/users.rs) and the daemon's `UWRITE` both take them:
   /// id, value, ttl ms, cond, owner, then this store's rules (maxLifetime
   /// ms, maxSessionsPerUser; `''` for none).
   pub(super) fn write_args(&self, put: &Put, now: u64, cmd: &mut Cmd) {

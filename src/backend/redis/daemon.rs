@@ -1,5 +1,5 @@
 //! Per-user sessions in the daemon dialect (`rs.daemon()`): the daemon runs
-//! no Lua, so each step the Redis scripts take (src/backend/redis_users.rs)
+//! no Lua, so each step the Redis scripts take (src/backend/redis/users.rs)
 //! is one daemon command with the same arguments, prefix first, and the
 //! same reply (src/daemon/users.rs answers them):
 //!

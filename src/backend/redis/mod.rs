@@ -43,8 +43,6 @@ pub mod commands;
 pub mod connect;
 mod daemon;
 mod sentinel;
-// Per-user sessions: their scripts (src/backend/redis_users.rs).
-#[path = "../redis_users.rs"]
 mod users;
 pub mod whole;
 pub mod wire;

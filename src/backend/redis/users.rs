@@ -29,8 +29,9 @@ use std::sync::LazyLock;
 
 use redis::{Cmd, Script, Value};
 
+use super::commands::span;
 use super::{parse_err, pttl_to_ttl, Commands, Conn, Key, RedisBackend};
-use crate::backend::{Cond, Op, Recode, Reply};
+use crate::backend::{Kind, Op, Owner, Put, Recode, Reply};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
@@ -293,21 +294,10 @@ impl Commands {
   /// writes, removals and touches where the store has per-user rules (a
   /// store without them sends its plain commands and pays nothing).
   pub(crate) fn scripted(&self, op: &Op) -> bool {
-    match op {
-      Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => true,
-      Op::Set(..) | Op::SetIf(..) | Op::Remove(_) | Op::Touch(..) => self.rules.any(),
-      Op::Get(_)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Ping => false,
+    match op.kind() {
+      Kind::Write(Put { owner: Owner::Keep, .. }) | Kind::Remove(_) | Kind::Touch(..) => self.rules.any(),
+      Kind::Write(_) | Kind::SessionsOf(_) | Kind::RevokeUser(..) | Kind::Rotate(..) => true,
+      Kind::Read(_) | Kind::Lock(_) | Kind::Walk | Kind::Clear | Kind::Ping => false,
     }
   }
 
@@ -321,71 +311,37 @@ impl Commands {
       return;
     }
     let s = &*SCRIPTS;
-    let span = |at: &Option<u64>| at.map(|a| a.saturating_sub(now).max(1).to_string()).unwrap_or_default();
-    let num = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     cmd.clear();
-    let (script, id): (&Lua, &str) = match op {
-      Op::Set(id, ..) | Op::SetIf(id, ..) | Op::Write(id, ..) => (&s.write, id),
-      Op::Remove(id) => (&s.remove, id),
-      Op::Touch(id, _) => (&s.touch, id),
-      Op::SessionsOf(u) | Op::RevokeUser(u, _) => (if matches!(op, Op::SessionsOf(_)) { &s.sessions_of } else { &s.revoke }, u),
-      Op::Rotate(old, _, recode) => {
+    // KEYS[1], the key the step is about (a session, or a user's index),
+    // then the prefix and the step's own arguments.
+    match op.kind() {
+      Kind::Write(put) => {
+        self.call(&s.write, cmd);
+        cmd.arg(Key(&self.prefix, put.id)).arg(&self.prefix);
+        self.write_args(&put, now, cmd);
+      }
+      Kind::Remove(id) => {
+        self.call(&s.remove, cmd);
+        cmd.arg(Key(&self.prefix, id)).arg(&self.prefix).arg(id);
+      }
+      Kind::Touch(id, at) => {
+        self.call(&s.touch, cmd);
+        cmd.arg(Key(&self.prefix, id)).arg(&self.prefix).arg(id).arg(span(at, now));
+      }
+      Kind::SessionsOf(user) => {
+        self.call(&s.sessions_of, cmd);
+        cmd.arg(index_key(&self.prefix, user)).arg(&self.prefix).arg(user);
+      }
+      Kind::RevokeUser(user, keep) => {
+        self.call(&s.revoke, cmd);
+        cmd.arg(index_key(&self.prefix, user)).arg(&self.prefix).arg(user).arg(keep);
+      }
+      Kind::Rotate(old, new, recode) => {
         debug_assert!(recode.is_none(), "a re-encoded rotation is rotate_cas");
-        (&s.rotate, old)
+        self.call(&s.rotate, cmd);
+        cmd.arg(Key(&self.prefix, old)).arg(&self.prefix).arg(old).arg(new);
       }
-      Op::Get(_)
-      | Op::Ttl(_)
-      | Op::Exists(_)
-      | Op::Len
-      | Op::Clear
-      | Op::Keys
-      | Op::Entries
-      | Op::Page(..)
-      | Op::Lock(..)
-      | Op::Unlock(..)
-      | Op::Renew(..)
-      | Op::Ping => {
-        unreachable!("not scripted")
-      }
-    };
-    self.call(script, cmd);
-    // KEYS[1]: the key the step is about (a session, or a user's index).
-    match op {
-      Op::SessionsOf(_) | Op::RevokeUser(..) => cmd.arg(index_key(&self.prefix, id)),
-      _ => cmd.arg(Key(&self.prefix, id)),
-    };
-    cmd.arg(&self.prefix);
-    match op {
-      Op::Set(id, v, at) | Op::SetIf(id, v, at, _) | Op::Write(id, v, at, ..) => {
-        let cond = match op {
-          Op::SetIf(.., Cond::Absent) | Op::Write(.., Some(Cond::Absent), _) => "NX",
-          Op::SetIf(.., Cond::Present) | Op::Write(.., Some(Cond::Present), _) => "XX",
-          _ => "",
-        };
-        cmd.arg(id).arg(&v[..]).arg(span(at)).arg(cond);
-        match op {
-          Op::Write(.., None) => cmd.arg("a"),
-          Op::Write(.., Some(u)) => cmd.arg([b"u", u.as_bytes()].concat()),
-          _ => cmd.arg("k"),
-        };
-        cmd.arg(num(self.rules.max_lifetime_ms)).arg(num(self.rules.max_per_user.map(u64::from)));
-      }
-      Op::Remove(id) => {
-        cmd.arg(id);
-      }
-      Op::Touch(id, at) => {
-        cmd.arg(id).arg(span(at));
-      }
-      Op::SessionsOf(u) => {
-        cmd.arg(u);
-      }
-      Op::RevokeUser(u, except) => {
-        cmd.arg(u).arg(except);
-      }
-      Op::Rotate(old, new, _) => {
-        cmd.arg(old).arg(new);
-      }
-      _ => {}
+      Kind::Read(_) | Kind::Lock(_) | Kind::Walk | Kind::Clear | Kind::Ping => unreachable!("not scripted"),
     }
   }
 
@@ -471,11 +427,11 @@ fn index_key(prefix: &str, user: &str) -> Vec<u8> {
 /// The reply of a per-user op's script.
 pub(crate) fn reply(op: &Op, last: Value) -> Result<Reply> {
   let int = |v: &Value| -> Result<i64> { redis::from_redis_value_ref(v).map_err(parse_err) };
-  Ok(match op {
-    Op::Write(.., None, _) => Reply::Done,
-    Op::Write(..) | Op::Rotate(..) => Reply::Bool(int(&last)? > 0),
-    Op::RevokeUser(..) => Reply::Count(int(&last)?.max(0) as u64),
-    Op::SessionsOf(_) => {
+  Ok(match op.kind() {
+    Kind::Write(Put { cond: None, .. }) => Reply::Done,
+    Kind::Write(_) | Kind::Rotate(..) => Reply::Bool(int(&last)? > 0),
+    Kind::RevokeUser(..) => Reply::Count(int(&last)?.max(0) as u64),
+    Kind::SessionsOf(_) => {
       let flat: Vec<Value> = redis::from_redis_value(last).map_err(parse_err)?;
       let mut out = Vec::with_capacity(flat.len() / 3);
       let mut it = flat.into_iter();
@@ -487,7 +443,9 @@ pub(crate) fn reply(op: &Op, last: Value) -> Result<Reply> {
       }
       Reply::Page(String::new(), out)
     }
-    _ => return Err(StoreError::new(Code::Internal, format!("not a per-user op: {op:?}"))),
+    Kind::Read(_) | Kind::Remove(_) | Kind::Touch(..) | Kind::Lock(_) | Kind::Walk | Kind::Clear | Kind::Ping => {
+      return Err(StoreError::new(Code::Internal, format!("not a per-user op: {op:?}")))
+    }
   })
 }
 
@@ -503,7 +461,7 @@ pub(crate) fn lost_scripts() -> StoreError {
 #[cfg(test)]
 mod tests {
   use super::*;
-  use crate::backend::UserRules;
+  use crate::backend::{Cond, UserRules};
 
   fn cmds(rules: UserRules) -> Commands {
     Commands { prefix: "s:".into(), daemon: false, rules }
