@@ -33,22 +33,14 @@ use std::sync::LazyLock;
 use futures::future::join_all;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, Script, Value};
+use redis::{Cmd, Value};
 
 use super::commands::{cond, owner, span};
-use super::{parse_err, pttl_to_ttl, users, Commands, Key, RedisBackend};
+use super::users::{self, Lua, COMMON};
+use super::{parse_err, pttl_to_ttl, Commands, Key, RedisBackend};
 use crate::backend::{Kind, Op, Recode, Reply};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
-
-const PRELUDE: &str = r#"
-if redis.replicate_commands then redis.replicate_commands() end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local stamp = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local FOREVER = 9007199254740992
-local function fmt(n) return string.format('%.0f', n) end
-"#;
 
 /// A write on the session's slot. KEYS: session, meta. ARGV: value, ttl ms
 /// ('' none), cond ('', NX, XX), owner ('k' keep, 'a' anonymous, 'u' ..
@@ -66,15 +58,9 @@ if live then
   ends = m[2] and tonumber(m[2])
   bound = m[3] and tonumber(m[3])
 end
--- One with no end (written without maxLifetime) starts its lifetime now.
-if not ends and ARGV[5] ~= '' then
-  ends = now + tonumber(ARGV[5])
-end
-local user = old
-if ARGV[4] == 'a' then user = false elseif ARGV[4] ~= 'k' then user = string.sub(ARGV[4], 2) end
-local at = false
-if ARGV[2] ~= '' then at = now + tonumber(ARGV[2]) end
-if ends and (not at or at > ends) then at = ends end
+ends = end_of(ends, ARGV[5])
+local user = owner_of(ARGV[4], old)
+local at = expiry(ARGV[2], ends)
 if user then
   if old ~= user then bound = false end
   if ARGV[6] ~= '' then
@@ -109,10 +95,7 @@ const TOUCH: &str = r#"
 local sk, mk = KEYS[1], KEYS[2]
 if redis.call('EXISTS', sk) == 0 then return 0 end
 local m = redis.call('HMGET', mk, 'u', 'e', 'b')
-local at = false
-if ARGV[1] ~= '' then at = now + tonumber(ARGV[1]) end
-local ends = m[2] and tonumber(m[2])
-if ends and (not at or at > ends) then at = ends end
+local at = expiry(ARGV[1], m[2] and tonumber(m[2]))
 if m[1] then
   local bound = m[3] and tonumber(m[3])
   local filed = ARGV[2] ~= '' and ARGV[3] == m[1]
@@ -123,13 +106,7 @@ if m[1] then
   end
   redis.call('HSET', mk, 'b', fmt(bound))
 end
-if at then
-  redis.call('PEXPIREAT', sk, fmt(at))
-  redis.call('PEXPIREAT', mk, fmt(at))
-else
-  redis.call('PERSIST', sk)
-  redis.call('PERSIST', mk)
-end
+expire(at, sk, mk)
 return 1
 "#;
 
@@ -246,11 +223,6 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. fmt(now))
 return redis.call('ZRANGE', KEYS[1], 0, -1)
 "#;
 
-struct Lua {
-  code: String,
-  script: Script,
-}
-
 struct Scripts {
   write: Lua,
   touch: Lua,
@@ -265,10 +237,8 @@ struct Scripts {
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-  let s = |body: &str| {
-    let code = format!("{PRELUDE}{body}");
-    Lua { script: Script::new(&code), code }
-  };
+  // Each the common prelude (src/backend/redis/users.rs) and its body.
+  let s = |body: &str| Lua::new(&[COMMON, body]);
   Scripts {
     write: s(WRITE),
     touch: s(TOUCH),

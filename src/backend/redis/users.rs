@@ -35,19 +35,50 @@ use crate::backend::{Kind, Op, Owner, Put, Recode, Reply};
 use crate::error::{Code, Result, StoreError};
 use crate::expiry::now_ms;
 
-/// Helpers every script starts with. `ARGV[1]` is always the key prefix.
-const PRELUDE: &str = r#"
+/// What every per-user script starts with, on one server and on a
+/// cluster's nodes (src/backend/redis/cluster_users.rs): the server's
+/// clock, read once, and the rules of a write's end, owner and expiry.
+pub(super) const COMMON: &str = r#"
 -- Writes after TIME: Redis before 5 needs effects replication asked for.
 if redis.replicate_commands then redis.replicate_commands() end
-local P = ARGV[1]
-local function skey(id) return P .. id end
-local function mkey(id) return '\255meta:' .. P .. id end
-local function ukey(u) return '\255user:' .. P .. u end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local stamp = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local FOREVER = 9007199254740992
 local function fmt(n) return string.format('%.0f', n) end
+-- A session's absolute end; one with none (written without maxLifetime)
+-- starts its lifetime now when `life` (maxLifetime ms, '' none) is given.
+local function end_of(ends, life)
+  if not ends and life ~= '' then return now + tonumber(life) end
+  return ends
+end
+-- Whose a write leaves the session: 'k' keeps `old`, 'a' nobody's, 'u'..user.
+local function owner_of(arg, old)
+  if arg == 'a' then return false elseif arg ~= 'k' then return string.sub(arg, 2) end
+  return old
+end
+-- An expiry `ttl` ms from now ('' none), never past the absolute end.
+local function expiry(ttl, ends)
+  local at = false
+  if ttl ~= '' then at = now + tonumber(ttl) end
+  if ends and (not at or at > ends) then at = ends end
+  return at
+end
+-- The keys expire at `at` (epoch ms), or never.
+local function expire(at, ...)
+  for _, k in ipairs({...}) do
+    if at then redis.call('PEXPIREAT', k, fmt(at)) else redis.call('PERSIST', k) end
+  end
+end
+"#;
+
+/// Helpers every script on one server has after [`COMMON`]. `ARGV[1]` is
+/// always the key prefix.
+const PRELUDE: &str = r#"
+local P = ARGV[1]
+local function skey(id) return P .. id end
+local function mkey(id) return '\255meta:' .. P .. id end
+local function ukey(u) return '\255user:' .. P .. u end
 -- The index key lives as long as its longest-lived session.
 local function settle(idx)
   redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. fmt(now))
@@ -92,15 +123,9 @@ if live then
   ends = m[2] and tonumber(m[2])
   meta = old or ends
 end
--- One with no end (written without maxLifetime) starts its lifetime now.
-if not ends and ARGV[7] ~= '' then
-  ends = now + tonumber(ARGV[7])
-end
-local user = old
-if ARGV[6] == 'a' then user = false elseif ARGV[6] ~= 'k' then user = string.sub(ARGV[6], 2) end
-local at = false
-if ARGV[4] ~= '' then at = now + tonumber(ARGV[4]) end
-if ends and (not at or at > ends) then at = ends end
+ends = end_of(ends, ARGV[7])
+local user = owner_of(ARGV[6], old)
+local at = expiry(ARGV[4], ends)
 if old and old ~= user then
   redis.call('ZREM', ukey(old), id)
   settle(ukey(old))
@@ -169,17 +194,8 @@ const TOUCH: &str = r#"
 local id, sk, mk = ARGV[2], skey(ARGV[2]), mkey(ARGV[2])
 if redis.call('EXISTS', sk) == 0 then return 0 end
 local m = redis.call('HMGET', mk, 'u', 'e')
-local at = false
-if ARGV[3] ~= '' then at = now + tonumber(ARGV[3]) end
-local ends = m[2] and tonumber(m[2])
-if ends and (not at or at > ends) then at = ends end
-if at then
-  redis.call('PEXPIREAT', sk, fmt(at))
-  redis.call('PEXPIREAT', mk, fmt(at))
-else
-  redis.call('PERSIST', sk)
-  redis.call('PERSIST', mk)
-end
+local at = expiry(ARGV[3], m[2] and tonumber(m[2]))
+expire(at, sk, mk)
 if m[1] then
   redis.call('ZADD', ukey(m[1]), at and fmt(at) or fmt(FOREVER), id)
   settle(ukey(m[1]))
@@ -248,11 +264,19 @@ return 1
 
 /// One script: its source and its hash.
 pub(crate) struct Lua {
-  code: String,
-  script: Script,
+  pub(super) code: String,
+  pub(super) script: Script,
 }
 
-/// The scripts, each the prelude and its body, hashed once.
+impl Lua {
+  /// The script of `parts` (preludes, then its body), hashed once.
+  pub(super) fn new(parts: &[&str]) -> Lua {
+    let code = parts.concat();
+    Lua { script: Script::new(&code), code }
+  }
+}
+
+/// The scripts, each the preludes and its body.
 pub(crate) struct Scripts {
   write: Lua,
   remove: Lua,
@@ -263,10 +287,7 @@ pub(crate) struct Scripts {
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-  let s = |body: &str| {
-    let code = format!("{PRELUDE}{body}");
-    Lua { script: Script::new(&code), code }
-  };
+  let s = |body: &str| Lua::new(&[COMMON, PRELUDE, body]);
   Scripts { write: s(WRITE), remove: s(REMOVE), touch: s(TOUCH), sessions_of: s(SESSIONS_OF), revoke: s(REVOKE), rotate: s(ROTATE) }
 });
 
