@@ -91,17 +91,24 @@ fn unavailable(what: &str, after: Duration) -> StoreError {
 
 fn node_info(url: &str, cfg: &RedisConfig) -> Result<ConnectionInfo> {
   let info = url.into_connection_info().map_err(|e| StoreError::new(Code::InvalidOption, format!("Redis URL {url:?}: {e}")))?;
-  let mut settings = info.redis_settings().clone();
+  let settings = login(info.redis_settings().clone(), cfg, |s, u| s.set_username(u), |s, p| s.set_password(p), |s, db| s.set_db(db));
+  Ok(info.set_redis_settings(settings))
+}
+
+/// `to` with the store's username, password and db where it has them, each
+/// set by its setter (a node's settings and the Sentinel client's builder
+/// name them their own way).
+fn login<T>(mut to: T, cfg: &RedisConfig, user: impl Fn(T, &str) -> T, password: impl Fn(T, &str) -> T, db: impl Fn(T, i64) -> T) -> T {
   if let Some(u) = &cfg.username {
-    settings = settings.set_username(u);
+    to = user(to, u);
   }
   if let Some(p) = &cfg.password {
-    settings = settings.set_password(p);
+    to = password(to, p);
   }
-  if let Some(db) = cfg.db {
-    settings = settings.set_db(db);
+  if let Some(n) = cfg.db {
+    to = db(to, n);
   }
-  Ok(info.set_redis_settings(settings))
+  to
 }
 
 impl RedisBackend {
@@ -134,16 +141,14 @@ impl RedisBackend {
           .map(|s| s.as_str().into_connection_info().map(|i| i.addr().clone()))
           .collect::<std::result::Result<Vec<_>, _>>()
           .map_err(bad)?;
-        let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master).map_err(bad)?;
-        if let Some(u) = &cfg.username {
-          b = b.set_client_to_redis_username(u);
-        }
-        if let Some(p) = &cfg.password {
-          b = b.set_client_to_redis_password(p);
-        }
-        if let Some(db) = cfg.db {
-          b = b.set_client_to_redis_db(db);
-        }
+        let b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master).map_err(bad)?;
+        let mut b = login(
+          b,
+          &cfg,
+          |b, u| b.set_client_to_redis_username(u),
+          |b, p| b.set_client_to_redis_password(p),
+          |b, db| b.set_client_to_redis_db(db),
+        );
         if cfg.tls {
           b = b.set_client_to_redis_tls_mode(TlsMode::Secure);
         }
@@ -388,41 +393,32 @@ mod tests {
   use super::*;
   use crate::backend::{Ops, UserRules};
 
-  #[test]
-  fn bad_url_is_an_option_error() {
-    let cfg = RedisConfig {
-      topology: Topology::Single("http://nope".into()),
+  /// A plain store of one server at `url`, both timeouts `ms`.
+  fn config(url: &str, ms: u64) -> RedisConfig {
+    RedisConfig {
+      topology: Topology::Single(url.into()),
       username: None,
       password: None,
       db: None,
       prefix: "s:".into(),
-      connect_timeout: Duration::from_secs(1),
-      command_timeout: Duration::from_secs(1),
+      connect_timeout: Duration::from_millis(ms),
+      command_timeout: Duration::from_millis(ms),
       tls: false,
       tls_certs: None,
       daemon: false,
       rules: UserRules::default(),
-    };
-    assert_eq!(RedisBackend::new(cfg).err().unwrap().code, Code::InvalidOption);
+    }
+  }
+
+  #[test]
+  fn bad_url_is_an_option_error() {
+    assert_eq!(RedisBackend::new(config("http://nope", 1000)).err().unwrap().code, Code::InvalidOption);
   }
 
   #[tokio::test]
   async fn server_down_fails_fast_with_unavailable() {
     // Port 1 on loopback: nothing listens there.
-    let cfg = RedisConfig {
-      topology: Topology::Single("redis://127.0.0.1:1".into()),
-      username: None,
-      password: None,
-      db: None,
-      prefix: "s:".into(),
-      connect_timeout: Duration::from_millis(300),
-      command_timeout: Duration::from_millis(300),
-      tls: false,
-      tls_certs: None,
-      daemon: false,
-      rules: UserRules::default(),
-    };
-    let b = RedisBackend::new(cfg).unwrap();
+    let b = RedisBackend::new(config("redis://127.0.0.1:1", 300)).unwrap();
     let t = std::time::Instant::now();
     assert_eq!(b.get("x").await.unwrap_err().code, Code::StoreUnavailable);
     assert!(t.elapsed() < Duration::from_secs(2));
