@@ -18,28 +18,27 @@ const { fromNative, settled } = require('../lib/errors')
 const USAGE = `usage: rs-store-daemon [--max-value-bytes N] <port | socket-path> [storage-dir]
        rs-store-daemon --lock <port | socket-path>`
 
+/** The native config (src/binding/daemon.rs): where it listens, what it keeps, its bound. */
 function parseArgs(argv) {
   const positional = []
-  const config = {}
+  let lockOnly = false
+  let maxValueBytes
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '-h' || a === '--help') return { help: true }
-    if (a === '--lock') config.lockOnly = true
+    if (a === '--lock') lockOnly = true
     else if (a === '--max-value-bytes') {
-      const n = Number(argv[++i])
-      if (!Number.isInteger(n) || n < 1) return null
-      config.maxValueBytes = n
+      maxValueBytes = Number(argv[++i])
+      if (!Number.isInteger(maxValueBytes) || maxValueBytes < 1) return null
     } else if (a.startsWith('-')) return null
     else positional.push(a)
   }
-  if (positional.length < 1 || positional.length > (config.lockOnly ? 1 : 2)) return null
-  const [listen, dir] = positional
-  if (/^\d+$/.test(listen)) {
-    config.port = Number(listen)
-    if (config.port > 65535) return null
-  } else config.socket = path.resolve(listen)
-  if (dir !== undefined) config.dir = path.resolve(dir)
-  return { config }
+  if (positional.length < 1 || positional.length > (lockOnly ? 1 : 2)) return null
+  const [where, dir] = positional
+  if (/^\d+$/.test(where) && Number(where) > 65535) return null
+  const listen = /^\d+$/.test(where) ? { kind: 'port', port: Number(where) } : { kind: 'socket', path: path.resolve(where) }
+  const storage = lockOnly ? { kind: 'locks' } : dir !== undefined ? { kind: 'dir', dir: path.resolve(dir) } : { kind: 'memory' }
+  return { config: { listen, storage, maxValueBytes } }
 }
 
 /** Runs the daemon with `argv` (also `rs-store daemon …`, in the CLI's own process); it exits the process when stopped. */
@@ -58,7 +57,7 @@ async function main(argv) {
     console.error(`rs-store-daemon: ${err.code}: ${err.message}`)
     process.exit(1)
   }
-  const mode = config.lockOnly ? 'locks only' : config.dir ? `storage in ${config.dir}` : 'storage in memory'
+  const mode = { locks: 'locks only', dir: `storage in ${config.storage.dir}`, memory: 'storage in memory' }[config.storage.kind]
   console.log(`rs-store-daemon listening on ${server.address} (${mode})`)
   // The server runs on native threads; this timer keeps Node alive for it.
   const keepAlive = setInterval(() => {}, 2 ** 30)

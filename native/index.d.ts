@@ -102,22 +102,31 @@ export declare function checkJson(text: string): void
 
 /** Where and how the daemon serves. */
 export interface DaemonConfig {
-  /** TCP port on 127.0.0.1 (0: any free port). */
-  port?: number
-  /** UNIX socket path (instead of a port). */
-  socket?: string
-  /**
-   * Storage directory: sessions persist there (file backend) across
-   * restarts. Without it they live in the daemon's memory.
-   */
-  dir?: string
-  /** Serve locks only (`--lock`). */
-  lockOnly?: boolean
+  listen: DaemonListen
+  storage: DaemonStorage
   /** Largest session value accepted, in bytes (default 2 MiB). */
   maxValueBytes?: number
   /** How often expired sessions are deleted (default 60000 ms). */
   sweepIntervalMs?: number
 }
+
+/**
+ * Where the daemon listens: a TCP port on 127.0.0.1 (0: any free port),
+ * or a UNIX socket.
+ */
+export type DaemonListen =
+  | { kind: 'port'; port: number }
+  | { kind: 'socket'; path: string }
+
+/**
+ * What the daemon keeps: sessions in its memory, sessions in a directory
+ * (the file backend: they persist across restarts), or locks only
+ * (`--lock`).
+ */
+export type DaemonStorage =
+  | { kind: 'memory' }
+  | { kind: 'dir'; dir: string }
+  | { kind: 'locks' }
 
 /**
  * A store over an I/O backend (files, Redis over the redis crate's

@@ -16,19 +16,30 @@ use crate::error::{Code, Result, StoreError};
 /// Where and how the daemon serves.
 #[napi(object)]
 pub struct DaemonConfig {
-  /// TCP port on 127.0.0.1 (0: any free port).
-  pub port: Option<u32>,
-  /// UNIX socket path (instead of a port).
-  pub socket: Option<String>,
-  /// Storage directory: sessions persist there (file backend) across
-  /// restarts. Without it they live in the daemon's memory.
-  pub dir: Option<String>,
-  /// Serve locks only (`--lock`).
-  pub lock_only: Option<bool>,
+  pub listen: DaemonListen,
+  pub storage: DaemonStorage,
   /// Largest session value accepted, in bytes (default 2 MiB).
   pub max_value_bytes: Option<f64>,
   /// How often expired sessions are deleted (default 60000 ms).
   pub sweep_interval_ms: Option<u32>,
+}
+
+/// Where the daemon listens: a TCP port on 127.0.0.1 (0: any free port),
+/// or a UNIX socket.
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum DaemonListen {
+  Port { port: u32 },
+  Socket { path: String },
+}
+
+/// What the daemon keeps: sessions in its memory, sessions in a directory
+/// (the file backend: they persist across restarts), or locks only
+/// (`--lock`).
+#[napi(discriminant = "kind", discriminant_case = "lowercase")]
+pub enum DaemonStorage {
+  Memory,
+  Dir { dir: String },
+  Locks,
 }
 
 /// A running daemon.
@@ -62,17 +73,16 @@ pub async fn start_daemon(config: DaemonConfig) -> napi::Result<Settled<DaemonSe
 
 async fn start(config: DaemonConfig) -> Result<DaemonServer> {
   let opt = |m: &str| StoreError::new(Code::InvalidOption, m);
-  let listen = match (config.port, config.socket) {
-    (Some(p), None) if p <= 65535 => Listen::Port(p as u16),
-    (None, Some(s)) if !s.is_empty() => Listen::Socket(s.into()),
+  let listen = match config.listen {
+    DaemonListen::Port { port } if port <= 65535 => Listen::Port(port as u16),
+    DaemonListen::Socket { path } if !path.is_empty() => Listen::Socket(path.into()),
     _ => return Err(opt("give either a port (0-65535) or a socket path")),
   };
   let report: Report = Arc::new(|e: StoreError| eprintln!("rs-store-daemon: {}: {}", e.code.as_str(), e.message));
   let sweep = crate::options::ms_or(config.sweep_interval_ms, crate::options::SWEEP_STORED_MS);
-  let storage: Option<Arc<dyn Backend>> = match (config.lock_only.unwrap_or(false), config.dir) {
-    (true, Some(_)) => return Err(opt("a lock-only daemon keeps no sessions: drop the storage directory")),
-    (true, None) => None,
-    (false, Some(dir)) => Some(Arc::new(FileBackend::new(FileOptions {
+  let storage: Option<Arc<dyn Backend>> = match config.storage {
+    DaemonStorage::Locks => None,
+    DaemonStorage::Dir { dir } => Some(Arc::new(FileBackend::new(FileOptions {
       dir: dir.into(),
       fast_reads: false, // no JS thread to spare a hop for here
       durable: false,
@@ -82,7 +92,7 @@ async fn start(config: DaemonConfig) -> Result<DaemonServer> {
       inline_small_batches: false, // the daemon's runtime is shared by its connections
       rules: Default::default(),
     })?)),
-    (false, None) => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
+    DaemonStorage::Memory => Some(Arc::new(MemoryBackend::new(MemoryOptions { sweep_interval: Some(sweep), ..Default::default() })?)),
   };
   let max_value = match config.max_value_bytes {
     None => crate::daemon::MAX_VALUE_BYTES,

@@ -31,7 +31,7 @@ mod wire_store;
 
 pub use self::redis::{redis_wire_store, RedisStoreConfig};
 pub use async_store::{dispatch_store, AsyncStore, DispatchStoreConfig};
-pub use daemon::{start_daemon, DaemonConfig, DaemonServer};
+pub use daemon::{start_daemon, DaemonConfig, DaemonListen, DaemonServer, DaemonStorage};
 pub use file::{FileStoreConfig, READ_CACHE_BYTES};
 pub use info::{addon_version, check_json, error_codes};
 pub use memory::{dummy_store, memory_store, MemoryStoreOptions};
