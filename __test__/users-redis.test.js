@@ -180,6 +180,17 @@ for (const [kind, extra] of Object.entries(kinds)) {
     await store.close()
   })
 
+  test(`${kind}: maxSessionsPerUser lowered since the sessions were written: the user's next write, a rewrite too, trims to the cap`, async () => {
+    const store = make({ userOf })
+    for (let i = 0; i < 5; i++) await store.set(`s${i}`, { user: 'ada', i }, HOUR)
+    const capped = rs.redis({ url: server.url, prefix: store.prefix, userOf, maxSessionsPerUser: 2, ...extra() })
+    await capped.set('s1', { user: 'ada', again: true }, HOUR)
+    assert.deepEqual(await ids(store, 'ada'), ['s1', 's4'], 'the most recently written two')
+    assert.equal(await store.length(), 2)
+    await capped.close()
+    await store.close()
+  })
+
   test(`${kind}: maxLifetime: no update, replace or set extends a session past its absolute end`, async () => {
     const store = make({ userOf, timeoutUnit: 's', maxLifetime: 2 })
     const start = Date.now()

@@ -152,14 +152,15 @@ if user then
   local idx = ukey(user)
   local pt = redis.call('PTTL', idx)
   if redis.call('ZADD', idx, at and fmt(at) or fmt(FOREVER), id) == 1 then
-    -- A new entry: the index drops its expired ones, and holds every live
-    -- session of the user (maybe stale entries too): no more entries than
-    -- the cap, nothing to evict or read.
+    -- A new entry: the index drops its expired ones.
     redis.call('ZREMRANGEBYSCORE', idx, '-inf', '(' .. fmt(now))
-    if ARGV[8] ~= '' and redis.call('ZCARD', idx) > tonumber(ARGV[8]) then
-      local l = live_of(idx, user)
-      for i = 1, #l - tonumber(ARGV[8]) do drop(l[i][1], user) end
-    end
+  end
+  -- The index holds every live session of the user (maybe stale entries
+  -- too): no more entries than the cap, nothing to evict or read. Every
+  -- write checks, so a cap lowered since trims at the user's next write.
+  if ARGV[8] ~= '' and redis.call('ZCARD', idx) > tonumber(ARGV[8]) then
+    local l = live_of(idx, user)
+    for i = 1, #l - tonumber(ARGV[8]) do drop(l[i][1], user) end
   end
   -- The index lives at least as long as the session: a later expiry is
   -- kept, a persistent index (one with a session without expiry, or none
