@@ -107,17 +107,13 @@ impl Commands {
     let span = |at: &u64| at.saturating_sub(now).max(1);
     match op {
       Op::Get(id) => cmd!("GET", key(id)),
-      Op::Set(id, value, exp) | Op::SetIf(id, value, exp, _) => {
-        cmd.clear();
-        cmd.arg("SET").arg(key(id)).arg(&value[..]);
-        match op {
-          Op::SetIf(.., Cond::Absent) => cmd.arg("NX"),
-          Op::SetIf(.., Cond::Present) => cmd.arg("XX"),
-          _ => &mut *cmd,
-        };
-        if let Some(at) = exp {
-          cmd.arg("PX").arg(span(at));
-        }
+      Op::Set(id, value, exp) => {
+        self.set(id, value, *exp, None, now, cmd);
+        f(cmd);
+        1
+      }
+      Op::SetIf(id, value, exp, c) => {
+        self.set(id, value, *exp, Some(*c), now, cmd);
         f(cmd);
         1
       }
@@ -137,6 +133,18 @@ impl Commands {
       // Scripts (above).
       Op::Write(..) | Op::SessionsOf(_) | Op::RevokeUser(..) | Op::Rotate(..) => 0,
       Op::Ping => cmd!("PING"),
+    }
+  }
+
+  /// `SET <prefix><id> value [NX|XX] [PX ms]` into `cmd` (cleared first).
+  fn set(&self, id: &str, value: &[u8], exp: Option<u64>, c: Option<Cond>, now: u64, cmd: &mut Cmd) {
+    cmd.clear();
+    cmd.arg("SET").arg(Key(&self.prefix, id)).arg(value);
+    if c.is_some() {
+      cmd.arg(cond(c));
+    }
+    if let Some(at) = exp {
+      cmd.arg("PX").arg(at.saturating_sub(now).max(1));
     }
   }
 
@@ -289,6 +297,21 @@ pub(super) fn escape_glob(s: &str) -> String {
 #[cfg(test)]
 mod tests {
   use super::*;
+
+  #[test]
+  fn plain_writes_are_one_set() {
+    let cmds = Commands { prefix: "s:".into(), daemon: false, rules: UserRules::default() };
+    let args = |op: Op| {
+      let mut packed = Vec::new();
+      assert_eq!(cmds.each(&op, 9_000, &mut Cmd::new(), |c| packed.push(c.get_packed_command())), 1);
+      let v: Vec<Vec<u8>> = redis::from_redis_value(redis::parse_redis_value(&packed[0]).unwrap()).unwrap();
+      v.into_iter().map(|a| String::from_utf8(a).unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(args(Op::Set("a".into(), b"{}".to_vec(), Some(10_000))), ["SET", "s:a", "{}", "PX", "1000"]);
+    assert_eq!(args(Op::Set("a".into(), b"{}".to_vec(), None)), ["SET", "s:a", "{}"]);
+    assert_eq!(args(Op::SetIf("a".into(), b"{}".to_vec(), None, Cond::Absent)), ["SET", "s:a", "{}", "NX"]);
+    assert_eq!(args(Op::SetIf("a".into(), b"{}".to_vec(), Some(8_000), Cond::Present)), ["SET", "s:a", "{}", "XX", "PX", "1"]);
+  }
 
   #[test]
   fn glob_escape() {
