@@ -14,7 +14,7 @@ use super::store_core::{charged, reporter_of, Core, OnReport};
 use super::wire_store::WireStore;
 use crate::backend::redis::{Commands, RedisBackend, RedisConfig, Topology};
 use crate::backend::Report;
-use crate::engine::wire::Wire;
+use crate::backend::redis::wire::Wire;
 use crate::error::Code;
 use crate::options::{client_tls, ms_or, SessionOptions, REDIS_TIMEOUT_MS};
 

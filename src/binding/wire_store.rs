@@ -1,7 +1,7 @@
 //! A Redis store (one server, or rs-store's session daemon) whose socket is
 //! on the JS thread (`lib/redis-wire.js`): calls are queued (`wire_q`) and
 //! packed into RESP (`wire_pack`), and the socket's reads are parsed
-//! (`wire_feed`), by the redis crate ([`crate::engine::wire`]). A type of
+//! (`wire_feed`), by the redis crate ([`crate::backend::redis::wire`]). A type of
 //! its own, not a mode of [`super::AsyncStore`]: it has no dispatcher to
 //! flush to, and a dispatcher store has no socket to feed, so neither can
 //! be handed the other's calls (napi checks an External's type).
@@ -16,7 +16,7 @@ use super::reply::{decoded, JsReply};
 use super::store_core::Queue;
 use super::text::call_fn;
 use super::Core;
-use crate::engine::wire::Wire;
+use crate::backend::redis::wire::Wire;
 use crate::error::{Code, StoreError};
 
 /// A store whose Redis connection is a socket on the JS thread, handed to
