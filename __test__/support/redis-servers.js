@@ -105,6 +105,30 @@ async function startSentinel(name = 'mymaster') {
     /** The sentinel's log (for a failure's message). */
     log: () => fs.readFileSync(path.join(dir, 'sentinel.log'), 'utf8'),
     masterPort: async () => Number((await cli(port, 'sentinel', 'get-master-addr-by-name', name)).split('\n')[1]),
+    /**
+     * A planned SENTINEL FAILOVER: resolves once the replica is master and
+     * the old master is its synced replica. A failover the sentinel gave up
+     * (a slow promotion on a busy machine) is asked for again.
+     */
+    failover: async () => {
+      const ask = async () => {
+        const out = await cli(port, 'sentinel', 'failover', name)
+        if (!/OK/.test(out)) throw new Error(`SENTINEL FAILOVER ${name}: ${out}`)
+      }
+      await ask()
+      let again = Date.now() + 15_000
+      await waitFor('the switch', async () => {
+        if ((await sentinel.masterPort()) === replica.port) return true
+        if (Date.now() > again) {
+          again = Date.now() + 15_000
+          await ask()
+        }
+        return false
+      }, 60_000).catch((e) => {
+        throw new Error(`${e.message}; the sentinel's log:\n${sentinel.log().split('\n').slice(-30).join('\n')}`)
+      })
+      await waitFor('the old master demoted and resynced', async () => /role:slave[\s\S]*master_link_status:up/.test(await master.cli('info', 'replication')), 60_000)
+    },
     stop: async () => {
       if (proc.exitCode === null && proc.signalCode === null) {
         const exited = new Promise((r) => proc.once('exit', r))
